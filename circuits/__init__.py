@@ -1,0 +1,6 @@
+"""Circuit-discovery graph engine for transformer language models."""
+
+from circuits.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "DEFAULT_MODEL", "LoadedModel", "list_models", "load_model"]

@@ -1,0 +1,353 @@
+"""One harness for every scoring and evaluation method.
+
+It reads and writes the computation graph of :mod:`circuits.graph` through the
+standard hook points of a TransformerLens 4 ``TransformerBridge``:
+
+- senders: ``blocks.0.hook_resid_pre`` (the input embedding, with position
+  embeddings where the model has them), each head's output
+  ``z_h W_O^h`` from ``blocks.{l}.attn.hook_z``, and ``blocks.{l}.hook_mlp_out``;
+- receivers: a head's q/k/v input is the residual stream that its own copy of
+  the attention norm and projection reads. TransformerLens's split-input mode
+  materialises that per-head copy but costs about 25x a forward here, so the
+  harness does the same arithmetic itself: the gradient with respect to head
+  ``h``'s query input is ``J_norm(x)^T W_Q^h dm/dq_h``, with ``dm/dq_h`` read at
+  ``blocks.{l}.attn.hook_q`` and the norm's Jacobian applied by re-running the
+  layer's own norm module on per-head copies of its input; a patched input is
+  applied by recomputing ``norm(x + delta_h) W_Q^h + b_Q^h`` at the same hook.
+  An MLP's input is read at ``blocks.{l}.ln2.hook_in`` and the logits' input
+  at ``ln_final.hook_in``; both feed nothing but their norm.
+
+The residual stream is exactly the sum of the sender outputs (plus constant
+biases), which is what makes edge interventions exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from circuits.graph import GraphShape
+from circuits.vocab import InputError
+
+__all__ = ["Harness", "DeltaFn", "frozen_weights"]
+
+# delta(layer, kind) -> added input: [rows, pos, n, d] for kind q/k/v (one per
+# receiver head), [rows, pos, d] for "mlp" and "logits"; None for no change.
+DeltaFn = Callable[[int, str], Tensor | None]
+
+
+@contextlib.contextmanager
+def frozen_weights(module: torch.nn.Module) -> Iterator[None]:
+    """Turn off weight gradients: the engine only differentiates activations."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@dataclass
+class _LayerWeights:
+    W_Q: Tensor  # [n_heads, d_model, d_head]
+    W_K: Tensor  # [n_kv, d_model, d_head]
+    W_V: Tensor
+    W_O: Tensor  # [n_heads, d_head, d_model]
+    b_Q: Tensor | None  # [n_heads, d_head]
+    b_K: Tensor | None
+    b_V: Tensor | None
+
+
+def _maybe(tensor: Any) -> Tensor | None:
+    return None if tensor is None else tensor.detach()
+
+
+class Harness:
+    """Hooks a loaded model for sender capture, receiver gradients and patching."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.bridge = model.bridge
+        self.shape = GraphShape.of(model)
+        self._check_architecture()
+        self.layers = []
+        for block in self.bridge.blocks:
+            attn = block.attn
+            self.layers.append(_LayerWeights(
+                attn.W_Q.detach(), attn.W_K.detach(), attn.W_V.detach(), attn.W_O.detach(),
+                _maybe(attn.b_Q), _maybe(attn.b_K), _maybe(attn.b_V),
+            ))  # fmt: skip
+
+    def _check_architecture(self) -> None:
+        names = set(self.bridge.hook_dict)
+        needed = ["blocks.0.hook_resid_pre", "ln_final.hook_in"]
+        for layer in range(self.shape.n_layers):
+            needed += [f"blocks.{layer}.{n}" for n in (
+                "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "hook_mlp_out",
+                "ln1.hook_in", "ln2.hook_in")]  # fmt: skip
+        missing = [n for n in needed if n not in names]
+        if missing:
+            raise InputError(
+                f"model {self.model.name!r} lacks the hook points the engine reads "
+                f"(pre-norm decoder blocks): missing {missing[:4]}"
+            )
+
+    # ------------------------------------------------------------ forwards
+
+    def _sender_hooks(self, buffer: Tensor, input_fn: Callable[[Tensor], Tensor] | None,
+                      start_layer: int = 0) -> list[tuple[str, Callable[..., Any]]]:  # fmt: skip
+        shape = self.shape
+        hooks: list[tuple[str, Callable[..., Any]]] = []
+
+        def on_input(x: Tensor, hook: Any) -> Tensor:
+            if input_fn is not None:
+                x = input_fn(x)
+            buffer[:, :, 0] = x.detach()
+            return x
+
+        if start_layer == 0:
+            hooks.append(("blocks.0.hook_resid_pre", on_input))
+        for layer in range(start_layer, shape.n_layers):
+            first = shape.head_sender(layer, 0)
+            W_O = self.layers[layer].W_O
+
+            def on_z(z: Tensor, hook: Any, first: int = first, W_O: Tensor = W_O) -> Tensor:
+                buffer[:, :, first : first + shape.n_heads] = torch.einsum("bphe,hed->bphd", z, W_O)
+                return z
+
+            def on_mlp(out: Tensor, hook: Any, index: int = shape.mlp_sender(layer)) -> Tensor:
+                buffer[:, :, index] = out
+                return out
+
+            hooks.append((f"blocks.{layer}.attn.hook_z", on_z))
+            hooks.append((f"blocks.{layer}.hook_mlp_out", on_mlp))
+        return hooks
+
+    def new_buffer(self, tokens: Tensor, *, grad: bool = False) -> Tensor:
+        batch, pos = tokens.shape[:2]
+        d = int(self.model.cfg.d_model)
+        return torch.zeros(batch, pos, self.shape.n_senders, d, device=tokens.device,
+                           dtype=self._dtype(), requires_grad=False)  # fmt: skip
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.bridge.parameters()).dtype
+
+    @torch.no_grad()
+    def senders(self, tokens: Tensor) -> tuple[Float[Tensor, "batch pos sender d"], Tensor]:
+        """Every sender's output on ``tokens``, and the logits."""
+        buffer = self.new_buffer(tokens)
+        with self.bridge.hooks(fwd_hooks=self._sender_hooks(buffer, None)):
+            logits = self.bridge(tokens)
+        return buffer, logits
+
+    def input_embedding(self, tokens: Tensor) -> Tensor:
+        """The input sender's output (``blocks.0.hook_resid_pre``) on ``tokens``."""
+        store: dict[str, Tensor] = {}
+
+        def grab(x: Tensor, hook: Any) -> Tensor:
+            store["x"] = x.detach()
+            raise _Stop
+
+        with torch.no_grad(), self.bridge.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", grab)]):
+            with contextlib.suppress(_Stop):
+                self.bridge(tokens)
+        return store["x"]
+
+    def gradients(
+        self,
+        tokens: Tensor,
+        metric: Callable[[Tensor], Tensor],
+        last: Tensor,
+        *,
+        input_value: Tensor | None = None,
+        buffer: Tensor | None = None,
+    ) -> tuple[Float[Tensor, "batch pos receiver d"], Tensor]:
+        """Gradient of the mean metric with respect to every receiver's input.
+
+        ``input_value`` replaces the input embedding (EAP-IG's interpolation
+        points); ``buffer``, when given, receives the senders' outputs.
+        Returns the gradients stacked in receiver order, and the metric values.
+        """
+        shape = self.shape
+        store: dict[str, Tensor] = {}
+        hooks: list[tuple[str, Callable[..., Any]]] = []
+
+        def set_input(x: Tensor) -> Tensor:
+            value = x if input_value is None else input_value.to(x.dtype)
+            return value.detach().clone().requires_grad_(True)
+
+        if buffer is not None:
+            hooks += [(n, _detaching(f)) for n, f in self._sender_hooks(buffer, set_input)]
+        else:
+            hooks.append(("blocks.0.hook_resid_pre", lambda x, hook: set_input(x)))
+
+        def keep(name: str, clone: bool) -> Callable[..., Tensor]:
+            def hook(x: Tensor, hook: Any) -> Tensor:
+                if clone:
+                    x = x.clone()
+                store[name] = x
+                return x
+            return hook
+
+        for layer in range(shape.n_layers):
+            for kind in "qkv":
+                name = f"blocks.{layer}.attn.hook_{kind}"
+                hooks.append((name, keep(name, False)))
+            name = f"blocks.{layer}.ln1.hook_in"
+            hooks.append((name, keep(name, False)))
+            name = f"blocks.{layer}.ln2.hook_in"
+            hooks.append((name, keep(name, True)))
+        hooks.append(("ln_final.hook_in", keep("ln_final.hook_in", True)))
+
+        with torch.enable_grad(), frozen_weights(self.bridge), self.bridge.hooks(fwd_hooks=hooks):
+            logits = self.bridge(tokens)
+            rows = torch.arange(tokens.shape[0], device=tokens.device)
+            values = metric(logits[rows, last])
+            wanted = []
+            for layer in range(shape.n_layers):
+                wanted += [store[f"blocks.{layer}.attn.hook_{k}"] for k in "qkv"]
+                wanted.append(store[f"blocks.{layer}.ln2.hook_in"])
+            wanted.append(store["ln_final.hook_in"])
+            grads = torch.autograd.grad(values.mean(), wanted, allow_unused=True)
+        return self._receiver_grads(store, list(grads), tokens), values.detach()
+
+    def _receiver_grads(self, store: dict[str, Tensor], grads: list[Tensor | None],
+                        tokens: Tensor) -> Tensor:  # fmt: skip
+        shape = self.shape
+        batch, pos = tokens.shape[:2]
+        d = int(self.model.cfg.d_model)
+        out = torch.zeros(batch, pos, shape.n_receivers, d, dtype=self._dtype(), device=tokens.device)
+        for layer in range(shape.n_layers):
+            w = self.layers[layer]
+            gq, gk, gv, gmlp = grads[4 * layer : 4 * layer + 4]
+            parts = []
+            for g, W in ((gq, w.W_Q), (gk, w.W_K), (gv, w.W_V)):
+                if g is None:
+                    g = torch.zeros(batch, pos, W.shape[0], W.shape[2], dtype=W.dtype)
+                parts.append(torch.einsum("bphe,hde->bphd", g, W))
+            per_head = torch.cat(parts, dim=2)
+            x = store[f"blocks.{layer}.ln1.hook_in"].detach()
+            cols = shape.attn_receivers(layer)
+            out[:, :, cols] = _norm_vjp(self.bridge.blocks[layer].ln1, x, per_head)
+            if gmlp is not None:
+                out[:, :, shape.mlp_receiver(layer)] = gmlp
+        if grads[-1] is not None:
+            out[:, :, shape.logits_receiver] = grads[-1]
+        return out
+
+    # ------------------------------------------------------------ patching
+
+    def patched(
+        self,
+        tokens_or_resid: Tensor,
+        delta: DeltaFn,
+        *,
+        start_layer: int = 0,
+        capture: Tensor | None = None,
+    ) -> Tensor:
+        """A forward where receiver inputs get ``delta(layer, kind)`` added.
+
+        With ``start_layer > 0`` the input is the residual stream entering
+        that layer (``blocks.{start_layer}.hook_resid_pre``), so a shared clean
+        prefix is not recomputed. ``capture`` (a sender buffer) is filled with
+        the senders' current outputs as the forward goes, so ``delta`` may
+        read them. Returns the logits.
+        """
+        shape = self.shape
+        store: dict[str, Tensor] = {}
+        hooks: list[tuple[str, Callable[..., Any]]] = []
+        if capture is not None:
+            hooks += self._sender_hooks(capture, None, start_layer)
+        for layer in range(start_layer, shape.n_layers):
+            ln1 = self.bridge.blocks[layer].ln1
+            w = self.layers[layer]
+
+            def keep_x(x: Tensor, hook: Any, layer: int = layer) -> Tensor:
+                store[f"x{layer}"] = x
+                return x
+
+            hooks.append((f"blocks.{layer}.ln1.hook_in", keep_x))
+            for kind, W, b in (("q", w.W_Q, w.b_Q), ("k", w.W_K, w.b_K), ("v", w.W_V, w.b_V)):
+
+                def on_proj(out: Tensor, hook: Any, layer: int = layer, kind: str = kind,
+                            W: Tensor = W, b: Tensor | None = b, ln1: Any = ln1) -> Tensor:  # fmt: skip
+                    add = delta(layer, kind)
+                    if add is None:
+                        return out
+                    x = store[f"x{layer}"]
+                    normed = _call_unhooked(ln1, x[:, :, None, :] + add)
+                    new = torch.einsum("bphd,hde->bphe", normed, W)
+                    return new + b if b is not None else new
+
+                hooks.append((f"blocks.{layer}.attn.hook_{kind}", on_proj))
+
+            def on_mlp_in(x: Tensor, hook: Any, layer: int = layer) -> Tensor:
+                add = delta(layer, "mlp")
+                return x if add is None else x + add
+
+            hooks.append((f"blocks.{layer}.ln2.hook_in", on_mlp_in))
+
+        def on_logits(x: Tensor, hook: Any) -> Tensor:
+            add = delta(shape.n_layers, "logits")
+            return x if add is None else x + add
+
+        hooks.append(("ln_final.hook_in", on_logits))
+        with torch.no_grad(), self.bridge.hooks(fwd_hooks=hooks):
+            if start_layer == 0:
+                return self.bridge(tokens_or_resid)
+            return self.bridge(tokens_or_resid, start_at_layer=start_layer)
+
+    @torch.no_grad()
+    def residual_before(self, tokens: Tensor, layer: int) -> Tensor:
+        """The residual stream entering ``layer`` on ``tokens``."""
+        if layer >= self.shape.n_layers:
+            name = "ln_final.hook_in"
+        else:
+            name = f"blocks.{layer}.hook_resid_pre"
+        store: dict[str, Tensor] = {}
+
+        def grab(x: Tensor, hook: Any) -> Tensor:
+            store["x"] = x.detach().clone()
+            raise _Stop
+
+        with self.bridge.hooks(fwd_hooks=[(name, grab)]), contextlib.suppress(_Stop):
+            self.bridge(tokens)
+        return store["x"]
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward early."""
+
+
+def _detaching(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a sender hook so it stores detached values but returns the live tensor."""
+
+    def hook(x: Tensor, hook: Any) -> Tensor:
+        with torch.no_grad():
+            result = fn(x, hook)
+        return result
+
+    return hook
+
+
+def _norm_vjp(norm: torch.nn.Module, x: Tensor, grad_out: Tensor) -> Tensor:
+    """``J_norm(x)^T g`` for per-head copies: ``x`` is [b,p,d], ``grad_out`` [b,p,n,d]."""
+    copies = x[:, :, None, :].expand_as(grad_out).contiguous().requires_grad_(True)
+    with torch.enable_grad():
+        y = _call_unhooked(norm, copies)
+        (grad,) = torch.autograd.grad(y, copies, grad_out)
+    return grad
+
+
+def _call_unhooked(norm: torch.nn.Module, x: Tensor) -> Tensor:
+    """Apply a bridge norm component to a per-head tensor, bypassing its hook points."""
+    inner = getattr(norm, "original_component", None)
+    return inner(x) if inner is not None else norm(x)

@@ -1,0 +1,302 @@
+"""Edge and node scores: EAP, EAP-IG and exact activation patching.
+
+Formulas (DESIGN.md section 4), with ``Δa_u = a_u(ablated) − a_u(clean)``:
+
+- EAP: ``s(u→v) = Σ_pos Δa_u · ∂m/∂in_v`` on the clean run, averaged over
+  pairs: one ablated forward, one clean forward and backward, and one matrix
+  product per layer over all senders and receivers.
+- EAP-IG (inputs): the same ``Δa_u`` with the gradient averaged over ``m``
+  points ``x_abl + (k/m)(x_clean − x_abl)``, ``k = 1..m``, of the input
+  embedding. The last point is the clean run itself, so ``m = 1`` is EAP.
+- exact: ``m(in_v(clean) + Δa_u) − m(clean)``, one edge per batch row, each
+  row starting from the clean residual stream below the receiver's layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from circuits.attribution.harness import Harness
+from circuits.attribution.metrics import MetricFn, make_metric
+from circuits.data import PairBatch
+from circuits.graph import GraphShape, edge_mask
+from circuits.vocab import Ablation, InputError, Metric
+
+__all__ = [
+    "ablated_senders",
+    "mean_senders",
+    "attribute_edges",
+    "exact_edges",
+    "exact_nodes",
+    "edge_products",
+]
+
+log = logging.getLogger(__name__)
+
+
+def mean_senders(harness: Harness, batch: PairBatch) -> Tensor:
+    """Every sender's output averaged over the real positions of the clean prompts: [S, d]."""
+    buffer, _ = harness.senders(batch.clean.to(harness.model.device))
+    mask = batch.mask.to(buffer.device)[:, :, None, None].to(buffer.dtype)
+    return (buffer * mask).sum((0, 1)) / mask.sum()
+
+
+def ablated_senders(
+    harness: Harness, batch: PairBatch, ablation: Ablation, means: Tensor | None = None
+) -> Tensor:
+    """The values removed edges carry, for every sender: [batch, pos, S, d]."""
+    ablation = Ablation(ablation)
+    device = harness.model.device
+    if ablation is Ablation.COUNTERFACTUAL:
+        buffer, _ = harness.senders(batch.corrupt.to(device))
+        return buffer
+    shape = (*batch.clean.shape, harness.shape.n_senders, int(harness.model.cfg.d_model))
+    if ablation is Ablation.ZERO:
+        return torch.zeros(shape, dtype=harness._dtype(), device=device)
+    if means is None:
+        raise InputError("mean ablation needs the relation's mean sender outputs")
+    return means.to(device)[None, None].expand(shape).clone()
+
+
+def clean_metric(harness: Harness, batch: PairBatch, metric: Metric | str) -> tuple[MetricFn, Tensor]:
+    """The bound metric and its per-example values on the clean prompts."""
+    device = harness.model.device
+    with torch.no_grad():
+        logits = harness.bridge(batch.clean.to(device))
+    rows = torch.arange(len(batch), device=device)
+    last_logits = logits[rows, batch.last.to(device)]
+    fn = make_metric(metric, batch.answer.to(device), batch.corrupt_answer.to(device), last_logits)
+    return fn, fn(last_logits)
+
+
+def edge_products(shape: GraphShape, delta: Tensor, grads: Tensor) -> Tensor:
+    """``Σ_{batch,pos} delta_u · grads_v`` for every real edge: [S, R].
+
+    ``delta`` is [batch, pos, S, d] and ``grads`` [batch, pos, R, d]; one
+    matrix product per layer, restricted to the senders each layer can see.
+    """
+    S, R = shape.n_senders, shape.n_receivers
+    D = delta.permute(2, 0, 1, 3).reshape(S, -1)
+    G = grads.permute(2, 0, 1, 3).reshape(R, -1)
+    out = torch.zeros(S, R, dtype=delta.dtype, device=delta.device)
+    for layer in range(shape.n_layers):
+        before = shape.senders_before(layer)
+        cols = shape.attn_receivers(layer)
+        out[:before, cols] = D[:before] @ G[cols].T
+        mlp = shape.mlp_receiver(layer)
+        reads = before if shape.parallel else before + shape.n_heads
+        out[:reads, mlp] = D[:reads] @ G[mlp]
+    out[:, shape.logits_receiver] = D @ G[shape.logits_receiver]
+    return out
+
+
+def attribute_edges(
+    harness: Harness,
+    batch: PairBatch,
+    *,
+    metric: Metric | str = Metric.LOGIT_DIFF,
+    ablation: Ablation | str = Ablation.COUNTERFACTUAL,
+    ig_steps: int = 1,
+    means: Tensor | None = None,
+    ablated: Tensor | None = None,
+) -> Tensor:
+    """EAP (``ig_steps=1``) or EAP-IG edge scores of one batch, summed over its pairs: [S, R].
+
+    ``ablated`` ([batch, pos, S, d]) overrides ``ablation`` with explicit values
+    for the removed edges to carry.
+    """
+    if ig_steps < 1:
+        raise InputError(f"ig_steps must be at least 1, not {ig_steps}")
+    device = harness.model.device
+    clean = batch.clean.to(device)
+    last = batch.last.to(device)
+    metric = Metric(metric)
+    if metric is Metric.KL:
+        fn, _ = clean_metric(harness, batch, metric)
+    else:
+        fn = make_metric(metric, batch.answer.to(device), batch.corrupt_answer.to(device))
+    if ablated is None:
+        ablated = ablated_senders(harness, batch, Ablation(ablation), means)
+    else:
+        ablated = ablated.clone()
+    clean_senders = harness.new_buffer(clean)
+    grads: Tensor | None = None
+    x_base = ablated[:, :, 0]
+    x_clean = harness.input_embedding(clean) if ig_steps > 1 else None
+    for k in range(1, ig_steps + 1):
+        if k < ig_steps:
+            assert x_clean is not None
+            point: Tensor | None = x_base + (k / ig_steps) * (x_clean - x_base)
+            g, _ = harness.gradients(clean, fn, last, input_value=point)
+        else:
+            g, _ = harness.gradients(clean, fn, last, buffer=clean_senders)
+        grads = g if grads is None else grads.add_(g)
+    assert grads is not None
+    grads /= ig_steps
+    delta = ablated.sub_(clean_senders)
+    # gradients are of the batch mean; scale back to a sum over pairs
+    return edge_products(harness.shape, delta, grads) * len(batch)
+
+
+def exact_edges(
+    harness: Harness,
+    batch: PairBatch,
+    edges: Sequence[tuple[int, int]],
+    *,
+    metric: Metric | str = Metric.LOGIT_DIFF,
+    ablation: Ablation | str = Ablation.COUNTERFACTUAL,
+    means: Tensor | None = None,
+    max_rows: int = 512,
+    progress: Any = None,
+    ablated: Tensor | None = None,
+) -> np.ndarray:
+    """Exact patching scores of ``edges`` (sender, receiver indices), averaged over pairs.
+
+    ``ablated`` ([batch, pos, S, d]) overrides ``ablation`` as in :func:`attribute_edges`.
+    """
+    shape = harness.shape
+    mask = edge_mask(shape)
+    for s, r in edges:
+        if not (0 <= s < shape.n_senders and 0 <= r < shape.n_receivers and mask[s, r]):
+            raise InputError(f"({s}, {r}) is not an edge of this graph")
+    device = harness.model.device
+    clean = batch.clean.to(device)
+    fn, base = clean_metric(harness, batch, metric)
+    clean_senders, _ = harness.senders(clean)
+    if ablated is None:
+        ablated = ablated_senders(harness, batch, Ablation(ablation), means)
+    delta = ablated - clean_senders
+    n = len(batch)
+    per_chunk = max(1, max_rows // n)
+    scores = np.zeros(len(edges), dtype=np.float64)
+    by_layer: dict[int, list[int]] = {}
+    for i, (_, r) in enumerate(edges):
+        by_layer.setdefault(_receiver_layer(shape, r), []).append(i)
+    last = batch.last.to(device)
+    for layer, members in sorted(by_layer.items()):
+        # logits receivers sit after the last block: start there, patch at ln_final
+        start_layer = min(layer, shape.n_layers - 1)
+        resid = harness.residual_before(clean, start_layer)
+        for start in range(0, len(members), per_chunk):
+            chunk = members[start : start + per_chunk]
+            adds = _edge_deltas(shape, [edges[i] for i in chunk], delta)
+            rows = resid.repeat(len(chunk), 1, 1)
+
+            def delta_fn(at: int, kind: str, adds: dict[str, Tensor] = adds, layer: int = layer) -> Tensor | None:
+                return adds.get(kind) if at == layer else None
+
+            logits = harness.patched(rows, delta_fn, start_layer=start_layer)
+            idx = torch.arange(rows.shape[0], device=device)
+            values = fn.repeat(len(chunk))(logits[idx, last.repeat(len(chunk))])
+            diffs = (values - base.repeat(len(chunk))).view(len(chunk), n).mean(1)
+            scores[chunk] = diffs.double().cpu().numpy()
+            if progress is not None:
+                progress.update(len(chunk))
+    return scores
+
+
+def _receiver_layer(shape: GraphShape, r: int) -> int:
+    return shape.n_layers if r == shape.logits_receiver else r // shape.receivers_per_layer
+
+
+def _edge_deltas(shape: GraphShape, edges: Sequence[tuple[int, int]], delta: Tensor) -> dict[str, Tensor]:
+    """Per-kind receiver additions for a chunk of edges, one edge per block of rows."""
+    n, pos, _, d = delta.shape
+    rows = n * len(edges)
+    adds: dict[str, Tensor] = {}
+
+    def get(kind: str, heads: int | None) -> Tensor:
+        if kind not in adds:
+            size = (rows, pos, heads, d) if heads else (rows, pos, d)
+            adds[kind] = torch.zeros(size, dtype=delta.dtype, device=delta.device)
+        return adds[kind]
+
+    H, KV = shape.n_heads, shape.n_kv_heads
+    for e, (s, r) in enumerate(edges):
+        block = slice(e * n, (e + 1) * n)
+        if r == shape.logits_receiver:
+            get("logits", None)[block] += delta[:, :, s]
+            continue
+        offset = r % shape.receivers_per_layer
+        if offset < H:
+            get("q", H)[block, :, offset] += delta[:, :, s]
+        elif offset < H + KV:
+            get("k", KV)[block, :, offset - H] += delta[:, :, s]
+        elif offset < H + 2 * KV:
+            get("v", KV)[block, :, offset - H - KV] += delta[:, :, s]
+        else:
+            get("mlp", None)[block] += delta[:, :, s]
+    return adds
+
+
+def exact_nodes(
+    harness: Harness,
+    batch: PairBatch,
+    *,
+    metric: Metric | str = Metric.LOGIT_DIFF,
+    ablation: Ablation | str = Ablation.COUNTERFACTUAL,
+    means: Tensor | None = None,
+    max_rows: int = 512,
+) -> np.ndarray:
+    """Exact scores of every sender: its output ablated everywhere downstream, per pair mean: [S]."""
+    shape = harness.shape
+    device = harness.model.device
+    clean = batch.clean.to(device)
+    fn, base = clean_metric(harness, batch, metric)
+    clean_senders, _ = harness.senders(clean)
+    delta = ablated_senders(harness, batch, Ablation(ablation), means).sub_(clean_senders)
+    n = len(batch)
+    last = batch.last.to(device)
+    scores = np.zeros(shape.n_senders)
+    groups: list[tuple[int, list[int]]] = [(0, [0])]
+    for layer in range(shape.n_layers):
+        groups.append((layer, [shape.head_sender(layer, h) for h in range(shape.n_heads)]
+                       + [shape.mlp_sender(layer)]))  # fmt: skip
+    per_chunk = max(1, max_rows // n)
+    for layer, senders in groups:
+        resid = harness.residual_before(clean, layer)
+        for start in range(0, len(senders), per_chunk):
+            chunk = senders[start : start + per_chunk]
+            rows = resid.repeat(len(chunk), 1, 1)
+            adds = torch.cat([delta[:, :, s] for s in chunk])  # [rows, pos, d]
+            logits = _run_with_sender_added(harness, rows, layer, chunk, adds)
+            idx = torch.arange(rows.shape[0], device=device)
+            values = fn.repeat(len(chunk))(logits[idx, last.repeat(len(chunk))])
+            diffs = (values - base.repeat(len(chunk))).view(len(chunk), n).mean(1)
+            scores[chunk] = diffs.double().cpu().numpy()
+    return scores
+
+
+def _run_with_sender_added(harness: Harness, rows: Tensor, layer: int, chunk: list[int],
+                           adds: Tensor) -> Tensor:  # fmt: skip
+    """Forward from ``layer`` with each block of rows adding one sender's Δ to the residual."""
+    shape = harness.shape
+    n = rows.shape[0] // len(chunk)
+    if chunk == [0]:
+        return _from_input(harness, rows, adds)
+    head_rows = torch.zeros_like(rows)
+    mlp_rows = torch.zeros_like(rows)
+    for e, s in enumerate(chunk):
+        target = mlp_rows if s == shape.mlp_sender(layer) else head_rows
+        target[e * n : (e + 1) * n] = adds[e * n : (e + 1) * n]
+
+    def attn_hook(x: Tensor, hook: Any) -> Tensor:
+        return x + head_rows
+
+    def mlp_hook(x: Tensor, hook: Any) -> Tensor:
+        return x + mlp_rows
+
+    hooks = [(f"blocks.{layer}.hook_attn_out", attn_hook), (f"blocks.{layer}.hook_mlp_out", mlp_hook)]
+    with torch.no_grad(), harness.bridge.hooks(fwd_hooks=hooks):
+        return harness.bridge(rows, start_at_layer=layer)
+
+
+def _from_input(harness: Harness, rows: Tensor, adds: Tensor) -> Tensor:
+    with torch.no_grad():
+        return harness.bridge(rows + adds, start_at_layer=0)

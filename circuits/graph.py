@@ -1,0 +1,243 @@
+"""The computation graph of a decoder model and its edge scores.
+
+Senders (rows) are ``input``, every head's output ``a{l}.h{h}`` and every MLP's
+output ``m{l}``, in forward order. Receivers (columns) are, layer by layer,
+every query head's ``<q>`` input, every key/value head's ``<k>`` and ``<v>``
+inputs, the MLP's input ``m{l}``, and finally ``logits``. An edge joins a sender
+to every receiver later in the forward order: an MLP reads its own layer's heads
+unless the block is parallel (attention and MLP read the same residual).
+
+Grouped-query attention is handled natively, not by ungrouping: a layer has
+``n_heads`` ``<q>`` receivers but only ``n_kv_heads`` ``<k>`` and ``<v>``
+receivers, one per key/value head, because one key/value input is read by a
+whole group of query heads. Counting edges: GPT-2 small (12 layers, 12 heads)
+has 32,491; SmolLM2-135M (30 layers, 9 query and 3 key/value heads) has 70,651.
+
+Sign convention (used everywhere in the engine): an edge's score is the
+estimated change of the metric when that edge alone carries the corrupted
+sender's value. With the logit difference as metric, the edges a circuit relies
+on have *negative* scores. Selecting edges "by signed score" therefore takes the
+most negative first (the largest ``-score``); selecting "by |score|" ignores
+the sign. Both are explicit options wherever edges are chosen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from circuits.vocab import INPUT, LOGITS, InputError, head_name, mlp_name, qkv_name
+
+__all__ = ["GraphShape", "ScoredGraph", "edge_mask", "to_networkx"]
+
+
+@dataclass(frozen=True)
+class GraphShape:
+    """The sizes that fix a model's computation graph."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    parallel: bool = False
+
+    def __post_init__(self) -> None:
+        if min(self.n_layers, self.n_heads, self.n_kv_heads) < 1:
+            raise InputError(f"a graph needs at least one layer and head, not {self}")
+        if self.n_heads % self.n_kv_heads:
+            raise InputError(
+                f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})"
+            )
+
+    @classmethod
+    def of(cls, model: Any) -> GraphShape:
+        """The shape of a :class:`~circuits.models.LoadedModel`."""
+        return cls(model.n_layers, model.n_heads, model.n_kv_heads, model.parallel)
+
+    @property
+    def group(self) -> int:
+        """Query heads per key/value head."""
+        return self.n_heads // self.n_kv_heads
+
+    # ---- senders: input, then per layer its heads and its MLP
+    @property
+    def n_senders(self) -> int:
+        return 1 + self.n_layers * (self.n_heads + 1)
+
+    def head_sender(self, layer: int, head: int) -> int:
+        return 1 + layer * (self.n_heads + 1) + head
+
+    def mlp_sender(self, layer: int) -> int:
+        return 1 + layer * (self.n_heads + 1) + self.n_heads
+
+    def senders_before(self, layer: int) -> int:
+        """Number of senders that write before layer ``layer``'s attention reads."""
+        return 1 + layer * (self.n_heads + 1)
+
+    # ---- receivers: per layer q (n_heads), k, v (n_kv_heads each), MLP; then logits
+    @property
+    def receivers_per_layer(self) -> int:
+        return self.n_heads + 2 * self.n_kv_heads + 1
+
+    @property
+    def n_receivers(self) -> int:
+        return self.n_layers * self.receivers_per_layer + 1
+
+    def q_receiver(self, layer: int, head: int) -> int:
+        return layer * self.receivers_per_layer + head
+
+    def k_receiver(self, layer: int, kv_head: int) -> int:
+        return layer * self.receivers_per_layer + self.n_heads + kv_head
+
+    def v_receiver(self, layer: int, kv_head: int) -> int:
+        return layer * self.receivers_per_layer + self.n_heads + self.n_kv_heads + kv_head
+
+    def mlp_receiver(self, layer: int) -> int:
+        return layer * self.receivers_per_layer + self.receivers_per_layer - 1
+
+    @property
+    def logits_receiver(self) -> int:
+        return self.n_receivers - 1
+
+    def attn_receivers(self, layer: int) -> slice:
+        """Columns of layer ``layer``'s q, k and v receivers (in that order)."""
+        start = layer * self.receivers_per_layer
+        return slice(start, start + self.receivers_per_layer - 1)
+
+    def sender_names(self) -> list[str]:
+        names = [INPUT]
+        for layer in range(self.n_layers):
+            names += [head_name(layer, h) for h in range(self.n_heads)]
+            names.append(mlp_name(layer))
+        return names
+
+    def receiver_names(self) -> list[str]:
+        names = []
+        for layer in range(self.n_layers):
+            names += [qkv_name(layer, h, "q") for h in range(self.n_heads)]
+            names += [qkv_name(layer, h, "k") for h in range(self.n_kv_heads)]
+            names += [qkv_name(layer, h, "v") for h in range(self.n_kv_heads)]
+            names.append(mlp_name(layer))
+        return names + [LOGITS]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"n_layers": self.n_layers, "n_heads": self.n_heads,
+                "n_kv_heads": self.n_kv_heads, "parallel": self.parallel}  # fmt: skip
+
+
+def edge_mask(shape: GraphShape) -> np.ndarray:
+    """Boolean ``[senders, receivers]`` matrix of the edges that exist."""
+    mask = np.zeros((shape.n_senders, shape.n_receivers), dtype=bool)
+    for layer in range(shape.n_layers):
+        before = shape.senders_before(layer)
+        mask[:before, shape.attn_receivers(layer)] = True
+        mlp_reads = before if shape.parallel else before + shape.n_heads
+        mask[:mlp_reads, shape.mlp_receiver(layer)] = True
+    mask[:, shape.logits_receiver] = True
+    return mask
+
+
+@dataclass
+class ScoredGraph:
+    """Edge scores of one model on one relation, with how they were made.
+
+    ``scores`` is a dense ``[senders, receivers]`` float array; entries where
+    ``mask`` is false are not edges and hold 0. ``metadata`` records the model,
+    relation, method, metric, ablation, IG steps, prompt counts, split seed and
+    package version.
+    """
+
+    shape: GraphShape
+    scores: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        expected = (self.shape.n_senders, self.shape.n_receivers)
+        if self.scores.shape != expected:
+            raise InputError(f"scores have shape {self.scores.shape}, the graph needs {expected}")
+        self.mask = edge_mask(self.shape)
+        self.scores = np.where(self.mask, self.scores, 0.0).astype(np.float32)
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.mask.sum())
+
+    def edges(self) -> Iterator[tuple[str, str, float]]:
+        """Every edge as ``(sender, receiver, score)`` in row-major order."""
+        senders, receivers = self.shape.sender_names(), self.shape.receiver_names()
+        for s, r in zip(*np.nonzero(self.mask), strict=True):
+            yield senders[s], receivers[r], float(self.scores[s, r])
+
+    def ranked(self, *, by: str = "abs") -> np.ndarray:
+        """Flat indices of the real edges, best first.
+
+        ``by="abs"`` ranks by ``|score|``; ``by="signed"`` by ``-score`` (the
+        most negative, i.e. most relied-on, first; see the module docstring).
+        """
+        if by not in ("abs", "signed"):
+            raise InputError(f"rank edges by 'abs' or 'signed', not {by!r}")
+        flat = self.scores.ravel()
+        key = -np.abs(flat) if by == "abs" else flat
+        idx = np.nonzero(self.mask.ravel())[0]
+        return idx[np.argsort(key[idx], kind="stable")]
+
+    def top_mask(self, n: int, *, by: str = "abs") -> np.ndarray:
+        """Boolean ``[senders, receivers]`` mask of the ``n`` best edges."""
+        keep = np.zeros(self.mask.size, dtype=bool)
+        keep[self.ranked(by=by)[: max(0, n)]] = True
+        return keep.reshape(self.mask.shape)
+
+    def node_scores(self) -> dict[str, float]:
+        """Each sender's score: the sum of its outgoing edge scores.
+
+        For attribution scores this equals the node's own attribution, because
+        a sender's output enters every later receiver's input additively.
+        """
+        sums = self.scores.sum(axis=1)
+        return {name: float(v) for name, v in zip(self.shape.sender_names(), sums, strict=True)}
+
+    def metadata_json(self) -> str:
+        return json.dumps({**self.metadata, "shape": self.shape.as_dict()}, indent=2, sort_keys=True)
+
+
+def to_networkx(graph: ScoredGraph, *, edges: np.ndarray | None = None) -> Any:
+    """A networkx DiGraph of the scored graph.
+
+    Nodes are the senders and receivers by name (an MLP's input and output are
+    one node ``m{l}``). A head's ``<q>``, ``<k>`` and ``<v>`` input nodes lead
+    into the head by structural edges (``internal=True``); with grouped-query
+    attention a key/value input leads into every query head of its group. Scored
+    edges carry ``score``, ``weight`` (``|score|``) and ``qkv`` (the letter of
+    the head input they enter, or ``""``). ``edges`` is an optional boolean
+    mask selecting a subset.
+
+    >>> g = ScoredGraph(GraphShape(1, 1, 1), np.ones((3, 5)))
+    >>> nxg = to_networkx(g)
+    >>> sorted(nxg.successors("input"))
+    ['a0.h0<k>', 'a0.h0<q>', 'a0.h0<v>', 'logits', 'm0']
+    >>> nxg.has_edge("a0.h0<q>", "a0.h0")
+    True
+    """
+    import networkx as nx
+
+    shape = graph.shape
+    keep = graph.mask if edges is None else (edges & graph.mask)
+    senders, receivers = shape.sender_names(), shape.receiver_names()
+    out = nx.DiGraph()
+    for s, r in zip(*np.nonzero(keep), strict=True):
+        name = receivers[r]
+        qkv = name[-2] if name.endswith(">") else ""
+        score = float(graph.scores[s, r])
+        out.add_edge(senders[s], name, score=score, weight=abs(score), qkv=qkv, internal=False)
+    for layer in range(shape.n_layers):
+        for head in range(shape.n_heads):
+            target = head_name(layer, head)
+            kv = head // shape.group
+            for letter, index in (("q", head), ("k", kv), ("v", kv)):
+                source = qkv_name(layer, index, letter)
+                if source in out:
+                    out.add_edge(source, target, internal=True, qkv=letter)
+    return out

@@ -1,0 +1,1 @@
+"""Bundled relation datasets in the LRE JSON schema (package data)."""
