@@ -5,7 +5,7 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.circuits-installed
 RUN_DIR ?= runs/demo
-RELATION ?= country_capital
+RELATION ?= country_capital_city
 
 .PHONY: setup run test lint bench clean-venv
 

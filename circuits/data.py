@@ -148,7 +148,7 @@ def _parse_lre(text: str, *, source: str, name: str) -> Relation:
 
 def _string_list(data: dict[str, Any], key: str, source: str, *, required: bool) -> list[str]:
     value = data.get(key)
-    if value is None and not required:
+    if not required and (value is None or value == []):
         return []
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise InputError(f"{source}: field {key!r} must be a non-empty list of strings "

@@ -210,6 +210,9 @@ def _tokenizer_for_bridge(tokenizer: Any) -> Any:
 
 @contextlib.contextmanager
 def _quiet_transformer_lens() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     loggers = [logging.getLogger(n) for n in ("transformer_lens", "transformers")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
@@ -259,8 +262,9 @@ def _load_smollm2(dtype: torch.dtype) -> tuple[Any, Any, dict[str, Any]]:
     target = cache_dir() / f"{DEFAULT_MODEL}-{digest[:16]}"
     if not (target / "done.json").is_file():
         _convert_gguf(gguf, digest, target)
-    tokenizer = AutoTokenizer.from_pretrained(target)
-    model = LlamaForCausalLM.from_pretrained(target, dtype=dtype)
+    with _quiet_transformer_lens():
+        tokenizer = AutoTokenizer.from_pretrained(target)
+        model = LlamaForCausalLM.from_pretrained(target, dtype=dtype)
     info = {"gguf": gguf.name, "gguf_sha256": digest, "cache": str(target)}
     return model, tokenizer, info
 
@@ -269,7 +273,11 @@ def _convert_gguf(gguf: Path, digest: str, target: Path) -> None:
     """Dequantize the GGUF once and cache it as safetensors, atomically."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    log.info("converting %s to float32 safetensors in %s (once)", gguf.name, target)
+    from transformers.utils import logging as hf_logging
+
+    log.warning("first use: converting %s to float32 safetensors in %s (about 30 s, once)",
+                gguf.name, target)  # fmt: skip
+    hf_logging.enable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32

@@ -255,9 +255,10 @@ class Harness:
     ) -> Tensor:
         """A forward where receiver inputs get ``delta(layer, kind)`` added.
 
-        With ``start_layer > 0`` the input is the residual stream entering
-        that layer (``blocks.{start_layer}.hook_resid_pre``), so a shared clean
-        prefix is not recomputed. ``capture`` (a sender buffer) is filled with
+        Given a float tensor, the input is the residual stream entering
+        ``start_layer`` (``blocks.{start_layer}.hook_resid_pre``), so a shared
+        clean prefix is not recomputed; given token ids, the forward starts at
+        the embedding. ``capture`` (a sender buffer) is filled with
         the senders' current outputs as the forward goes, so ``delta`` may
         read them. Returns the logits.
         """
@@ -301,9 +302,11 @@ class Harness:
 
         hooks.append(("ln_final.hook_in", on_logits))
         with torch.no_grad(), self.bridge.hooks(fwd_hooks=hooks):
-            if start_layer == 0:
-                return self.bridge(tokens_or_resid)
-            return self.bridge(tokens_or_resid, start_at_layer=start_layer)
+            if tokens_or_resid.is_floating_point():
+                return self.bridge(tokens_or_resid, start_at_layer=start_layer)
+            if start_layer:
+                raise InputError("a forward that starts after layer 0 takes a residual stream, not tokens")
+            return self.bridge(tokens_or_resid)
 
     @torch.no_grad()
     def residual_before(self, tokens: Tensor, layer: int) -> Tensor:
