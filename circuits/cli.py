@@ -68,7 +68,8 @@ def cmd_prompts(args: argparse.Namespace) -> int:
 
     model = _model(args)
     relation = load_relation(args.relation)
-    pairs = make_pairs(model, relation, seed=args.seed, template=args.template)
+    pairs = make_pairs(model, relation, seed=args.seed, template=args.template,
+                       max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
     if args.json:
         print(json.dumps({
             "relation": relation.name, "model": model.name, "template": pairs.template,
@@ -97,7 +98,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     model = _model(args)
     settings = ScoreSettings(method=args.method, metric=args.metric, ablation=args.ablation,
                              ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
-                             max_pairs=args.max_pairs, exact_top=args.exact_top)  # fmt: skip
+                             max_pairs=args.max_pairs, exact_top=args.exact_top,
+                             max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
     graph, pairs = score_relation(model, args.relation, settings, progress=not args.quiet)
     out = save_scored(args.out, graph, pairs.relation)
     meta = graph.metadata
@@ -133,6 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def known_filter(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--max-rank",
+            type=int,
+            default=1,
+            help="a fact is known when its answer ranks at most this (default 1: top-1)",
+        )
+        p.add_argument("--min-prob", type=float, default=0.0,
+                       help="... and has at least this probability (default 0)")  # fmt: skip
+
     def add(name: str, help_text: str, *, model: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if model:
@@ -154,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="a template with one '{}' (default: the relation's first)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=10, help="pairs shown per split (text output)")
+    known_filter(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_prompts)
 
@@ -169,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-pairs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    known_filter(p)
     p.add_argument("--out", required=True, type=Path, help="directory to write the scored graph to")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_score)

@@ -39,19 +39,19 @@ from circuits.vocab import InputError, NotEnoughFactsError
 
 __all__ = [
     "Fact",
+    "FactCheck",
+    "PairBatch",
+    "PairSet",
+    "PromptPair",
     "Relation",
     "Roles",
-    "PromptPair",
-    "PairSet",
-    "PairBatch",
-    "FactCheck",
-    "bundled_relations",
-    "load_relation",
-    "relation_from_csv",
-    "check_facts",
-    "make_pairs",
-    "batch_pairs",
     "answer_token",
+    "batch_pairs",
+    "bundled_relations",
+    "check_facts",
+    "load_relation",
+    "make_pairs",
+    "relation_from_csv",
 ]
 
 log = logging.getLogger(__name__)
@@ -384,15 +384,11 @@ def _roles(model: Any, template: str, subject: str) -> Roles:
     start_char = template.index("{}")
     stop_char = start_char + len(subject)
     subject_positions = [
-        i + offset
-        for i, (a, b) in enumerate(encoded["offset_mapping"])
-        if a < stop_char and b > start_char
+        i + offset for i, (a, b) in enumerate(encoded["offset_mapping"]) if a < stop_char and b > start_char
     ]
     n = len(encoded["input_ids"]) + offset
     first, last_subject = subject_positions[0], subject_positions[-1]
-    relation_positions = tuple(
-        p for p in range(offset, n) if not first <= p <= last_subject
-    )
+    relation_positions = tuple(p for p in range(offset, n) if not first <= p <= last_subject)
     return Roles((first, last_subject + 1), last_subject, relation_positions, n - 1)
 
 

@@ -186,7 +186,7 @@ def evaluate_graph(
     real = np.nonzero(graph.mask.ravel())[0]
     signed, absolute, random_curve, hits = [], [], [], []
     for fraction in fractions:
-        n = max(1, int(round(fraction * total)))
+        n = max(1, round(fraction * total))
         run_signed = evaluator.run_mask(graph.top_mask(n, by="signed"))
         run_abs = evaluator.run_mask(graph.top_mask(n, by="abs"))
         chosen = np.zeros(graph.mask.size, dtype=bool)

@@ -48,9 +48,7 @@ class GraphShape:
         if min(self.n_layers, self.n_heads, self.n_kv_heads) < 1:
             raise InputError(f"a graph needs at least one layer and head, not {self}")
         if self.n_heads % self.n_kv_heads:
-            raise InputError(
-                f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})"
-            )
+            raise InputError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
 
     @classmethod
     def of(cls, model: Any) -> GraphShape:
@@ -121,7 +119,7 @@ class GraphShape:
             names += [qkv_name(layer, h, "k") for h in range(self.n_kv_heads)]
             names += [qkv_name(layer, h, "v") for h in range(self.n_kv_heads)]
             names.append(mlp_name(layer))
-        return names + [LOGITS]
+        return [*names, LOGITS]
 
     def as_dict(self) -> dict[str, Any]:
         return {"n_layers": self.n_layers, "n_heads": self.n_heads,

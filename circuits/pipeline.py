@@ -23,7 +23,7 @@ from circuits.graph import GraphShape, ScoredGraph
 from circuits.store import RELATION, load_scored
 from circuits.vocab import Ablation, InputError, Method, Metric
 
-__all__ = ["ScoreSettings", "score_pairs", "score_relation", "evaluate_scored", "progress_bar"]
+__all__ = ["ScoreSettings", "evaluate_scored", "progress_bar", "score_pairs", "score_relation"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class ScoreSettings:
     max_pairs: int | None = None
     exact_top: int = 500
     heldout_fraction: float = 0.4
+    max_rank: int = 1
+    min_prob: float = 0.0
 
     def __post_init__(self) -> None:
         for name, enum in (("method", Method), ("metric", Metric), ("ablation", Ablation)):
@@ -61,9 +63,7 @@ class ScoreSettings:
             raise InputError("ig_steps and batch_size must be at least 1")
 
 
-def score_pairs(
-    model: Any, pairs: PairSet, settings: ScoreSettings, *, progress: bool = True
-) -> ScoredGraph:
+def score_pairs(model: Any, pairs: PairSet, settings: ScoreSettings, *, progress: bool = True) -> ScoredGraph:
     """Score every edge of ``model`` on the scoring split of ``pairs``."""
     import circuits
 
@@ -135,7 +135,8 @@ def score_relation(
     settings = settings or ScoreSettings()
     rel = load_relation(relation)
     pairs = make_pairs(model, rel, seed=settings.seed, heldout_fraction=settings.heldout_fraction,
-                       max_pairs=settings.max_pairs)  # fmt: skip
+                       max_pairs=settings.max_pairs, max_rank=settings.max_rank,
+                       min_prob=settings.min_prob)  # fmt: skip
     return score_pairs(model, pairs, settings, progress=progress), pairs
 
 

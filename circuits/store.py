@@ -26,7 +26,7 @@ from circuits.data import Relation
 from circuits.graph import GraphShape, ScoredGraph
 from circuits.vocab import InputError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "save_scored", "load_scored", "relation_to_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "load_scored", "relation_to_json", "save_scored"]
 
 SCORES = "scores.safetensors"
 META = "graph.json"

@@ -22,19 +22,19 @@ import re
 from enum import Enum
 
 __all__ = [
-    "CircuitsError",
-    "InputError",
-    "ModelNotAvailableError",
-    "NotEnoughFactsError",
-    "Method",
-    "Metric",
-    "Ablation",
     "INPUT",
     "LOGITS",
+    "Ablation",
+    "CircuitsError",
+    "InputError",
+    "Method",
+    "Metric",
+    "ModelNotAvailableError",
+    "NotEnoughFactsError",
     "head_name",
     "mlp_name",
-    "qkv_name",
     "parse_node",
+    "qkv_name",
 ]
 
 

@@ -8,8 +8,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -49,7 +49,9 @@ def random_batch(model, *, batch=3, pos=6, changed=(1, 3), seed=0):
     vocab = min(len(model.tokenizer), 200)
     clean = torch.randint(1, vocab, (batch, pos), generator=gen)
     corrupt = clean.clone()
-    corrupt[:, changed[0] : changed[1]] = torch.randint(1, vocab, (batch, changed[1] - changed[0]), generator=gen)
+    corrupt[:, changed[0] : changed[1]] = torch.randint(
+        1, vocab, (batch, changed[1] - changed[0]), generator=gen
+    )
     last = torch.tensor([pos - 1 - (i % 2) for i in range(batch)])
     mask = torch.arange(pos)[None] <= last[:, None]
     answer = torch.randint(1, vocab, (batch,), generator=gen)

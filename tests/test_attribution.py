@@ -217,7 +217,7 @@ def test_receiver_gradients_match_transformer_lens_split_inputs(tiny):
     fn, _ = clean_metric(harness, batch, "logit-diff")
     grads, _ = harness.gradients(batch.clean, fn, batch.last)
     bridge = tiny.bridge
-    names = [f"blocks.{l}.attn.hook_{k}_input" for l in range(tiny.n_layers) for k in "qkv"]
+    names = [f"blocks.{i}.attn.hook_{k}_input" for i in range(tiny.n_layers) for k in "qkv"]
     store = {}
 
     def keep(x, hook):

@@ -56,7 +56,8 @@ def test_names_round_trip_through_parse():
     shape = GraphShape(2, 2, 1)
     for name in shape.sender_names()[1:] + shape.receiver_names()[:-1]:
         kind, layer, head, qkv = parse_node(name)
-        assert kind in ("head", "mlp") and layer is not None
+        rebuilt = f"m{layer}" if kind == "mlp" else f"a{layer}.h{head}" + (f"<{qkv}>" if qkv else "")
+        assert rebuilt == name
     with pytest.raises(InputError, match="not a node name"):
         parse_node("attn0")
 

@@ -14,11 +14,11 @@ from circuits.attribution.scoring import (
 __all__ = [
     "Harness",
     "MetricFn",
-    "make_metric",
     "ablated_senders",
     "attribute_edges",
     "edge_products",
     "exact_edges",
     "exact_nodes",
+    "make_metric",
     "mean_senders",
 ]

@@ -35,7 +35,7 @@ from torch import Tensor
 from circuits.graph import GraphShape
 from circuits.vocab import InputError
 
-__all__ = ["Harness", "DeltaFn", "frozen_weights"]
+__all__ = ["DeltaFn", "Harness", "frozen_weights"]
 
 # delta(layer, kind) -> added input: [rows, pos, n, d] for kind q/k/v (one per
 # receiver head), [rows, pos, d] for "mlp" and "logits"; None for no change.
@@ -154,10 +154,10 @@ class Harness:
 
         def grab(x: Tensor, hook: Any) -> Tensor:
             store["x"] = x.detach()
-            raise _Stop
+            raise _StopForwardError
 
         with torch.no_grad(), self.bridge.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", grab)]):
-            with contextlib.suppress(_Stop):
+            with contextlib.suppress(_StopForwardError):
                 self.bridge(tokens)
         return store["x"]
 
@@ -195,6 +195,7 @@ class Harness:
                     x = x.clone()
                 store[name] = x
                 return x
+
             return hook
 
         for layer in range(shape.n_layers):
@@ -319,14 +320,14 @@ class Harness:
 
         def grab(x: Tensor, hook: Any) -> Tensor:
             store["x"] = x.detach().clone()
-            raise _Stop
+            raise _StopForwardError
 
-        with self.bridge.hooks(fwd_hooks=[(name, grab)]), contextlib.suppress(_Stop):
+        with self.bridge.hooks(fwd_hooks=[(name, grab)]), contextlib.suppress(_StopForwardError):
             self.bridge(tokens)
         return store["x"]
 
 
-class _Stop(Exception):
+class _StopForwardError(Exception):
     """Raised by a hook to end a forward early."""
 
 

@@ -30,11 +30,11 @@ from circuits.vocab import Ablation, InputError, Metric
 
 __all__ = [
     "ablated_senders",
-    "mean_senders",
     "attribute_edges",
+    "edge_products",
     "exact_edges",
     "exact_nodes",
-    "edge_products",
+    "mean_senders",
 ]
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,9 @@ def exact_edges(
             adds = _edge_deltas(shape, [edges[i] for i in chunk], delta)
             rows = resid.repeat(len(chunk), 1, 1)
 
-            def delta_fn(at: int, kind: str, adds: dict[str, Tensor] = adds, layer: int = layer) -> Tensor | None:
+            def delta_fn(
+                at: int, kind: str, adds: dict[str, Tensor] = adds, layer: int = layer
+            ) -> Tensor | None:
                 return adds.get(kind) if at == layer else None
 
             logits = harness.patched(rows, delta_fn, start_layer=start_layer)

@@ -62,12 +62,15 @@ def floor_passes(model, batch, steps: int) -> Callable[[], None]:
         for p in bridge.parameters():
             p.requires_grad_(False)
         for _ in range(steps):
+
             def make_leaf(x, hook):
                 return x.detach().requires_grad_(True)
 
             with bridge.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", make_leaf)]):
                 logits = bridge(batch.clean)
-                value = (logits[rows, batch.last, batch.answer] - logits[rows, batch.last, batch.corrupt_answer]).mean()
+                value = (
+                    logits[rows, batch.last, batch.answer] - logits[rows, batch.last, batch.corrupt_answer]
+                ).mean()
                 value.backward()
 
     return run
@@ -150,11 +153,17 @@ def main() -> int:
     print(f"  floor (EAP)            {f['floor_eap_s']:8.3f} s   corrupt fwd + clean fwd/bwd")
     print(f"  EAP                    {f['eap_s']:8.3f} s   {f['eap_ratio']:.2f}x floor (target <= 1.5)")
     print(f"  floor (EAP-IG 5)       {f['floor_eap_ig5_s']:8.3f} s   corrupt fwd + 5 fwd/bwd")
-    print(f"  EAP-IG(5)              {f['eap_ig5_s']:8.3f} s   {f['eap_ig5_ratio']:.2f}x floor (target <= 1.5)")
-    print(f"  circuit evaluation     {f['evaluation_s']:8.3f} s   {f['evaluation_ratio']:.2f}x forward (target <= 2)")
+    print(
+        f"  EAP-IG(5)              {f['eap_ig5_s']:8.3f} s   {f['eap_ig5_ratio']:.2f}x floor (target <= 1.5)"
+    )
+    print(
+        f"  circuit evaluation     {f['evaluation_s']:8.3f} s   {f['evaluation_ratio']:.2f}x forward (target <= 2)"
+    )
     print(f"GPT-2-small-shaped random model, {f['tl_pairs']} pairs")
     print(f"  TransformerLens 4 edge attribution {f['tl_edge_attribution_s']:8.3f} s")
-    print(f"  ours (EAP)                         {f['ours_same_model_s']:8.3f} s   {f['speedup_vs_tl']:.1f}x faster (target >= 20)")
+    print(
+        f"  ours (EAP)                         {f['ours_same_model_s']:8.3f} s   {f['speedup_vs_tl']:.1f}x faster (target >= 20)"
+    )
     print(f"peak resident memory {f['peak_rss_mb']:.0f} MB, {f['threads']} threads")
     return 0
 
