@@ -80,6 +80,7 @@ class Evaluator:
         self.fn, _ = clean_metric(harness, batch, metric)
         self.ablated = ablated_senders(harness, batch, Ablation(ablation), means)
         self.mask = torch.from_numpy(edge_mask(self.shape)).to(device)
+        self.valid = self.mask.to(self.ablated.dtype)
         self.full = self.run_mask(self.mask, raw=True)
         self.empty = self.run_mask(torch.zeros_like(self.mask), raw=True)
 
@@ -107,31 +108,52 @@ class Evaluator:
 
     def _forward(self, removed: Tensor) -> Tensor:
         shape = self.shape
-        current = self.harness.new_buffer(self.tokens)
-        ablated = self.ablated
+        # diff[u] = a_u(ablated) - a_u(current), filled by the sender hooks as the forward goes
+        diff = torch.empty_like(self.ablated)
+        flat = diff.view(shape.n_senders, -1)
+        batch, pos, d = diff.shape[1:]
         H, KV = shape.n_heads, shape.n_kv_heads
         cache: dict[int, Tensor] = {}
-        active_cols = removed.any(0)
+        active = removed.any(0).tolist()
+        kept = self.valid - removed
+        prefix: dict[str, Any] = {"count": 0, "sum": torch.zeros_like(flat[0])}
 
-        def combine(count: int, cols: slice | int) -> Tensor:
-            diff = ablated[:, :, :count] - current[:, :, :count]
-            weights = removed[:count, cols]
-            if isinstance(cols, int):
-                return torch.einsum("bpsd,s->bpd", diff, weights)
-            return torch.einsum("bpsd,sr->bprd", diff, weights)
+        def prefix_sum(count: int) -> Tensor:
+            """Σ_{u < count} diff[u], extended as the forward reaches later senders."""
+            if count > prefix["count"]:
+                prefix["sum"] = prefix["sum"] + flat[prefix["count"] : count].sum(0)
+                prefix["count"] = count
+            return prefix["sum"]
+
+        def combine(count: int, cols: slice) -> Tensor:
+            """Σ_u removed[u, v] diff[u] for the receivers ``cols``: [batch, pos, n, d].
+
+            Every sender below ``count`` reaches every receiver in ``cols``, so
+            the sum over removed edges is also the sum over all senders minus
+            the kept ones; the cheaper side (fewer senders involved) is used.
+            """
+            rem, keep = removed[:count, cols], kept[:count, cols]
+            rem_rows = rem.any(1).nonzero()[:, 0]
+            keep_rows = keep.any(1).nonzero()[:, 0]
+            if len(keep_rows) < len(rem_rows):
+                total = prefix_sum(count)
+                out = total - keep[keep_rows].T @ flat[keep_rows]
+            else:
+                out = rem[rem_rows].T @ flat[rem_rows]
+            return out.view(-1, batch, pos, d).permute(1, 2, 0, 3)
 
         def delta(layer: int, kind: str) -> Tensor | None:
             if kind == "logits":
                 col = shape.logits_receiver
-                return combine(shape.n_senders, col) if bool(active_cols[col]) else None
+                return combine(shape.n_senders, slice(col, col + 1))[:, :, 0] if active[col] else None
             if kind == "mlp":
                 col = shape.mlp_receiver(layer)
-                if not bool(active_cols[col]):
+                if not active[col]:
                     return None
                 reads = shape.senders_before(layer) + (0 if shape.parallel else H)
-                return combine(reads, col)
+                return combine(reads, slice(col, col + 1))[:, :, 0]
             cols = shape.attn_receivers(layer)
-            if not bool(active_cols[cols].any()):
+            if not any(active[cols]):
                 return None
             if layer not in cache:
                 cache[layer] = combine(shape.senders_before(layer), cols)
@@ -142,7 +164,7 @@ class Evaluator:
                 return block[:, :, H : H + KV]
             return block[:, :, H + KV :]
 
-        return self.harness.patched(self.tokens, delta, capture=current)
+        return self.harness.patched(self.tokens, delta, capture=diff, base=self.ablated)
 
 
 @dataclass

@@ -144,7 +144,7 @@ def test_exact_edge_patching_matches_a_hand_made_hook(tiny):
     edges = [(sender, shape.k_receiver(layer, kv)), (0, shape.q_receiver(layer, 0)),
              (shape.mlp_sender(0), shape.logits_receiver)]  # fmt: skip
     ours = exact_edges(harness, batch, edges)
-    delta = corrupt_senders[:, :, sender] - clean_senders[:, :, sender]
+    delta = corrupt_senders[sender] - clean_senders[sender]
     bridge = tiny.bridge
     bridge.set_use_split_qkv_input(True)
     try:
@@ -156,7 +156,7 @@ def test_exact_edge_patching_matches_a_hand_made_hook(tiny):
 
         with torch.no_grad(), bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_k_input", add_k)]):
             patched = _metric(tiny, batch, batch.clean)
-        delta_in = corrupt_senders[:, :, 0] - clean_senders[:, :, 0]
+        delta_in = corrupt_senders[0] - clean_senders[0]
 
         def add_q(x, hook):
             x = x.clone()
@@ -167,7 +167,7 @@ def test_exact_edge_patching_matches_a_hand_made_hook(tiny):
             patched_q = _metric(tiny, batch, batch.clean)
     finally:
         bridge.set_use_split_qkv_input(False)
-    delta_mlp = corrupt_senders[:, :, shape.mlp_sender(0)] - clean_senders[:, :, shape.mlp_sender(0)]
+    delta_mlp = corrupt_senders[shape.mlp_sender(0)] - clean_senders[shape.mlp_sender(0)]
     with torch.no_grad(), bridge.hooks(fwd_hooks=[("ln_final.hook_in", lambda x, hook: x + delta_mlp)]):
         patched_logits = _metric(tiny, batch, batch.clean)
     with torch.no_grad():
@@ -239,7 +239,9 @@ def test_receiver_gradients_match_transformer_lens_split_inputs(tiny):
         q, k, v = ref[3 * layer : 3 * layer + 3]
         assert k.shape[2] == tiny.n_kv_heads
         expected = torch.cat([q, k, v], dim=2)
-        torch.testing.assert_close(grads[:, :, shape.attn_receivers(layer)], expected, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            grads[shape.attn_receivers(layer)].permute(1, 2, 0, 3), expected, rtol=1e-4, atol=1e-6
+        )
 
 
 def test_node_scores_attribution_matches_exact_for_small_corruptions(tiny_gpt2):

@@ -102,15 +102,25 @@ class Harness:
 
     # ------------------------------------------------------------ forwards
 
-    def _sender_hooks(self, buffer: Tensor, input_fn: Callable[[Tensor], Tensor] | None,
-                      start_layer: int = 0) -> list[tuple[str, Callable[..., Any]]]:  # fmt: skip
+    def _sender_hooks(
+        self,
+        buffer: Tensor,
+        input_fn: Callable[[Tensor], Tensor] | None,
+        start_layer: int = 0,
+        base: Tensor | None = None,
+    ) -> list[tuple[str, Callable[..., Any]]]:
+        """Hooks writing each sender's output into ``buffer`` [S, batch, pos, d].
+
+        With ``base`` given they write ``base - output`` instead, the difference
+        a removed edge adds to its receiver.
+        """
         shape = self.shape
         hooks: list[tuple[str, Callable[..., Any]]] = []
 
         def on_input(x: Tensor, hook: Any) -> Tensor:
             if input_fn is not None:
                 x = input_fn(x)
-            buffer[:, :, 0] = x.detach()
+            buffer[0] = x.detach() if base is None else base[0] - x.detach()
             return x
 
         if start_layer == 0:
@@ -120,11 +130,13 @@ class Harness:
             W_O = self.layers[layer].W_O
 
             def on_z(z: Tensor, hook: Any, first: int = first, W_O: Tensor = W_O) -> Tensor:
-                buffer[:, :, first : first + shape.n_heads] = torch.einsum("bphe,hed->bphd", z, W_O)
+                out = torch.einsum("bphe,hed->hbpd", z.detach(), W_O)
+                stop = first + shape.n_heads
+                buffer[first:stop] = out if base is None else base[first:stop] - out
                 return z
 
             def on_mlp(out: Tensor, hook: Any, index: int = shape.mlp_sender(layer)) -> Tensor:
-                buffer[:, :, index] = out
+                buffer[index] = out.detach() if base is None else base[index] - out.detach()
                 return out
 
             hooks.append((f"blocks.{layer}.attn.hook_z", on_z))
@@ -134,15 +146,15 @@ class Harness:
     def new_buffer(self, tokens: Tensor, *, grad: bool = False) -> Tensor:
         batch, pos = tokens.shape[:2]
         d = int(self.model.cfg.d_model)
-        return torch.zeros(batch, pos, self.shape.n_senders, d, device=tokens.device,
+        return torch.zeros(self.shape.n_senders, batch, pos, d, device=tokens.device,
                            dtype=self._dtype(), requires_grad=False)  # fmt: skip
 
     def _dtype(self) -> torch.dtype:
         return next(self.bridge.parameters()).dtype
 
     @torch.no_grad()
-    def senders(self, tokens: Tensor) -> tuple[Float[Tensor, "batch pos sender d"], Tensor]:
-        """Every sender's output on ``tokens``, and the logits."""
+    def senders(self, tokens: Tensor) -> tuple[Float[Tensor, "sender batch pos d"], Tensor]:
+        """Every sender's output on ``tokens`` (sender-major), and the logits."""
         buffer = self.new_buffer(tokens)
         with self.bridge.hooks(fwd_hooks=self._sender_hooks(buffer, None)):
             logits = self.bridge(tokens)
@@ -169,12 +181,13 @@ class Harness:
         *,
         input_value: Tensor | None = None,
         buffer: Tensor | None = None,
-    ) -> tuple[Float[Tensor, "batch pos receiver d"], Tensor]:
+    ) -> tuple[Float[Tensor, "receiver batch pos d"], Tensor]:
         """Gradient of the mean metric with respect to every receiver's input.
 
         ``input_value`` replaces the input embedding (EAP-IG's interpolation
         points); ``buffer``, when given, receives the senders' outputs.
-        Returns the gradients stacked in receiver order, and the metric values.
+        Returns the gradients stacked in receiver order [R, batch, pos, d],
+        and the metric values.
         """
         shape = self.shape
         store: dict[str, Tensor] = {}
@@ -185,7 +198,7 @@ class Harness:
             return value.detach().clone().requires_grad_(True)
 
         if buffer is not None:
-            hooks += [(n, _detaching(f)) for n, f in self._sender_hooks(buffer, set_input)]
+            hooks += self._sender_hooks(buffer, set_input)
         else:
             hooks.append(("blocks.0.hook_resid_pre", lambda x, hook: set_input(x)))
 
@@ -225,7 +238,7 @@ class Harness:
         shape = self.shape
         batch, pos = tokens.shape[:2]
         d = int(self.model.cfg.d_model)
-        out = torch.zeros(batch, pos, shape.n_receivers, d, dtype=self._dtype(), device=tokens.device)
+        out = torch.zeros(shape.n_receivers, batch, pos, d, dtype=self._dtype(), device=tokens.device)
         for layer in range(shape.n_layers):
             w = self.layers[layer]
             gq, gk, gv, gmlp = grads[4 * layer : 4 * layer + 4]
@@ -237,11 +250,11 @@ class Harness:
             per_head = torch.cat(parts, dim=2)
             x = store[f"blocks.{layer}.ln1.hook_in"].detach()
             cols = shape.attn_receivers(layer)
-            out[:, :, cols] = _norm_vjp(self.bridge.blocks[layer].ln1, x, per_head)
+            out[cols] = _norm_vjp(self.bridge.blocks[layer].ln1, x, per_head).permute(2, 0, 1, 3)
             if gmlp is not None:
-                out[:, :, shape.mlp_receiver(layer)] = gmlp
+                out[shape.mlp_receiver(layer)] = gmlp
         if grads[-1] is not None:
-            out[:, :, shape.logits_receiver] = grads[-1]
+            out[shape.logits_receiver] = grads[-1]
         return out
 
     # ------------------------------------------------------------ patching
@@ -253,21 +266,22 @@ class Harness:
         *,
         start_layer: int = 0,
         capture: Tensor | None = None,
+        base: Tensor | None = None,
     ) -> Tensor:
         """A forward where receiver inputs get ``delta(layer, kind)`` added.
 
         Given a float tensor, the input is the residual stream entering
         ``start_layer`` (``blocks.{start_layer}.hook_resid_pre``), so a shared
         clean prefix is not recomputed; given token ids, the forward starts at
-        the embedding. ``capture`` (a sender buffer) is filled with
-        the senders' current outputs as the forward goes, so ``delta`` may
-        read them. Returns the logits.
+        the embedding. ``capture`` (a sender buffer) is filled with the
+        senders' current outputs as the forward goes (``base`` minus them when
+        ``base`` is given), so ``delta`` may read them. Returns the logits.
         """
         shape = self.shape
         store: dict[str, Tensor] = {}
         hooks: list[tuple[str, Callable[..., Any]]] = []
         if capture is not None:
-            hooks += self._sender_hooks(capture, None, start_layer)
+            hooks += self._sender_hooks(capture, None, start_layer, base)
         for layer in range(start_layer, shape.n_layers):
             ln1 = self.bridge.blocks[layer].ln1
             w = self.layers[layer]
@@ -329,17 +343,6 @@ class Harness:
 
 class _StopForwardError(Exception):
     """Raised by a hook to end a forward early."""
-
-
-def _detaching(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a sender hook so it stores detached values but returns the live tensor."""
-
-    def hook(x: Tensor, hook: Any) -> Tensor:
-        with torch.no_grad():
-            result = fn(x, hook)
-        return result
-
-    return hook
 
 
 def _norm_vjp(norm: torch.nn.Module, x: Tensor, grad_out: Tensor) -> Tensor:

@@ -43,25 +43,25 @@ log = logging.getLogger(__name__)
 def mean_senders(harness: Harness, batch: PairBatch) -> Tensor:
     """Every sender's output averaged over the real positions of the clean prompts: [S, d]."""
     buffer, _ = harness.senders(batch.clean.to(harness.model.device))
-    mask = batch.mask.to(buffer.device)[:, :, None, None].to(buffer.dtype)
-    return (buffer * mask).sum((0, 1)) / mask.sum()
+    mask = batch.mask.to(buffer.device)[None, :, :, None].to(buffer.dtype)
+    return (buffer * mask).sum((1, 2)) / mask.sum()
 
 
 def ablated_senders(
     harness: Harness, batch: PairBatch, ablation: Ablation, means: Tensor | None = None
 ) -> Tensor:
-    """The values removed edges carry, for every sender: [batch, pos, S, d]."""
+    """The values removed edges carry, for every sender: [S, batch, pos, d]."""
     ablation = Ablation(ablation)
     device = harness.model.device
     if ablation is Ablation.COUNTERFACTUAL:
         buffer, _ = harness.senders(batch.corrupt.to(device))
         return buffer
-    shape = (*batch.clean.shape, harness.shape.n_senders, int(harness.model.cfg.d_model))
+    shape = (harness.shape.n_senders, *batch.clean.shape, int(harness.model.cfg.d_model))
     if ablation is Ablation.ZERO:
         return torch.zeros(shape, dtype=harness._dtype(), device=device)
     if means is None:
         raise InputError("mean ablation needs the relation's mean sender outputs")
-    return means.to(device)[None, None].expand(shape).clone()
+    return means.to(device)[:, None, None].expand(shape).clone()
 
 
 def clean_metric(harness: Harness, batch: PairBatch, metric: Metric | str) -> tuple[MetricFn, Tensor]:
@@ -78,12 +78,12 @@ def clean_metric(harness: Harness, batch: PairBatch, metric: Metric | str) -> tu
 def edge_products(shape: GraphShape, delta: Tensor, grads: Tensor) -> Tensor:
     """``Σ_{batch,pos} delta_u · grads_v`` for every real edge: [S, R].
 
-    ``delta`` is [batch, pos, S, d] and ``grads`` [batch, pos, R, d]; one
+    ``delta`` is [S, batch, pos, d] and ``grads`` [R, batch, pos, d]; one
     matrix product per layer, restricted to the senders each layer can see.
     """
     S, R = shape.n_senders, shape.n_receivers
-    D = delta.permute(2, 0, 1, 3).reshape(S, -1)
-    G = grads.permute(2, 0, 1, 3).reshape(R, -1)
+    D = delta.reshape(S, -1)
+    G = grads.reshape(R, -1)
     out = torch.zeros(S, R, dtype=delta.dtype, device=delta.device)
     for layer in range(shape.n_layers):
         before = shape.senders_before(layer)
@@ -108,7 +108,7 @@ def attribute_edges(
 ) -> Tensor:
     """EAP (``ig_steps=1``) or EAP-IG edge scores of one batch, summed over its pairs: [S, R].
 
-    ``ablated`` ([batch, pos, S, d]) overrides ``ablation`` with explicit values
+    ``ablated`` ([S, batch, pos, d]) overrides ``ablation`` with explicit values
     for the removed edges to carry.
     """
     if ig_steps < 1:
@@ -127,7 +127,7 @@ def attribute_edges(
         ablated = ablated.clone()
     clean_senders = harness.new_buffer(clean)
     grads: Tensor | None = None
-    x_base = ablated[:, :, 0]
+    x_base = ablated[0]
     x_clean = harness.input_embedding(clean) if ig_steps > 1 else None
     for k in range(1, ig_steps + 1):
         if k < ig_steps:
@@ -158,7 +158,7 @@ def exact_edges(
 ) -> np.ndarray:
     """Exact patching scores of ``edges`` (sender, receiver indices), averaged over pairs.
 
-    ``ablated`` ([batch, pos, S, d]) overrides ``ablation`` as in :func:`attribute_edges`.
+    ``ablated`` ([S, batch, pos, d]) overrides ``ablation`` as in :func:`attribute_edges`.
     """
     shape = harness.shape
     mask = edge_mask(shape)
@@ -209,7 +209,7 @@ def _receiver_layer(shape: GraphShape, r: int) -> int:
 
 def _edge_deltas(shape: GraphShape, edges: Sequence[tuple[int, int]], delta: Tensor) -> dict[str, Tensor]:
     """Per-kind receiver additions for a chunk of edges, one edge per block of rows."""
-    n, pos, _, d = delta.shape
+    _, n, pos, d = delta.shape
     rows = n * len(edges)
     adds: dict[str, Tensor] = {}
 
@@ -223,17 +223,17 @@ def _edge_deltas(shape: GraphShape, edges: Sequence[tuple[int, int]], delta: Ten
     for e, (s, r) in enumerate(edges):
         block = slice(e * n, (e + 1) * n)
         if r == shape.logits_receiver:
-            get("logits", None)[block] += delta[:, :, s]
+            get("logits", None)[block] += delta[s]
             continue
         offset = r % shape.receivers_per_layer
         if offset < H:
-            get("q", H)[block, :, offset] += delta[:, :, s]
+            get("q", H)[block, :, offset] += delta[s]
         elif offset < H + KV:
-            get("k", KV)[block, :, offset - H] += delta[:, :, s]
+            get("k", KV)[block, :, offset - H] += delta[s]
         elif offset < H + 2 * KV:
-            get("v", KV)[block, :, offset - H - KV] += delta[:, :, s]
+            get("v", KV)[block, :, offset - H - KV] += delta[s]
         else:
-            get("mlp", None)[block] += delta[:, :, s]
+            get("mlp", None)[block] += delta[s]
     return adds
 
 
@@ -266,7 +266,7 @@ def exact_nodes(
         for start in range(0, len(senders), per_chunk):
             chunk = senders[start : start + per_chunk]
             rows = resid.repeat(len(chunk), 1, 1)
-            adds = torch.cat([delta[:, :, s] for s in chunk])  # [rows, pos, d]
+            adds = torch.cat([delta[s] for s in chunk])  # [rows, pos, d]
             logits = _run_with_sender_added(harness, rows, layer, chunk, adds)
             idx = torch.arange(rows.shape[0], device=device)
             values = fn.repeat(len(chunk))(logits[idx, last.repeat(len(chunk))])
