@@ -1,6 +1,8 @@
 """The ``circuits`` command.
 
-Subcommands: ``models``, ``relations``, ``prompts``, ``score``, ``evaluate``.
+Subcommands: ``models``, ``relations``, ``prompts``, ``score``, ``evaluate``
+(this module); ``extract``, ``render``, ``compare``, ``reuse``
+(:mod:`circuits.graphs_cli`); ``channels`` (:mod:`circuits.channels.cli`).
 Errors the user can fix are printed as one line naming what was wrong and what
 would be valid, with exit status 2.
 """
@@ -131,8 +133,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from circuits.models import DEFAULT_MODEL
 
-    parser = argparse.ArgumentParser(prog="circuits", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="circuits", description="Circuit-discovery graph engine for transformer language models."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     def known_filter(p: argparse.ArgumentParser) -> None:
@@ -193,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
+
+    from circuits.graphs_cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -201,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args))
     except CircuitsError as error:

@@ -1,0 +1,362 @@
+"""A circuit: the edges chosen from a scored graph, with their scores and provenance.
+
+A :class:`Circuit` holds ``(sender, receiver)`` name pairs in the vocabulary of
+:mod:`circuits.graph` (receivers such as ``a3.h1<q>``, ``a3.h0<k>``, ``m3``,
+``logits``), each with its score, plus the metadata of the scored graph it came
+from and how it was extracted. It converts
+
+- to and from a boolean ``[senders, receivers]`` mask (for
+  :meth:`circuits.evaluate.Evaluator.run_mask`);
+- to and from a networkx ``DiGraph`` laid out like :func:`circuits.graph.to_networkx`;
+- to and from JSON (networkx node-link data), exactly.
+
+Which nodes a circuit contains: every sender of one of its edges, plus the
+component each receiver belongs to (a head for ``<q>``, the MLP, ``logits``).
+A ``<k>`` or ``<v>`` receiver names a *key/value* head, which under grouped-query
+attention is shared by a group of query heads, so it adds no node by itself.
+A head whose output no kept edge carries has no effect on the metric (every
+reader sees its ablated value), so :meth:`Circuit.heads` counts a head when the
+circuit keeps one of its outgoing edges or its query input.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from circuits.graph import GraphShape, ScoredGraph, edge_mask
+from circuits.vocab import InputError, head_name, parse_node
+
+__all__ = ["FORMAT", "Circuit", "component_of", "graph_index"]
+
+FORMAT = "circuits.circuit/1"
+
+Edge = tuple[str, str]
+
+
+@functools.lru_cache(maxsize=16)
+def graph_index(shape: GraphShape) -> tuple[dict[str, int], dict[str, int], np.ndarray]:
+    """Name-to-row and name-to-column maps of ``shape`` and its edge mask (cached)."""
+    senders = {name: i for i, name in enumerate(shape.sender_names())}
+    receivers = {name: i for i, name in enumerate(shape.receiver_names())}
+    mask = edge_mask(shape)
+    mask.setflags(write=False)
+    return senders, receivers, mask
+
+
+def component_of(receiver: str) -> str | None:
+    """The node a receiver belongs to: a head for ``<q>``, itself for MLPs and logits.
+
+    >>> component_of("a2.h3<q>"), component_of("m1"), component_of("a2.h0<k>")
+    ('a2.h3', 'm1', None)
+    """
+    kind, layer, head, qkv = parse_node(receiver)
+    if kind == "head":
+        return head_name(layer, head) if qkv == "q" else None  # type: ignore[arg-type]
+    return receiver
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as it comes back from JSON (tuples become lists), so round trips are exact."""
+    return json.loads(json.dumps(value))
+
+
+@dataclass
+class Circuit:
+    """Selected edges of a scored graph, their scores, and where they came from.
+
+    Parameters
+    ----------
+    shape : GraphShape
+        The computation graph the edges belong to.
+    edges : dict
+        ``{(sender, receiver): score}``; every pair must be an edge of ``shape``.
+    node_scores : dict
+        Scores of the circuit's sender nodes (the scored graph's node scores).
+    provenance : dict
+        The scored graph's metadata (model, relation, method, metric, ...).
+    method, params
+        How the edges were chosen (``"top-n"``, ``{"n": 20, "by": "signed"}``).
+    faithfulness : float, optional
+        Normalized faithfulness measured by a real circuit evaluation.
+    name : str
+        A short name for files and tables.
+
+    Examples
+    --------
+    >>> shape = GraphShape(1, 1, 1)
+    >>> c = Circuit(shape, {("input", "a0.h0<q>"): -1.0, ("a0.h0", "logits"): -2.0})
+    >>> c.n_edges, sorted(c.nodes()), c.heads()
+    (2, ['a0.h0', 'input', 'logits'], ['a0.h0'])
+    >>> Circuit.from_json(c.to_json()) == c
+    True
+    """
+
+    shape: GraphShape
+    edges: dict[Edge, float]
+    node_scores: dict[str, float] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    method: str = "custom"
+    params: dict[str, Any] = field(default_factory=dict)
+    faithfulness: float | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        senders, receivers, mask = graph_index(self.shape)
+        clean: dict[Edge, float] = {}
+        for key, score in self.edges.items():
+            sender, receiver = key
+            s, r = senders.get(sender), receivers.get(receiver)
+            size = (f"{self.shape.n_layers} layers, {self.shape.n_heads} heads, "
+                    f"{self.shape.n_kv_heads} key/value heads")  # fmt: skip
+            if s is None:
+                raise InputError(f"{sender!r} is not a sender of a graph with {size}; senders are "
+                                 "'input', 'a{layer}.h{head}' and 'm{layer}'")  # fmt: skip
+            if r is None:
+                raise InputError(f"{receiver!r} is not a receiver of a graph with {size}; receivers are "
+                                 "'a{layer}.h{head}<q>', 'a{layer}.h{kv_head}<k|v>', 'm{layer}' and 'logits'")  # fmt: skip
+            if not mask[s, r]:
+                raise InputError(
+                    f"({sender!r}, {receiver!r}) is not an edge of a graph with {self.shape.n_layers} "
+                    f"layers, {self.shape.n_heads} heads and {self.shape.n_kv_heads} key/value heads; "
+                    "a sender must come before its receiver in the forward order"
+                )
+            clean[(str(sender), str(receiver))] = float(score)
+        self.edges = clean
+        present = {s for s, _ in clean}
+        unknown = set(self.node_scores) - present
+        if unknown:
+            raise InputError(f"node_scores name nodes that send no circuit edge: {sorted(unknown)}")
+        self.node_scores = {k: float(v) for k, v in self.node_scores.items()}
+        self.provenance = _plain(self.provenance)
+        self.params = _plain(self.params)
+        if self.faithfulness is not None:
+            self.faithfulness = float(self.faithfulness)
+
+    # ------------------------------------------------------------- queries
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+    @property
+    def model(self) -> str | None:
+        return self.provenance.get("model")
+
+    @property
+    def relation(self) -> str | None:
+        return self.provenance.get("relation")
+
+    def label(self) -> str:
+        """The name, else the relation, else the method."""
+        return self.name or self.relation or self.method
+
+    def senders(self) -> set[str]:
+        return {s for s, _ in self.edges}
+
+    def nodes(self) -> frozenset[str]:
+        """Component names: senders of edges and the components receivers belong to."""
+        out = set(self.senders())
+        for _, receiver in self.edges:
+            component = component_of(receiver)
+            if component is not None:
+                out.add(component)
+        return frozenset(out)
+
+    def heads(self) -> list[str]:
+        """Heads whose output or query input the circuit keeps, in forward order."""
+        heads = {n for n in self.nodes() if n.startswith("a")}
+        return sorted(heads, key=lambda n: parse_node(n)[1:3])  # type: ignore[arg-type,return-value]
+
+    def mlps(self) -> list[str]:
+        return sorted((n for n in self.nodes() if n.startswith("m")), key=lambda n: int(n[1:]))
+
+    def summary(self) -> dict[str, Any]:
+        """One row of facts about the circuit (for tables and manifests)."""
+        return {"name": self.name, "model": self.model, "relation": self.relation,
+                "method": self.method, "params": self.params, "n_edges": self.n_edges,
+                "n_nodes": len(self.nodes()), "n_heads": len(self.heads()), "n_mlps": len(self.mlps()),
+                "faithfulness": self.faithfulness}  # fmt: skip
+
+    # ------------------------------------------------------------- masks
+    def to_mask(self) -> np.ndarray:
+        """Boolean ``[senders, receivers]`` mask of the circuit's edges."""
+        senders, receivers, mask = graph_index(self.shape)
+        keep = np.zeros(mask.shape, dtype=bool)
+        for sender, receiver in self.edges:
+            keep[senders[sender], receivers[receiver]] = True
+        return keep
+
+    @classmethod
+    def from_mask(
+        cls,
+        graph: ScoredGraph,
+        keep: np.ndarray,
+        *,
+        method: str = "custom",
+        params: dict[str, Any] | None = None,
+        name: str = "",
+    ) -> Circuit:
+        """The circuit of the edges of ``graph`` where ``keep`` is true (non-edges are ignored)."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != graph.mask.shape:
+            raise InputError(f"a circuit mask has shape {graph.mask.shape}, not {keep.shape}")
+        names_s, names_r = graph.shape.sender_names(), graph.shape.receiver_names()
+        rows, cols = np.nonzero(keep & graph.mask)
+        edges = {(names_s[s], names_r[r]): float(graph.scores[s, r]) for s, r in zip(rows, cols, strict=True)}
+        return cls.from_edges(graph, edges, method=method, params=params, name=name)
+
+    @classmethod
+    def from_edges(
+        cls,
+        graph: ScoredGraph,
+        edges: dict[Edge, float] | list[Edge],
+        *,
+        method: str = "custom",
+        params: dict[str, Any] | None = None,
+        name: str = "",
+    ) -> Circuit:
+        """A circuit of ``graph``'s edges (a list takes the scores from ``graph``)."""
+        if not isinstance(edges, dict):
+            senders, receivers, _ = graph_index(graph.shape)
+            edges = {e: float(graph.scores[senders[e[0]], receivers[e[1]]]) for e in edges}
+        nodes = graph.node_scores()
+        present = {s for s, _ in edges}
+        return cls(graph.shape, dict(edges), {n: nodes[n] for n in present}, dict(graph.metadata),
+                   method, dict(params or {}), None, name)  # fmt: skip
+
+    def with_edges(self, keys: list[Edge] | set[Edge], **changes: Any) -> Circuit:
+        """A copy keeping only ``keys`` (a subset of the edges), with fields changed."""
+        wanted = set(keys)
+        edges = {k: v for k, v in self.edges.items() if k in wanted}
+        present = {s for s, _ in edges}
+        fields = {"shape": self.shape, "edges": edges,
+                  "node_scores": {n: v for n, v in self.node_scores.items() if n in present},
+                  "provenance": self.provenance, "method": self.method, "params": self.params,
+                  "faithfulness": None, "name": self.name}  # fmt: skip
+        fields.update(changes)
+        return Circuit(**fields)
+
+    # ------------------------------------------------------------- networkx
+    def to_networkx(self) -> Any:
+        """A networkx ``DiGraph`` of the circuit.
+
+        Nodes carry ``kind`` (``input``, ``head``, ``mlp``, ``logits`` or
+        ``head_input``), ``layer``, ``head``, ``qkv`` and ``score``. Scored edges
+        carry ``score``, ``weight`` (``|score|``), ``qkv`` (the head input they
+        enter, or ``""``) and ``internal=False``. A head input leads into its
+        head by an ``internal=True`` edge; a key/value input leads into those
+        heads of its group that are in the circuit. The circuit's own fields are
+        in ``G.graph``.
+        """
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.graph.update({"format": FORMAT, "name": self.name, "method": self.method,
+                        "params": self.params, "provenance": self.provenance,
+                        "shape": self.shape.as_dict(), "faithfulness": self.faithfulness})  # fmt: skip
+        components = self.nodes()
+        for sender, receiver in self.edges:
+            for name in (sender, receiver):
+                if name not in g:
+                    g.add_node(name, **self._node_attrs(name))
+        for name in components:
+            if name not in g:
+                g.add_node(name, **self._node_attrs(name))
+        for (sender, receiver), score in self.edges.items():
+            qkv = receiver[-2] if receiver.endswith(">") else ""
+            g.add_edge(sender, receiver, score=score, weight=abs(score), qkv=qkv, internal=False)
+        group = self.shape.group
+        for name in list(g.nodes):
+            _, layer, index, qkv = parse_node(name)
+            if qkv is None:
+                continue
+            targets = [index] if qkv == "q" else range(index * group, (index + 1) * group)  # type: ignore[operator]
+            for head in targets:
+                target = head_name(layer, head)  # type: ignore[arg-type]
+                if target in components:
+                    g.add_edge(name, target, internal=True, qkv=qkv)
+        return g
+
+    def _node_attrs(self, name: str) -> dict[str, Any]:
+        kind, layer, head, qkv = parse_node(name)
+        if qkv is not None:
+            kind = "head_input"
+        return {"kind": kind, "layer": layer, "head": head, "qkv": qkv, "score": self.node_scores.get(name)}
+
+    @classmethod
+    def from_networkx(cls, g: Any) -> Circuit:
+        """The circuit of a ``DiGraph`` made by :meth:`to_networkx` (internal edges are skipped)."""
+        meta = dict(g.graph)
+        if meta.get("format") != FORMAT:
+            raise InputError(f"graph attribute 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+        try:
+            shape = GraphShape(**meta["shape"])
+        except (KeyError, TypeError) as error:
+            raise InputError(f"graph attribute 'shape' is missing or invalid: {error}") from None
+        edges = {}
+        for u, v, data in g.edges(data=True):
+            if data.get("internal"):
+                continue
+            if "score" not in data:
+                raise InputError(f"edge ({u!r}, {v!r}) has no 'score' attribute")
+            edges[(u, v)] = data["score"]
+        node_scores = {n: d["score"] for n, d in g.nodes(data=True) if d.get("score") is not None}
+        return cls(shape, edges, node_scores, meta.get("provenance") or {}, meta.get("method", "custom"),
+                   meta.get("params") or {}, meta.get("faithfulness"), meta.get("name", ""))  # fmt: skip
+
+    # ------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        """Node-link data of :meth:`to_networkx` (JSON-ready)."""
+        import networkx as nx
+
+        return nx.node_link_data(self.to_networkx(), edges="edges")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "circuit") -> Circuit:
+        import networkx as nx
+
+        if not isinstance(data, dict) or "nodes" not in data or "edges" not in data:
+            raise InputError(f"{source}: not circuit JSON (expected node-link data with 'nodes' "
+                             "and 'edges', as written by Circuit.to_json)")  # fmt: skip
+        try:
+            g = nx.node_link_graph(data, edges="edges")
+        except (KeyError, TypeError) as error:
+            raise InputError(f"{source}: malformed node-link data: {error!r}") from None
+        try:
+            return cls.from_networkx(g)
+        except InputError as error:
+            raise InputError(f"{source}: {error}") from None
+
+    def to_json(self, *, indent: int | None = 1) -> str:
+        faith = self.faithfulness
+        if faith is not None and not math.isfinite(faith):
+            raise InputError(f"faithfulness {faith} cannot be written to JSON; use None")
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "circuit") -> Circuit:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{source}: malformed JSON at line {error.lineno}: {error.msg}") from None
+        return cls.from_dict(data, source=source)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON atomically."""
+        from circuits.store import atomic_write_text
+
+        atomic_write_text(path, self.to_json())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Circuit:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"{path}: no such circuit file (write one with `circuits extract`)")
+        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))

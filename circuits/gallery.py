@@ -1,0 +1,299 @@
+"""The ``graphs/`` store: scored graphs, circuits, their diagrams and a manifest.
+
+Layout (model and relation names are made filesystem-safe)::
+
+    graphs/
+      manifest.json                       everything stored, one entry per folder
+      <model>/<relation>/scored/          the scored graph (scores.safetensors, graph.json, relation.json)
+      <model>/<relation>/<circuit>/       circuit.json (node-link), circuit.dot, circuit.svg
+      <model>/reuse/                      reuse matrices (CSV, SVG heatmaps), clustering, cross-task faithfulness
+
+Each folder is one unit, written whole into a hidden staging folder next to it
+and then swapped into place by two renames; a crash at any point leaves either
+the old folder or the new one (a folder caught between the two renames is
+restored on the next read), never a mix. Files inside are written with
+:func:`circuits.store.atomic_write_bytes`. The manifest is rewritten atomically
+after each unit; :meth:`Gallery.rebuild_manifest` recreates it from the folders.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from circuits.circuit import Circuit
+from circuits.data import Relation
+from circuits.graph import ScoredGraph
+from circuits.store import META, atomic_write_bytes, atomic_write_text, load_scored, save_scored
+from circuits.vocab import InputError
+
+__all__ = ["CIRCUIT_FILE", "MANIFEST", "Gallery", "circuit_name", "safe_name"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+CIRCUIT_FILE = "circuit.json"
+SCORED = "scored"
+REUSE = "reuse"
+_FORMAT = "circuits.gallery/1"
+
+
+def safe_name(name: str) -> str:
+    """A folder name for a model, relation or circuit name.
+
+    >>> safe_name("HuggingFaceTB/SmolLM2-135M")
+    'HuggingFaceTB__SmolLM2-135M'
+    """
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__")).strip("._")
+    if not text:
+        raise InputError(f"{name!r} cannot name a folder; use letters, digits, '.', '_' or '-'")
+    return text
+
+
+def circuit_name(circuit: Circuit) -> str:
+    """The circuit's name, else ``{method}-{by}-{size}`` from how it was extracted."""
+    if circuit.name:
+        return safe_name(circuit.name)
+    p = circuit.params
+    size = p.get("max_edges", p.get("n", p.get("k", p.get("threshold", circuit.n_edges))))
+    return safe_name("-".join(str(x) for x in (circuit.method, p.get("by"), size) if x is not None))
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    import circuits
+
+    return circuits.__version__
+
+
+class Gallery:
+    """The store rooted at ``root`` (default ``graphs/`` in the current directory)."""
+
+    def __init__(self, root: str | Path = "graphs") -> None:
+        self.root = Path(root)
+
+    # ----------------------------------------------------------- paths
+    def folder(self, model: str, relation: str | None = None, name: str | None = None) -> Path:
+        path = self.root / safe_name(model)
+        if relation is not None:
+            path = path / safe_name(relation)
+        return path / safe_name(name) if name is not None else path
+
+    # ----------------------------------------------------------- units
+    def _commit(self, target: Path, write: Any) -> Path:
+        """Run ``write(staging_folder)``, then swap the staging folder into ``target``."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._recover(target)
+        for stale in target.parent.glob(f".{target.name}.new-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = target.parent / f".{target.name}.new-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        try:
+            write(staging)
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(target, old)
+                os.rename(staging, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @staticmethod
+    def _recover(target: Path) -> None:
+        """Restore a folder left between the two renames of :meth:`_commit`."""
+        olds = sorted(target.parent.glob(f".{target.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if olds and not target.exists():
+            log.warning("restoring %s from an interrupted write", target)
+            os.rename(olds[-1], target)
+            olds = olds[:-1]
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)
+
+    # ----------------------------------------------------------- scored graphs
+    def save_scored(self, graph: ScoredGraph, relation: Relation | None = None) -> Path:
+        """Store a scored graph under ``<model>/<relation>/scored``."""
+        model, rel = self._names(graph.metadata)
+        target = self._commit(self.folder(model, rel, SCORED), lambda d: save_scored(d, graph, relation))
+        meta = graph.metadata
+        self._record(target, {"kind": "scored", "model": model, "relation": rel, "method": meta.get("method"),
+                              "metric": meta.get("metric"), "size": graph.n_edges,
+                              "n_pairs": meta.get("n_pairs_scoring")})  # fmt: skip
+        return target
+
+    def load_scored(self, model: str, relation: str) -> ScoredGraph:
+        folder = self.folder(model, relation, SCORED)
+        self._recover(folder)
+        return load_scored(folder)
+
+    def find_scored(self, model: str, relation: str, **want: Any) -> ScoredGraph | None:
+        """The stored scored graph if every ``want`` item equals its metadata, else ``None``."""
+        folder = self.folder(model, relation, SCORED)
+        self._recover(folder)
+        if not (folder / META).is_file():
+            return None
+        try:
+            graph = load_scored(folder)
+        except InputError as error:
+            log.warning("ignoring stored graph %s: %s", folder, error)
+            return None
+        differs = {k: (graph.metadata.get(k), v) for k, v in want.items() if graph.metadata.get(k) != v}
+        if differs:
+            log.info("stored graph %s does not match (stored, wanted): %s", folder, differs)
+            return None
+        return graph
+
+    # ----------------------------------------------------------- circuits
+    def save_circuit(
+        self,
+        circuit: Circuit,
+        name: str | None = None,
+        *,
+        formats: tuple[str, ...] = ("svg",),
+        color_by: str = "sign",
+    ) -> tuple[Path, str]:
+        """Store a circuit's JSON, DOT and diagrams; returns the folder and any rendering message."""
+        from circuits.export import circuit_dot, render
+
+        model, rel = self._names(circuit.provenance)
+        name = safe_name(name) if name else circuit_name(circuit)
+        message = ""
+
+        def write(folder: Path) -> None:
+            nonlocal message
+            circuit.save(folder / CIRCUIT_FILE)
+            message = render(
+                circuit_dot(circuit, color_by=color_by), folder / "circuit", formats=formats
+            ).message
+
+        target = self._commit(self.folder(model, rel, name), write)
+        self._record(target, self._circuit_entry(circuit, model, rel, name))
+        return target, message
+
+    def _circuit_entry(self, circuit: Circuit, model: str, rel: str, name: str) -> dict[str, Any]:
+        return {"kind": "circuit", "model": model, "relation": rel, "name": name,
+                "method": circuit.method, "scoring_method": circuit.provenance.get("method"),
+                "params": {k: v for k, v in circuit.params.items() if k not in ("paths", "search")},
+                "size": circuit.n_edges, "heads": len(circuit.heads()),
+                "faithfulness": circuit.faithfulness}  # fmt: skip
+
+    def load_circuit(self, model: str, relation: str, name: str) -> Circuit:
+        folder = self.folder(model, relation, name)
+        self._recover(folder)
+        return Circuit.load(folder / CIRCUIT_FILE)
+
+    def circuits(self, model: str, name: str | None = None) -> dict[str, Circuit]:
+        """Stored circuits of ``model`` keyed by relation (one per relation: ``name``, else the newest)."""
+        out: dict[str, tuple[float, Circuit]] = {}
+        for path in sorted(self.folder(model).glob(f"*/*/{CIRCUIT_FILE}")):
+            if name is not None and path.parent.name != safe_name(name):
+                continue
+            relation, stamp = path.parent.parent.name, path.stat().st_mtime
+            if relation not in out or stamp > out[relation][0]:
+                out[relation] = (stamp, Circuit.load(path))
+        return {k: v for k, (_, v) in sorted(out.items())}
+
+    # ----------------------------------------------------------- other units
+    def save_files(self, model: str, folder: str, files: dict[str, str | bytes], entry: dict[str, Any],
+                   *, after: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
+        """Store a folder of files (e.g. ``reuse``) under ``<model>/`` as one unit.
+
+        ``after(staging_folder)`` may add more files before the folder is swapped in.
+        """
+
+        def write(staging: Path) -> None:
+            for name, data in files.items():
+                blob = data.encode("utf-8") if isinstance(data, str) else data
+                atomic_write_bytes(staging / name, blob)
+            if after is not None:
+                after(staging)
+
+        target = self._commit(self.folder(model, folder), write)
+        self._record(target, {"kind": folder, "model": model, **entry})
+        return target
+
+    # ----------------------------------------------------------- manifest
+    def manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return {"format": _FORMAT, "entries": {}}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}; "
+                             "rebuild it with Gallery.rebuild_manifest()") from None  # fmt: skip
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
+            raise InputError(
+                f"{path}: field 'entries' must be an object; rebuild it with Gallery.rebuild_manifest()"
+            )
+        return data
+
+    def _record(self, folder: Path, entry: dict[str, Any]) -> None:
+        data = self.manifest()
+        key = folder.relative_to(self.root).as_posix()
+        files = sorted(p.name for p in folder.iterdir() if p.is_file())
+        data["entries"][key] = {"files": files, **entry, "date": _now(), "package_version": _version()}
+        data["entries"] = dict(sorted(data["entries"].items()))
+        atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+    def rebuild_manifest(self) -> dict[str, Any]:
+        """Recreate the manifest from the stored folders (dates become the files' times)."""
+        entries: dict[str, Any] = {}
+        for path in self._units():
+            key = path.relative_to(self.root).as_posix()
+            date = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC).isoformat(timespec="seconds")
+            files = sorted(p.name for p in path.iterdir() if p.is_file())
+            if (path / CIRCUIT_FILE).is_file():
+                c = Circuit.load(path / CIRCUIT_FILE)
+                entry = self._circuit_entry(c, path.parts[-3], path.parts[-2], path.name)
+                version = c.provenance.get("package_version")
+            else:
+                graph = load_scored(path)
+                meta = graph.metadata
+                entry = {"kind": "scored", "model": path.parts[-3], "relation": path.parts[-2],
+                         "method": meta.get("method"), "metric": meta.get("metric"), "size": graph.n_edges,
+                         "n_pairs": meta.get("n_pairs_scoring")}  # fmt: skip
+                version = meta.get("package_version")
+            entries[key] = {"files": files, **entry, "date": date, "package_version": version}
+        try:
+            previous = self.manifest()["entries"]
+        except InputError:
+            previous = {}
+        for path in sorted(self.root.glob(f"*/{REUSE}")):
+            key = path.relative_to(self.root).as_posix()
+            files = sorted(p.name for p in path.iterdir() if p.is_file())
+            entries[key] = {**previous.get(key, {"kind": REUSE, "model": path.parent.name}), "files": files}
+        data = {"format": _FORMAT, "entries": dict(sorted(entries.items()))}
+        atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1) + "\n")
+        return data
+
+    def _units(self) -> Iterator[Path]:
+        for path in sorted(self.root.glob("*/*/*")):
+            if (
+                path.is_dir()
+                and not path.name.startswith(".")
+                and ((path / CIRCUIT_FILE).is_file() or (path / META).is_file())
+            ):
+                yield path
+
+    @staticmethod
+    def _names(meta: dict[str, Any]) -> tuple[str, str]:
+        model, relation = meta.get("model"), meta.get("relation")
+        if not model or not relation:
+            raise InputError("only graphs and circuits whose metadata name a 'model' and a 'relation' "
+                             f"can be stored; got model={model!r}, relation={relation!r}")  # fmt: skip
+        return str(model), str(relation)
