@@ -22,41 +22,13 @@ from typing import Any
 from circuits.circuit import Circuit
 from circuits.vocab import InputError, Method, NotEnoughFactsError
 
-__all__ = ["add_parsers", "heldout_evaluator", "run_reuse"]
+__all__ = ["add_parsers", "run_reuse"]
+
+from circuits.pipeline import heldout_evaluator
 
 log = logging.getLogger(__name__)
 
 SIMILARITIES = ("edge_jaccard", "node_jaccard", "weighted_jaccard", "edge_overlap", "head_share")
-
-
-def heldout_evaluator(model: Any, graph: Any, pairs: Any = None, *, relation_file: Path | None = None,
-                      split: str = "heldout") -> Any:  # fmt: skip
-    """An Evaluator on the held-out pairs of the relation ``graph`` was scored on.
-
-    ``pairs`` (a PairSet) is remade from the graph's metadata when not given,
-    exactly as :func:`circuits.pipeline.evaluate_scored` does.
-    """
-    from circuits.attribution import Harness, mean_senders
-    from circuits.data import batch_pairs, load_relation, make_pairs
-    from circuits.evaluate import Evaluator
-
-    meta = graph.metadata
-    if pairs is None:
-        source = relation_file if relation_file is not None and relation_file.is_file() else meta["relation"]
-        rel = dataclasses.replace(load_relation(source), name=meta["relation"])
-        known = meta.get("known_filter", {})
-        pairs = make_pairs(model, rel, template=meta.get("template"), seed=meta["split_seed"],
-                           heldout_fraction=meta.get("heldout_fraction", 0.4),
-                           max_rank=known.get("max_rank", 1), min_prob=known.get("min_prob", 0.0),
-                           max_pairs=meta.get("max_pairs"))  # fmt: skip
-    pad = int(model.tokenizer.pad_token_id or 0)
-    harness = Harness(model)
-    means = None
-    if meta.get("ablation") == "mean":
-        means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
-    chosen = pairs.heldout if split == "heldout" else pairs.scoring
-    return Evaluator(harness, batch_pairs(chosen, pad=pad), metric=meta["metric"],
-                     ablation=meta["ablation"], means=means)  # fmt: skip
 
 
 def _scored_dir(path: Path) -> Path:

@@ -140,6 +140,40 @@ def score_relation(
     return score_pairs(model, pairs, settings, progress=progress), pairs
 
 
+def heldout_evaluator(
+    model: Any,
+    graph: ScoredGraph,
+    pairs: PairSet | None = None,
+    *,
+    relation_file: Path | None = None,
+    split: str = "heldout",
+) -> Evaluator:
+    """An Evaluator on the held-out (or scoring) pairs of the relation ``graph`` was scored on.
+
+    ``pairs`` is remade from the graph's metadata (template, split seed,
+    known-fact filter, pair cap) when not given; the relation is read from
+    ``relation_file`` when it exists, else by the name in the metadata.
+    """
+    meta = graph.metadata
+    if pairs is None:
+        exists = relation_file is not None and relation_file.is_file()
+        rel = dataclasses.replace(load_relation(relation_file if exists else meta["relation"]),
+                                  name=meta["relation"])  # fmt: skip
+        known = meta.get("known_filter", {})
+        pairs = make_pairs(model, rel, template=meta.get("template"), seed=meta["split_seed"],
+                           heldout_fraction=meta.get("heldout_fraction", 0.4),
+                           max_rank=known.get("max_rank", 1), min_prob=known.get("min_prob", 0.0),
+                           max_pairs=meta.get("max_pairs"))  # fmt: skip
+    pad = int(model.tokenizer.pad_token_id or 0)
+    harness = Harness(model)
+    means = None
+    if meta.get("ablation") == Ablation.MEAN.value:
+        means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
+    chosen = pairs.heldout if split == "heldout" else pairs.scoring
+    return Evaluator(harness, batch_pairs(chosen, pad=pad), metric=meta["metric"],
+                     ablation=meta["ablation"], means=means)  # fmt: skip
+
+
 def evaluate_scored(
     directory: str | Path,
     *,
@@ -148,6 +182,7 @@ def evaluate_scored(
     split: str = "heldout",
 ) -> tuple[Evaluation, ScoredGraph]:
     """Faithfulness of a stored scored graph on the held-out split of its relation."""
+    from circuits.evaluate import FRACTIONS
     from circuits.models import load_model
 
     graph = load_scored(directory)
@@ -157,24 +192,7 @@ def evaluate_scored(
     if GraphShape.of(model) != graph.shape:
         raise InputError(f"{directory}: the graph was scored on {meta['model']!r}, whose shape "
                          f"differs from {model.name!r}")  # fmt: skip
-    relation_file = Path(directory) / RELATION
-    rel = load_relation(relation_file if relation_file.is_file() else meta["relation"])
-    rel = dataclasses.replace(rel, name=meta["relation"])
-    known = meta.get("known_filter", {})
-    pairs = make_pairs(model, rel, template=meta.get("template"), seed=meta["split_seed"],
-                       heldout_fraction=meta.get("heldout_fraction", 0.4),
-                       max_rank=known.get("max_rank", 1), min_prob=known.get("min_prob", 0.0),
-                       max_pairs=meta.get("max_pairs"))  # fmt: skip
-    chosen = pairs.heldout if split == "heldout" else pairs.scoring
-    pad = int(model.tokenizer.pad_token_id or 0)
-    harness = Harness(model)
-    means = None
-    if meta["ablation"] == Ablation.MEAN.value:
-        means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
-    evaluator = Evaluator(harness, batch_pairs(chosen, pad=pad), metric=meta["metric"],
-                          ablation=meta["ablation"], means=means)  # fmt: skip
-    from circuits.evaluate import FRACTIONS
-
+    evaluator = heldout_evaluator(model, graph, relation_file=Path(directory) / RELATION, split=split)
     bar = progress_bar(len(FRACTIONS), "evaluating", enabled=progress)
     result = evaluate_graph(evaluator, graph, seed=meta.get("seed", 0), progress=bar)
     bar.close()

@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 
 from circuits.attribution import Harness, exact_edges
@@ -60,8 +61,11 @@ def main() -> int:
     parser.add_argument("relations", nargs="*", default=DEFAULT)
     parser.add_argument("--max-pairs", type=int, default=40)
     parser.add_argument("--top", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model("smollm2-135m")
     rows = []
     for name in args.relations:
