@@ -69,7 +69,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     from circuits.data import load_relation, make_pairs
 
     model = _model(args)
-    relation = load_relation(args.relation)
+    relation = load_relation(args.relation, template=args.template)
     pairs = make_pairs(model, relation, seed=args.seed, template=args.template,
                        max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
     if args.json:
@@ -102,7 +102,9 @@ def cmd_score(args: argparse.Namespace) -> int:
                              ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
                              max_pairs=args.max_pairs, exact_top=args.exact_top,
                              max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
-    graph, pairs = score_relation(model, args.relation, settings, progress=not args.quiet)
+    graph, pairs = score_relation(
+        model, args.relation, settings, template=args.template, progress=not args.quiet
+    )
     out = save_scored(args.out, graph, pairs.relation)
     meta = graph.metadata
     print(f"scored {graph.n_edges} edges of {model.name} on {meta['relation']} "
@@ -168,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_relations)
 
     p = add("prompts", "the prompt pairs of a relation for a model")
-    p.add_argument("relation", help="bundled relation name or path of an LRE-schema JSON file")
-    p.add_argument("--template", help="a template with one '{}' (default: the relation's first)")
+    p.add_argument("relation", help="bundled relation name, LRE-schema JSON file or subject,object CSV")
+    p.add_argument("--template", help="a template with one '{}' (default: the relation's first; "
+                   "required for a CSV relation)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=10, help="pairs shown per split (text output)")
     known_filter(p)
@@ -177,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prompts)
 
     p = add("score", "score every edge of the model's graph on a relation")
-    p.add_argument("relation", help="bundled relation name or path of an LRE-schema JSON file")
+    p.add_argument("relation", help="bundled relation name, LRE-schema JSON file or subject,object CSV")
+    p.add_argument("--template", help="a template with one '{}' (required for a CSV relation)")
     p.add_argument("--method", default=Method.EAP_IG.value, choices=[m.value for m in Method])
     p.add_argument("--metric", default=Metric.LOGIT_DIFF.value, choices=[m.value for m in Metric])
     p.add_argument("--ablation", default=Ablation.COUNTERFACTUAL.value,

@@ -92,9 +92,18 @@ def bundled_relations() -> list[str]:
     return sorted(e.name[:-5] for e in folder.iterdir() if e.name.endswith(".json"))
 
 
-def load_relation(name_or_path: str | Path) -> Relation:
-    """A bundled relation by name, or any LRE-schema JSON file by path."""
+def load_relation(name_or_path: str | Path, *, template: str | None = None) -> Relation:
+    """A bundled relation by name, an LRE-schema JSON file, or a CSV file plus a template.
+
+    A ``.csv`` path holds ``subject,object`` rows and needs ``template`` (one
+    ``{}`` where the subject goes).
+    """
     text_name = str(name_or_path)
+    if text_name.lower().endswith(".csv"):
+        if template is None:
+            raise InputError(f"{text_name}: a CSV relation needs a template with one '{{}}', "
+                             "e.g. --template 'The capital of {} is'")  # fmt: skip
+        return relation_from_csv(text_name, template)
     if text_name in bundled_relations():
         entry = importlib.resources.files("circuits.relations") / f"{text_name}.json"
         return _parse_lre(entry.read_text(encoding="utf-8"), source=f"bundled:{text_name}",

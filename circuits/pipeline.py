@@ -129,11 +129,22 @@ def _refine_exact(harness: Harness, graph: ScoredGraph, pairs: PairSet, settings
 
 
 def score_relation(
-    model: Any, relation: str | Path, settings: ScoreSettings | None = None, *, progress: bool = True
+    model: Any,
+    relation: str | Path,
+    settings: ScoreSettings | None = None,
+    *,
+    template: str | None = None,
+    progress: bool = True,
 ) -> tuple[ScoredGraph, PairSet]:
-    """Load a relation, make its prompt pairs and score the model's graph on them."""
+    """Load a relation, make its prompt pairs and score the model's graph on them.
+
+    ``template`` replaces the relation's first template (and is required for
+    a CSV relation).
+    """
     settings = settings or ScoreSettings()
-    rel = load_relation(relation)
+    rel = load_relation(relation, template=template)
+    if template is not None:
+        rel = dataclasses.replace(rel, prompt_templates=(template, *rel.prompt_templates[1:]))
     pairs = make_pairs(model, rel, seed=settings.seed, heldout_fraction=settings.heldout_fraction,
                        max_pairs=settings.max_pairs, max_rank=settings.max_rank,
                        min_prob=settings.min_prob)  # fmt: skip

@@ -110,3 +110,19 @@ def test_settings_reject_unknown_names():
         ScoreSettings(method="acdc")
     with pytest.raises(InputError, match="unknown ablation"):
         ScoreSettings(ablation="resample")
+
+
+def test_csv_relation_with_a_template_on_the_command_line(capsys, tmp_path):
+    path = tmp_path / "caps.csv"
+    path.write_text("subject,object\nFrance,Paris\nSpain,Madrid\nItaly,Rome\nGermany,Berlin\nPeru,Lima\n")
+    code, _, err = run(capsys, "prompts", str(path), "--model", "tiny-gpt2")
+    assert code == 2 and "needs a template" in err
+    code, out, _ = run(capsys, "prompts", str(path), "--model", "tiny-gpt2", "--json",
+                       "--template", "The capital of {} is", *EVERYTHING)  # fmt: skip
+    data = json.loads(out)
+    assert code == 0 and data["template"] == "The capital of {} is" and data["facts"] == 5
+    out_dir = tmp_path / "run"
+    code, _, _ = run(capsys, "score", str(path), "--template", "Capital of {}:", "--model", "tiny-gpt2",
+                     "--method", "eap", "--out", str(out_dir), "--quiet", *EVERYTHING)  # fmt: skip
+    assert code == 0
+    assert json.loads((out_dir / "graph.json").read_text())["template"] == "Capital of {}:"
