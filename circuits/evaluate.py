@@ -84,6 +84,7 @@ class Evaluator:
         self.full = self.run_mask(self.mask, raw=True)
         self.empty = self.run_mask(torch.zeros_like(self.mask), raw=True)
 
+    @torch.no_grad()
     def run_mask(self, keep: Tensor | np.ndarray, *, raw: bool = False) -> CircuitRun:
         """Evaluate the circuit of kept edges ``keep`` ([S, R] booleans)."""
         keep_t = torch.as_tensor(np.asarray(keep) if isinstance(keep, np.ndarray) else keep)
@@ -91,9 +92,7 @@ class Evaluator:
         if tuple(keep_t.shape) != tuple(self.mask.shape):
             raise InputError(f"a circuit mask has shape {tuple(self.mask.shape)}, not {tuple(keep_t.shape)}")
         removed = (self.mask & ~keep_t).to(self.ablated.dtype)
-        logits = self._forward(removed)
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        final = logits[rows, self.last]
+        final = self._forward(removed)
         value = float(self.fn(final).mean())
         top = final.topk(self.k, dim=-1).indices
         hit = float((top == self.answer[:, None]).any(-1).float().mean())
@@ -164,7 +163,7 @@ class Evaluator:
                 return block[:, :, H : H + KV]
             return block[:, :, H + KV :]
 
-        return self.harness.patched(self.tokens, delta, capture=diff, base=self.ablated)
+        return self.harness.patched(self.tokens, delta, self.last, capture=diff, base=self.ablated)
 
 
 @dataclass

@@ -152,13 +152,44 @@ class Harness:
     def _dtype(self) -> torch.dtype:
         return next(self.bridge.parameters()).dtype
 
+    def run_to_final(
+        self, inputs: Tensor, hooks: list[tuple[str, Callable[..., Any]]], *, start_layer: int = 0
+    ) -> Float[Tensor, "batch pos d"]:
+        """Run the blocks under ``hooks`` and return the final residual stream.
+
+        The forward stops at the final norm's input: the unembedding of every
+        position (a ``d_model x vocab`` product per token) is skipped, since the
+        engine reads only each prompt's last position (:meth:`last_logits`).
+        A float ``inputs`` is the residual stream entering ``start_layer``.
+        """
+        store: dict[str, Tensor] = {}
+
+        def grab(x: Tensor, hook: Any) -> Tensor:
+            store["x"] = x
+            raise _StopForwardError
+
+        with self.bridge.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", grab)]):
+            with contextlib.suppress(_StopForwardError):
+                if inputs.is_floating_point():
+                    self.bridge(inputs, start_at_layer=start_layer)
+                elif start_layer:
+                    raise InputError("a forward that starts after layer 0 takes a residual stream")
+                else:
+                    self.bridge(inputs)
+        return store["x"]
+
+    def last_logits(self, final: Tensor, last: Tensor) -> Float[Tensor, "batch vocab"]:
+        """Logits at each row's ``last`` position from the final residual stream."""
+        rows = torch.arange(final.shape[0], device=final.device)
+        picked = final[rows, last.to(final.device)][:, None]
+        return self.bridge.unembed(self.bridge.ln_final(picked))[:, 0]
+
     @torch.no_grad()
     def senders(self, tokens: Tensor) -> tuple[Float[Tensor, "sender batch pos d"], Tensor]:
-        """Every sender's output on ``tokens`` (sender-major), and the logits."""
+        """Every sender's output on ``tokens`` (sender-major), and the final residual stream."""
         buffer = self.new_buffer(tokens)
-        with self.bridge.hooks(fwd_hooks=self._sender_hooks(buffer, None)):
-            logits = self.bridge(tokens)
-        return buffer, logits
+        final = self.run_to_final(tokens, self._sender_hooks(buffer, None))
+        return buffer, final
 
     def input_embedding(self, tokens: Tensor) -> Tensor:
         """The input sender's output (``blocks.0.hook_resid_pre``) on ``tokens``."""
@@ -219,17 +250,15 @@ class Harness:
             hooks.append((name, keep(name, False)))
             name = f"blocks.{layer}.ln2.hook_in"
             hooks.append((name, keep(name, True)))
-        hooks.append(("ln_final.hook_in", keep("ln_final.hook_in", True)))
 
-        with torch.enable_grad(), frozen_weights(self.bridge), self.bridge.hooks(fwd_hooks=hooks):
-            logits = self.bridge(tokens)
-            rows = torch.arange(tokens.shape[0], device=tokens.device)
-            values = metric(logits[rows, last])
+        with torch.enable_grad(), frozen_weights(self.bridge):
+            final = self.run_to_final(tokens, hooks).clone()
+            values = metric(self.last_logits(final, last))
             wanted = []
             for layer in range(shape.n_layers):
                 wanted += [store[f"blocks.{layer}.attn.hook_{k}"] for k in "qkv"]
                 wanted.append(store[f"blocks.{layer}.ln2.hook_in"])
-            wanted.append(store["ln_final.hook_in"])
+            wanted.append(final)
             grads = torch.autograd.grad(values.mean(), wanted, allow_unused=True)
         return self._receiver_grads(store, list(grads), tokens), values.detach()
 
@@ -263,6 +292,7 @@ class Harness:
         self,
         tokens_or_resid: Tensor,
         delta: DeltaFn,
+        last: Tensor,
         *,
         start_layer: int = 0,
         capture: Tensor | None = None,
@@ -275,7 +305,8 @@ class Harness:
         clean prefix is not recomputed; given token ids, the forward starts at
         the embedding. ``capture`` (a sender buffer) is filled with the
         senders' current outputs as the forward goes (``base`` minus them when
-        ``base`` is given), so ``delta`` may read them. Returns the logits.
+        ``base`` is given), so ``delta`` may read them. Returns the logits at
+        each row's ``last`` position.
         """
         shape = self.shape
         store: dict[str, Tensor] = {}
@@ -311,25 +342,17 @@ class Harness:
 
             hooks.append((f"blocks.{layer}.ln2.hook_in", on_mlp_in))
 
-        def on_logits(x: Tensor, hook: Any) -> Tensor:
+        with torch.no_grad():
+            final = self.run_to_final(tokens_or_resid, hooks, start_layer=start_layer)
             add = delta(shape.n_layers, "logits")
-            return x if add is None else x + add
-
-        hooks.append(("ln_final.hook_in", on_logits))
-        with torch.no_grad(), self.bridge.hooks(fwd_hooks=hooks):
-            if tokens_or_resid.is_floating_point():
-                return self.bridge(tokens_or_resid, start_at_layer=start_layer)
-            if start_layer:
-                raise InputError("a forward that starts after layer 0 takes a residual stream, not tokens")
-            return self.bridge(tokens_or_resid)
+            return self.last_logits(final if add is None else final + add, last)
 
     @torch.no_grad()
     def residual_before(self, tokens: Tensor, layer: int) -> Tensor:
         """The residual stream entering ``layer`` on ``tokens``."""
         if layer >= self.shape.n_layers:
-            name = "ln_final.hook_in"
-        else:
-            name = f"blocks.{layer}.hook_resid_pre"
+            return self.run_to_final(tokens, []).clone()
+        name = f"blocks.{layer}.hook_resid_pre"
         store: dict[str, Tensor] = {}
 
         def grab(x: Tensor, hook: Any) -> Tensor:

@@ -68,9 +68,8 @@ def clean_metric(harness: Harness, batch: PairBatch, metric: Metric | str) -> tu
     """The bound metric and its per-example values on the clean prompts."""
     device = harness.model.device
     with torch.no_grad():
-        logits = harness.bridge(batch.clean.to(device))
-    rows = torch.arange(len(batch), device=device)
-    last_logits = logits[rows, batch.last.to(device)]
+        final = harness.run_to_final(batch.clean.to(device), [])
+        last_logits = harness.last_logits(final, batch.last)
     fn = make_metric(metric, batch.answer.to(device), batch.corrupt_answer.to(device), last_logits)
     return fn, fn(last_logits)
 
@@ -144,6 +143,7 @@ def attribute_edges(
     return edge_products(harness.shape, delta, grads) * len(batch)
 
 
+@torch.no_grad()
 def exact_edges(
     harness: Harness,
     batch: PairBatch,
@@ -193,9 +193,8 @@ def exact_edges(
             ) -> Tensor | None:
                 return adds.get(kind) if at == layer else None
 
-            logits = harness.patched(rows, delta_fn, start_layer=start_layer)
-            idx = torch.arange(rows.shape[0], device=device)
-            values = fn.repeat(len(chunk))(logits[idx, last.repeat(len(chunk))])
+            logits = harness.patched(rows, delta_fn, last.repeat(len(chunk)), start_layer=start_layer)
+            values = fn.repeat(len(chunk))(logits)
             diffs = (values - base.repeat(len(chunk))).view(len(chunk), n).mean(1)
             scores[chunk] = diffs.double().cpu().numpy()
             if progress is not None:
@@ -237,6 +236,7 @@ def _edge_deltas(shape: GraphShape, edges: Sequence[tuple[int, int]], delta: Ten
     return adds
 
 
+@torch.no_grad()
 def exact_nodes(
     harness: Harness,
     batch: PairBatch,
@@ -267,9 +267,8 @@ def exact_nodes(
             chunk = senders[start : start + per_chunk]
             rows = resid.repeat(len(chunk), 1, 1)
             adds = torch.cat([delta[s] for s in chunk])  # [rows, pos, d]
-            logits = _run_with_sender_added(harness, rows, layer, chunk, adds)
-            idx = torch.arange(rows.shape[0], device=device)
-            values = fn.repeat(len(chunk))(logits[idx, last.repeat(len(chunk))])
+            final = _run_with_sender_added(harness, rows, layer, chunk, adds)
+            values = fn.repeat(len(chunk))(harness.last_logits(final, last.repeat(len(chunk))))
             diffs = (values - base.repeat(len(chunk))).view(len(chunk), n).mean(1)
             scores[chunk] = diffs.double().cpu().numpy()
     return scores
@@ -277,7 +276,7 @@ def exact_nodes(
 
 def _run_with_sender_added(harness: Harness, rows: Tensor, layer: int, chunk: list[int],
                            adds: Tensor) -> Tensor:  # fmt: skip
-    """Forward from ``layer`` with each block of rows adding one sender's Δ to the residual."""
+    """Final residual of a forward from ``layer``, each block of rows adding one sender's Δ."""
     shape = harness.shape
     n = rows.shape[0] // len(chunk)
     if chunk == [0]:
@@ -295,10 +294,10 @@ def _run_with_sender_added(harness: Harness, rows: Tensor, layer: int, chunk: li
         return x + mlp_rows
 
     hooks = [(f"blocks.{layer}.hook_attn_out", attn_hook), (f"blocks.{layer}.hook_mlp_out", mlp_hook)]
-    with torch.no_grad(), harness.bridge.hooks(fwd_hooks=hooks):
-        return harness.bridge(rows, start_at_layer=layer)
+    with torch.no_grad():
+        return harness.run_to_final(rows, hooks, start_layer=layer)
 
 
 def _from_input(harness: Harness, rows: Tensor, adds: Tensor) -> Tensor:
     with torch.no_grad():
-        return harness.bridge(rows + adds, start_at_layer=0)
+        return harness.run_to_final(rows + adds, [], start_layer=0)
