@@ -167,9 +167,10 @@ def heldout_evaluator(
     """
     meta = graph.metadata
     if pairs is None:
-        exists = relation_file is not None and relation_file.is_file()
-        rel = dataclasses.replace(load_relation(relation_file if exists else meta["relation"]),
-                                  name=meta["relation"])  # fmt: skip
+        source: str | Path = meta["relation"]
+        if relation_file is not None and relation_file.is_file():
+            source = relation_file
+        rel = dataclasses.replace(load_relation(source), name=meta["relation"])
         known = meta.get("known_filter", {})
         pairs = make_pairs(model, rel, template=meta.get("template"), seed=meta["split_seed"],
                            heldout_fraction=meta.get("heldout_fraction", 0.4),
