@@ -204,9 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)
 
+    from circuits.channels.cli import add_parser as add_channels
     from circuits.graphs_cli import add_parsers
 
     add_parsers(sub)
+    add_channels(sub)
     return parser
 
 
