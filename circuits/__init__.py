@@ -3,4 +3,4 @@
 from circuits.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "DEFAULT_MODEL", "LoadedModel", "list_models", "load_model"]
+__all__ = ["DEFAULT_MODEL", "LoadedModel", "__version__", "list_models", "load_model"]
