@@ -235,10 +235,10 @@ class Circuit:
         wanted = set(keys)
         edges = {k: v for k, v in self.edges.items() if k in wanted}
         present = {s for s, _ in edges}
-        fields = {"shape": self.shape, "edges": edges,
-                  "node_scores": {n: v for n, v in self.node_scores.items() if n in present},
-                  "provenance": self.provenance, "method": self.method, "params": self.params,
-                  "faithfulness": None, "name": self.name}  # fmt: skip
+        fields: dict[str, Any] = {"shape": self.shape, "edges": edges,
+                                  "node_scores": {n: v for n, v in self.node_scores.items() if n in present},
+                                  "provenance": self.provenance, "method": self.method, "params": self.params,
+                                  "faithfulness": None, "name": self.name}  # fmt: skip
         fields.update(changes)
         return Circuit(**fields)
 
@@ -269,8 +269,8 @@ class Circuit:
             if name not in g:
                 g.add_node(name, **self._node_attrs(name))
         for (sender, receiver), score in self.edges.items():
-            qkv = receiver[-2] if receiver.endswith(">") else ""
-            g.add_edge(sender, receiver, score=score, weight=abs(score), qkv=qkv, internal=False)
+            edge_qkv = receiver[-2] if receiver.endswith(">") else ""
+            g.add_edge(sender, receiver, score=score, weight=abs(score), qkv=edge_qkv, internal=False)
         group = self.shape.group
         for name in list(g.nodes):
             _, layer, index, qkv = parse_node(name)

@@ -122,8 +122,8 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
             tip = f"{name} ({kind}" + (f", layer {layer_})" if layer_ is not None else ")")
             tip += f" score {score:+.4g}" if score is not None else ""
             label = f"a{layer_} kv{head} {qkv}" if qkv else name
-            attrs = {"label": _q(label), "shape": SHAPES[kind], "fillcolor": _q(FILLS[kind]),
-                     "tooltip": _q(tip)}  # fmt: skip
+            attrs: dict[str, Any] = {"label": _q(label), "shape": SHAPES[kind], "fillcolor": _q(FILLS[kind]),
+                                     "tooltip": _q(tip)}  # fmt: skip
             if kind == "head_input":
                 attrs.update(fontsize="8", height="0.2")
             rank.add_node(pydot.Node(_id(name), **attrs))
@@ -160,9 +160,9 @@ def _draw_edges(g: Any, circuit: Circuit, styler: Any) -> set[str]:
     for (sender, receiver), score in circuit.edges.items():
         target = _target(circuit, receiver)
         names |= {sender, target}
-        qkv = receiver[-2] if receiver.endswith(">") else ""
+        edge_qkv = receiver[-2] if receiver.endswith(">") else ""
         attrs = {"penwidth": f"{0.6 + 4.4 * abs(score) / top:.3f}",
-                 "tooltip": _q(f"{sender} → {receiver}: score {score:+.4g}"), **styler(sender, receiver, qkv, score)}  # fmt: skip
+                 "tooltip": _q(f"{sender} → {receiver}: score {score:+.4g}"), **styler(sender, receiver, edge_qkv, score)}  # fmt: skip
         g.add_edge(pydot.Edge(_id(sender), _id(target), **attrs))
     group = circuit.shape.group
     heads = {n for n in names if parse_node(n)[0] == "head" and parse_node(n)[3] is None}

@@ -278,7 +278,7 @@ def run_reuse(
     core.provenance["model"] = loaded.name
     files["core.json"] = core.to_json()
     specific = {n: c.n_edges for n, c in specific_parts(family, k).items()}
-    pairs = matrices[metric].pairs()
+    ranked = matrices[metric].pairs()
     head = matrices["head_share"]
 
     def pair(entry: tuple[str, str, float]) -> dict[str, Any]:
@@ -292,7 +292,7 @@ def run_reuse(
               "circuits": rows, "metric": metric, "matrix_csv": matrices[metric].to_csv(),
               "matrices": {n: m.as_dict() for n, m in matrices.items()}, "clustering": tree.as_dict(),
               "cross_task": cross_rows, "core": {"k": k, "n_edges": core.n_edges, "heads": core.heads()},
-              "specific_edges": specific, "most_similar": pair(pairs[0]), "least_similar": pair(pairs[-1])}  # fmt: skip
+              "specific_edges": specific, "most_similar": pair(ranked[0]), "least_similar": pair(ranked[-1])}  # fmt: skip
     files["clustering.json"] = json.dumps(tree.as_dict(), indent=1)
     files["report.json"] = json.dumps(report, indent=1)
     from circuits.export import render

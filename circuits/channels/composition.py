@@ -159,7 +159,10 @@ def make_writers(weights: HeadWeights, shape: GraphShape, *, mlp_out: Tensor | N
     d = weights.d_model
     dirs, sigma, norm = torch.zeros(n, dh, d), torch.zeros(n, dh), torch.zeros(n)
     gram = mlp_out.transpose(-2, -1) @ mlp_out if mlp_out is not None else None
-    names, layers, senders, is_mlp = [], [], [], []
+    names: list[str] = []
+    layers: list[int] = []
+    senders: list[int] = []
+    is_mlp: list[bool] = []
     for layer in range(L):
         for head in range(H):
             i = len(names)
@@ -279,8 +282,8 @@ def null_distribution(
     scored = {"head": whole}
     if d_mlp:  # MLPs are costly: 8 random ones, each against every random reader
         few = min(n, 8)
-        some = HeadWeights(*(t[:few] for t in (heads.W_Q, heads.W_K, heads.W_V, heads.W_O, heads.norm_weight)),
-                           centered=False, n_heads=1, n_kv_heads=1)  # fmt: skip
+        some = HeadWeights(W_Q=heads.W_Q[:few], W_K=heads.W_K[:few], W_V=heads.W_V[:few], W_O=heads.W_O[:few],
+                           norm_weight=heads.norm_weight[:few], centered=False, n_heads=1, n_kv_heads=1)  # fmt: skip
         mlps = make_writers(some, GraphShape(few, 1, 1), mlp_out=randn(few, d_mlp, d))
         scored["mlp"] = _scores(mlps, np.nonzero(mlps.is_mlp)[0], rmat, rnorm)[0]
     out_whole, out_comp = {}, {}

@@ -210,8 +210,9 @@ def head_weights(
             vs.append(fold @ attn.W_V.detach().float().cpu())
             os_.append(attn.W_O.detach().float().cpu())
             ws.append(w)
-    stack = [torch.stack(t).to(dtype) for t in (qs, ks, vs, os_, ws)]
-    return HeadWeights(*stack, centered=bool(center), n_heads=model.n_heads, n_kv_heads=model.n_kv_heads)
+    W_Q, W_K, W_V, W_O, norm_weight = (torch.stack(t).to(dtype) for t in (qs, ks, vs, os_, ws))
+    return HeadWeights(W_Q=W_Q, W_K=W_K, W_V=W_V, W_O=W_O, norm_weight=norm_weight, centered=bool(center),
+                       n_heads=model.n_heads, n_kv_heads=model.n_kv_heads)  # fmt: skip
 
 
 def ov_matrices(weights: HeadWeights) -> Factored:

@@ -236,6 +236,7 @@ def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: T
             hooks.append((f"blocks.{layer}.hook_attn_out", on_attn))
     if reader is not None:
         _, r_layer, r_head, kind = parse_node(reader)
+        assert kind is not None, f"reader {reader!r} is not a head input"
         block = bridge.blocks[r_layer]
         norm = getattr(block.ln1, "original_component", block.ln1)
         W = getattr(block.attn, f"W_{kind.upper()}")[r_head].detach()
