@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.circuits-installed
 RUN_DIR ?= runs/demo
 RELATION ?= country_capital_city
 
-.PHONY: setup run test lint bench clean-venv
+.PHONY: setup run gallery test lint bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -27,10 +27,18 @@ setup: $(STAMP)
 
 run: setup
 	$(VENV)/bin/circuits models
-	$(VENV)/bin/circuits relations --model smollm2-135m
 	$(VENV)/bin/circuits prompts $(RELATION) --limit 3
-	$(VENV)/bin/circuits score $(RELATION) --method eap-ig --out $(RUN_DIR)/$(RELATION)
+	$(VENV)/bin/circuits score $(RELATION) --method eap-ig --max-pairs 40 --out $(RUN_DIR)/$(RELATION)
 	$(VENV)/bin/circuits evaluate $(RUN_DIR)/$(RELATION)
+	$(VENV)/bin/circuits extract $(RUN_DIR)/$(RELATION) --method top-n --size 150 --by signed \
+	  --evaluate --store $(RUN_DIR)/graphs --format svg
+	$(VENV)/bin/circuits channels --top 10
+
+# the gallery in graphs/: circuits of ten relations, their reuse matrix, clustering and diagrams (~30 min)
+gallery: setup
+	$(VENV)/bin/circuits reuse country_capital_city capital_city_country city_in_country \
+	  country_language country_largest_city landmark_in_country country_currency \
+	  country_continent country_nationality company_country --max-pairs 24 --size 150 --threads 1
 
 test: setup
 	$(PY) -m pytest -q
@@ -41,3 +49,4 @@ lint: setup
 
 bench: setup
 	$(PY) tests/benchmarks/bench_attribution.py
+	$(PY) tests/benchmarks/bench_channels.py

@@ -137,8 +137,11 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--tl-pairs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     figures = embedded_figures(args.relation, args.pairs, args.repeats)
     figures.update(transformer_lens_figures(args.relation, args.tl_pairs))
