@@ -267,7 +267,8 @@ class Harness:
         shape = self.shape
         batch, pos = tokens.shape[:2]
         d = int(self.model.cfg.d_model)
-        out = torch.zeros(shape.n_receivers, batch, pos, d, dtype=self._dtype(), device=tokens.device)
+        # every column is written below, so no zero-fill of this large buffer
+        out = torch.empty(shape.n_receivers, batch, pos, d, dtype=self._dtype(), device=tokens.device)
         for layer in range(shape.n_layers):
             w = self.layers[layer]
             gq, gk, gv, gmlp = grads[4 * layer : 4 * layer + 4]
@@ -280,10 +281,8 @@ class Harness:
             x = store[f"blocks.{layer}.ln1.hook_in"].detach()
             cols = shape.attn_receivers(layer)
             out[cols] = _norm_vjp(self.bridge.blocks[layer].ln1, x, per_head).permute(2, 0, 1, 3)
-            if gmlp is not None:
-                out[shape.mlp_receiver(layer)] = gmlp
-        if grads[-1] is not None:
-            out[shape.logits_receiver] = grads[-1]
+            out[shape.mlp_receiver(layer)] = 0.0 if gmlp is None else gmlp
+        out[shape.logits_receiver] = 0.0 if grads[-1] is None else grads[-1]
         return out
 
     # ------------------------------------------------------------ patching

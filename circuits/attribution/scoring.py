@@ -81,8 +81,16 @@ def edge_products(shape: GraphShape, delta: Tensor, grads: Tensor) -> Tensor:
     matrix product per layer, restricted to the senders each layer can see.
     """
     S, R = shape.n_senders, shape.n_receivers
-    D = delta.reshape(S, -1)
-    G = grads.reshape(R, -1)
+    d = delta.shape[-1]
+    # Only (example, position) slots where some sender's Δ and some receiver's
+    # gradient are non-zero contribute. With counterfactual prompts every
+    # position before the subject is identical in both runs (Δ = 0 exactly),
+    # and padding has no gradient, so dropping those slots is exact and
+    # shrinks the products several-fold for one-shot templates.
+    live = (delta.abs().amax(dim=(0, 3)) > 0) & (grads.abs().amax(dim=(0, 3)) > 0)
+    slots = live.reshape(-1).nonzero()[:, 0]
+    D = delta.reshape(S, -1, d)[:, slots].reshape(S, -1)
+    G = grads.reshape(R, -1, d)[:, slots].reshape(R, -1)
     out = torch.zeros(S, R, dtype=delta.dtype, device=delta.device)
     for layer in range(shape.n_layers):
         before = shape.senders_before(layer)
