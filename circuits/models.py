@@ -376,13 +376,13 @@ def build_tiny_model(name: str, *, seed: int = 0) -> tuple[Any, Any]:
     if name == "tiny-gpt2":
         config = GPT2Config(
             vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=4,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
         )  # fmt: skip
         model = GPT2LMHeadModel(config)
     elif name == "gpt2-small-random":
         config = GPT2Config(
             vocab_size=vocab, n_positions=128, n_embd=768, n_layer=12, n_head=12,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
         )  # fmt: skip
         model = GPT2LMHeadModel(config)
     elif name == "tiny-llama":
