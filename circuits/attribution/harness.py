@@ -143,7 +143,7 @@ class Harness:
             hooks.append((f"blocks.{layer}.hook_mlp_out", on_mlp))
         return hooks
 
-    def new_buffer(self, tokens: Tensor, *, grad: bool = False) -> Tensor:
+    def new_buffer(self, tokens: Tensor) -> Tensor:
         batch, pos = tokens.shape[:2]
         d = int(self.model.cfg.d_model)
         return torch.zeros(self.shape.n_senders, batch, pos, d, device=tokens.device,
@@ -193,16 +193,7 @@ class Harness:
 
     def input_embedding(self, tokens: Tensor) -> Tensor:
         """The input sender's output (``blocks.0.hook_resid_pre``) on ``tokens``."""
-        store: dict[str, Tensor] = {}
-
-        def grab(x: Tensor, hook: Any) -> Tensor:
-            store["x"] = x.detach()
-            raise _StopForwardError
-
-        with torch.no_grad(), self.bridge.hooks(fwd_hooks=[("blocks.0.hook_resid_pre", grab)]):
-            with contextlib.suppress(_StopForwardError):
-                self.bridge(tokens)
-        return store["x"]
+        return self.residual_before(tokens, 0)
 
     def gradients(
         self,
