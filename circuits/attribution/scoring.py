@@ -175,11 +175,7 @@ def exact_edges(
             raise InputError(f"({s}, {r}) is not an edge of this graph")
     device = harness.model.device
     clean = batch.clean.to(device)
-    fn, base = clean_metric(harness, batch, metric)
-    clean_senders, _ = harness.senders(clean)
-    if ablated is None:
-        ablated = ablated_senders(harness, batch, Ablation(ablation), means)
-    delta = ablated - clean_senders
+    fn, base, delta = _patching_setup(harness, batch, metric, ablation, means, ablated)
     n = len(batch)
     per_chunk = max(1, max_rows // n)
     scores = np.zeros(len(edges), dtype=np.float64)
@@ -203,11 +199,32 @@ def exact_edges(
 
             logits = harness.patched(rows, delta_fn, last.repeat(len(chunk)), start_layer=start_layer)
             values = fn.repeat(len(chunk))(logits)
-            diffs = (values - base.repeat(len(chunk))).view(len(chunk), n).mean(1)
-            scores[chunk] = diffs.double().cpu().numpy()
+            scores[chunk] = _mean_change(values, base, len(chunk))
             if progress is not None:
                 progress.update(len(chunk))
     return scores
+
+
+def _patching_setup(
+    harness: Harness,
+    batch: PairBatch,
+    metric: Metric | str,
+    ablation: Ablation | str,
+    means: Tensor | None,
+    ablated: Tensor | None,
+) -> tuple[MetricFn, Tensor, Tensor]:
+    """The bound metric, its clean values and every sender's Δ (ablated − clean)."""
+    fn, base = clean_metric(harness, batch, metric)
+    clean_senders, _ = harness.senders(batch.clean.to(harness.model.device))
+    if ablated is None:
+        ablated = ablated_senders(harness, batch, Ablation(ablation), means)
+    return fn, base, ablated - clean_senders
+
+
+def _mean_change(values: Tensor, base: Tensor, blocks: int) -> np.ndarray:
+    """Per block of rows (one intervention each), the mean change from the clean metric."""
+    diffs = (values - base.repeat(blocks)).view(blocks, -1).mean(1)
+    return diffs.double().cpu().numpy()
 
 
 def _receiver_layer(shape: GraphShape, r: int) -> int:
@@ -258,9 +275,7 @@ def exact_nodes(
     shape = harness.shape
     device = harness.model.device
     clean = batch.clean.to(device)
-    fn, base = clean_metric(harness, batch, metric)
-    clean_senders, _ = harness.senders(clean)
-    delta = ablated_senders(harness, batch, Ablation(ablation), means).sub_(clean_senders)
+    fn, base, delta = _patching_setup(harness, batch, metric, ablation, means, None)
     n = len(batch)
     last = batch.last.to(device)
     scores = np.zeros(shape.n_senders)
@@ -277,8 +292,7 @@ def exact_nodes(
             adds = torch.cat([delta[s] for s in chunk])  # [rows, pos, d]
             final = _run_with_sender_added(harness, rows, layer, chunk, adds)
             values = fn.repeat(len(chunk))(harness.last_logits(final, last.repeat(len(chunk))))
-            diffs = (values - base.repeat(len(chunk))).view(len(chunk), n).mean(1)
-            scores[chunk] = diffs.double().cpu().numpy()
+            scores[chunk] = _mean_change(values, base, len(chunk))
     return scores
 
 
