@@ -28,9 +28,9 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/circuits models
 	$(VENV)/bin/circuits prompts $(RELATION) --limit 3
-	$(VENV)/bin/circuits score $(RELATION) --method eap-ig --max-pairs 40 --out $(RUN_DIR)/$(RELATION)
+	$(VENV)/bin/circuits score $(RELATION) --score-method eap-ig --max-pairs 40 --out $(RUN_DIR)/$(RELATION)
 	$(VENV)/bin/circuits evaluate $(RUN_DIR)/$(RELATION)
-	$(VENV)/bin/circuits extract $(RUN_DIR)/$(RELATION) --method top-n --size 150 --by signed \
+	$(VENV)/bin/circuits extract $(RUN_DIR)/$(RELATION) --extract-method top-n --size 150 --by signed \
 	  --evaluate --store $(RUN_DIR)/graphs --format svg
 	$(VENV)/bin/circuits channels --top 10
 

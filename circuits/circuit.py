@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from circuits.graph import GraphShape, ScoredGraph, edge_mask
+from circuits.graph import GraphShape, ScoredGraph, edge_mask, upgrade_metadata
 from circuits.vocab import InputError, head_name, parse_node
 
 __all__ = ["FORMAT", "Circuit", "component_of", "graph_index"]
@@ -71,6 +71,15 @@ def _plain(value: Any) -> Any:
 class Circuit:
     """Selected edges of a scored graph, their scores, and where they came from.
 
+    Usually made by :func:`circuits.extract.extract` from a
+    :class:`~circuits.graph.ScoredGraph`; :meth:`to_mask` gives the boolean
+    ``[senders, receivers]`` mask an evaluator runs
+    (:func:`circuits.heldout_evaluator`). Edge scores keep the scored graph's
+    sign convention: the estimated change of the metric when that edge alone
+    is corrupted, so with logit difference the edges a circuit relies on are
+    negative. Two circuits are equal when every field is equal; the JSON round
+    trip (:meth:`to_json`, :meth:`from_json`, :meth:`save`, :meth:`load`) is exact.
+
     Parameters
     ----------
     shape : GraphShape
@@ -81,12 +90,20 @@ class Circuit:
         Scores of the circuit's sender nodes (the scored graph's node scores).
     provenance : dict
         The scored graph's metadata (model, relation, method, metric, ...).
-    method, params
-        How the edges were chosen (``"top-n"``, ``{"n": 20, "by": "signed"}``).
+    extract_method, params
+        How the edges were chosen (``"top-n"``, ``{"n": 20, "by": "signed"}``);
+        the scoring method is ``provenance["score_method"]``.
     faithfulness : float, optional
         Normalized faithfulness measured by a real circuit evaluation.
     name : str
         A short name for files and tables.
+
+    Raises
+    ------
+    InputError
+        A pair is not an edge of ``shape`` (unknown name, or a sender that does
+        not come before its receiver), or ``node_scores`` names a node that
+        sends no circuit edge.
 
     Examples
     --------
@@ -96,13 +113,26 @@ class Circuit:
     (2, ['a0.h0', 'input', 'logits'], ['a0.h0'])
     >>> Circuit.from_json(c.to_json()) == c
     True
+
+    The 10 most relied-on edges of a tiny model's scored graph:
+
+    >>> import numpy as np
+    >>> from circuits import ScoreSettings, load_model, score_relation
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> graph, _ = score_relation(load_model("tiny-gpt2"), "country_capital_city", settings, progress=False)
+    >>> top = Circuit.from_mask(graph, graph.top_mask(10, by="signed"), extract_method="top-n",
+    ...                         params={"n": 10, "by": "signed"})
+    >>> top.n_edges, top.model, top.relation, top.provenance["metric"]
+    (10, 'tiny-gpt2', 'country_capital_city', 'logit-diff')
+    >>> bool(np.array_equal(top.to_mask(), graph.top_mask(10, by="signed")))
+    True
     """
 
     shape: GraphShape
     edges: dict[Edge, float]
     node_scores: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    method: str = "custom"
+    extract_method: str = "custom"
     params: dict[str, Any] = field(default_factory=dict)
     faithfulness: float | None = None
     name: str = ""
@@ -142,19 +172,22 @@ class Circuit:
     # ------------------------------------------------------------- queries
     @property
     def n_edges(self) -> int:
+        """Number of edges."""
         return len(self.edges)
 
     @property
     def model(self) -> str | None:
+        """Name of the model the scored graph came from (``provenance["model"]``)."""
         return self.provenance.get("model")
 
     @property
     def relation(self) -> str | None:
+        """Name of the relation the scored graph came from (``provenance["relation"]``)."""
         return self.provenance.get("relation")
 
     def label(self) -> str:
-        """The name, else the relation, else the method."""
-        return self.name or self.relation or self.method
+        """The name, else the relation, else the extraction method."""
+        return self.name or self.relation or self.extract_method
 
     def senders(self) -> set[str]:
         return {s for s, _ in self.edges}
@@ -179,7 +212,7 @@ class Circuit:
     def summary(self) -> dict[str, Any]:
         """One row of facts about the circuit (for tables and manifests)."""
         return {"name": self.name, "model": self.model, "relation": self.relation,
-                "method": self.method, "params": self.params, "n_edges": self.n_edges,
+                "extract_method": self.extract_method, "params": self.params, "n_edges": self.n_edges,
                 "n_nodes": len(self.nodes()), "n_heads": len(self.heads()), "n_mlps": len(self.mlps()),
                 "faithfulness": self.faithfulness}  # fmt: skip
 
@@ -198,7 +231,7 @@ class Circuit:
         graph: ScoredGraph,
         keep: np.ndarray,
         *,
-        method: str = "custom",
+        extract_method: str = "custom",
         params: dict[str, Any] | None = None,
         name: str = "",
     ) -> Circuit:
@@ -209,7 +242,7 @@ class Circuit:
         names_s, names_r = graph.shape.sender_names(), graph.shape.receiver_names()
         rows, cols = np.nonzero(keep & graph.mask)
         edges = {(names_s[s], names_r[r]): float(graph.scores[s, r]) for s, r in zip(rows, cols, strict=True)}
-        return cls.from_edges(graph, edges, method=method, params=params, name=name)
+        return cls.from_edges(graph, edges, extract_method=extract_method, params=params, name=name)
 
     @classmethod
     def from_edges(
@@ -217,7 +250,7 @@ class Circuit:
         graph: ScoredGraph,
         edges: dict[Edge, float] | list[Edge],
         *,
-        method: str = "custom",
+        extract_method: str = "custom",
         params: dict[str, Any] | None = None,
         name: str = "",
     ) -> Circuit:
@@ -228,7 +261,7 @@ class Circuit:
         nodes = graph.node_scores()
         present = {s for s, _ in edges}
         return cls(graph.shape, dict(edges), {n: nodes[n] for n in present}, dict(graph.metadata),
-                   method, dict(params or {}), None, name)  # fmt: skip
+                   extract_method, dict(params or {}), None, name)  # fmt: skip
 
     def with_edges(self, keys: list[Edge] | set[Edge], **changes: Any) -> Circuit:
         """A copy keeping only ``keys`` (a subset of the edges), with fields changed."""
@@ -237,7 +270,7 @@ class Circuit:
         present = {s for s, _ in edges}
         fields: dict[str, Any] = {"shape": self.shape, "edges": edges,
                                   "node_scores": {n: v for n, v in self.node_scores.items() if n in present},
-                                  "provenance": self.provenance, "method": self.method, "params": self.params,
+                                  "provenance": self.provenance, "extract_method": self.extract_method, "params": self.params,
                                   "faithfulness": None, "name": self.name}  # fmt: skip
         fields.update(changes)
         return Circuit(**fields)
@@ -257,7 +290,7 @@ class Circuit:
         import networkx as nx
 
         g = nx.DiGraph()
-        g.graph.update({"format": FORMAT, "name": self.name, "method": self.method,
+        g.graph.update({"format": FORMAT, "name": self.name, "extract_method": self.extract_method,
                         "params": self.params, "provenance": self.provenance,
                         "shape": self.shape.as_dict(), "faithfulness": self.faithfulness})  # fmt: skip
         components = self.nodes()
@@ -307,8 +340,10 @@ class Circuit:
                 raise InputError(f"edge ({u!r}, {v!r}) has no 'score' attribute")
             edges[(u, v)] = data["score"]
         node_scores = {n: d["score"] for n, d in g.nodes(data=True) if d.get("score") is not None}
-        return cls(shape, edges, node_scores, meta.get("provenance") or {}, meta.get("method", "custom"),
-                   meta.get("params") or {}, meta.get("faithfulness"), meta.get("name", ""))  # fmt: skip
+        provenance = upgrade_metadata(dict(meta.get("provenance") or {}))
+        extract_method = str(meta.get("extract_method", meta.get("method", "custom")))  # "method" before 0.2
+        return cls(shape, edges, node_scores, provenance, extract_method, meta.get("params") or {},
+                   meta.get("faithfulness"), meta.get("name", ""))  # fmt: skip
 
     # ------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -349,7 +384,7 @@ class Circuit:
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically."""
-        from circuits.store import atomic_write_text
+        from circuits.io import atomic_write_text
 
         atomic_write_text(path, self.to_json())
         return Path(path)

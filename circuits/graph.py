@@ -32,12 +32,58 @@ import numpy as np
 
 from circuits.vocab import INPUT, LOGITS, InputError, head_name, mlp_name, qkv_name
 
-__all__ = ["GraphShape", "ScoredGraph", "edge_mask", "to_networkx"]
+__all__ = ["GraphShape", "ScoredGraph", "edge_mask", "to_networkx", "upgrade_metadata"]
+
+
+def upgrade_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata written before version 0.2 called the score method ``method``; rename it in place.
+
+    >>> upgrade_metadata({"method": "eap-ig"})
+    {'score_method': 'eap-ig'}
+    """
+    if "method" in metadata and "score_method" not in metadata:
+        metadata["score_method"] = metadata.pop("method")
+    return metadata
 
 
 @dataclass(frozen=True)
 class GraphShape:
-    """The sizes that fix a model's computation graph."""
+    """The sizes that fix a model's computation graph.
+
+    The graph's senders (rows) are ``input``, then per layer every head's
+    output ``a{l}.h{h}`` and the MLP's output ``m{l}``; its receivers (columns)
+    are, per layer, every query head's ``<q>`` input, every key/value head's
+    ``<k>`` and ``<v>`` inputs and the MLP's input ``m{l}``, then ``logits``.
+    A sender feeds every receiver later in the forward order (see the module
+    docstring). The index methods (``head_sender``, ``q_receiver``, ...) give
+    a node's row or column in a ``[senders, receivers]`` score matrix.
+
+    Parameters
+    ----------
+    n_layers : int
+        Transformer blocks.
+    n_heads : int
+        Query heads per layer.
+    n_kv_heads : int
+        Key/value heads per layer; ``n_heads`` must be a multiple of it
+        (equal for multi-head attention, fewer under grouped-query attention).
+    parallel : bool
+        Whether attention and MLP read the same residual stream (then an MLP
+        does not read its own layer's heads).
+
+    Examples
+    --------
+    >>> from circuits import GraphShape, load_model
+    >>> shape = GraphShape.of(load_model("tiny-llama"))
+    >>> shape
+    GraphShape(n_layers=3, n_heads=4, n_kv_heads=2, parallel=False)
+    >>> shape.n_senders, shape.n_receivers, shape.group
+    (16, 28, 2)
+    >>> shape.sender_names()[:3], shape.receiver_names()[3:7]
+    (['input', 'a0.h0', 'a0.h1'], ['a0.h3<q>', 'a0.h0<k>', 'a0.h1<k>', 'a0.h0<v>'])
+    >>> shape.receiver_names()[shape.k_receiver(2, 1)]
+    'a2.h1<k>'
+    """
 
     n_layers: int
     n_heads: int
@@ -142,10 +188,61 @@ def edge_mask(shape: GraphShape) -> np.ndarray:
 class ScoredGraph:
     """Edge scores of one model on one relation, with how they were made.
 
-    ``scores`` is a dense ``[senders, receivers]`` float array; entries where
-    ``mask`` is false are not edges and hold 0. ``metadata`` records the model,
-    relation, method, metric, ablation, IG steps, prompt counts, split seed and
-    package version.
+    Usually made by :func:`circuits.score_relation` and stored with
+    :func:`circuits.save_scored`. An edge's score is the estimated change of
+    the metric (mean over the scoring pairs) when that edge alone carries the
+    corrupted sender's value instead of the clean one. With the logit
+    difference as metric, the edges a circuit relies on have *negative*
+    scores; rank them with ``by="signed"`` (most negative first) or by
+    ``|score|`` with ``by="abs"``.
+
+    Parameters
+    ----------
+    shape : GraphShape
+        The model's computation graph.
+    scores : numpy.ndarray
+        Dense ``[shape.n_senders, shape.n_receivers]`` scores. Stored as
+        float32; entries that are not edges are set to 0.
+    metadata : dict
+        How the scores were made: model, relation, template, score method,
+        metric, ablation, IG steps, prompt counts, split seed, known-fact
+        filter, package version (see :func:`circuits.score_pairs`).
+
+    Attributes
+    ----------
+    mask : numpy.ndarray
+        Boolean ``[senders, receivers]``: which entries are edges.
+
+    Examples
+    --------
+    A hand-made graph of one layer with one head:
+
+    >>> import numpy as np
+    >>> from circuits import GraphShape, ScoredGraph
+    >>> shape = GraphShape(1, 1, 1)
+    >>> graph = ScoredGraph(shape, np.zeros((shape.n_senders, shape.n_receivers)))
+    >>> graph.n_edges
+    8
+    >>> graph.scores[0, shape.logits_receiver] = -2.0  # input -> logits
+    >>> graph.scores[shape.mlp_sender(0), shape.logits_receiver] = -1.0  # m0 -> logits
+    >>> graph.scores[shape.head_sender(0, 0), shape.logits_receiver] = 0.5  # a0.h0 -> logits
+    >>> senders, receivers = shape.sender_names(), shape.receiver_names()
+    >>> best = [divmod(int(i), shape.n_receivers) for i in graph.ranked(by="signed")[:2]]
+    >>> [(senders[s], receivers[r]) for s, r in best]
+    [('input', 'logits'), ('m0', 'logits')]
+    >>> int(graph.top_mask(3, by="abs").sum()), graph.node_scores()["a0.h0"]
+    (3, 0.5)
+
+    Scores of a tiny model on a relation:
+
+    >>> from circuits import ScoreSettings, load_model, score_relation
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> model = load_model("tiny-gpt2")
+    >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
+    >>> graph.shape, graph.scores.shape, graph.n_edges
+    (GraphShape(n_layers=2, n_heads=4, n_kv_heads=4, parallel=False), (11, 27), 110)
+    >>> graph.metadata["score_method"], graph.metadata["metric"], graph.metadata["n_pairs_scoring"]
+    ('eap-ig', 'logit-diff', 4)
     """
 
     shape: GraphShape
@@ -161,6 +258,7 @@ class ScoredGraph:
 
     @property
     def n_edges(self) -> int:
+        """Number of edges of the graph (the true entries of :attr:`mask`)."""
         return int(self.mask.sum())
 
     def edges(self) -> Iterator[tuple[str, str, float]]:

@@ -2,7 +2,7 @@
 
 Every module speaks in these words; none defines its own copy.
 
-Node names follow the field's convention (DESIGN.md section 3):
+Node names follow the field's convention (see ``circuits/ARCHITECTURE.md``):
 
 - ``input``: the token (and, where the model has one, position) embedding;
 - ``a{layer}.h{head}``: an attention head's output;
@@ -26,12 +26,15 @@ __all__ = [
     "LOGITS",
     "Ablation",
     "CircuitsError",
+    "ExtractMethod",
     "InputError",
-    "Method",
     "Metric",
     "ModelNotAvailableError",
     "NotEnoughFactsError",
+    "ScoreMethod",
+    "choice",
     "head_name",
+    "hook_point",
     "mlp_name",
     "parse_node",
     "qkv_name",
@@ -54,12 +57,24 @@ class NotEnoughFactsError(InputError):
     """A relation has fewer known facts than an analysis needs."""
 
 
-class Method(str, Enum):
-    """How edges are scored."""
+class ScoreMethod(str, Enum):
+    """How edges are scored (``--score-method``, metadata key ``score_method``)."""
 
     EAP = "eap"
     EAP_IG = "eap-ig"
     EXACT = "exact"
+
+
+class ExtractMethod(str, Enum):
+    """How a circuit is chosen from a scored graph (``--extract-method``, key ``extract_method``)."""
+
+    TOP_N = "top-n"
+    THRESHOLD = "threshold"
+    GREEDY = "greedy"
+    PATHS = "paths"
+    NODES = "nodes"
+    MINIMAL = "minimal"
+    CUSTOM = "custom"
 
 
 class Metric(str, Enum):
@@ -83,6 +98,55 @@ INPUT = "input"
 LOGITS = "logits"
 
 _NODE = re.compile(r"^(?:a(?P<al>\d+)\.h(?P<h>\d+)(?:<(?P<qkv>[qkv])>)?|m(?P<ml>\d+))$")
+
+
+def choice(enum: type[Enum], value: object, what: str) -> Enum:
+    """``enum(value)``, or an :class:`InputError` listing the valid values.
+
+    >>> choice(Metric, "kl", "metric")
+    <Metric.KL: 'kl'>
+    >>> choice(Metric, "acc", "metric")
+    Traceback (most recent call last):
+    ...
+    circuits.vocab.InputError: unknown metric 'acc'; valid: logit-diff, logprob, prob, kl
+    """
+    try:
+        return enum(value)
+    except ValueError:
+        valid = ", ".join(str(e.value) for e in enum)
+        raise InputError(f"unknown {what} {value!r}; valid: {valid}") from None
+
+
+# TransformerLens hook points the engine reads and writes, by short name.
+_HOOKS = {
+    "resid_pre": "blocks.{layer}.hook_resid_pre",
+    "attn_in": "blocks.{layer}.ln1.hook_in",
+    "q": "blocks.{layer}.attn.hook_q",
+    "k": "blocks.{layer}.attn.hook_k",
+    "v": "blocks.{layer}.attn.hook_v",
+    "z": "blocks.{layer}.attn.hook_z",
+    "attn_scores": "blocks.{layer}.attn.hook_attn_scores",
+    "pattern": "blocks.{layer}.attn.hook_pattern",
+    "attn_out": "blocks.{layer}.hook_attn_out",
+    "mlp_in": "blocks.{layer}.ln2.hook_in",
+    "mlp_out": "blocks.{layer}.hook_mlp_out",
+    "resid_post": "blocks.{layer}.hook_resid_post",
+    "final_in": "ln_final.hook_in",
+}
+
+
+def hook_point(point: str, layer: int | None = None) -> str:
+    """The TransformerLens 4 hook name of ``point`` in ``layer`` (the one place hook names are spelt).
+
+    >>> hook_point("z", 3), hook_point("mlp_in", 0), hook_point("final_in")
+    ('blocks.3.attn.hook_z', 'blocks.0.ln2.hook_in', 'ln_final.hook_in')
+    """
+    if point not in _HOOKS:
+        raise InputError(f"unknown hook point {point!r}; valid: {', '.join(_HOOKS)}")
+    template = _HOOKS[point]
+    if "{layer}" in template and layer is None:
+        raise InputError(f"hook point {point!r} needs a layer")
+    return template.format(layer=layer)
 
 
 def head_name(layer: int, head: int) -> str:

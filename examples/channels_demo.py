@@ -2,7 +2,8 @@
 
 Run: ``python examples/channels_demo.py [--model smollm2-135m] [--relation country_capital_city]``.
 Writes ``channels.dot`` (predicted channels, dashed) and ``overlay.dot`` (the
-patching circuit with the channels drawn over it) to ``--out``.
+patching circuit with the channels drawn over it), and their SVGs when
+Graphviz is installed, to ``--out``.
 """
 
 from __future__ import annotations
@@ -11,20 +12,17 @@ import argparse
 import logging
 from pathlib import Path
 
+from circuits import Circuit, ScoreSettings, load_model, render
 from circuits.channels import (
     analyze,
     causal_check,
     find_channels,
     format_causal,
     format_validation,
-    overlay_dot,
-    to_dot,
     validate_relations,
 )
-from circuits.data import batch_pairs
-from circuits.graph import to_networkx
-from circuits.models import load_model
-from circuits.pipeline import ScoreSettings
+from circuits.draw import channels_dot
+from circuits.relations.pairs import batch_pairs
 
 log = logging.getLogger("channels_demo")
 
@@ -49,17 +47,16 @@ def main() -> None:
     [(row, graph, pairs)] = validate_relations(model, analysis, [args.relation], settings=settings)
     log.info("\n%s", format_validation([row]))
 
-    batch = batch_pairs(pairs.pairs, pad=int(model.tokenizer.pad_token_id or 0))
+    batch = batch_pairs(pairs.pairs, pad=model.pad_id)
     checks = [
         causal_check(model, analysis, c, batch, scope=s) for c in channels[:3] for s in ("writer", "edge")
     ]
     log.info("\n%s", format_causal(checks))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "channels.dot").write_text(to_dot(channels))
-    circuit = to_networkx(graph, edges=graph.top_mask(60))
-    (args.out / "overlay.dot").write_text(overlay_dot(circuit, channels))
-    log.info("wrote %s and %s", args.out / "channels.dot", args.out / "overlay.dot")
+    circuit = Circuit.from_mask(graph, graph.top_mask(60))
+    written = render(channels_dot(channels, analysis.shape), args.out / "channels").written
+    written += render(channels_dot(channels, analysis.shape, circuit=circuit), args.out / "overlay").written
+    log.info("wrote %s", ", ".join(str(p) for p in written))
 
 
 if __name__ == "__main__":

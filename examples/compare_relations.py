@@ -9,8 +9,8 @@ heatmap, and lists the heads shared by at least half of the circuits.
 from pathlib import Path
 
 from circuits.compare import cluster, jaccard, reuse_matrix, shared_core
-from circuits.export import heatmap_svg
-from circuits.gallery import Gallery
+from circuits.draw import heatmap_svg
+from circuits.store import Gallery
 
 circuits = Gallery("graphs").circuits("smollm2-135m")  # {relation: Circuit}, the newest of each
 if len(circuits) < 2:

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from circuits import load_model
-from circuits.attribution import Harness
-from circuits.data import batch_pairs
-from circuits.evaluate import Evaluator, evaluate_graph
-from circuits.pipeline import ScoreSettings, score_relation
+from circuits import ScoreSettings, evaluate_graph, heldout_evaluator, load_model, score_relation
 
 parser = argparse.ArgumentParser()
 parser.add_argument("relation", nargs="?", default="country_capital_city")
@@ -20,9 +16,9 @@ parser.add_argument("--max-pairs", type=int, default=24)
 args = parser.parse_args()
 
 model = load_model(args.model)
-graph, pairs = score_relation(model, args.relation, ScoreSettings(method="eap-ig", max_pairs=args.max_pairs))
-evaluator = Evaluator(Harness(model), batch_pairs(pairs.heldout, pad=model.tokenizer.pad_token_id or 0))
-result = evaluate_graph(evaluator, graph)
+settings = ScoreSettings(score_method="eap-ig", max_pairs=args.max_pairs)
+graph, pairs = score_relation(model, args.relation, settings)
+result = evaluate_graph(heldout_evaluator(model, graph, pairs), graph)
 
 print(f"{args.relation}: {len(pairs.scoring)} scoring pairs, {len(pairs.heldout)} held out")
 for fraction, f in zip(result.fractions, result.absolute, strict=True):

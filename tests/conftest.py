@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models (fast) and the embedded model (integration)."""
+"""Shared fixtures and helpers: tiny random models (fast), the embedded model (integration), toy graphs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import numpy as np
 import pytest
 import torch
+
+from circuits.graph import GraphShape, ScoredGraph
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -43,7 +46,7 @@ def smollm2():
 
 def random_batch(model, *, batch=3, pos=6, changed=(1, 3), seed=0):
     """A PairBatch of random tokens whose corrupt rows differ in positions ``changed``."""
-    from circuits.data import PairBatch
+    from circuits.relations import PairBatch
 
     gen = torch.Generator().manual_seed(seed)
     vocab = min(len(model.tokenizer), 200)
@@ -57,3 +60,25 @@ def random_batch(model, *, batch=3, pos=6, changed=(1, 3), seed=0):
     answer = torch.randint(1, vocab, (batch,), generator=gen)
     corrupt_answer = (answer + 1) % vocab
     return PairBatch(clean, corrupt, mask, last, answer, corrupt_answer)
+
+
+def logit_diff(model, batch, tokens):
+    """The per-row logit difference of an unpatched forward of ``tokens``."""
+    from circuits.attribution import Harness
+    from circuits.attribution.scoring import clean_metric
+
+    fn, _ = clean_metric(Harness(model), batch, "logit-diff")
+    logits = model.bridge(tokens)
+    return fn(logits[torch.arange(len(batch)), batch.last])
+
+
+TOY_SHAPE = GraphShape(2, 4, 2)
+
+
+def toy_scored(relation: str = "rel", seed: int = 0) -> ScoredGraph:
+    """A random scored graph of ``TOY_SHAPE`` whose metadata names model ``org/toy`` and ``relation``."""
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(TOY_SHAPE.n_senders, TOY_SHAPE.n_receivers))
+    return ScoredGraph(
+        TOY_SHAPE, scores, {"model": "org/toy", "relation": relation, "score_method": "eap", "seed": seed}
+    )

@@ -1,74 +1,15 @@
-"""The checks of DESIGN.md section 5, by real interventions on tiny random models."""
+"""Edge attribution (EAP, EAP-IG, exact patching) checked by real interventions on tiny random models."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import random_batch
+from conftest import logit_diff, random_batch
 
 from circuits.attribution import Harness, attribute_edges, exact_edges, exact_nodes
 from circuits.attribution.scoring import clean_metric
-from circuits.evaluate import Evaluator
 from circuits.graph import ScoredGraph, edge_mask
-
-
-def _metric(model, batch, tokens):
-    fn, _ = clean_metric(Harness(model), batch, "logit-diff")
-    logits = model.bridge(tokens)
-    return fn(logits[torch.arange(len(batch)), batch.last])
-
-
-@pytest.mark.parametrize("ablation", ["counterfactual"])
-def test_all_edges_give_clean_and_none_give_corrupted(tiny, ablation):
-    batch = random_batch(tiny)
-    harness = Harness(tiny)
-    ev = Evaluator(harness, batch, ablation=ablation)
-    with torch.no_grad():
-        clean = _metric(tiny, batch, batch.clean).mean().item()
-        corrupt = _metric(tiny, batch, batch.corrupt).mean().item()
-    assert ev.full.metric == pytest.approx(clean, abs=1e-4)
-    assert ev.empty.metric == pytest.approx(corrupt, abs=1e-4)
-    assert abs(clean - corrupt) > 1e-3  # the check is not vacuous
-    assert ev.run_mask(edge_mask(harness.shape)).faithfulness == pytest.approx(1.0, abs=1e-4)
-
-
-def test_zero_ablation_of_every_edge_leaves_only_the_attention_biases(tiny):
-    """With zero ablation and no edge kept, the final residual is the sum of the b_O biases."""
-    batch = random_batch(tiny)
-    harness = Harness(tiny)
-    ev = Evaluator(harness, batch, ablation="zero")
-    d = tiny.cfg.d_model
-    resid = torch.zeros(len(batch), batch.clean.shape[1], d)
-    for block in tiny.bridge.blocks:
-        if block.attn.b_O is not None:
-            resid = resid + block.attn.b_O.detach()
-    with torch.no_grad():
-        logits = tiny.bridge.unembed(tiny.bridge.ln_final(resid))
-    fn, _ = clean_metric(harness, batch, "logit-diff")
-    expected = fn(logits[torch.arange(len(batch)), batch.last]).mean().item()
-    assert ev.empty.metric == pytest.approx(expected, abs=1e-4)
-    clean = _metric(tiny, batch, batch.clean).mean().item()
-    assert ev.full.metric == pytest.approx(clean, abs=1e-4)
-
-
-def test_mean_ablation_of_every_edge_feeds_the_mean_residual(tiny):
-    from circuits.attribution import mean_senders
-
-    batch = random_batch(tiny)
-    harness = Harness(tiny)
-    means = mean_senders(harness, batch)
-    assert means.shape == (harness.shape.n_senders, tiny.cfg.d_model)
-    ev = Evaluator(harness, batch, ablation="mean", means=means)
-    resid = means.sum(0)
-    for block in tiny.bridge.blocks:
-        if block.attn.b_O is not None:
-            resid = resid + block.attn.b_O.detach()
-    with torch.no_grad():
-        logits = tiny.bridge.unembed(tiny.bridge.ln_final(resid[None, None]))[0, 0]
-    fn, _ = clean_metric(harness, batch, "logit-diff")
-    expected = fn(logits.expand(len(batch), -1)).mean().item()
-    assert ev.empty.metric == pytest.approx(expected, abs=1e-4)
 
 
 def test_eap_ig_with_one_step_equals_eap_and_more_steps_differ(tiny_llama):
@@ -155,7 +96,7 @@ def test_exact_edge_patching_matches_a_hand_made_hook(tiny):
             return x
 
         with torch.no_grad(), bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_k_input", add_k)]):
-            patched = _metric(tiny, batch, batch.clean)
+            patched = logit_diff(tiny, batch, batch.clean)
         delta_in = corrupt_senders[0] - clean_senders[0]
 
         def add_q(x, hook):
@@ -164,14 +105,14 @@ def test_exact_edge_patching_matches_a_hand_made_hook(tiny):
             return x
 
         with torch.no_grad(), bridge.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_q_input", add_q)]):
-            patched_q = _metric(tiny, batch, batch.clean)
+            patched_q = logit_diff(tiny, batch, batch.clean)
     finally:
         bridge.set_use_split_qkv_input(False)
     delta_mlp = corrupt_senders[shape.mlp_sender(0)] - clean_senders[shape.mlp_sender(0)]
     with torch.no_grad(), bridge.hooks(fwd_hooks=[("ln_final.hook_in", lambda x, hook: x + delta_mlp)]):
-        patched_logits = _metric(tiny, batch, batch.clean)
+        patched_logits = logit_diff(tiny, batch, batch.clean)
     with torch.no_grad():
-        base = _metric(tiny, batch, batch.clean)
+        base = logit_diff(tiny, batch, batch.clean)
     expected = [(p - base).mean().item() for p in (patched, patched_q, patched_logits)]
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-5)
     assert max(abs(e) for e in expected) > 1e-4

@@ -1,10 +1,8 @@
-"""Channels from weight SVD: factored matrices, composition scores, channels, validation, CLI."""
+"""Channels from weight SVD: factored matrices, composition scores, channels, validation."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 
 import numpy as np
 import pytest
@@ -20,17 +18,17 @@ from circuits.channels import (
     find_channels,
     head_weights,
     ov_matrices,
-    overlay_dot,
     precision_at_k,
     qk_matrices,
     rank_one_components,
     roc_auc,
-    to_dot,
     validate_graph,
 )
 from circuits.channels.svd import Factored
 from circuits.channels.validate import _run_removing
-from circuits.graph import GraphShape, ScoredGraph, to_networkx
+from circuits.circuit import Circuit
+from circuits.draw import channels_dot
+from circuits.graph import GraphShape, ScoredGraph
 from circuits.vocab import InputError, parse_node
 
 
@@ -182,7 +180,9 @@ def test_planted_writer_is_found():
     a = analyze(model)
     best = find_channels(a, top=1)[0]
     assert (best.writer, best.reader, best.kind) == ("a0.h2", f"a{reader_layer}.h{reader_head}<q>", "q")
-    assert best.components[0] == 0 and best.rank <= 2 and best.share >= 0.9
+    assert best.components[0] == 0
+    assert best.rank <= 2
+    assert best.share >= 0.9
     w = a.writers.names.index("a0.h2")
     assert abs(float(a.writers.directions[w, 0] @ target)) > 0.99
 
@@ -193,16 +193,19 @@ def test_channels_graph_and_dot(tiny_llama, llama_analysis):
     assert len(channels) == 6
     assert all(c.z >= d.z for c, d in itertools.pairwise(channels))
     heads = [c for c in channels if c.writer.startswith("a")]
-    assert all(c.share >= 0.8 - 1e-6 and c.rank == len(c.components) for c in heads)
+    assert all(c.share >= 0.8 - 1e-6 for c in heads)
+    assert all(c.rank == len(c.components) for c in heads)
     graph = channel_graph(channels)
     head_nodes = {f"a{layer}.h{h}" for layer in range(3) for h in range(4)}
     names = set(shape.sender_names()) | set(shape.receiver_names()) | head_nodes
     assert set(graph.nodes) <= names
-    dot = to_dot(channels)
-    assert dot.startswith('digraph "channels"') and dot.count("style=dashed") == len(channels)
+    dot = channels_dot(channels, shape).to_string()
+    assert dot.count('label="z=') == len(channels)
     scored = ScoredGraph(shape, np.random.default_rng(0).normal(size=(shape.n_senders, shape.n_receivers)))
-    overlay = overlay_dot(to_networkx(scored, edges=scored.top_mask(8)), channels)
-    assert "style=solid" in overlay and "style=dashed" in overlay
+    circuit = Circuit.from_mask(scored, scored.top_mask(8))
+    overlay = channels_dot(channels, shape, circuit=circuit).to_string()
+    assert "style=solid" in overlay
+    assert overlay.count('label="z=') == len(channels)
     whole_first = find_channels(llama_analysis, top=3, by="whole", writers="heads")
     assert all(c.writer.startswith("a") for c in whole_first)
     with pytest.raises(InputError, match="share"):
@@ -225,10 +228,12 @@ def test_validate_graph(tiny_llama, llama_analysis):
     z = a.edge_matrix(a.whole_z)
     planted = np.nan_to_num(-(z - np.nanmin(z) + 1.0), nan=0.0)  # |patching score| follows whole z
     row = validate_graph(
-        a, ScoredGraph(shape, planted, {"relation": "toy", "method": "eap-ig"}), top_fraction=0.1
+        a, ScoredGraph(shape, planted, {"relation": "toy", "score_method": "eap-ig"}), top_fraction=0.1
     )
-    assert row.relation == "toy" and row.n_important == round(0.1 * row.n_edges)
-    assert row.auc_whole == pytest.approx(1.0) and row.precision_whole == pytest.approx(1.0)
+    assert row.relation == "toy"
+    assert row.n_important == round(0.1 * row.n_edges)
+    assert row.auc_whole == pytest.approx(1.0)
+    assert row.precision_whole == pytest.approx(1.0)
     assert 0.0 <= row.auc_component <= 1.0
 
 
@@ -251,15 +256,18 @@ def test_causal_check(tiny_llama, llama_analysis):
     assert removed == pytest.approx(expected, abs=1e-4)  # removing every direction = ablating the head
     channel = find_channels(a, top=1, writers="heads")[0]
     result = causal_check(tiny_llama, a, channel, batch, n_random=3)
-    assert len(result.random_changes) == 3 and np.isfinite(result.channel_change)
+    assert len(result.random_changes) == 3
+    assert np.isfinite(result.channel_change)
     kept = causal_check(tiny_llama, a, channel, batch, scale=1.0, n_random=1)
     assert kept.channel_change == pytest.approx(0.0, abs=1e-5)
     edge = causal_check(tiny_llama, a, channel, batch, scope="edge", n_random=2)
-    assert edge.scope == "edge" and edge.clean == pytest.approx(result.clean)
+    assert edge.scope == "edge"
+    assert edge.clean == pytest.approx(result.clean)
     assert causal_check(
         tiny_llama, a, channel, batch, scope="edge", scale=1.0, n_random=0
     ).channel_change == (pytest.approx(0.0, abs=1e-5))
-    assert np.isfinite(edge.channel_change) and len(edge.random_changes) == 2
+    assert np.isfinite(edge.channel_change)
+    assert len(edge.random_changes) == 2
     # removing every direction from one edge = exact patching of that edge with a zero ablation
     from circuits.attribution import Harness, exact_edges
 
@@ -274,32 +282,14 @@ def test_causal_check(tiny_llama, llama_analysis):
         causal_check(tiny_llama, a, channel, batch, scope="all")
 
 
-def test_cli(capsys):
-    from circuits.channels.cli import add_parser, cmd_channels
-
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["channels", "--model", "tiny-gpt2", "--top", "3", "--json"])
-    assert cmd_channels(args) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["model"] == "tiny-gpt2" and len(out["channels"]) == 3
-    assert {"writer", "reader", "kind", "z", "rank", "components"} <= set(out["channels"][0])
-    args = parser.parse_args(["channels", "--model", "tiny-gpt2", "--top", "2"])
-    assert cmd_channels(args) == 0
-    assert "writer" in capsys.readouterr().out
-    with pytest.raises(InputError, match="--share"):
-        cmd_channels(parser.parse_args(["channels", "--model", "tiny-gpt2", "--share", "2"]))
-    with pytest.raises(InputError, match="--causal"):
-        cmd_channels(parser.parse_args(["channels", "--model", "tiny-gpt2", "--causal", "2"]))
-
-
 @pytest.mark.integration
 def test_smollm2_full_analysis(smollm2):
     a = analyze(smollm2)
     shape = GraphShape.of(smollm2)
     n_writers = shape.n_layers * (shape.n_heads + 1)
     n_readers = shape.n_layers * (shape.n_heads + 2 * shape.n_kv_heads)
-    assert a.whole.shape == (n_writers, n_readers) and a.component.shape == (n_writers, n_readers, 64)
+    assert a.whole.shape == (n_writers, n_readers)
+    assert a.component.shape == (n_writers, n_readers, 64)
     valid = ~np.isnan(a.whole)
     assert valid.sum() == sum((a.writers.layers[:, None] < a.readers.layers[None, :]).ravel())
     assert np.all((a.whole[valid] >= 0) & (a.whole[valid] <= 1))
@@ -310,4 +300,5 @@ def test_smollm2_full_analysis(smollm2):
     ok = valid[heads]
     np.testing.assert_allclose(weighted[ok], a.whole[heads][ok].astype(np.float64) ** 2, rtol=1e-2)
     channels = find_channels(a, top=10)
-    assert len(channels) == 10 and channels[0].z > 5
+    assert len(channels) == 10
+    assert channels[0].z > 5

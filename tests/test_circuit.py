@@ -20,19 +20,21 @@ GQA = GraphShape(2, 4, 2)
 def random_graph(shape: GraphShape, seed: int = 0) -> ScoredGraph:
     rng = np.random.default_rng(seed)
     scores = rng.normal(size=(shape.n_senders, shape.n_receivers)).astype(np.float32)
-    return ScoredGraph(shape, scores, {"model": "toy", "relation": "r", "method": "eap", "seed": seed})
+    return ScoredGraph(shape, scores, {"model": "toy", "relation": "r", "score_method": "eap", "seed": seed})
 
 
 def test_mask_round_trip_exact() -> None:
     graph = random_graph(GQA)
     keep = graph.top_mask(30, by="signed")
-    circuit = Circuit.from_mask(graph, keep, method="top-n", params={"n": 30, "by": "signed"})
+    circuit = Circuit.from_mask(graph, keep, extract_method="top-n", params={"n": 30, "by": "signed"})
     assert circuit.n_edges == 30
     assert np.array_equal(circuit.to_mask(), keep)
     for (s, r), score in circuit.edges.items():
         i, j = GQA.sender_names().index(s), GQA.receiver_names().index(r)
         assert score == float(graph.scores[i, j])
-    assert circuit.provenance["relation"] == "r" and circuit.relation == "r" and circuit.model == "toy"
+    assert circuit.provenance["relation"] == "r"
+    assert circuit.relation == "r"
+    assert circuit.model == "toy"
 
 
 def test_non_edges_in_mask_are_ignored_and_bad_edges_rejected() -> None:
@@ -54,7 +56,8 @@ def test_nodes_and_heads() -> None:
     assert c.nodes() == frozenset({"input", "a1.h2", "a0.h3", "m0", "logits"})
     assert c.heads() == ["a0.h3", "a1.h2"]
     assert c.mlps() == ["m0"]
-    assert component_of("a1.h2<q>") == "a1.h2" and component_of("a0.h1<v>") is None
+    assert component_of("a1.h2<q>") == "a1.h2"
+    assert component_of("a0.h1<v>") is None
 
 
 def test_networkx_attributes_and_internal_edges() -> None:
@@ -62,21 +65,25 @@ def test_networkx_attributes_and_internal_edges() -> None:
                 node_scores={"a0.h3": -4.0, "input": 0.5}, name="demo")  # fmt: skip
     g = c.to_networkx()
     assert g.nodes["a0.h3"] == {"kind": "head", "layer": 0, "head": 3, "qkv": None, "score": -4.0}
-    assert g.nodes["a0.h1<k>"]["kind"] == "head_input" and g.nodes["a0.h1<k>"]["head"] == 1
-    assert g.nodes["logits"]["kind"] == "logits" and g.nodes["logits"]["layer"] is None
+    assert g.nodes["a0.h1<k>"]["kind"] == "head_input"
+    assert g.nodes["a0.h1<k>"]["head"] == 1
+    assert g.nodes["logits"]["kind"] == "logits"
+    assert g.nodes["logits"]["layer"] is None
     e = g.edges["a0.h3", "logits"]
     assert e == {"score": -3.0, "weight": 3.0, "qkv": "", "internal": False}
     assert g.edges["input", "a0.h1<k>"]["qkv"] == "k"
     # key/value head 1 feeds query heads 2 and 3; only a0.h3 is in the circuit
-    assert g.has_edge("a0.h1<k>", "a0.h3") and not g.has_edge("a0.h1<k>", "a0.h2")
+    assert g.has_edge("a0.h1<k>", "a0.h3")
+    assert not g.has_edge("a0.h1<k>", "a0.h2")
     assert g.edges["a0.h3<q>", "a0.h3"]["internal"] is True
     assert nx.has_path(g, "input", "logits")
-    assert g.graph["name"] == "demo" and g.graph["shape"] == GQA.as_dict()
+    assert g.graph["name"] == "demo"
+    assert g.graph["shape"] == GQA.as_dict()
 
 
 def test_networkx_and_json_round_trips_exact() -> None:
     graph = random_graph(GQA, seed=3)
-    c = Circuit.from_mask(graph, graph.top_mask(40), method="top-n", params={"n": 40, "by": "abs"},
+    c = Circuit.from_mask(graph, graph.top_mask(40), extract_method="top-n", params={"n": 40, "by": "abs"},
                           name="x")  # fmt: skip
     c.faithfulness = 0.123456789
     assert Circuit.from_networkx(c.to_networkx()) == c
@@ -113,8 +120,10 @@ def test_with_edges_keeps_provenance() -> None:
     graph = random_graph(GQA)
     c = Circuit.from_mask(graph, graph.top_mask(10))
     keep = list(c.edges)[:3]
-    sub = c.with_edges(keep, method="sub")
-    assert list(sub.edges) == keep and sub.method == "sub" and sub.provenance == c.provenance
+    sub = c.with_edges(keep, extract_method="sub")
+    assert list(sub.edges) == keep
+    assert sub.extract_method == "sub"
+    assert sub.provenance == c.provenance
     assert set(sub.node_scores) <= {s for s, _ in keep}
 
 
@@ -123,7 +132,7 @@ def test_with_edges_keeps_provenance() -> None:
 def test_round_trips_property(seed: int, n: int, kv: int) -> None:
     shape = GraphShape(2, 4, kv)
     graph = random_graph(shape, seed)
-    c = Circuit.from_mask(graph, graph.top_mask(n, by="signed"), method="top-n")
+    c = Circuit.from_mask(graph, graph.top_mask(n, by="signed"), extract_method="top-n")
     assert np.array_equal(c.to_mask(), graph.top_mask(n, by="signed"))
     assert Circuit.from_networkx(c.to_networkx()) == c
     assert Circuit.from_json(c.to_json()) == c

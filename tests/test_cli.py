@@ -1,19 +1,25 @@
-"""The `circuits` command and the score -> store -> evaluate pipeline on tiny models."""
+"""The `circuits` command: parsing, shared options, exit codes and output (tiny models and toy graphs)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
-import numpy as np
+import pydot
 import pytest
+import torch
+from conftest import toy_scored
 
-from circuits.cli import main
-from circuits.data import bundled_relations
-from circuits.pipeline import ScoreSettings, evaluate_scored, score_relation
-from circuits.store import load_scored, save_scored
+from circuits.circuit import Circuit
+from circuits.cli import build_parser, main
+from circuits.relations import bundled_relations
+from circuits.store import MANIFEST, save_scored
 from circuits.vocab import InputError
 
 EVERYTHING = ["--max-rank", "1000000000"]
+HAS_DOT = shutil.which("dot") is not None
+scored = toy_scored
 
 
 def run(capsys, *argv):
@@ -22,24 +28,138 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def cli(argv: list[str]) -> int:
+    """Parse and run a subcommand without main's error handling (errors raise)."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+@pytest.fixture
+def restore_threads():
+    """``--threads`` sets torch's thread count for the whole process: put it back afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ parsing and shared options
+
+
+def test_help_and_missing_command_exit_codes(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("models", "relations", "prompts", "score", "evaluate", "extract", "render", "compare",
+                    "reuse", "channels"):  # fmt: skip
+        assert command in out, command
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["no-such-command"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--threads", "1", "models", "--json"], ["models", "--threads", "1", "--json"]],
+    ids=["before", "after"],
+)
+def test_threads_before_or_after_the_subcommand(capsys, restore_threads, argv):
+    torch.set_num_threads(2)
+    code, out, _ = run(capsys, *argv)
+    assert code == 0
+    assert json.loads(out)["default"] == "smollm2-135m"
+    assert torch.get_num_threads() == 1
+
+
+def test_shared_options_parse_in_either_place():
+    parser = build_parser()
+    assert parser.parse_args(["--threads", "3", "models"]).threads == 3  # not reset by the subcommand
+    assert parser.parse_args(["models", "--threads", "3"]).threads == 3
+    assert parser.parse_args(["-v", "relations"]).verbose is True
+    assert parser.parse_args(["relations", "--verbose"]).verbose is True
+    args = parser.parse_args(["score", "country_language", "--out", "o", "--threads", "2", "-v"])
+    assert args.threads == 2
+    assert args.verbose is True
+    for command in (["models"], ["relations"], ["evaluate", "d"], ["extract", "d"], ["render", "c.json"],
+                    ["compare", "a", "b"], ["reuse", "r1", "r2"], ["channels"],
+                    ["prompts", "country_language"]):  # fmt: skip
+        assert parser.parse_args([*command, "--threads", "1"]).threads == 1, command
+    plain = parser.parse_args(["models"])
+    assert not hasattr(plain, "threads")
+    assert not hasattr(plain, "verbose")
+
+
+def test_score_method_option_and_no_method_option(capsys):
+    parser = build_parser()
+    args = parser.parse_args(["score", "country_language", "--score-method", "eap", "--out", "o"])
+    assert args.score_method == "eap"
+    assert parser.parse_args(["score", "country_language", "--out", "o"]).score_method == "eap-ig"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["score", "country_language", "--method", "eap", "--out", "o", "--model", "tiny-gpt2"])
+    assert info.value.code == 2
+    assert "--method" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["score", "country_language", "--score-method", "acdc", "--out", "o"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ models, relations, prompts
+
+
 def test_models_lists_default_and_tiny(capsys):
     code, out, _ = run(capsys, "models", "--json")
     data = json.loads(out)
-    assert code == 0 and data["default"] == "smollm2-135m" and "tiny-llama" in data["models"]
+    assert code == 0
+    assert data["default"] == "smollm2-135m"
+    assert "tiny-llama" in data["models"]
 
 
 def test_relations_lists_bundled(capsys):
     code, out, _ = run(capsys, "relations", "--json")
     rows = json.loads(out)["relations"]
-    assert code == 0 and [r["name"] for r in rows] == bundled_relations()
+    assert code == 0
+    assert [r["name"] for r in rows] == bundled_relations()
     assert all(r["facts"] >= 40 for r in rows)
+
+
+def test_relations_without_model_loads_none(capsys, monkeypatch):
+    import circuits.models.load
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("`circuits relations` without --model loaded a model")
+
+    monkeypatch.setattr(circuits.models.load, "load_model", refuse)
+    code, out, _ = run(capsys, "relations", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert data["model"] is None
+    assert all("known" not in row for row in data["relations"])
+    code, out, _ = run(capsys, "relations")
+    assert code == 0
+    assert "known" not in out.splitlines()[0]
+    assert "country_capital_city" in out
+
+
+def test_relations_with_model_counts_known_facts(capsys):
+    code, out, _ = run(capsys, "relations", "--model", "tiny-gpt2", "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert data["model"] == "tiny-gpt2"
+    assert all(0 <= row["known"] <= row["facts"] for row in data["relations"])
 
 
 def test_prompts_json_has_pairs_and_roles(capsys):
     code, out, _ = run(capsys, "prompts", "country_capital_city", "--model", "tiny-llama", "--json",
                        *EVERYTHING)  # fmt: skip
     data = json.loads(out)
-    assert code == 0 and data["known"] == data["facts"]
+    assert code == 0
+    assert data["known"] == data["facts"]
     pair = data["scoring"][0]
     assert set(pair["roles"]) == {"subject", "last_subject", "relation", "last"}
     assert pair["answer"] != pair["corrupt_answer"]
@@ -47,23 +167,33 @@ def test_prompts_json_has_pairs_and_roles(capsys):
 
 def test_user_errors_exit_2_with_one_line(capsys, tmp_path):
     code, _, err = run(capsys, "prompts", "no_such_relation", "--model", "tiny-gpt2")
-    assert code == 2 and "neither a bundled relation nor a file" in err
+    assert code == 2
+    assert "neither a bundled relation nor a file" in err
     code, _, err = run(capsys, "prompts", "country_capital_city", "--model", "tiny-gpt2")
-    assert code == 2 and "knows 0 of" in err
+    assert code == 2
+    assert "knows 0 of" in err
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     code, _, err = run(capsys, "score", str(bad), "--model", "tiny-gpt2", "--out", str(tmp_path / "o"))
-    assert code == 2 and str(bad) in err and "malformed JSON" in err
+    assert code == 2
+    assert str(bad) in err
+    assert "malformed JSON" in err
     code, _, err = run(capsys, "evaluate", str(tmp_path))
-    assert code == 2 and "graph.json is missing" in err
+    assert code == 2
+    assert "graph.json is missing" in err
+
+
+# ------------------------------------------------------------------ score and evaluate
 
 
 def test_score_then_evaluate_from_the_command_line(capsys, tmp_path):
     out_dir = tmp_path / "run"
-    code, out, _ = run(capsys, "score", "country_capital_city", "--model", "tiny-gpt2", "--method", "eap",
+    code, out, _ = run(capsys, "score", "country_capital_city", "--model", "tiny-gpt2", "--score-method", "eap",
                        "--max-pairs", "12", "--out", str(out_dir), "--quiet", *EVERYTHING)  # fmt: skip
-    assert code == 0 and "scored" in out
-    assert (out_dir / "scores.safetensors").is_file() and (out_dir / "relation.json").is_file()
+    assert code == 0
+    assert "scored" in out
+    assert (out_dir / "scores.safetensors").is_file()
+    assert (out_dir / "relation.json").is_file()
     code, out, _ = run(capsys, "evaluate", str(out_dir), "--json", "--quiet")
     result = json.loads(out)
     assert code == 0
@@ -72,57 +202,147 @@ def test_score_then_evaluate_from_the_command_line(capsys, tmp_path):
     assert 0.0 <= result["hit_at_10"][-1] <= 1.0
 
 
-def test_scored_graph_round_trips_bit_for_bit(tiny_llama, tmp_path):
-    settings = ScoreSettings(method="eap-ig", ig_steps=2, max_pairs=8, max_rank=10**9)
-    graph, pairs = score_relation(tiny_llama, "country_language", settings, progress=False)
-    save_scored(tmp_path, graph, pairs.relation)
-    back = load_scored(tmp_path)
-    assert np.array_equal(back.scores, graph.scores) and back.scores.dtype == np.float32
-    assert back.metadata == json.loads(json.dumps(graph.metadata))
-    for key in ("model", "relation", "method", "metric", "ablation", "ig_steps", "n_pairs_scoring",
-                "split_seed", "package_version"):  # fmt: skip
-        assert key in back.metadata
-    assert back.metadata["ig_steps"] == 2 and back.metadata["n_pairs_scoring"] == len(pairs.scoring)
-
-
-def test_exact_method_refines_top_edges(tiny_gpt2, tmp_path):
-    settings = ScoreSettings(method="exact", max_pairs=6, max_rank=10**9, exact_top=20)
-    graph, _ = score_relation(tiny_gpt2, "country_language", settings, progress=False)
-    assert graph.metadata["exact_refined_edges"] == 20
-
-
-def test_user_relation_file_is_evaluated_from_its_copy(tiny_gpt2, tmp_path):
-    rel = tmp_path / "mine.json"
-    samples = [{"subject": s, "object": o} for s, o in [
-        ("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Germany", "Berlin"),
-        ("Greece", "Athens"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Cuba", "Havana")]]  # fmt: skip
-    rel.write_text(json.dumps({"name": "mine", "prompt_templates": ["The capital of {} is"],
-                               "samples": samples}))  # fmt: skip
-    graph, pairs = score_relation(tiny_gpt2, rel, ScoreSettings(method="eap", max_rank=10**9), progress=False)
-    save_scored(tmp_path / "out", graph, pairs.relation)
-    rel.unlink()  # the evaluation must not need the original file
-    result, _ = evaluate_scored(tmp_path / "out", model=tiny_gpt2, progress=False)
-    assert result.n_pairs == len(pairs.heldout)
-
-
-def test_settings_reject_unknown_names():
-    with pytest.raises(InputError, match="unknown method"):
-        ScoreSettings(method="acdc")
-    with pytest.raises(InputError, match="unknown ablation"):
-        ScoreSettings(ablation="resample")
-
-
 def test_csv_relation_with_a_template_on_the_command_line(capsys, tmp_path):
     path = tmp_path / "caps.csv"
     path.write_text("subject,object\nFrance,Paris\nSpain,Madrid\nItaly,Rome\nGermany,Berlin\nPeru,Lima\n")
     code, _, err = run(capsys, "prompts", str(path), "--model", "tiny-gpt2")
-    assert code == 2 and "needs a template" in err
+    assert code == 2
+    assert "needs a template" in err
     code, out, _ = run(capsys, "prompts", str(path), "--model", "tiny-gpt2", "--json",
                        "--template", "The capital of {} is", *EVERYTHING)  # fmt: skip
     data = json.loads(out)
-    assert code == 0 and data["template"] == "The capital of {} is" and data["facts"] == 5
+    assert code == 0
+    assert data["template"] == "The capital of {} is"
+    assert data["facts"] == 5
     out_dir = tmp_path / "run"
     code, _, _ = run(capsys, "score", str(path), "--template", "Capital of {}:", "--model", "tiny-gpt2",
-                     "--method", "eap", "--out", str(out_dir), "--quiet", *EVERYTHING)  # fmt: skip
+                     "--score-method", "eap", "--out", str(out_dir), "--quiet", *EVERYTHING)  # fmt: skip
     assert code == 0
     assert json.loads((out_dir / "graph.json").read_text())["template"] == "Capital of {}:"
+
+
+# ------------------------------------------------------------------ extract, render, compare, reuse
+
+
+def test_cli_extract_render_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name, seed in (("r1", 0), ("r2", 1)):
+        save_scored(tmp_path / name, scored(name, seed))
+    assert cli(["extract", str(tmp_path / "r1"), "--extract-method", "greedy", "--size", "25"]) == 0
+    out = tmp_path / "r1" / "greedy-signed-25.circuit.json"
+    assert Circuit.load(out).extract_method == "greedy"
+    assert "greedy-signed-25" in capsys.readouterr().out
+    assert cli(["extract", str(tmp_path / "r2"), "--fraction", "0.2", "--by", "abs", "--json",
+                "--out", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["n_edges"] == Circuit.load(tmp_path / "b.json").n_edges
+    assert cli(["compare", str(out), str(tmp_path / "b.json"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["edge_jaccard"] <= 1
+    assert result["a"] == "greedy-signed-25"
+    assert cli(["compare", str(out), str(out)]) == 0
+    assert "edge_jaccard          1.0000" in capsys.readouterr().out
+    assert cli(["render", str(out), "--format", "dot"]) == 0
+    assert pydot.graph_from_dot_file(str(tmp_path / "r1" / "greedy-signed-25.circuit.dot"))
+    if HAS_DOT:
+        assert cli(["render", str(out), "--diff", str(tmp_path / "b.json")]) == 0
+        assert (tmp_path / "r1" / "greedy-signed-25.circuit-vs-b.svg").is_file()
+    assert cli(["extract", str(tmp_path / "r1"), "--size", "10", "--store", str(tmp_path / "g"),
+                "--format", "dot"]) == 0  # fmt: skip
+    assert (tmp_path / "g" / "org__toy" / "r1" / "top-n-signed-10" / "circuit.dot").is_file()
+    with pytest.raises(InputError, match="not a scored-graph directory"):
+        cli(["extract", str(tmp_path), "--size", "3"])
+    with pytest.raises(InputError, match="needs a size"):
+        cli(["extract", str(tmp_path / "r1")])
+
+
+def test_extract_errors_exit_2_and_exclusive_sizes(capsys, tmp_path: Path) -> None:
+    save_scored(tmp_path / "r1", scored("r1"))
+    code, _, err = run(capsys, "extract", str(tmp_path / "r1"))
+    assert code == 2
+    assert err.startswith("circuits extract: error: ")
+    assert "needs a size" in err
+    with pytest.raises(SystemExit) as info:
+        main(["extract", str(tmp_path / "r1"), "--size", "3", "--fraction", "0.1"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_render_without_graphviz_exits_1(capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from circuits.draw import graphviz
+
+    monkeypatch.setattr(graphviz.shutil, "which", lambda name: None)
+    save_scored(tmp_path / "r1", scored("r1"))
+    assert cli(["extract", str(tmp_path / "r1"), "--size", "10"]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "render", str(tmp_path / "r1" / "top-n-signed-10.circuit.json"))
+    assert code == 1
+    assert "apt-get install graphviz" in out
+    assert f"wrote {tmp_path / 'r1' / 'top-n-signed-10.circuit.dot'}" in out
+
+
+REUSE = ["country_capital_city", "country_language", "country_continent"]
+
+
+def test_reuse_command_on_tiny_llama(capsys, tmp_path: Path) -> None:
+    store = tmp_path / "graphs"
+    argv = [*REUSE, "--model", "tiny-llama", "--max-rank", "1000000000", "--max-pairs", "8", "--size", "20",
+            "--store", str(store), "--quiet", "--no-cross"]  # fmt: skip
+    code, out, _ = run(capsys, "reuse", *argv, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["model"] == "tiny-llama"
+    assert report["relations"] == REUSE
+    assert report["cross_task"] == []
+    assert report["settings"]["max_pairs"] == 8
+    assert report["settings"]["size"] == 20
+    for row in report["circuits"]:
+        assert row["source"] == "scored"
+        assert row["faithfulness"] is not None
+        assert row["n_edges"] <= 20
+    folder = Path(report["folder"])
+    assert folder == store / "tiny-llama" / "reuse"
+    assert (folder / "edge_jaccard.csv").is_file()
+    assert not (folder / "cross_task.csv").exists()
+    assert "tiny-llama/reuse" in json.loads((store / MANIFEST).read_text())["entries"]
+    # the same sweep again, as text: every graph comes from the store
+    code, out, _ = run(capsys, "reuse", *argv)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"tiny-llama: 3 relations -> {folder}"
+    for relation, line in zip(REUSE, lines[1:4], strict=True):
+        assert line.split()[0] == relation
+        assert line.endswith("(stored)")
+    assert "edge_jaccard matrix:" in out
+    assert "clustering: " in out
+
+
+def test_reuse_command_errors(capsys, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "reuse", "country_language", "--model", "tiny-llama", "--store", str(tmp_path))
+    assert code == 2
+    assert "at least 2 relations" in err
+    with pytest.raises(SystemExit) as info:
+        main(["reuse", "a", "b", "--metric", "cosine"])
+    assert info.value.code == 2
+
+
+# ------------------------------------------------------------------ channels
+
+
+def test_channels_command(capsys):
+    parser = build_parser()
+
+    def cmd_channels(args):
+        return args.func(args)
+
+    args = parser.parse_args(["channels", "--model", "tiny-gpt2", "--top", "3", "--json"])
+    assert cmd_channels(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "tiny-gpt2"
+    assert len(out["channels"]) == 3
+    assert {"writer", "reader", "kind", "z", "rank", "components"} <= set(out["channels"][0])
+    args = parser.parse_args(["channels", "--model", "tiny-gpt2", "--top", "2"])
+    assert cmd_channels(args) == 0
+    assert "writer" in capsys.readouterr().out
+    with pytest.raises(InputError, match="--share"):
+        cmd_channels(parser.parse_args(["channels", "--model", "tiny-gpt2", "--share", "2"]))
+    with pytest.raises(InputError, match="--causal"):
+        cmd_channels(parser.parse_args(["channels", "--model", "tiny-gpt2", "--causal", "2"]))

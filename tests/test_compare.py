@@ -49,8 +49,10 @@ def test_exact_values_on_hand_built_circuits() -> None:
     assert weighted_jaccard(A, B) == pytest.approx(1 / 7)
     assert head_share(A, B) == pytest.approx(1 / 2)  # {a0.h0} vs {a0.h0, a1.h1}
     result = compare(A, B)
-    assert result["common_heads"] == ["a0.h0"] and result["common_edges"] == 1
-    assert result["heads_of_a_in_b"] == 1.0 and result["heads_of_b_in_a"] == 0.5
+    assert result["common_heads"] == ["a0.h0"]
+    assert result["common_edges"] == 1
+    assert result["heads_of_a_in_b"] == 1.0
+    assert result["heads_of_b_in_a"] == 0.5
     with pytest.raises(InputError, match="'edge' or 'node'"):
         overlap_coefficient(A, B, level="head")
 
@@ -139,7 +141,8 @@ def test_reuse_matrix_and_clustering() -> None:
                                {"model": "toy", "relation": "y2"})  # fmt: skip
     circuits = {n: top_n(g, 40) for n, g in graphs.items()}
     m = reuse_matrix(circuits, "edge_jaccard")
-    assert np.allclose(m.values, m.values.T) and np.allclose(np.diag(m.values), 1)
+    assert np.allclose(m.values, m.values.T)
+    assert np.allclose(np.diag(m.values), 1)
     assert m.pairs()[0][:2] in {("x1", "x2"), ("y1", "y2")}
     tree = cluster(m)
     assert set(tree.order) == set(circuits)
@@ -147,11 +150,14 @@ def test_reuse_matrix_and_clustering() -> None:
         frozenset({"x1", "x2"}),
         frozenset({"y1", "y2"}),
     }
-    assert tree.newick.endswith(";") and all(n in tree.newick for n in circuits)
+    assert tree.newick.endswith(";")
+    assert all(n in tree.newick for n in circuits)
     custom = reuse_matrix(list(circuits.values()), lambda a, b: 0.5 if a is not b else 1.0)
-    assert custom.metric == "<lambda>" and custom.values[0, 1] == 0.5
+    assert custom.metric == "<lambda>"
+    assert custom.values[0, 1] == 0.5
     csv = m.to_csv().splitlines()
-    assert csv[0] == "edge_jaccard,x1,x2,y1,y2" and csv[1].startswith("x1,1,")
+    assert csv[0] == "edge_jaccard,x1,x2,y1,y2"
+    assert csv[1].startswith("x1,1,")
     with pytest.raises(InputError, match="unknown similarity"):
         reuse_matrix(circuits, "cosine")
     with pytest.raises(InputError, match="share labels"):
@@ -174,7 +180,9 @@ def test_cross_task_faithfulness_with_fake_evaluator() -> None:
     result = cross_task_faithfulness(ca, gb, faith_on_b)
     own = pruned_top_n(gb, ca.n_edges)
     assert own.n_edges <= ca.n_edges
-    assert result.source == "a" and result.target == "b" and result.n_edges == ca.n_edges
+    assert result.source == "a"
+    assert result.target == "b"
+    assert result.n_edges == ca.n_edges
     assert result.transferred == pytest.approx(faith_on_b(ca.to_mask()))
     assert result.own == pytest.approx(faith_on_b(own.to_mask()))
     assert result.ratio == pytest.approx(result.transferred / result.own)
@@ -182,7 +190,8 @@ def test_cross_task_faithfulness_with_fake_evaluator() -> None:
     matrix, rows = cross_task_matrix(
         {"a": ca, "b": cb}, {"a": ga, "b": gb}, {"a": faith_on_b, "b": faith_on_b}
     )
-    assert matrix.symmetric is False and len(rows) == 4
+    assert matrix.symmetric is False
+    assert len(rows) == 4
     expected = cross_task_faithfulness(ca, gb, faith_on_b, own=cb if cb.n_edges == ca.n_edges else None)
     assert matrix.values[0, 1] == pytest.approx(expected.ratio)
     assert matrix.values[1, 1] == pytest.approx(1.0)  # B's own circuit against itself

@@ -105,7 +105,8 @@ def test_prune_exact() -> None:
     assert set(pruned.edges) == {("a1.h0", "logits"), ("m0", "a1.h0<q>"), ("input", "m0"),
                                  ("input", "a0.h0<k>"), ("a0.h0", "m0"), ("input", "logits"),
                                  ("a0.h1", "logits")}  # fmt: skip
-    assert pruned.params["pruned"] is True and pruned.params["n_before_pruning"] == 8
+    assert pruned.params["pruned"] is True
+    assert pruned.params["n_before_pruning"] == 8
     assert prune(pruned) == pruned.with_edges(
         set(pruned.edges), params={**pruned.params, "n_before_pruning": 7}
     )
@@ -146,11 +147,15 @@ def test_minimal_circuit_finds_smallest_size() -> None:
 
     c = minimal_circuit(g, evaluate, 0.8, by="signed", pruned=False)
     expected = next(n for n in range(1, 20) if evaluate(g.top_mask(n, by="signed")) >= 0.8)
-    assert c.params["n"] == expected and c.method == "minimal"
-    assert c.faithfulness == pytest.approx(evaluate(c.to_mask())) and c.faithfulness >= 0.8
+    assert c.params["n"] == expected
+    assert c.extract_method == "minimal"
+    assert c.faithfulness == pytest.approx(evaluate(c.to_mask()))
+    assert c.faithfulness >= 0.8
     assert all(f < 0.8 for n, f in c.params["search"] if n < expected)
     grid = minimal_circuit(g, evaluate, 0.8, sizes=[1, 2, 8, 3, 4], pruned=False)
-    assert grid.params["n"] == 4 if evaluate(g.top_mask(4, by="signed")) >= 0.8 else 8
+    # the smallest grid size that reaches the target (sizes are tried in increasing order)
+    assert grid.params["n"] == min(n for n in (1, 2, 3, 4, 8) if evaluate(g.top_mask(n, by="signed")) >= 0.8)
+    assert grid.params["n"] == 4
     with pytest.raises(InputError, match="no circuit reaches"):
         minimal_circuit(g, evaluate, 1.5)
     with pytest.raises(InputError, match="positive"):
@@ -170,10 +175,13 @@ def test_minimal_circuit_accepts_an_evaluator() -> None:
     g = build(SHAPE, HAND)
     fake = FakeEvaluator(0.9)
     c = minimal_circuit(g, fake, 0.5, pruned=False)
-    assert c.params["n"] == 1 and fake.calls == 1
+    assert c.params["n"] == 1
+    assert fake.calls == 1
     # pruned, the top 1 and top 2 edges reach no input: the first live circuit has 3 edges
     c = minimal_circuit(g, FakeEvaluator(0.9), 0.5)
-    assert c.params["n"] == 3 and c.n_edges == 3 and [n for n, _ in c.params["search"]] == [1, 2, 3, 4]
+    assert c.params["n"] == 3
+    assert c.n_edges == 3
+    assert [n for n, _ in c.params["search"]] == [1, 2, 3, 4]
 
 
 def brute_force_paths(g: ScoredGraph, by: str) -> list[float]:
@@ -205,7 +213,8 @@ def test_strongest_paths_match_brute_force(by: str, shape: GraphShape) -> None:
     assert len({p.nodes for p in paths}) == len(paths)
     full = to_networkx(g)
     for p in paths:
-        assert p.nodes[0] == "input" and p.nodes[-1] == "logits"
+        assert p.nodes[0] == "input"
+        assert p.nodes[-1] == "logits"
         assert all(full.has_edge(u, v) for u, v in itertools.pairwise(p.nodes))
         assert set(p.edges) <= {(u, v) for u, v in itertools.pairwise(p.nodes)}
 
@@ -247,9 +256,9 @@ def test_extract_dispatch() -> None:
     assert extract(g, "threshold", value=2.0).n_edges == 3  # input -> a0.h0<k> dangles
     assert extract(g, "nodes", size=1).params["nodes"] == ["a1.h0"]
     assert extract(g, "paths", size=1).n_edges == 3
-    for kwargs, message in [({"method": "best"}, "unknown extraction"), ({"method": "top-n"}, "needs a size"),
-                            ({"method": "threshold"}, "threshold value"), ({"method": "minimal"}, "target"),
-                            ({"method": "top-n", "fraction": 2.0}, "fraction")]:  # fmt: skip
+    for kwargs, message in [({"extract_method": "best"}, "unknown extraction"), ({"extract_method": "top-n"}, "needs a size"),
+                            ({"extract_method": "threshold"}, "threshold value"), ({"extract_method": "minimal"}, "target"),
+                            ({"extract_method": "top-n", "fraction": 2.0}, "fraction")]:  # fmt: skip
         with pytest.raises(InputError, match=message):
             extract(g, **kwargs)
 
@@ -262,6 +271,7 @@ def test_pruned_top_n_is_the_largest_that_fits(seed: int, n: int) -> None:
     g = ScoredGraph(shape, rng.normal(size=(shape.n_senders, shape.n_receivers)))
     c = pruned_top_n(g, n)
     m = c.params["n"]
-    assert c.n_edges <= n and c == prune(top_n(g, m)).with_edges(set(c.edges), params=c.params)
+    assert c.n_edges <= n
+    assert c == prune(top_n(g, m)).with_edges(set(c.edges), params=c.params)
     if m < g.n_edges:
         assert prune(top_n(g, m + 1)).n_edges > n

@@ -69,9 +69,11 @@ def test_scored_graph_zeroes_non_edges_and_ranks():
     assert graph.n_edges == 8
     assert graph.scores[1, 0] == 0.0  # head -> its own q is no edge
     best_abs = graph.top_mask(1, by="abs")
-    assert best_abs[2, 4] and best_abs.sum() == 1
+    assert best_abs[2, 4]
+    assert best_abs.sum() == 1
     best_signed = graph.top_mask(2, by="signed")
-    assert best_signed[2, 4] and best_signed[0, 0]
+    assert best_signed[2, 4]
+    assert best_signed[0, 0]
     with pytest.raises(InputError):
         graph.ranked(by="size")
 

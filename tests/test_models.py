@@ -19,7 +19,8 @@ def test_tiny_models_wrap_their_hugging_face_model_exactly(tiny):
 def test_tiny_model_shapes(tiny_gpt2, tiny_llama):
     assert (tiny_gpt2.n_layers, tiny_gpt2.n_heads, tiny_gpt2.n_kv_heads) == (2, 4, 4)
     assert (tiny_llama.n_layers, tiny_llama.n_heads, tiny_llama.n_kv_heads) == (3, 4, 2)
-    assert tiny_llama.processing == "none" and tiny_llama.info["seed"] == 0
+    assert tiny_llama.processing == "none"
+    assert tiny_llama.info["seed"] == 0
 
 
 def test_tiny_models_are_deterministic_under_a_seed():
@@ -27,12 +28,14 @@ def test_tiny_models_are_deterministic_under_a_seed():
     b, _ = build_tiny_model("tiny-llama", seed=3)
     c, _ = build_tiny_model("tiny-llama", seed=4)
     pa, pb, pc = (next(m.parameters()) for m in (a, b, c))
-    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+    assert torch.equal(pa, pb)
+    assert not torch.equal(pa, pc)
 
 
 def test_tiny_tokenizer_reads_relation_text(tiny_gpt2):
     ids = tiny_gpt2.tokenizer(" Paris", add_special_tokens=False)["input_ids"]
-    assert ids and tiny_gpt2.tokenizer.decode(ids) == " Paris"
+    assert ids
+    assert tiny_gpt2.tokenizer.decode(ids) == " Paris"
     assert tiny_gpt2.encode("The capital of France is")[0] != tiny_gpt2.tokenizer.bos_token_id
 
 
@@ -50,7 +53,9 @@ def test_unknown_model_names_the_embedded_default():
 
 def test_list_models_has_default_and_tiny():
     names = list_models()
-    assert DEFAULT_MODEL in names and "tiny-gpt2" in names and "tiny-llama" in names
+    assert DEFAULT_MODEL in names
+    assert "tiny-gpt2" in names
+    assert "tiny-llama" in names
 
 
 @pytest.mark.integration
@@ -69,4 +74,5 @@ def test_embedded_model_cache_is_keyed_by_hash(smollm2):
 
     cache = Path(smollm2.info["cache"])
     assert smollm2.info["gguf_sha256"][:16] in cache.name
-    assert (cache / "model.safetensors").is_file() and (cache / "done.json").is_file()
+    assert (cache / "model.safetensors").is_file()
+    assert (cache / "done.json").is_file()

@@ -33,7 +33,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from circuits.graph import GraphShape
-from circuits.vocab import InputError
+from circuits.vocab import InputError, hook_point
 
 __all__ = ["DeltaFn", "Harness", "frozen_weights"]
 
@@ -88,11 +88,9 @@ class Harness:
 
     def _check_architecture(self) -> None:
         names = set(self.bridge.hook_dict)
-        needed = ["blocks.0.hook_resid_pre", "ln_final.hook_in"]
+        needed = [hook_point("resid_pre", 0), hook_point("final_in")]
         for layer in range(self.shape.n_layers):
-            needed += [f"blocks.{layer}.{n}" for n in (
-                "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "hook_mlp_out",
-                "ln1.hook_in", "ln2.hook_in")]  # fmt: skip
+            needed += [hook_point(p, layer) for p in ("z", "q", "k", "v", "mlp_out", "attn_in", "mlp_in")]
         missing = [n for n in needed if n not in names]
         if missing:
             raise InputError(
@@ -124,7 +122,7 @@ class Harness:
             return x
 
         if start_layer == 0:
-            hooks.append(("blocks.0.hook_resid_pre", on_input))
+            hooks.append((hook_point("resid_pre", 0), on_input))
         for layer in range(start_layer, shape.n_layers):
             first = shape.head_sender(layer, 0)
             W_O = self.layers[layer].W_O
@@ -139,8 +137,8 @@ class Harness:
                 buffer[index] = out.detach() if base is None else base[index] - out.detach()
                 return out
 
-            hooks.append((f"blocks.{layer}.attn.hook_z", on_z))
-            hooks.append((f"blocks.{layer}.hook_mlp_out", on_mlp))
+            hooks.append((hook_point("z", layer), on_z))
+            hooks.append((hook_point("mlp_out", layer), on_mlp))
         return hooks
 
     def new_buffer(self, tokens: Tensor) -> Tensor:
@@ -168,7 +166,7 @@ class Harness:
             store["x"] = x
             raise _StopForwardError
 
-        with self.bridge.hooks(fwd_hooks=[*hooks, ("ln_final.hook_in", grab)]):
+        with self.bridge.hooks(fwd_hooks=[*hooks, (hook_point("final_in"), grab)]):
             with contextlib.suppress(_StopForwardError):
                 if inputs.is_floating_point():
                     self.bridge(inputs, start_at_layer=start_layer)
@@ -222,7 +220,7 @@ class Harness:
         if buffer is not None:
             hooks += self._sender_hooks(buffer, set_input)
         else:
-            hooks.append(("blocks.0.hook_resid_pre", lambda x, hook: set_input(x)))
+            hooks.append((hook_point("resid_pre", 0), lambda x, hook: set_input(x)))
 
         def keep(name: str, clone: bool) -> Callable[..., Tensor]:
             def hook(x: Tensor, hook: Any) -> Tensor:
@@ -235,11 +233,11 @@ class Harness:
 
         for layer in range(shape.n_layers):
             for kind in "qkv":
-                name = f"blocks.{layer}.attn.hook_{kind}"
+                name = hook_point(kind, layer)
                 hooks.append((name, keep(name, False)))
-            name = f"blocks.{layer}.ln1.hook_in"
+            name = hook_point("attn_in", layer)
             hooks.append((name, keep(name, False)))
-            name = f"blocks.{layer}.ln2.hook_in"
+            name = hook_point("mlp_in", layer)
             hooks.append((name, keep(name, True)))
 
         with torch.enable_grad(), frozen_weights(self.bridge):
@@ -247,8 +245,8 @@ class Harness:
             values = metric(self.last_logits(final, last))
             wanted = []
             for layer in range(shape.n_layers):
-                wanted += [store[f"blocks.{layer}.attn.hook_{k}"] for k in "qkv"]
-                wanted.append(store[f"blocks.{layer}.ln2.hook_in"])
+                wanted += [store[hook_point(k, layer)] for k in "qkv"]
+                wanted.append(store[hook_point("mlp_in", layer)])
             wanted.append(final)
             grads = torch.autograd.grad(values.mean(), wanted, allow_unused=True)
         return self._receiver_grads(store, list(grads), tokens), values.detach()
@@ -269,7 +267,7 @@ class Harness:
                     g = torch.zeros(batch, pos, W.shape[0], W.shape[2], dtype=W.dtype)
                 parts.append(torch.einsum("bphe,hde->bphd", g, W))
             per_head = torch.cat(parts, dim=2)
-            x = store[f"blocks.{layer}.ln1.hook_in"].detach()
+            x = store[hook_point("attn_in", layer)].detach()
             cols = shape.attn_receivers(layer)
             out[cols] = _norm_vjp(self.bridge.blocks[layer].ln1, x, per_head).permute(2, 0, 1, 3)
             out[shape.mlp_receiver(layer)] = 0.0 if gmlp is None else gmlp
@@ -311,7 +309,7 @@ class Harness:
                 store[f"x{layer}"] = x
                 return x
 
-            hooks.append((f"blocks.{layer}.ln1.hook_in", keep_x))
+            hooks.append((hook_point("attn_in", layer), keep_x))
             for kind, W, b in (("q", w.W_Q, w.b_Q), ("k", w.W_K, w.b_K), ("v", w.W_V, w.b_V)):
 
                 def on_proj(out: Tensor, hook: Any, layer: int = layer, kind: str = kind,
@@ -324,13 +322,13 @@ class Harness:
                     new = torch.einsum("bphd,hde->bphe", normed, W)
                     return new + b if b is not None else new
 
-                hooks.append((f"blocks.{layer}.attn.hook_{kind}", on_proj))
+                hooks.append((hook_point(kind, layer), on_proj))
 
             def on_mlp_in(x: Tensor, hook: Any, layer: int = layer) -> Tensor:
                 add = delta(layer, "mlp")
                 return x if add is None else x + add
 
-            hooks.append((f"blocks.{layer}.ln2.hook_in", on_mlp_in))
+            hooks.append((hook_point("mlp_in", layer), on_mlp_in))
 
         with torch.no_grad():
             final = self.run_to_final(tokens_or_resid, hooks, start_layer=start_layer)
@@ -342,7 +340,7 @@ class Harness:
         """The residual stream entering ``layer`` on ``tokens``."""
         if layer >= self.shape.n_layers:
             return self.run_to_final(tokens, []).clone()
-        name = f"blocks.{layer}.hook_resid_pre"
+        name = hook_point("resid_pre", layer)
         store: dict[str, Tensor] = {}
 
         def grab(x: Tensor, hook: Any) -> Tensor:

@@ -1,6 +1,6 @@
 """Edge and node scores: EAP, EAP-IG and exact activation patching.
 
-Formulas (DESIGN.md section 4), with ``Δa_u = a_u(ablated) − a_u(clean)``:
+Formulas (written down in ``circuits/ARCHITECTURE.md``), with ``Δa_u = a_u(ablated) − a_u(clean)``:
 
 - EAP: ``s(u→v) = Σ_pos Δa_u · ∂m/∂in_v`` on the clean run, averaged over
   pairs: one ablated forward, one clean forward and backward, and one matrix
@@ -24,9 +24,9 @@ from torch import Tensor
 
 from circuits.attribution.harness import Harness
 from circuits.attribution.metrics import MetricFn, make_metric
-from circuits.data import PairBatch
 from circuits.graph import GraphShape, edge_mask
-from circuits.vocab import Ablation, InputError, Metric
+from circuits.relations.pairs import PairBatch
+from circuits.vocab import Ablation, InputError, Metric, hook_point
 
 __all__ = [
     "ablated_senders",
@@ -315,7 +315,7 @@ def _run_with_sender_added(harness: Harness, rows: Tensor, layer: int, chunk: li
     def mlp_hook(x: Tensor, hook: Any) -> Tensor:
         return x + mlp_rows
 
-    hooks = [(f"blocks.{layer}.hook_attn_out", attn_hook), (f"blocks.{layer}.hook_mlp_out", mlp_hook)]
+    hooks = [(hook_point("attn_out", layer), attn_hook), (hook_point("mlp_out", layer), mlp_hook)]
     with torch.no_grad():
         return harness.run_to_final(rows, hooks, start_layer=layer)
 

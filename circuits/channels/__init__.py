@@ -12,13 +12,14 @@ that whole-matrix composition scores (Elhage et al. 2021) hide.
   and V-composition scores of every writer against every later reader, with a
   random-matrix null distribution for z-scores (:func:`analyze`);
 - :mod:`~circuits.channels.predict`: channels, the predicted channel graph
-  over the patching graph's node names, DOT export and circuit overlays;
+  over the patching graph's node names (drawn by
+  :func:`circuits.draw.channels_dot`, alone or over a circuit);
 - :mod:`~circuits.channels.validate`: ROC AUC and precision@k against patching
   graphs per relation, and a causal check by subspace removal.
 """
 
 from circuits.channels.composition import ChannelAnalysis, NullStats, analyze, composition_score
-from circuits.channels.predict import Channel, channel_graph, find_channels, overlay_dot, to_dot
+from circuits.channels.predict import Channel, channel_graph, find_channels
 from circuits.channels.svd import (
     SVD,
     Factored,
@@ -58,12 +59,10 @@ __all__ = [
     "format_validation",
     "head_weights",
     "ov_matrices",
-    "overlay_dot",
     "precision_at_k",
     "qk_matrices",
     "rank_one_components",
     "roc_auc",
-    "to_dot",
     "validate_graph",
     "validate_relations",
 ]

@@ -23,7 +23,7 @@ import numpy as np
 from circuits.channels.composition import ChannelAnalysis
 from circuits.vocab import InputError
 
-__all__ = ["Channel", "channel_graph", "find_channels", "overlay_dot", "rank_for_share", "to_dot"]
+__all__ = ["Channel", "channel_graph", "find_channels", "rank_for_share"]
 
 log = logging.getLogger(__name__)
 
@@ -162,66 +162,3 @@ def channel_graph(channels: list[Channel]) -> Any:
         if ch.reader.endswith(">"):
             out.add_edge(ch.reader, ch.reader[:-3], internal=True, qkv=ch.kind)
     return out
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_COLOURS = {"q": "#1f77b4", "k": "#2ca02c", "v": "#d62728", "": "#555555"}
-
-
-def _edge_lines(graph: Any, *, style: str, default_colour: str | None = None) -> list[str]:
-    lines = []
-    for u, v, data in graph.edges(data=True):
-        colour = default_colour or _COLOURS.get(data.get("qkv", ""), "#555555")
-        if data.get("internal"):
-            lines.append(f'  {_quote(u)} -> {_quote(v)} [style=dotted, color="#999999", arrowsize=0.5];')
-            continue
-        label = ""
-        if data.get("predicted"):
-            label = f', label="z={data["score"]:.1f} r={data.get("rank", "")}", fontsize=8'
-        width = 1.0 + min(3.0, abs(float(data.get("weight", 1.0))) / 10.0) if data.get("predicted") else 1.0
-        lines.append(f"  {_quote(u)} -> {_quote(v)} [style={style}, color=\"{colour}\", "
-                     f"penwidth={width:.2f}{label}];")  # fmt: skip
-    return lines
-
-
-def _node_lines(nodes: Any) -> list[str]:
-    lines = []
-    for n in sorted(nodes):
-        shape = "box" if n.startswith("m") else ("plaintext" if n.endswith(">") else "ellipse")
-        lines.append(f"  {_quote(n)} [shape={shape}, fontsize=10];")
-    return lines
-
-
-def to_dot(channels: list[Channel] | Any, *, name: str = "channels") -> str:
-    """DOT text of predicted channels (a list of :class:`Channel` or a :func:`channel_graph`), dashed edges."""
-    graph = channel_graph(channels) if isinstance(channels, list) else channels
-    lines = [f"digraph {_quote(name)} {{", "  rankdir=BT;", "  node [fontname=Helvetica];"]
-    lines += _node_lines(graph.nodes) + _edge_lines(graph, style="dashed") + ["}"]
-    return "\n".join(lines) + "\n"
-
-
-def overlay_dot(circuit: Any, channels: list[Channel], *, name: str = "circuit_channels") -> str:
-    """DOT text of a circuit (a networkx graph, e.g. from :func:`circuits.graph.to_networkx`) with
-    predicted channels drawn over it as dashed edges.
-
-    Circuit edges are solid; a predicted channel that coincides with a circuit
-    edge is drawn as a bold dashed edge in orange, the others dashed in the
-    colour of their composition type.
-    """
-    predicted = channel_graph(channels)
-    nodes = set(circuit.nodes) | set(predicted.nodes)
-    lines = [f"digraph {_quote(name)} {{", "  rankdir=BT;", "  node [fontname=Helvetica];"]
-    lines += _node_lines(nodes) + _edge_lines(circuit, style="solid")
-    shared = predicted.edge_subgraph(
-        [(u, v) for u, v, d in predicted.edges(data=True) if not d.get("internal") and circuit.has_edge(u, v)]
-    )
-    others = predicted.edge_subgraph(
-        [(u, v) for u, v in predicted.edges if not shared.has_edge(u, v) and not circuit.has_edge(u, v)]
-    )
-    lines += _edge_lines(shared, style="dashed", default_colour="#ff7f0e")
-    lines += _edge_lines(others, style="dashed")
-    lines.append("}")
-    return "\n".join(lines) + "\n"

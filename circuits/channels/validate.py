@@ -35,7 +35,7 @@ from torch import Tensor
 from circuits.channels.composition import ChannelAnalysis
 from circuits.channels.predict import Channel
 from circuits.graph import ScoredGraph
-from circuits.vocab import InputError
+from circuits.vocab import InputError, hook_point
 
 __all__ = [
     "CausalResult",
@@ -86,7 +86,7 @@ class ValidationRow:
     auc_component: float
     precision_whole: float
     precision_component: float
-    method: str = ""
+    score_method: str = ""
     n_pairs: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,7 +128,7 @@ def validate_graph(
         relation=str(meta.get("relation", "")), n_edges=len(patch), n_important=k, top_fraction=top_fraction,
         auc_whole=roc_auc(whole, labels), auc_component=roc_auc(comp, labels),
         precision_whole=precision_at_k(whole, labels, k), precision_component=precision_at_k(comp, labels, k),
-        method=str(meta.get("method", "")), n_pairs=int(meta.get("n_pairs_scoring", 0)),
+        score_method=str(meta.get("score_method", "")), n_pairs=int(meta.get("n_pairs_scoring", 0)),
     )  # fmt: skip
 
 
@@ -169,7 +169,7 @@ def format_validation(rows: list[ValidationRow]) -> str:
                      f"{r.auc_component:>10.3f}{r.precision_whole:>11.3f}{r.precision_component:>10.3f}")  # fmt: skip
     if rows:
         lines.append(f"(important = top {100 * rows[0].top_fraction:g}% of writer->q/k/v edges by "
-                     f"|{rows[0].method or 'patching'} score|; k = number of important edges)")  # fmt: skip
+                     f"|{rows[0].score_method or 'patching'} score|; k = number of important edges)")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -229,11 +229,11 @@ def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: T
     def on_attn(out: Tensor, hook: Any) -> Tensor:
         return out - removed(store["out"])
 
-    hooks: list[tuple[str, Any]] = [(f"blocks.{layer}.hook_mlp_out", on_mlp)]
+    hooks: list[tuple[str, Any]] = [(hook_point("mlp_out", layer), on_mlp)]
     if head is not None:
-        hooks = [(f"blocks.{layer}.attn.hook_z", keep_z)]
+        hooks = [(hook_point("z", layer), keep_z)]
         if reader is None:
-            hooks.append((f"blocks.{layer}.hook_attn_out", on_attn))
+            hooks.append((hook_point("attn_out", layer), on_attn))
     if reader is not None:
         _, r_layer, r_head, kind = parse_node(reader)
         assert kind is not None, f"reader {reader!r} is not a head input"
@@ -253,7 +253,7 @@ def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: T
                 proj[:, :, r_head] += b[r_head].detach()
             return proj
 
-        hooks += [(f"blocks.{r_layer}.ln1.hook_in", keep_x), (f"blocks.{r_layer}.attn.hook_{kind}", on_proj)]
+        hooks += [(hook_point("attn_in", r_layer), keep_x), (hook_point(kind, r_layer), on_proj)]
     metric = make_metric("logit-diff", batch.answer, batch.corrupt_answer)
     with torch.no_grad(), bridge.hooks(fwd_hooks=hooks):
         logits = bridge(batch.clean)

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, attribute_edges
-from circuits.data import batch_pairs, load_relation, make_pairs
 from circuits.evaluate import Evaluator
 from circuits.graph import ScoredGraph
 from circuits.models import load_model
+from circuits.relations import load_relation
+from circuits.relations.pairs import batch_pairs, make_pairs
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -48,7 +49,7 @@ def pairs_for(model, relation: str, n: int, *, everything_known: bool = False):
     kwargs = {"max_rank": 10**9} if everything_known else {}
     pairs = make_pairs(model, rel, heldout_fraction=0.0, **kwargs).pairs
     rows = [pairs[i % len(pairs)] for i in range(n)]
-    return batch_pairs(rows, pad=int(model.tokenizer.pad_token_id or 0))
+    return batch_pairs(rows, pad=model.pad_id)
 
 
 def floor_passes(model, batch, steps: int) -> Callable[[], None]:

@@ -20,10 +20,11 @@ import torch
 from scipy.stats import spearmanr
 
 from circuits.attribution import Harness, exact_edges
-from circuits.data import batch_pairs, load_relation, make_pairs
 from circuits.evaluate import Evaluator, evaluate_graph
 from circuits.models import load_model
 from circuits.pipeline import ScoreSettings, score_pairs
+from circuits.relations import load_relation
+from circuits.relations.pairs import batch_pairs, make_pairs
 
 DEFAULT = ["country_capital_city", "capital_city_country", "city_in_country", "country_continent",
            "country_language", "country_nationality", "city_in_us_state", "noun_plural"]  # fmt: skip
@@ -32,7 +33,7 @@ DEFAULT = ["country_capital_city", "capital_city_country", "city_in_country", "c
 def row(model, name: str, max_pairs: int, top: int) -> dict[str, float | str]:
     started = time.perf_counter()
     pairs = make_pairs(model, load_relation(name), max_pairs=max_pairs)
-    pad = int(model.tokenizer.pad_token_id or 0)
+    pad = model.pad_id
     harness = Harness(model)
     evaluator = Evaluator(harness, batch_pairs(pairs.heldout, pad=pad))
     out: dict[str, float | str] = {"relation": name, "known": pairs.n_known, "facts": pairs.n_facts,
@@ -40,7 +41,7 @@ def row(model, name: str, max_pairs: int, top: int) -> dict[str, float | str]:
                                    "clean": evaluator.full.metric, "corrupt": evaluator.empty.metric}  # fmt: skip
     graphs = {}
     for method in ("eap", "eap-ig"):
-        graph = score_pairs(model, pairs, ScoreSettings(method=method), progress=False)
+        graph = score_pairs(model, pairs, ScoreSettings(score_method=method), progress=False)
         graphs[method] = graph
         for pct in (1, 2, 5):
             n = round(pct / 100 * graph.n_edges)

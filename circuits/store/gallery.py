@@ -12,7 +12,7 @@ Each folder is one unit, written whole into a hidden staging folder next to it
 and then swapped into place by two renames; a crash at any point leaves either
 the old folder or the new one (a folder caught between the two renames is
 restored on the next read), never a mix. Files inside are written with
-:func:`circuits.store.atomic_write_bytes`. The manifest is rewritten atomically
+:func:`circuits.io.atomic_write_bytes`. The manifest is rewritten atomically
 after each unit; :meth:`Gallery.rebuild_manifest` recreates it from the folders.
 """
 
@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from circuits.circuit import Circuit
-from circuits.data import Relation
 from circuits.graph import ScoredGraph
-from circuits.store import META, atomic_write_bytes, atomic_write_text, load_scored, save_scored
+from circuits.io import atomic_write_bytes, atomic_write_text
+from circuits.relations.schema import Relation
+from circuits.store.scored import META, load_scored, save_scored
 from circuits.vocab import InputError
 
 __all__ = ["CIRCUIT_FILE", "MANIFEST", "Gallery", "circuit_name", "safe_name"]
@@ -59,12 +60,12 @@ def safe_name(name: str) -> str:
 
 
 def circuit_name(circuit: Circuit) -> str:
-    """The circuit's name, else ``{method}-{by}-{size}`` from how it was extracted."""
+    """The circuit's name, else ``{extract_method}-{by}-{size}`` from how it was extracted."""
     if circuit.name:
         return safe_name(circuit.name)
     p = circuit.params
     size = p.get("max_edges", p.get("n", p.get("k", p.get("threshold", circuit.n_edges))))
-    return safe_name("-".join(str(x) for x in (circuit.method, p.get("by"), size) if x is not None))
+    return safe_name("-".join(str(x) for x in (circuit.extract_method, p.get("by"), size) if x is not None))
 
 
 def _now() -> str:
@@ -78,7 +79,47 @@ def _version() -> str:
 
 
 class Gallery:
-    """The store rooted at ``root`` (default ``graphs/`` in the current directory)."""
+    """The store rooted at ``root`` (default ``graphs/`` in the current directory).
+
+    Scored graphs go to ``<root>/<model>/<relation>/scored``, circuits to
+    ``<root>/<model>/<relation>/<circuit name>`` (``circuit.json`` plus any
+    diagrams), sweeps such as :func:`circuits.run_reuse` to
+    ``<root>/<model>/reuse``; ``<root>/manifest.json`` lists every stored
+    folder with what it holds. Each folder is written whole and swapped into
+    place, so a crash never leaves a mix of old and new files.
+
+    Parameters
+    ----------
+    root : str or Path
+        The store's folder (created on the first write).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from circuits import Gallery, ScoreSettings, extract, load_model, score_relation
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> model = load_model("tiny-llama")
+    >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
+    >>> gallery = Gallery(tempfile.mkdtemp())
+    >>> gallery.save_scored(graph, pairs.relation).relative_to(gallery.root).as_posix()
+    'tiny-llama/country_capital_city/scored'
+    >>> circuit = extract(graph, "top-n", size=30)
+    >>> folder, message = gallery.save_circuit(circuit)
+    >>> folder.relative_to(gallery.root).as_posix(), message
+    ('tiny-llama/country_capital_city/top-n-signed-30', '')
+    >>> sorted(gallery.manifest()["entries"])
+    ['tiny-llama/country_capital_city/scored', 'tiny-llama/country_capital_city/top-n-signed-30']
+    >>> gallery.load_circuit("tiny-llama", "country_capital_city", "top-n-signed-30") == circuit
+    True
+
+    A stored graph is found again only when its metadata match:
+
+    >>> wanted = settings.stored_as(pairs.relation.source)
+    >>> gallery.find_scored("tiny-llama", "country_capital_city", **wanted) is not None
+    True
+    >>> gallery.find_scored("tiny-llama", "country_capital_city", ig_steps=5) is None
+    True
+    """
 
     def __init__(self, root: str | Path = "graphs") -> None:
         self.root = Path(root)
@@ -130,7 +171,7 @@ class Gallery:
         model, rel = self._names(graph.metadata)
         target = self._commit(self.folder(model, rel, SCORED), lambda d: save_scored(d, graph, relation))
         meta = graph.metadata
-        self._record(target, {"kind": "scored", "model": model, "relation": rel, "method": meta.get("method"),
+        self._record(target, {"kind": "scored", "model": model, "relation": rel, "score_method": meta.get("score_method"),
                               "metric": meta.get("metric"), "size": graph.n_edges,
                               "n_pairs": meta.get("n_pairs_scoring")})  # fmt: skip
         return target
@@ -163,12 +204,14 @@ class Gallery:
         circuit: Circuit,
         name: str | None = None,
         *,
-        formats: tuple[str, ...] = ("svg",),
-        color_by: str = "sign",
+        draw: Callable[[Path], str] | None = None,
     ) -> tuple[Path, str]:
-        """Store a circuit's JSON, DOT and diagrams; returns the folder and any rendering message."""
-        from circuits.export import circuit_dot, render
+        """Store a circuit's JSON (and, through ``draw``, its diagrams) as one unit.
 
+        ``draw(folder)`` writes diagram files into the staging folder and
+        returns a message (empty when all went well); the store itself never
+        draws. Returns the folder and that message.
+        """
         model, rel = self._names(circuit.provenance)
         name = safe_name(name) if name else circuit_name(circuit)
         message = ""
@@ -176,9 +219,8 @@ class Gallery:
         def write(folder: Path) -> None:
             nonlocal message
             circuit.save(folder / CIRCUIT_FILE)
-            message = render(
-                circuit_dot(circuit, color_by=color_by), folder / "circuit", formats=formats
-            ).message
+            if draw is not None:
+                message = draw(folder)
 
         target = self._commit(self.folder(model, rel, name), write)
         self._record(target, self._circuit_entry(circuit, model, rel, name))
@@ -186,7 +228,8 @@ class Gallery:
 
     def _circuit_entry(self, circuit: Circuit, model: str, rel: str, name: str) -> dict[str, Any]:
         return {"kind": "circuit", "model": model, "relation": rel, "name": name,
-                "method": circuit.method, "scoring_method": circuit.provenance.get("method"),
+                "extract_method": circuit.extract_method,
+                "score_method": circuit.provenance.get("score_method"),
                 "params": {k: v for k, v in circuit.params.items() if k not in ("paths", "search")},
                 "size": circuit.n_edges, "heads": len(circuit.heads()),
                 "faithfulness": circuit.faithfulness}  # fmt: skip
@@ -265,7 +308,7 @@ class Gallery:
                 graph = load_scored(path)
                 meta = graph.metadata
                 entry = {"kind": "scored", "model": path.parts[-3], "relation": path.parts[-2],
-                         "method": meta.get("method"), "metric": meta.get("metric"), "size": graph.n_edges,
+                         "score_method": meta.get("score_method"), "metric": meta.get("metric"), "size": graph.n_edges,
                          "n_pairs": meta.get("n_pairs_scoring")}  # fmt: skip
                 version = meta.get("package_version")
             entries[key] = {"files": files, **entry, "date": date, "package_version": version}

@@ -7,17 +7,8 @@ import json
 import pytest
 import torch
 
-from circuits.data import (
-    Fact,
-    Relation,
-    answer_token,
-    batch_pairs,
-    bundled_relations,
-    check_facts,
-    load_relation,
-    make_pairs,
-    relation_from_csv,
-)
+from circuits.relations import Fact, Relation, bundled_relations, load_relation, relation_from_csv
+from circuits.relations.pairs import answer_token, batch_pairs, check_facts, make_pairs
 from circuits.vocab import InputError, NotEnoughFactsError
 
 ALL = 10**9  # a rank threshold every fact passes: tiny random models know nothing
@@ -49,7 +40,8 @@ def _lre(samples, templates=("The capital of {} is",)):
 def test_user_lre_file_loads(tmp_path):
     path = _write(tmp_path, _lre([{"subject": "France", "object": "Paris"}]))
     rel = load_relation(path)
-    assert rel.name == "rel" and rel.facts == (Fact("France", "Paris"),)
+    assert rel.name == "rel"
+    assert rel.facts == (Fact("France", "Paris"),)
 
 
 @pytest.mark.parametrize(
@@ -126,7 +118,8 @@ def test_roles_locate_the_subject(tiny):
         start, stop = r.subject
         subject_text = tiny.tokenizer.decode(list(p.clean_tokens[start:stop]))
         assert p.fact.subject in subject_text
-        assert r.last_subject == stop - 1 and r.last == len(p.clean_tokens) - 1
+        assert r.last_subject == stop - 1
+        assert r.last == len(p.clean_tokens) - 1
         assert set(r.relation).isdisjoint(range(start, stop))
         assert sorted((*r.relation, *range(start, stop))) == list(range(len(p.clean_tokens)))
 
@@ -163,7 +156,8 @@ def test_check_facts_ranks(tiny_gpt2):
     rel = load_relation("country_capital_city")
     checks = check_facts(tiny_gpt2, rel)
     assert len(checks) == len(rel.facts)
-    assert all(c.rank >= 1 and 0 <= c.prob <= 1 for c in checks)
+    assert all(c.rank >= 1 for c in checks)
+    assert all(0 <= c.prob <= 1 for c in checks)
     assert all(c.known == (c.rank == 1) for c in checks)
 
 

@@ -1,4 +1,4 @@
-"""Extracting circuits from a scored graph.
+"""Choosing edges from a scored graph: top-n, threshold, greedy, pruning, minimal and node circuits.
 
 Free functions, the scored graph first, each returning a :class:`~circuits.circuit.Circuit`:
 
@@ -10,9 +10,6 @@ Free functions, the scored graph first, each returning a :class:`~circuits.circu
   circuit with at most ``n`` edges (for comparisons at equal size);
 - :func:`minimal_circuit`: the smallest top-n circuit whose faithfulness,
   measured by a real circuit evaluation, reaches a target;
-- :func:`strongest_paths` and :func:`path_circuit`: the ``k`` strongest
-  ``input -> logits`` paths, a path's strength being the product of its edges'
-  strengths;
 - :func:`node_circuit`: the best heads and MLPs, with every edge among them.
 
 ``by`` is always explicit: ``"signed"`` takes the most negative scores first
@@ -31,7 +28,6 @@ import heapq
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,24 +37,17 @@ from circuits.graph import GraphShape, ScoredGraph
 from circuits.vocab import INPUT, LOGITS, InputError
 
 __all__ = [
-    "METHODS",
-    "Path",
     "as_evaluate",
-    "extract",
     "greedy",
     "minimal_circuit",
     "node_circuit",
-    "path_circuit",
     "prune",
     "pruned_top_n",
-    "strongest_paths",
     "threshold",
     "top_n",
 ]
 
 log = logging.getLogger(__name__)
-
-METHODS = ("top-n", "threshold", "greedy", "paths", "nodes", "minimal")
 
 
 def _check_by(by: str) -> str:
@@ -91,7 +80,7 @@ def top_n(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
     """
     n = _count(n)
     mask = graph.top_mask(n, by=_check_by(by))
-    return Circuit.from_mask(graph, mask, method="top-n", params={"n": n, "by": by})
+    return Circuit.from_mask(graph, mask, extract_method="top-n", params={"n": n, "by": by})
 
 
 def threshold(graph: ScoredGraph, value: float, *, by: str = "signed") -> Circuit:
@@ -99,7 +88,9 @@ def threshold(graph: ScoredGraph, value: float, *, by: str = "signed") -> Circui
     if not math.isfinite(value):
         raise InputError(f"threshold must be a finite number, not {value!r}")
     keep = (_key(graph.scores, by) >= value) & graph.mask
-    return Circuit.from_mask(graph, keep, method="threshold", params={"threshold": float(value), "by": by})
+    return Circuit.from_mask(
+        graph, keep, extract_method="threshold", params={"threshold": float(value), "by": by}
+    )
 
 
 def _sender_kind(shape: GraphShape, index: int) -> tuple[str, int, int]:
@@ -156,7 +147,7 @@ def greedy(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
             connected.add(row)
             for c in _columns_read_by(shape, row):
                 push(c)
-    return Circuit.from_mask(graph, keep, method="greedy", params={"n": n, "by": by})
+    return Circuit.from_mask(graph, keep, extract_method="greedy", params={"n": n, "by": by})
 
 
 def prune(circuit: Circuit) -> Circuit:
@@ -287,109 +278,7 @@ def minimal_circuit(
                          "(targets above 1 are reachable only when the full model is exceeded)")  # fmt: skip
     faith, circuit = seen[found]
     params = {**circuit.params, "target": target, "search": [[k, v[0]] for k, v in sorted(seen.items())]}
-    return circuit.with_edges(set(circuit.edges), method="minimal", params=params, faithfulness=faith)
-
-
-@dataclass(frozen=True)
-class Path:
-    """One ``input -> logits`` path: its nodes, scored edges and strength."""
-
-    nodes: tuple[str, ...]
-    edges: tuple[tuple[str, str], ...]
-    log_strength: float
-
-    @property
-    def strength(self) -> float:
-        """Product of the edges' strengths (``|score|``, or ``-score`` for ``signed``)."""
-        return math.exp(self.log_strength)
-
-
-def strongest_paths(graph: ScoredGraph, k: int, *, by: str = "signed") -> list[Path]:
-    """The ``k`` strongest ``input -> logits`` paths, strongest first.
-
-    A path's strength is the product of its scored edges' strengths (``|score|``
-    for ``abs``; ``-score`` for ``signed``, where edges with ``score >= 0``
-    cannot be used). A head input leads into its head (a key/value input into
-    every head of its group) at no cost. Exact k-best dynamic programming over
-    the forward order, with no loop over paths.
-
-    >>> g = ScoredGraph(GraphShape(1, 1, 1), np.zeros((3, 5)))
-    >>> g.scores[0, 4], g.scores[0, 0], g.scores[1, 4] = -0.5, -2.0, -1.0
-    >>> [(p.nodes, round(p.strength, 3)) for p in strongest_paths(g, 2)]
-    [(('input', 'a0.h0<q>', 'a0.h0', 'logits'), 2.0), (('input', 'logits'), 0.5)]
-    """
-    k, shape = max(1, _count(k, "k")), graph.shape
-    key = _key(graph.scores, by)
-    with np.errstate(divide="ignore"):
-        weight = np.where(graph.mask & (key > 0), np.log(np.where(key > 0, key, 1.0)), -np.inf)
-    neg = -np.inf
-    s_val = np.full((shape.n_senders, k), neg)  # best log-strengths reaching each sender's output
-    s_back = np.full((shape.n_senders, k, 2), -1)  # (receiver column, rank) or (-1, -1) for input
-    r_val = np.full((shape.n_receivers, k), neg)
-    r_back = np.full((shape.n_receivers, k, 2), -1)  # (sender row, rank)
-    s_val[0, 0] = 0.0
-
-    def best(values: np.ndarray) -> np.ndarray:
-        order = np.argsort(-values, kind="stable")[:k]
-        return order[np.isfinite(values[order])]
-
-    def fill_receiver(column: int, rows: int) -> None:
-        cand = s_val[:rows] + weight[:rows, column, None]
-        flat = cand.ravel()
-        top = best(flat)
-        r_val[column, : len(top)] = flat[top]
-        r_back[column, : len(top)] = np.stack(np.divmod(top, k), axis=1)
-
-    def fill_sender(sender: int, columns: list[int]) -> None:
-        cand = r_val[columns].ravel()
-        top = best(cand)
-        s_val[sender, : len(top)] = cand[top]
-        col_idx, rank = np.divmod(top, k)
-        s_back[sender, : len(top)] = np.stack([np.asarray(columns)[col_idx], rank], axis=1)
-
-    for layer in range(shape.n_layers):
-        before = shape.senders_before(layer)
-        cols = shape.attn_receivers(layer)
-        for column in range(cols.start, cols.stop):
-            fill_receiver(column, before)
-        for head in range(shape.n_heads):
-            fill_sender(
-                shape.head_sender(layer, head), _columns_read_by(shape, shape.head_sender(layer, head))
-            )
-        mlp_col = shape.mlp_receiver(layer)
-        fill_receiver(mlp_col, before + (0 if shape.parallel else shape.n_heads))
-        fill_sender(shape.mlp_sender(layer), [mlp_col])
-    fill_receiver(shape.logits_receiver, shape.n_senders)
-
-    s_names, r_names = shape.sender_names(), shape.receiver_names()
-    paths = []
-    for rank in range(k):
-        if not np.isfinite(r_val[shape.logits_receiver, rank]):
-            break
-        nodes, edges = [LOGITS], []
-        column, r = shape.logits_receiver, rank
-        while True:
-            sender, s_rank = (int(x) for x in r_back[column, r])
-            edges.append((s_names[sender], r_names[column]))
-            if sender == 0:
-                nodes.append(INPUT)
-                break
-            next_column, r = (int(x) for x in s_back[sender, s_rank])
-            nodes.append(s_names[sender])
-            if r_names[next_column] != s_names[sender]:  # a head input, not an MLP's own input
-                nodes.append(r_names[next_column])
-            column = next_column
-        paths.append(Path(tuple(reversed(nodes)), tuple(reversed(edges)),
-                          float(r_val[shape.logits_receiver, rank])))  # fmt: skip
-    return paths
-
-
-def path_circuit(graph: ScoredGraph, k: int, *, by: str = "signed") -> Circuit:
-    """The union of the ``k`` strongest paths' edges; the paths are listed in ``params``."""
-    paths = strongest_paths(graph, k, by=by)
-    edges = list(dict.fromkeys(e for p in paths for e in p.edges))
-    listing = [{"nodes": list(p.nodes), "log_strength": p.log_strength} for p in paths]
-    return Circuit.from_edges(graph, edges, method="paths", params={"k": k, "by": by, "paths": listing})
+    return circuit.with_edges(set(circuit.edges), extract_method="minimal", params=params, faithfulness=faith)
 
 
 def node_circuit(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
@@ -419,44 +308,4 @@ def node_circuit(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
         receive[_columns_read_by(shape, int(sender))] = True
     keep = graph.mask & send[:, None] & receive[None, :]
     names = [s_names[i] for i in sorted(chosen)]
-    return Circuit.from_mask(graph, keep, method="nodes", params={"n": n, "by": by, "nodes": names})
-
-
-def extract(
-    graph: ScoredGraph,
-    method: str = "top-n",
-    *,
-    size: int | None = None,
-    fraction: float | None = None,
-    value: float | None = None,
-    target: float | None = None,
-    evaluate: Any = None,
-    by: str = "signed",
-    pruned: bool = True,
-) -> Circuit:
-    """One entry point for every method (what the command line calls).
-
-    ``size`` (or ``fraction`` of all edges) is the edge count for ``top-n`` and
-    ``greedy``, the path count for ``paths`` and the node count for ``nodes``;
-    ``value`` is the ``threshold``; ``target`` and ``evaluate`` drive ``minimal``.
-    """
-    if method not in METHODS:
-        raise InputError(f"unknown extraction method {method!r}; valid: {', '.join(METHODS)}")
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise InputError(f"fraction must lie in (0, 1], not {fraction}")
-        size = max(1, round(fraction * graph.n_edges))
-    if method == "minimal":
-        if target is None or evaluate is None:
-            raise InputError("method 'minimal' needs a target faithfulness and an evaluator")
-        return minimal_circuit(graph, evaluate, target, by=by, pruned=pruned)
-    if method == "threshold":
-        if value is None:
-            raise InputError("method 'threshold' needs a threshold value")
-        circuit = threshold(graph, value, by=by)
-    else:
-        if size is None:
-            raise InputError(f"method {method!r} needs a size (or a fraction)")
-        functions = {"top-n": top_n, "greedy": greedy, "paths": path_circuit, "nodes": node_circuit}
-        circuit = functions[method](graph, size, by=by)
-    return prune(circuit) if pruned else circuit
+    return Circuit.from_mask(graph, keep, extract_method="nodes", params={"n": n, "by": by, "nodes": names})

@@ -1,4 +1,4 @@
-"""Drawing circuits: Graphviz DOT through pydot, SVG/PNG through ``dot``, SVG heatmaps.
+"""The one DOT writer (pydot) for circuits, circuit diffs and predicted channels.
 
 :func:`circuit_dot` lays a circuit out bottom-up: ``input`` at the bottom,
 ``logits`` at the top, each layer's heads on one rank and its MLP on the rank
@@ -12,38 +12,26 @@ grouped-query attention a key/value input is drawn as a small diamond feeding
 the heads of its group that are in the circuit.
 
 :func:`diff_dot` draws two circuits at once: shared edges, edges only in A,
-edges only in B, in three styles. :func:`render` writes the DOT file and runs
-the ``dot`` executable for SVG or PNG; without Graphviz the DOT file is still
-written and the message says how to install it. :func:`heatmap_svg` writes a
-reuse matrix as a small self-contained SVG (no plotting library).
+edges only in B, in three styles. :func:`channels_dot` draws weight-predicted
+channels (dashed, coloured by composition type, labelled with z-score and
+rank) on the same layer layout, alone or over a circuit. Every name is quoted
+by pydot before it reaches DOT. :mod:`circuits.draw.graphviz` turns the result
+into files.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-import math
 import re
-import shutil
-import subprocess
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 from xml.sax.saxutils import escape
 
-import numpy as np
-
 from circuits.circuit import Circuit
-from circuits.vocab import INPUT, LOGITS, CircuitsError, InputError, head_name, parse_node
+from circuits.graph import GraphShape
+from circuits.vocab import INPUT, LOGITS, InputError, head_name, parse_node
 
-__all__ = ["FORMATS", "GRAPHVIZ_HINT", "Rendered", "circuit_dot", "diff_dot", "heatmap_svg", "render"]
-
-log = logging.getLogger(__name__)
-
-FORMATS = ("svg", "png", "dot")
-GRAPHVIZ_HINT = ("Graphviz's `dot` executable was not found, so only the DOT file was written; install "
-                 "Graphviz (Debian/Ubuntu: `sudo apt-get install graphviz`, macOS: `brew install graphviz`, "
-                 "conda: `conda install -c conda-forge graphviz`) and run `circuits render` again")  # fmt: skip
+__all__ = ["channels_dot", "circuit_dot", "diff_dot"]
 SIGN_COLOURS = {"neg": "#2166ac", "pos": "#b2182b"}
 QKV_COLOURS = {"q": "#1b9e77", "k": "#d95f02", "v": "#7570b3", "": "#555555"}
 ARROWS = {"q": "normal", "k": "diamond", "v": "dot", "": "vee"}
@@ -115,7 +103,7 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
             rank.add_node(pydot.Node(anchor, label=_q(text), shape="plaintext", style="solid",
                                      fontcolor="#888888", fontsize="9", height="0.1"))  # fmt: skip
             axis.append(anchor)
-        for name in sorted(levels[level], key=lambda n: parse_node(n)[2] or 0):
+        for name in sorted(levels[level], key=lambda n: (parse_node(n)[2] or 0, n)):
             kind, layer_, head, qkv = parse_node(name)
             kind = "head_input" if qkv else kind
             score = scores.get(name)
@@ -180,7 +168,7 @@ def _title(c: Circuit) -> str:
     parts = [p for p in (c.model, c.relation, c.name) if p]
     n = c.params.get("n")
     by = c.params.get("by")
-    bits = [f"{c.method}" + (f" n={n}" if n is not None else "") + (f" by {by}" if by else ""),
+    bits = [f"{c.extract_method}" + (f" n={n}" if n is not None else "") + (f" by {by}" if by else ""),
             f"{c.n_edges} edges, {len(c.heads())} heads, {len(c.mlps())} MLPs"]  # fmt: skip
     if c.faithfulness is not None:
         bits.append(f"faithfulness {c.faithfulness:.3f}")
@@ -188,12 +176,52 @@ def _title(c: Circuit) -> str:
 
 
 def circuit_dot(circuit: Circuit, *, color_by: str = "sign", title: str | None = None) -> Any:
-    """A ``pydot.Dot`` of the circuit.
+    """A ``pydot.Dot`` of the circuit, laid out bottom-up by layer.
 
+    ``input`` is at the bottom and ``logits`` at the top; each layer's heads
+    (ellipses) share a rank and its MLP (a box) sits on the rank above. An
+    edge into a head's ``<q>`` input (or, without grouped-query attention,
+    its ``<k>`` / ``<v>`` input) ends at the head, its arrowhead telling which
+    input (q normal, k diamond, v dot); under grouped-query attention a
+    key/value input is a small diamond feeding the heads of its group that
+    are in the circuit. Pen width grows with ``|score|``; in SVG every node
+    and edge has a tooltip with its name and score. A legend explains the
+    styles.
+
+    Parameters
+    ----------
+    circuit : Circuit
+        The circuit to draw.
+    color_by : {"sign", "qkv"}
+        ``"sign"``: blue for negative scores (the metric drops when the edge is
+        corrupted: with logit difference, the edges the circuit relies on),
+        red for positive ones. ``"qkv"``: colour by the head input entered,
+        dashed for positive scores.
+    title : str, optional
+        The graph's label; by default the model, relation, name, extraction
+        method and counts of edges, heads and MLPs (and faithfulness when set).
+
+    Returns
+    -------
+    pydot.Dot
+        ``to_string()`` gives the DOT text; :func:`circuits.render` writes it
+        and, with Graphviz, SVG or PNG.
+
+    Examples
+    --------
     >>> from circuits.graph import GraphShape
     >>> c = Circuit(GraphShape(1, 1, 1), {("input", "a0.h0<q>"): -1.0, ("a0.h0", "logits"): 0.5})
     >>> "n_a0_h0 -> n_logits" in circuit_dot(c).to_string()
     True
+
+    A tiny model's circuit:
+
+    >>> from circuits import ScoreSettings, circuit_dot, extract, load_model, score_relation
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> graph, _ = score_relation(load_model("tiny-llama"), "country_capital_city", settings, progress=False)
+    >>> text = circuit_dot(extract(graph, "top-n", size=30), title="capital circuit").to_string()
+    >>> text.startswith("digraph G {"), 'label="capital circuit"' in text, "n_input -> " in text
+    (True, True, True)
     """
     if color_by not in ("sign", "qkv"):
         raise InputError(f"color_by is 'sign' or 'qkv', not {color_by!r}")
@@ -246,121 +274,59 @@ def diff_dot(a: Circuit, b: Circuit, *, labels: tuple[str, str] | None = None) -
     return g
 
 
-@dataclass
-class Rendered:
-    """What :func:`render` wrote, and the formats it could not produce (with why)."""
-
-    written: list[Path] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    message: str = ""
+CHANNEL_STYLES = {"both": ("#ff7f0e", "bold,dashed"), "circuit": ("#555555", "solid")}
 
 
-def render(graph: Any, path: str | Path, *, formats: tuple[str, ...] = ("svg",)) -> Rendered:
-    """Write ``path.dot`` and, with Graphviz's ``dot`` on the PATH, ``path.svg`` / ``path.png``.
+def channels_dot(
+    channels: Sequence[Any],
+    shape: GraphShape,
+    *,
+    circuit: Circuit | None = None,
+    title: str | None = None,
+) -> Any:
+    """A ``pydot.Dot`` of predicted channels (``writer``, ``reader``, ``kind``, ``z``, ``rank``).
 
-    A ``.dot``, ``.svg`` or ``.png`` suffix of ``path`` is replaced. Files are written atomically. Without
-    ``dot`` the DOT file is still written and ``message`` says how to install Graphviz.
-    """
-    from circuits.store import atomic_write_bytes, atomic_write_text
+    Channels are dashed, coloured by composition type (q, k, v) and labelled
+    with their z-score and rank. With ``circuit``, its edges are drawn solid
+    grey underneath, and a channel that coincides with a circuit edge is bold
+    dashed orange.
 
-    for fmt in formats:
-        if fmt not in FORMATS:
-            raise InputError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
-    stem = Path(path)
-    if stem.suffix in (".dot", ".svg", ".png"):
-        stem = stem.with_suffix("")
-    text = graph.to_string()
-    out = Rendered()
-    atomic_write_text(_at(stem, "dot"), text)
-    out.written.append(_at(stem, "dot"))
-    images = [f for f in dict.fromkeys(formats) if f != "dot"]
-    exe = shutil.which("dot")
-    if images and exe is None:
-        out.missing, out.message = images, GRAPHVIZ_HINT
-        log.warning("%s", GRAPHVIZ_HINT)
-        return out
-    for fmt in images:
-        done = subprocess.run([exe, f"-T{fmt}"], input=text.encode(), capture_output=True, check=False)  # type: ignore[list-item]
-        if done.returncode != 0:
-            raise CircuitsError(f"dot -T{fmt} failed on {_at(stem, 'dot')}: "
-                                f"{done.stderr.decode(errors='replace').strip()[:500]}")  # fmt: skip
-        atomic_write_bytes(_at(stem, fmt), done.stdout)
-        out.written.append(_at(stem, fmt))
-    return out
-
-
-def _at(stem: Path, ext: str) -> Path:
-    return stem.parent / f"{stem.name}.{ext}"
-
-
-def _colour(value: float, low: float) -> str:
-    """White to blue for ``[0, 1]``; red below 0 when the scale starts at -1; grey for NaN."""
-    if math.isnan(value):
-        return "#dddddd"
-    v = max(low, min(1.0, value))
-    if v >= 0:
-        r, g, b = (int(255 + (t - 255) * v) for t in (33, 102, 172))
-    else:
-        r, g, b = (int(255 + (t - 255) * -v) for t in (178, 24, 43))
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
-def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None, cell: int = 34) -> str:
-    """An SVG heatmap of a :class:`~circuits.compare.ReuseMatrix`, rows ordered by ``clustering``.
-
-    With a clustering, its dendrogram is drawn above the columns.
-
-    >>> from circuits.compare import ReuseMatrix
-    >>> svg = heatmap_svg(ReuseMatrix(["a", "b"], np.array([[1, .5], [.5, 1]]), "edge_jaccard"))
-    >>> svg.startswith("<svg") and svg.count("<rect") == 5
+    >>> from types import SimpleNamespace as Ch
+    >>> ch = Ch(writer="a0.h0", reader="a1.h0<q>", kind="q", z=5.0, rank=1)
+    >>> text = channels_dot([ch], GraphShape(2, 1, 1)).to_string()
+    >>> "n_a0_h0 -> n_a1_h0" in text and "dashed" in text
     True
     """
-    names = list(matrix.names)
-    values = np.asarray(matrix.values, dtype=float)
-    dendro = None
-    if clustering is not None and clustering.linkage:
-        from scipy.cluster.hierarchy import dendrogram
+    by_edge = {(c.writer, c.reader): c for c in channels}
+    own = dict(circuit.edges) if circuit is not None else {}
+    if circuit is not None and circuit.shape != shape:
+        raise InputError("the circuit and the channels belong to graphs of different shapes")
+    merged = Circuit(shape, {**{e: float(c.z) for e, c in by_edge.items()}, **own}, name="channels")
+    top_z = max((abs(float(c.z)) for c in channels), default=1.0) or 1.0
 
-        dendro = dendrogram(np.asarray(clustering.linkage), no_plot=True, labels=names)
-        order = [names.index(n) for n in dendro["ivl"]]
-    else:
-        order = list(range(len(names)))
-    low = -1.0 if np.nanmin(values, initial=0.0) < 0 else 0.0
-    label_w = 8 + 7 * max((len(n) for n in names), default=1)
-    tree_h = 70 if dendro else 0
-    top = 30 + tree_h + label_w
-    width, height = label_w + cell * len(names) + 20, top + cell * len(names) + 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
-           f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
-           f'<text x="8" y="18" font-size="13">{escape(title or matrix.metric)}</text>']  # fmt: skip
-    for col, j in enumerate(order):
-        x = label_w + col * cell + cell / 2
-        out.append(
-            f'<text transform="translate({x + 4:.1f},{top - 4}) rotate(-90)">{escape(names[j])}</text>'
-        )
-    for row, i in enumerate(order):
-        y = top + row * cell
-        out.append(
-            f'<text x="{label_w - 6}" y="{y + cell / 2 + 4:.1f}" text-anchor="end">{escape(names[i])}</text>'
-        )
-        for col, j in enumerate(order):
-            v = values[i, j]
-            x = label_w + col * cell
-            text = "" if math.isnan(v) else f"{v:.2f}"
-            ink = "white" if not math.isnan(v) and abs(v) > 0.6 else "black"
-            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_colour(v, low)}" '
-                       f'stroke="white"><title>{escape(names[i])} / {escape(names[j])}: {text or "n/a"}</title></rect>'
-                       f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" '
-                       f'font-size="9" fill="{ink}">{text}</text>')  # fmt: skip
-    if dendro:
-        peak = max((max(d) for d in dendro["dcoord"]), default=1.0) or 1.0
-        base = 30 + tree_h
-        for xs, ys in zip(dendro["icoord"], dendro["dcoord"], strict=True):
-            points = " ".join(f"{label_w + (x - 5) / 10 * cell + cell / 2:.1f},{base - y / peak * (tree_h - 8):.1f}"
-                              for x, y in zip(xs, ys, strict=True))  # fmt: skip
-            out.append(f'<polyline points="{points}" fill="none" stroke="#444444"/>')
-    out.append(f'<text x="8" y="{height - 14}" font-size="9" fill="#666666">'
-               f'{escape(matrix.metric)}; scale {low:g} (red) .. 0 (white) .. 1 (blue)</text>')  # fmt: skip
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    def styler(sender: str, receiver: str, qkv: str, score: float) -> dict[str, str]:
+        channel = by_edge.get((sender, receiver))
+        if channel is None:
+            colour, style = CHANNEL_STYLES["circuit"]
+            return {"color": _q(colour), "style": style, "arrowhead": ARROWS[qkv], "penwidth": "1.2"}
+        colour, style = CHANNEL_STYLES["both"] if (sender, receiver) in own else (QKV_COLOURS[qkv], "dashed")
+        width = 0.8 + 3.2 * abs(channel.z) / top_z
+        return {"color": _q(colour), "style": style, "arrowhead": ARROWS[qkv], "fontsize": "8",
+                "penwidth": f"{width:.3f}",
+                "label": _q(f"z={channel.z:.1f} r={channel.rank}"),
+                "tooltip": _q(f"{sender} → {receiver}: {channel.kind}-composition z={channel.z:.2f}, "
+                              f"rank {channel.rank}")}  # fmt: skip
+
+    n_shared = sum(1 for e in by_edge if e in own)
+    default = f"{len(by_edge)} predicted channels" + (
+        f" over a {len(own)}-edge circuit ({n_shared} coincide)" if circuit is not None else ""
+    )
+    g = _new_graph(title or default)
+    names = _draw_edges(g, merged, styler)
+    _add_nodes(g, merged, names, {})
+    rows = [(f"channel into {q}", c) for q, c in QKV_COLOURS.items() if q]
+    if circuit is not None:
+        rows += [("circuit edge (solid)", CHANNEL_STYLES["circuit"][0]),
+                 ("channel on a circuit edge (bold)", CHANNEL_STYLES["both"][0])]  # fmt: skip
+    _legend(g, [*rows, ("label: z-score and rank", "#555555")])
+    return g

@@ -1,0 +1,61 @@
+"""The ``circuits`` command: one parser tree, shared options defined once, one module per group.
+
+- :mod:`~circuits.cli.relations`: ``models``, ``relations``, ``prompts``;
+- :mod:`~circuits.cli.scoring`: ``score``, ``evaluate``;
+- :mod:`~circuits.cli.graphs`: ``extract``, ``render``, ``compare``, ``reuse``;
+- :mod:`~circuits.cli.channels`: ``channels``.
+
+Command modules parse, call a job of :mod:`circuits.pipeline` and print;
+they import torch only inside the command that runs a model, so
+``circuits --help`` and ``circuits models`` stay fast. Errors the user can fix
+are printed as one line naming what was wrong and what would be valid, with
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from circuits.cli import channels, graphs, options, relations, scoring
+from circuits.vocab import CircuitsError, InputError
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser tree of the ``circuits`` command."""
+    parser = argparse.ArgumentParser(prog="circuits", parents=[options.common()],
+                                     description="Circuit-discovery graph engine for transformer language "
+                                     "models.")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text,
+                              parents=[options.common(), *parents])  # fmt: skip
+
+    for group in (relations, scoring, graphs, channels):
+        group.register(add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``circuits`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    try:
+        threads = getattr(args, "threads", None)
+        if threads is not None:
+            if threads < 1:
+                raise InputError(f"--threads must be a positive number of threads, not {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
+        return int(args.func(args))
+    except CircuitsError as error:
+        print(f"circuits {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,7 @@
+"""``python -m circuits.cli``: the ``circuits`` command."""
+
+import sys
+
+from circuits.cli import main
+
+sys.exit(main())

@@ -1,0 +1,159 @@
+"""``circuits extract``, ``render``, ``compare`` and ``reuse``: circuits as graphs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from circuits.cli import options
+from circuits.compare.families import SIMILARITIES
+from circuits.draw.graphviz import FORMATS
+from circuits.vocab import ExtractMethod, ScoreMethod
+
+__all__ = ["register"]
+
+_EXTRACT = [m.value for m in ExtractMethod if m not in (ExtractMethod.MINIMAL, ExtractMethod.CUSTOM)]
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from circuits.pipeline import extract_stored
+
+    circuit, out, message = extract_stored(
+        args.dir, extract_method=args.extract_method, size=args.size, fraction=args.fraction,
+        threshold=args.threshold, target_faithfulness=args.target_faithfulness, by=args.by,
+        pruned=not args.no_prune, evaluate=args.evaluate, name=args.name, out=args.out, store=args.store,
+        formats=tuple(args.format or ["svg"]),
+    )  # fmt: skip
+    if message:
+        print(message)
+    s = circuit.summary()
+    if args.json:
+        print(json.dumps({**s, "path": str(out)}, indent=2))
+        return 0
+    faith = "" if s["faithfulness"] is None else f", faithfulness {s['faithfulness']:.3f}"
+    print(f"{s['name']}: {s['n_edges']} edges, {s['n_heads']} heads, {s['n_mlps']} MLPs{faith} -> {out}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from circuits.pipeline import render_circuit_file
+
+    result = render_circuit_file(args.circuit, diff=args.diff, color_by=args.color_by, out=args.out,
+                                 formats=(args.format,))  # fmt: skip
+    for path in result.written:
+        print(f"wrote {path}")
+    if result.message:
+        print(f"circuits render: {result.message}")
+        return 1
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from circuits.pipeline import compare_files
+
+    result = compare_files(args.a, args.b, diff=args.diff)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"A: {result['a']} ({result['edges_a']} edges, {result['nodes_a']} nodes)")
+    print(f"B: {result['b']} ({result['edges_b']} edges, {result['nodes_b']} nodes)")
+    for key in ("common_edges", "edge_jaccard", "node_jaccard", "edge_overlap", "node_overlap",
+                "weighted_jaccard", "head_share", "heads_of_a_in_b", "heads_of_b_in_a"):  # fmt: skip
+        value = result[key]
+        print(f"{key:<18}{value:>10.4f}" if isinstance(value, float) else f"{key:<18}{value:>10}")
+    print(f"common heads: {', '.join(result['common_heads']) or '-'}")
+    return 0
+
+
+def cmd_reuse(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from circuits.pipeline import ScoreSettings, run_reuse
+
+    settings = ScoreSettings(score_method=args.score_method, max_pairs=args.max_pairs, seed=args.seed,
+                             ig_steps=args.ig_steps, batch_size=args.batch_size, max_rank=args.max_rank,
+                             min_prob=args.min_prob)  # fmt: skip
+    report = run_reuse(args.relations, model=load_model(args.model, device=args.device), settings=settings,
+                       extract_method=args.extract_method, size=args.size, fraction=args.fraction,
+                       by=args.by, store=args.store, metric=args.metric, cross=not args.no_cross,
+                       progress=not args.quiet)  # fmt: skip
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['model']}: {len(report['relations'])} relations -> {report['folder']}")
+    for row in report["circuits"]:
+        print(f"  {row['relation']:<28}{row['n_edges']:>6} edges{row['n_heads']:>4} heads  "
+              f"F {row['faithfulness']:.3f}  ({row['source']})")  # fmt: skip
+    print(f"{report['metric']} matrix:")
+    print(report["matrix_csv"], end="")
+    print(f"clustering: {report['clustering']['newick']}")
+    for key in ("most_similar", "least_similar"):
+        pair = report[key]
+        print(f"{key.replace('_', ' ')}: {pair['a']} / {pair['b']} {report['metric']} {pair['value']:.3f}, "
+              f"head share {pair['head_share']:.3f}")  # fmt: skip
+    print(f"done in {report['seconds']:.1f} s")
+    return 0
+
+
+def _sized(p: argparse.ArgumentParser, *, target: bool) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--size", type=int, help="edges (top-n, greedy), paths (paths) or nodes (nodes)")
+    group.add_argument("--fraction", type=float, help="size as a fraction of all edges")
+    if target:
+        group.add_argument(
+            "--threshold", type=float, help="with --extract-method threshold: minimum strength"
+        )
+        group.add_argument("--target-faithfulness", type=float,
+                           help="the smallest top-n circuit reaching this faithfulness (runs the model)")  # fmt: skip
+    p.add_argument("--by", default="signed", choices=["signed", "abs"],
+                   help="signed: most negative scores first (relied-on edges); abs: |score|")  # fmt: skip
+
+
+def register(add: Any) -> None:
+    """Add ``extract``, ``render``, ``compare`` and ``reuse`` through ``add(name, help, *parents)``."""
+    p = add("extract", "extract a circuit from a scored graph", options.json_output())
+    p.add_argument(
+        "dir", type=Path, help="a directory written by `circuits score` (or a store relation folder)"
+    )
+    p.add_argument("--extract-method", default=ExtractMethod.TOP_N.value, choices=_EXTRACT,
+                   help="how edges are chosen (default top-n)")  # fmt: skip
+    _sized(p, target=True)
+    p.add_argument("--no-prune", action="store_true", help="keep dead and dangling edges")
+    p.add_argument("--evaluate", action="store_true", help="measure held-out faithfulness (runs the model)")
+    p.add_argument("--name", help="circuit name (default: extraction method-by-size)")
+    p.add_argument("--out", type=Path, help="circuit JSON path (default: DIR/NAME.circuit.json)")
+    p.add_argument("--store", type=Path, help="save into this graphs/ store instead, with diagrams")
+    p.add_argument("--format", action="append", default=None, choices=FORMATS,
+                   help="diagram formats with --store (default svg)")  # fmt: skip
+    p.set_defaults(func=cmd_extract)
+
+    p = add("render", "draw a circuit (or two, with --diff) with Graphviz")
+    p.add_argument("circuit", type=Path, help="a circuit JSON file or a store circuit folder")
+    p.add_argument("--format", default="svg", choices=FORMATS)
+    p.add_argument("--color-by", default="sign", choices=["sign", "qkv"])
+    p.add_argument("--diff", type=Path, help="a second circuit: draw shared, only-A and only-B edges")
+    p.add_argument("--out", type=Path, help="output path (suffix replaced by the format)")
+    p.set_defaults(func=cmd_render)
+
+    p = add("compare", "similarities of two circuits", options.json_output())
+    p.add_argument("a", type=Path, help="circuit JSON file or store circuit folder")
+    p.add_argument("b", type=Path)
+    p.add_argument("--diff", type=Path, help="also write a diff diagram (DOT and SVG) here")
+    p.set_defaults(func=cmd_compare)
+
+    p = add("reuse", "circuits of many relations: reuse matrix, clustering, cross-task faithfulness, "
+            "all stored in graphs/", options.model(), options.pairs(), options.seed(), options.quiet(),
+            options.json_output())  # fmt: skip
+    p.add_argument("relations", nargs="+", help="bundled relation names or LRE JSON files")
+    p.add_argument("--score-method", default=ScoreMethod.EAP_IG.value, choices=[m.value for m in ScoreMethod])
+    p.add_argument("--extract-method", default=ExtractMethod.TOP_N.value,
+                   choices=[ExtractMethod.TOP_N.value, ExtractMethod.GREEDY.value, ExtractMethod.PATHS.value,
+                            ExtractMethod.NODES.value])  # fmt: skip
+    _sized(p, target=False)
+    p.add_argument("--metric", default="edge_jaccard", choices=SIMILARITIES, help="for the clustering")
+    p.add_argument("--ig-steps", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--store", type=Path, default=Path("graphs"), help="store root (default graphs/)")
+    p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
+    p.set_defaults(func=cmd_reuse)

@@ -1,0 +1,74 @@
+"""``circuits score`` and ``evaluate``: a relation's scored graph and its faithfulness."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from circuits.cli import options
+from circuits.vocab import Ablation, Metric, ScoreMethod
+
+__all__ = ["register"]
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from circuits.pipeline import ScoreSettings, score_relation
+    from circuits.store import save_scored
+
+    model = load_model(args.model, device=args.device)
+    settings = ScoreSettings(score_method=args.score_method, metric=args.metric, ablation=args.ablation,
+                             ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
+                             max_pairs=args.max_pairs, exact_top=args.exact_top,
+                             max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
+    graph, pairs = score_relation(model, args.relation, settings, template=args.template,
+                                  progress=not args.quiet)  # fmt: skip
+    out = save_scored(args.out, graph, pairs.relation)
+    meta = graph.metadata
+    print(f"scored {graph.n_edges} edges of {model.name} on {meta['relation']} "
+          f"({meta['n_pairs_scoring']} pairs, {meta['score_method']}) in {meta['seconds']} s -> {out}")  # fmt: skip
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from circuits.pipeline import evaluate_scored
+
+    result, graph = evaluate_scored(args.dir, progress=not args.quiet, split=args.split)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    meta = graph.metadata
+    print(f"{meta['model']} / {meta['relation']} / {meta['score_method']}: {result.n_pairs} "
+          f"{args.split} pairs, clean {meta['metric']} {result.clean_metric:.3f}, "
+          f"corrupted {result.corrupt_metric:.3f}")  # fmt: skip
+    print(f"{'edges %':>8}{'edges':>8}{'F signed':>10}{'F |s|':>8}{'F random':>10}{'Hit@10':>8}")
+    for f, s, a, r, h in zip(result.fractions, result.signed, result.absolute, result.random,
+                             result.hit_at_10, strict=True):  # fmt: skip
+        n = max(1, round(f * result.n_edges))
+        print(f"{100 * f:>8.1f}{n:>8}{s:>10.3f}{a:>8.3f}{r:>10.3f}{h:>8.2f}")
+    print(f"CPR {result.cpr:.3f}   CMD {result.cmd:.3f}   random CPR {result.random_cpr:.3f}")
+    return 0
+
+
+def register(add: Any) -> None:
+    """Add ``score`` and ``evaluate`` through ``add(name, help, *parents)``."""
+    p = add("score", "score every edge of the model's graph on a relation", options.relation(),
+            options.model(), options.pairs(), options.seed(), options.quiet())  # fmt: skip
+    p.add_argument("--score-method", default=ScoreMethod.EAP_IG.value, choices=[m.value for m in ScoreMethod],
+                   help="how edges are scored (default eap-ig)")  # fmt: skip
+    p.add_argument("--metric", default=Metric.LOGIT_DIFF.value, choices=[m.value for m in Metric])
+    p.add_argument("--ablation", default=Ablation.COUNTERFACTUAL.value, choices=[a.value for a in Ablation])
+    p.add_argument("--ig-steps", type=int, default=5)
+    p.add_argument("--exact-top", type=int, default=500,
+                   help="with --score-method exact: edges re-scored exactly (0 = all)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, type=Path, help="directory to write the scored graph to")
+    p.set_defaults(func=cmd_score)
+
+    p = add("evaluate", "faithfulness curve, CPR, CMD and Hit@10 of a scored graph",
+            options.json_output(), options.quiet())  # fmt: skip
+    p.add_argument("dir", type=Path, help="a directory written by `circuits score`")
+    p.add_argument("--split", default="heldout", choices=["heldout", "scoring"])
+    p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,16 @@
+"""Drawing (torch-free): the one DOT writer, rendering through Graphviz, SVG heatmaps."""
+
+from circuits.draw.dot import channels_dot, circuit_dot, diff_dot
+from circuits.draw.graphviz import FORMATS, GRAPHVIZ_HINT, Rendered, render
+from circuits.draw.heatmap import heatmap_svg
+
+__all__ = [
+    "FORMATS",
+    "GRAPHVIZ_HINT",
+    "Rendered",
+    "channels_dot",
+    "circuit_dot",
+    "diff_dot",
+    "heatmap_svg",
+    "render",
+]

@@ -1,0 +1,258 @@
+"""Loading models as TransformerLens 4 ``TransformerBridge`` objects with their tokenizer.
+
+Every model comes back as a :class:`LoadedModel`: the bridge, the tokenizer the
+engine tokenizes with, and a record of how its weights were processed.
+
+- ``"smollm2-135m"`` (the default) is the embedded SmolLM2-135M-Instruct
+  (:mod:`circuits.models.embedded`);
+- ``"tiny-gpt2"``, ``"tiny-llama"`` and ``"gpt2-small-random"`` are random
+  models built in-process (:mod:`circuits.models.tiny`);
+- any other name is handed to ``TransformerBridge.boot_transformers``; when
+  neither the hub nor its local cache has it, the error says so and names the
+  embedded default.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from circuits.models.catalog import DEFAULT_MODEL, TINY_MODELS, list_models
+from circuits.models.embedded import load_smollm2
+from circuits.models.quiet import quiet_transformer_lens
+from circuits.models.tiny import build_tiny_model
+from circuits.vocab import InputError, ModelNotAvailableError
+
+__all__ = ["LoadedModel", "Processing", "load_model"]
+
+Processing = Literal["none", "fold"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A TransformerBridge, its tokenizer and how it was made.
+
+    Every analysis takes a ``LoadedModel``: it is what :func:`load_model`
+    returns. The engine tokenizes with :meth:`encode` (never with the bridge's
+    own ``to_tokens``), so the prompts scored, evaluated and stored are the
+    same token ids everywhere. The size properties (:attr:`n_layers`,
+    :attr:`n_heads`, :attr:`n_kv_heads`, :attr:`parallel`) fix the model's
+    computation graph, see :meth:`circuits.graph.GraphShape.of`.
+
+    Attributes
+    ----------
+    bridge : TransformerBridge
+        The hooked model (TransformerLens 4), in eval mode. Called on a
+        ``[batch, pos]`` tensor of token ids it returns ``[batch, pos, vocab]``
+        logits.
+    tokenizer : PreTrainedTokenizerBase
+        The tokenizer prompts are encoded with (special tokens added only where
+        ``prepend_bos`` says so).
+    name : str
+        The name it was loaded by (recorded in every scored graph's metadata).
+    processing : {"none", "fold"}
+        ``"none"`` (the weights as published) or ``"fold"`` (TransformerLens's
+        compatibility mode: norms folded, writing weights centred).
+    prepend_bos : bool
+        Whether prompts start with the beginning-of-sequence token.
+    info : dict
+        Provenance: source file and its hash for the embedded model, ``seed``
+        and ``random=True`` for a tiny random model, and ``load_seconds``.
+
+    Examples
+    --------
+    >>> from circuits import load_model
+    >>> model = load_model("tiny-llama")
+    >>> model.name, model.n_layers, model.n_heads, model.n_kv_heads, model.parallel
+    ('tiny-llama', 3, 4, 2, False)
+    >>> ids = model.encode("The capital of France is")
+    >>> model.tokenizer.decode(ids)
+    'The capital of France is'
+    >>> model.bridge(torch.tensor([ids])).shape[:2] == (1, len(ids))
+    True
+    """
+
+    bridge: Any
+    tokenizer: Any
+    name: str
+    processing: Processing = "none"
+    prepend_bos: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> Any:
+        """The bridge's TransformerLens config (``n_layers``, ``n_heads``, ...)."""
+        return self.bridge.cfg
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return int(self.cfg.n_layers)
+
+    @property
+    def n_heads(self) -> int:
+        """Number of query heads per layer."""
+        return int(self.cfg.n_heads)
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Number of key/value heads per layer (``n_heads`` unless attention is grouped-query)."""
+        kv = getattr(self.cfg, "n_key_value_heads", None)
+        return int(kv) if kv else self.n_heads
+
+    @property
+    def parallel(self) -> bool:
+        """Whether attention and MLP read the same residual stream (GPT-J / NeoX style blocks)."""
+        return bool(getattr(self.cfg, "parallel_attn_mlp", False))
+
+    @property
+    def device(self) -> torch.device:
+        """The device the weights live on."""
+        return next(self.bridge.parameters()).device
+
+    @property
+    def pad_id(self) -> int:
+        """The token id batches are right-padded with: the tokenizer's pad token, else 0.
+
+        With causal attention no real token sees the padding after it, so the
+        choice never changes a result at a real position.
+        """
+        return int(self.tokenizer.pad_token_id or 0)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, with the BOS token first where the model wants one."""
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if self.prepend_bos and self.tokenizer.bos_token_id is not None:
+            ids.insert(0, int(self.tokenizer.bos_token_id))
+        return ids
+
+
+def load_model(
+    name: str = DEFAULT_MODEL,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    processing: Processing = "none",
+    seed: int = 0,
+) -> LoadedModel:
+    """Load a model by name as a TransformerBridge with its tokenizer.
+
+    Parameters
+    ----------
+    name : str
+        ``"smollm2-135m"`` (the embedded default, :data:`~circuits.models.DEFAULT_MODEL`),
+        a tiny random test model (``"tiny-gpt2"``, ``"tiny-llama"``,
+        ``"gpt2-small-random"``, built in-process in about a second) or a
+        Hugging Face model name available from the hub or its local cache.
+        :func:`~circuits.models.list_models` names the models that need no hub.
+    device : str or torch.device
+        Where the weights live (default ``"cpu"``).
+    dtype : torch.dtype
+        Precision of the weights (default ``torch.float32``).
+    processing : {"none", "fold"}
+        ``"none"`` keeps the weights as published; ``"fold"`` turns on
+        TransformerLens's compatibility mode (folded norms, centred writing
+        weights). The choice is recorded in :attr:`LoadedModel.processing` and
+        in every scored graph's metadata, never silent.
+    seed : int
+        Seed of a tiny random model's weights (ignored for other models).
+
+    Returns
+    -------
+    LoadedModel
+        The bridge in eval mode, its tokenizer and how it was made.
+
+    Raises
+    ------
+    InputError
+        ``processing`` is neither ``"none"`` nor ``"fold"``.
+    ModelNotAvailableError
+        ``name`` is not a local model and neither the hub nor its cache has it.
+
+    Examples
+    --------
+    A tiny random model knows no facts, but it has the structure of a real one
+    (here: Llama with grouped-query attention, 2 key/value heads for 4 query
+    heads):
+
+    >>> from circuits import load_model
+    >>> model = load_model("tiny-llama")
+    >>> model.n_layers, model.n_heads, model.n_kv_heads
+    (3, 4, 2)
+    >>> model.processing, model.info["random"], model.info["seed"]
+    ('none', True, 0)
+    >>> load_model("tiny-gpt2", processing="fold").processing
+    'fold'
+    """
+    if processing not in ("none", "fold"):
+        raise InputError(f"processing must be 'none' or 'fold', not {processing!r}")
+    started = time.perf_counter()
+    if name == DEFAULT_MODEL:
+        hf_model, tokenizer, info = load_smollm2(dtype)
+        boot_name, prepend_bos = str(info["cache"]), False
+    elif name in TINY_MODELS:
+        hf_model, tokenizer = build_tiny_model(name, seed=seed)
+        hf_model = hf_model.to(dtype)
+        info = {"seed": seed, "random": True}
+        boot_name, prepend_bos = name, False
+    else:
+        return _load_from_hub(name, device=device, dtype=dtype, processing=processing)
+    bridge = _boot(boot_name, hf_model, tokenizer, device=device, dtype=dtype)
+    _apply_processing(bridge, processing)
+    info["load_seconds"] = round(time.perf_counter() - started, 3)
+    return LoadedModel(bridge, tokenizer, name, processing, prepend_bos, info)
+
+
+def _boot(name: str, hf_model: Any, tokenizer: Any, *, device: Any, dtype: torch.dtype) -> Any:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf_model.eval()
+    # TransformerLens rebuilds a tokenizer with a BOS token from name_or_path
+    # unless told the tokenizer already has one; hand it a copy so the
+    # engine's own tokenizer keeps the model's native behaviour.
+    tl_tokenizer = _tokenizer_for_bridge(tokenizer)
+    with quiet_transformer_lens():
+        bridge = TransformerBridge.boot_transformers(
+            name, hf_model=hf_model, tokenizer=tl_tokenizer, device=device, dtype=dtype
+        )
+    bridge.eval()
+    return bridge
+
+
+def _tokenizer_for_bridge(tokenizer: Any) -> Any:
+    import copy
+
+    tl_tokenizer = copy.copy(tokenizer)
+    tl_tokenizer.init_kwargs = {**tokenizer.init_kwargs, "add_bos_token": True}
+    tl_tokenizer.init_kwargs.setdefault("name_or_path", tokenizer.name_or_path or "local")
+    return tl_tokenizer
+
+
+def _apply_processing(bridge: Any, processing: Processing) -> None:
+    if processing == "fold":
+        bridge.enable_compatibility_mode(disable_warnings=True)
+
+
+def _load_from_hub(name: str, *, device: Any, dtype: torch.dtype, processing: Processing) -> LoadedModel:
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        with quiet_transformer_lens():
+            bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
+    except (OSError, ValueError) as error:
+        known = ", ".join(list_models())
+        raise ModelNotAvailableError(
+            f"cannot load model {name!r}: the Hugging Face hub cannot be reached and its "
+            f"local cache does not hold it ({type(error).__name__}). Models available "
+            f"here: {known}; the embedded default is {DEFAULT_MODEL!r}."
+        ) from None
+    bridge.eval()
+    _apply_processing(bridge, processing)
+    prepend_bos = bool(getattr(bridge.cfg, "default_prepend_bos", False))
+    return LoadedModel(bridge, tokenizer, name, processing, prepend_bos, {"hub": name})

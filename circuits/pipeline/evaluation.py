@@ -1,0 +1,180 @@
+"""From a scored graph to its evaluation: the job behind ``circuits evaluate``.
+
+The held-out pairs a graph is evaluated on are remade from its metadata
+(relation, template, split seed, known-fact filter, pair cap), so a stored
+graph is evaluated on exactly the pairs it was not scored on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from circuits.attribution import Harness, mean_senders
+from circuits.evaluate import FRACTIONS, Evaluation, Evaluator, evaluate_graph
+from circuits.graph import GraphShape, ScoredGraph
+from circuits.models import LoadedModel, load_model
+from circuits.progress import progress_bar
+from circuits.relations import load_relation
+from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
+from circuits.store.scored import RELATION, load_scored
+from circuits.vocab import Ablation, InputError
+
+__all__ = ["evaluate_scored", "heldout_evaluator"]
+
+
+def heldout_evaluator(
+    model: LoadedModel,
+    graph: ScoredGraph,
+    pairs: PairSet | None = None,
+    *,
+    relation_file: Path | None = None,
+    split: str = "heldout",
+) -> Evaluator:
+    """An Evaluator on the held-out (or scoring) pairs of the relation ``graph`` was scored on.
+
+    The evaluator runs circuits (boolean ``[senders, receivers]`` masks of kept
+    edges) on those pairs with the graph's metric and ablation: every removed
+    edge carries the corrupted sender's value. Its normalized faithfulness is
+    ``(m(C) - m(∅)) / (m(full) - m(∅))``: 1 for the full model, 0 for the
+    fully corrupted run.
+
+    Parameters
+    ----------
+    model : LoadedModel
+        The model the graph was scored on.
+    graph : ScoredGraph
+        Its metadata gives the metric, the ablation and how to remake the pairs.
+    pairs : PairSet, optional
+        The pairs the graph was scored with. When not given they are remade
+        from the graph's metadata (template, split seed, known-fact filter,
+        pair cap); the relation is read from ``relation_file`` when it exists,
+        else by the name in the metadata.
+    relation_file : Path, optional
+        A stored ``relation.json`` (see :func:`circuits.save_scored`).
+    split : {"heldout", "scoring"}
+        Which pairs to evaluate on (any other value means ``"scoring"``).
+
+    Returns
+    -------
+    Evaluator
+        ``run_mask(keep)`` gives a circuit's ``n_edges``, mean ``metric``,
+        ``faithfulness`` and ``hit_at_k``; ``full`` and ``empty`` are the runs
+        of every edge and of none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from circuits import ScoreSettings, extract, heldout_evaluator, load_model, score_relation
+    >>> model = load_model("tiny-llama")
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
+    >>> evaluator = heldout_evaluator(model, graph, pairs)
+    >>> len(evaluator.batch)
+    2
+    >>> run = evaluator.run_mask(graph.mask)
+    >>> run.n_edges, round(run.faithfulness, 6)
+    (190, 1.0)
+    >>> evaluator.run_mask(np.zeros_like(graph.mask)).faithfulness == 0.0
+    True
+    >>> circuit = extract(graph, "top-n", size=20)
+    >>> evaluator.run_mask(circuit.to_mask()).n_edges == circuit.n_edges
+    True
+
+    Without ``pairs`` the same held-out pairs are remade from the metadata:
+
+    >>> heldout_evaluator(model, graph).full.metric == evaluator.full.metric
+    True
+    """
+    if split not in ("heldout", "scoring"):
+        raise InputError(f"split is 'heldout' or 'scoring', not {split!r}")
+    meta = graph.metadata
+    if pairs is None:
+        source: str | Path = meta["relation"]
+        if relation_file is not None and relation_file.is_file():
+            source = relation_file
+        rel = dataclasses.replace(load_relation(source), name=meta["relation"])
+        known = meta.get("known_filter", {})
+        pairs = make_pairs(model, rel, template=meta.get("template"), seed=meta["split_seed"],
+                           heldout_fraction=meta.get("heldout_fraction", 0.4),
+                           max_rank=known.get("max_rank", 1), min_prob=known.get("min_prob", 0.0),
+                           max_pairs=meta.get("max_pairs"))  # fmt: skip
+    pad = model.pad_id
+    harness = Harness(model)
+    means = None
+    if meta.get("ablation") == Ablation.MEAN.value:
+        means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
+    chosen = pairs.heldout if split == "heldout" else pairs.scoring
+    return Evaluator(harness, batch_pairs(chosen, pad=pad), metric=meta["metric"],
+                     ablation=meta["ablation"], means=means)  # fmt: skip
+
+
+def evaluate_scored(
+    directory: str | Path,
+    *,
+    model: LoadedModel | None = None,
+    progress: bool = True,
+    split: str = "heldout",
+) -> tuple[Evaluation, ScoredGraph]:
+    """Faithfulness of a stored scored graph on the held-out split of its relation.
+
+    Reads the graph written by :func:`circuits.save_scored` (or
+    :meth:`circuits.Gallery.save_scored`), remakes its held-out pairs
+    (:func:`heldout_evaluator`) and measures the faithfulness of its top
+    circuits at the edge fractions of :data:`circuits.evaluate.FRACTIONS`:
+    chosen by signed score (most negative first), by ``|score|``, and at
+    random; CPR is the area under the signed curve, CMD the area under
+    ``|1 - F|`` of the ``|score|`` curve.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A scored-graph directory (``graph.json``, ``scores.safetensors`` and,
+        when saved with its relation, ``relation.json``).
+    model : LoadedModel, optional
+        The model to evaluate with; loaded by the name in the metadata (with
+        its weight processing) when not given. Its shape must match the graph.
+    progress : bool
+        Show a progress bar on stderr.
+    split : {"heldout", "scoring"}
+        Which pairs to evaluate on.
+
+    Returns
+    -------
+    evaluation : Evaluation
+        Clean and corrupted metric, the three faithfulness curves, Hit@10,
+        CPR, CMD, random CPR and counts; ``extra`` names the split, relation,
+        model and score method.
+    graph : ScoredGraph
+        The graph as read back.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from circuits import ScoreSettings, evaluate_scored, load_model, save_scored, score_relation
+    >>> model = load_model("tiny-llama")
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
+    >>> folder = save_scored(tempfile.mkdtemp(), graph, pairs.relation)
+    >>> evaluation, stored = evaluate_scored(folder, model=model, progress=False)
+    >>> evaluation.n_pairs, evaluation.n_edges, len(evaluation.fractions)
+    (2, 190, 10)
+    >>> evaluation.fractions[-1], round(evaluation.signed[-1], 6)
+    (1.0, 1.0)
+    >>> evaluation.extra["split"], evaluation.extra["score_method"]
+    ('heldout', 'eap-ig')
+    """
+    graph = load_scored(directory)
+    meta = graph.metadata
+    if model is None:
+        model = load_model(meta["model"], processing=meta.get("processing", "none"))
+    if GraphShape.of(model) != graph.shape:
+        raise InputError(f"{directory}: the graph was scored on {meta['model']!r}, whose shape "
+                         f"differs from {model.name!r}")  # fmt: skip
+    evaluator = heldout_evaluator(model, graph, relation_file=Path(directory) / RELATION, split=split)
+    bar = progress_bar(len(FRACTIONS), "evaluating", enabled=progress)
+    result = evaluate_graph(evaluator, graph, seed=meta.get("seed", 0), progress=bar)
+    bar.close()
+    result.extra = {"split": split, "relation": meta["relation"], "model": meta["model"],
+                    "score_method": meta["score_method"]}  # fmt: skip
+    return result, graph

@@ -1,0 +1,111 @@
+"""Circuit jobs on stored results: extract from a scored graph, draw, compare two circuits.
+
+These are the jobs behind ``circuits extract``, ``render`` and ``compare``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from circuits.circuit import Circuit
+from circuits.compare import compare
+from circuits.draw import Rendered, circuit_dot, diff_dot, render
+from circuits.extract import extract
+from circuits.store import CIRCUIT_FILE, RELATION, Gallery, circuit_name, load_scored, scored_dir
+from circuits.vocab import ExtractMethod
+
+__all__ = ["compare_files", "diagram_writer", "extract_stored", "load_circuit", "render_circuit_file"]
+
+
+def load_circuit(path: str | Path) -> Circuit:
+    """A circuit from its JSON file or from a store circuit folder."""
+    path = Path(path)
+    return Circuit.load(path / CIRCUIT_FILE if path.is_dir() else path)
+
+
+def diagram_writer(circuit: Circuit, formats: tuple[str, ...] = ("svg",), *,
+                   color_by: str = "sign") -> Callable[[Path], str]:  # fmt: skip
+    """A ``draw(folder)`` for :meth:`Gallery.save_circuit`: writes ``circuit.dot`` and the diagrams."""
+
+    def draw(folder: Path) -> str:
+        return render(circuit_dot(circuit, color_by=color_by), folder / "circuit", formats=formats).message
+
+    return draw
+
+
+def extract_stored(
+    directory: str | Path,
+    *,
+    extract_method: str = ExtractMethod.TOP_N.value,
+    size: int | None = None,
+    fraction: float | None = None,
+    threshold: float | None = None,
+    target_faithfulness: float | None = None,
+    by: str = "signed",
+    pruned: bool = True,
+    evaluate: bool = False,
+    name: str | None = None,
+    out: str | Path | None = None,
+    store: str | Path | None = None,
+    formats: tuple[str, ...] = ("svg",),
+) -> tuple[Circuit, Path, str]:
+    """Extract a circuit from a scored-graph directory and save it.
+
+    With ``target_faithfulness`` the smallest top-n circuit reaching it is
+    searched for (extraction method ``minimal``, runs the model); ``evaluate``
+    measures held-out faithfulness. The circuit goes to ``store`` (a gallery,
+    with diagrams) or to ``out`` (default ``DIR/NAME.circuit.json``).
+    Returns the circuit, where it went and any rendering message.
+    """
+    folder = scored_dir(directory)
+    graph = load_scored(folder)
+    evaluator = None
+    if target_faithfulness is not None or evaluate:
+        from circuits.models import load_model
+        from circuits.pipeline.evaluation import heldout_evaluator
+
+        meta = graph.metadata
+        model = load_model(meta["model"], processing=meta.get("processing", "none"))
+        evaluator = heldout_evaluator(model, graph, relation_file=folder / RELATION)
+    if target_faithfulness is not None:
+        extract_method = ExtractMethod.MINIMAL.value
+    circuit = extract(graph, extract_method, size=size, fraction=fraction, value=threshold,
+                      target=target_faithfulness, evaluate=evaluator, by=by, pruned=pruned)  # fmt: skip
+    if evaluator is not None and circuit.faithfulness is None:
+        circuit.faithfulness = float(evaluator.run_mask(circuit.to_mask()).faithfulness)
+    circuit.name = name or circuit_name(circuit)
+    if store is not None:
+        where, message = Gallery(store).save_circuit(circuit, draw=diagram_writer(circuit, formats))
+        return circuit, where, message
+    return circuit, circuit.save(out or folder / f"{circuit.name}.circuit.json"), ""
+
+
+def render_circuit_file(
+    path: str | Path,
+    *,
+    diff: str | Path | None = None,
+    color_by: str = "sign",
+    out: str | Path | None = None,
+    formats: tuple[str, ...] = ("svg",),
+) -> Rendered:
+    """Draw a stored circuit (or, with ``diff``, two of them) next to it or at ``out``."""
+    path = Path(path)
+    circuit = load_circuit(path)
+    base = path / "circuit" if path.is_dir() else path.with_suffix("")
+    if diff is not None:
+        graph = diff_dot(circuit, load_circuit(diff))
+        base = base.with_name(f"{base.name}-vs-{Path(diff).with_suffix('').name}")
+    else:
+        graph = circuit_dot(circuit, color_by=color_by)
+    return render(graph, out or base, formats=formats)
+
+
+def compare_files(a: str | Path, b: str | Path, *, diff: str | Path | None = None) -> dict[str, Any]:
+    """Similarities of two stored circuits; with ``diff``, also a diff diagram written there."""
+    first, second = load_circuit(a), load_circuit(b)
+    result = compare(first, second)
+    if diff is not None:
+        result["diff"] = [str(p) for p in render(diff_dot(first, second), diff, formats=("svg",)).written]
+    return result

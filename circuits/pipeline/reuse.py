@@ -1,0 +1,253 @@
+"""The reuse sweep: circuits of many relations, compared, all stored in the ``graphs/`` gallery."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from circuits.compare import (
+    SIMILARITIES,
+    cluster,
+    cross_task_matrix,
+    rank_correlation_matrix,
+    reuse_matrix,
+    shared_core,
+    specific_parts,
+)
+from circuits.draw import circuit_dot, heatmap_svg, render
+from circuits.extract import extract, pruned_top_n
+from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
+from circuits.pipeline.evaluation import heldout_evaluator
+from circuits.pipeline.extraction import diagram_writer
+from circuits.pipeline.score import ScoreSettings, score_relation
+from circuits.progress import progress_bar
+from circuits.relations import load_relation
+from circuits.store import RELATION, Gallery, circuit_name
+from circuits.vocab import ExtractMethod, InputError, NotEnoughFactsError
+
+__all__ = ["SIMILARITIES", "run_reuse"]
+
+log = logging.getLogger(__name__)
+
+
+def _size_param(size: int | None, fraction: float | None) -> dict[str, Any]:
+    if size is None and fraction is None:
+        return {"size": 200}
+    return {"size": size, "fraction": fraction}
+
+
+def run_reuse(
+    relations: Sequence[str],
+    *,
+    model: str | LoadedModel = DEFAULT_MODEL,
+    settings: ScoreSettings | None = None,
+    extract_method: str = "top-n",
+    size: int | None = None,
+    fraction: float | None = None,
+    by: str = "signed",
+    store: str | Path = "graphs",
+    metric: str = "edge_jaccard",
+    cross: bool = True,
+    formats: tuple[str, ...] = ("svg",),
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score, extract, evaluate and compare circuits of many relations; store everything.
+
+    For each relation: score it (or reuse the stored graph whose settings
+    match), extract one circuit (top-n circuits are pruned to equal sizes for
+    fair comparisons), measure its held-out faithfulness and store it with its
+    diagram. Then compare them all: similarity matrices, clustering,
+    cross-task faithfulness, the shared core and each relation's specific
+    part, stored as one ``<model>/reuse`` unit of the :class:`~circuits.store.Gallery`.
+
+    Parameters
+    ----------
+    relations : sequence of str
+        At least two relations: bundled names or relation files.
+    model : str or LoadedModel
+        A model name for :func:`~circuits.models.load_model`, or a loaded model.
+    settings : ScoreSettings, optional
+        How each relation is scored (default ``ScoreSettings()``); a stored
+        graph is reused only when its metadata match these settings.
+    extract_method : str
+        An extraction method of :func:`circuits.extract.extract`; ``"top-n"``
+        uses :func:`~circuits.extract.pruned_top_n`, so every circuit has the
+        same size after pruning where the graphs allow it.
+    size, fraction
+        Circuit size in edges, or as a fraction of all edges; neither means
+        200 edges.
+    by : {"signed", "abs"}
+        Rank edges by signed score (most negative, i.e. most relied-on, first)
+        or by ``|score|``.
+    store : str or Path
+        Root of the gallery (default ``graphs``).
+    metric : str
+        The similarity the heatmap, clustering and most/least similar pairs
+        use: one of :data:`SIMILARITIES` (every one of them is tabulated).
+    cross : bool
+        Also measure cross-task faithfulness: each circuit on every other
+        relation's held-out prompts, against that relation's own circuit of
+        the same size.
+    formats : tuple of str
+        Diagram formats (``"svg"``, ``"png"``, ``"dot"``); images need
+        Graphviz's ``dot``, the DOT file is always written.
+    progress : bool
+        Show progress bars on stderr.
+
+    Returns
+    -------
+    dict
+        A JSON-ready report (also written as ``report.json``): ``model``,
+        ``relations`` (those compared), ``skipped`` (relation -> why),
+        ``settings``, ``circuits`` (one summary row per relation, with
+        ``source`` ``"scored"`` or ``"stored"`` and held-out faithfulness),
+        ``matrices`` (every similarity, plus the Spearman rank correlation of
+        the full graphs), ``clustering``, ``cross_task``, ``core`` (edges in at
+        least half of the circuits), ``specific_edges``, ``most_similar`` and
+        ``least_similar`` pairs, ``folder`` and ``seconds``.
+
+    Raises
+    ------
+    InputError
+        Fewer than two relations, or an unknown ``metric``.
+    NotEnoughFactsError
+        Fewer than two relations could be scored. Relations the model knows
+        too few facts of are skipped with a warning.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from circuits import ScoreSettings, load_model, run_reuse
+    >>> model = load_model("tiny-llama")
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> store = tempfile.mkdtemp()
+    >>> relations = ["country_capital_city", "country_currency"]
+    >>> report = run_reuse(relations, model=model, settings=settings, size=20, store=store,
+    ...                    formats=("dot",), progress=False)
+    >>> report["relations"], report["skipped"], report["core"]["k"]
+    (['country_capital_city', 'country_currency'], {}, 2)
+    >>> [row["source"] for row in report["circuits"]], all(row["n_edges"] <= 20 for row in report["circuits"])
+    (['scored', 'scored'], True)
+    >>> report["matrices"]["edge_jaccard"]["values"][0][0], len(report["cross_task"])
+    (1.0, 4)
+    >>> sorted(os.listdir(os.path.join(store, "tiny-llama")))
+    ['country_capital_city', 'country_currency', 'reuse']
+
+    A second sweep with the same settings reuses the stored graphs:
+
+    >>> again = run_reuse(relations, model=model, settings=settings, size=20, store=store,
+    ...                   formats=("dot",), progress=False)
+    >>> [row["source"] for row in again["circuits"]]
+    ['stored', 'stored']
+    """
+    started = time.perf_counter()
+    if metric not in SIMILARITIES:
+        raise InputError(f"unknown --metric {metric!r}; valid: {', '.join(SIMILARITIES)}")
+    if len(relations) < 2:
+        raise InputError(f"reuse compares at least 2 relations, got {len(relations)}")
+    if size is None and fraction is None:
+        size = 200
+    settings = settings or ScoreSettings()
+    loaded = load_model(model) if isinstance(model, str) else model
+    gallery = Gallery(store)
+    graphs, circuits, evaluators, rows, skipped = {}, {}, {}, [], {}
+    bar = progress_bar(len(relations), "reuse: relations", enabled=progress)
+    for arg in relations:
+        rel = load_relation(arg)
+        t0 = time.perf_counter()
+        try:
+            graph = gallery.find_scored(loaded.name, rel.name, **settings.stored_as(rel.source))
+            source = "stored"
+            if graph is None:
+                graph, pairs = score_relation(loaded, arg, settings, progress=False)
+                gallery.save_scored(graph, pairs.relation)
+                evaluator, source = heldout_evaluator(loaded, graph, pairs), "scored"
+            else:
+                folder = gallery.folder(loaded.name, rel.name, "scored")
+                evaluator = heldout_evaluator(loaded, graph, relation_file=folder / RELATION)
+        except NotEnoughFactsError as error:
+            log.warning("skipping %s: %s", rel.name, error)
+            skipped[rel.name] = str(error)
+            bar.update(1)
+            continue
+        if extract_method == ExtractMethod.TOP_N.value:  # equal sizes after pruning, for fair comparisons
+            n = size if size is not None else max(1, round((fraction or 0) * graph.n_edges))
+            circuit = pruned_top_n(graph, n, by=by)
+        else:
+            circuit = extract(graph, extract_method, size=size, fraction=fraction, by=by)
+        if circuit.faithfulness is None:
+            circuit.faithfulness = float(evaluator.run_mask(circuit.to_mask()).faithfulness)
+        circuit.name = circuit_name(circuit)
+        gallery.save_circuit(circuit, draw=diagram_writer(circuit, formats))
+        graphs[rel.name], circuits[rel.name], evaluators[rel.name] = graph, circuit, evaluator
+        rows.append({**circuit.summary(), "relation": rel.name, "source": source,
+                     "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
+        bar.update(1)
+    bar.close()
+    if len(circuits) < 2:
+        raise NotEnoughFactsError(f"fewer than 2 relations could be scored; skipped: {skipped}")
+
+    matrices = {name: reuse_matrix(circuits, name) for name in SIMILARITIES}
+    matrices["spearman"] = rank_correlation_matrix(graphs, by=by)
+    tree = cluster(matrices[metric])
+    files: dict[str, str | bytes] = {}
+    for name, m in matrices.items():
+        files[f"{name}.csv"] = m.to_csv()
+    files["heatmap.svg"] = heatmap_svg(matrices[metric], clustering=tree,
+                                       title=f"{loaded.name}: circuit reuse ({metric})")  # fmt: skip
+    files["heads.svg"] = heatmap_svg(matrices["head_share"], clustering=tree,
+                                     title=f"{loaded.name}: share of in-circuit heads")  # fmt: skip
+    cross_rows: list[dict[str, Any]] = []
+    if cross:
+        cbar = progress_bar(len(circuits) ** 2, "reuse: cross-task", enabled=progress)
+        cross_m, results = cross_task_matrix(circuits, graphs, evaluators, by=by, progress=cbar)
+        cbar.close()
+        cross_rows = [r.as_dict() for r in results]
+        files["cross_task.csv"] = cross_m.to_csv()
+        files["cross_task.svg"] = heatmap_svg(cross_m, title=f"{loaded.name}: cross-task faithfulness "
+                                              "(row circuit on column prompts / column's own)")  # fmt: skip
+    k = max(2, math.ceil(len(circuits) / 2))
+    family = [dataclasses.replace(c, name=n) for n, c in circuits.items()]
+    core = shared_core(family, k, name=f"shared-core-{k}-of-{len(family)}")
+    core.provenance["model"] = loaded.name
+    files["core.json"] = core.to_json()
+    specific = {n: c.n_edges for n, c in specific_parts(family, k).items()}
+    ranked = matrices[metric].pairs()
+    head = matrices["head_share"]
+
+    def pair(entry: tuple[str, str, float]) -> dict[str, Any]:
+        i, j = head.names.index(entry[0]), head.names.index(entry[1])
+        return {"a": entry[0], "b": entry[1], "value": entry[2], "head_share": float(head.values[i, j])}
+
+    report: dict[str, Any] = {"model": loaded.name, "relations": list(circuits), "skipped": skipped,
+              "settings": {**{k: (v.value if isinstance(v, Enum) else v)
+                              for k, v in dataclasses.asdict(settings).items()},
+                           "extract_method": extract_method, "by": by, **_size_param(size, fraction)},
+              "circuits": rows, "metric": metric, "matrix_csv": matrices[metric].to_csv(),
+              "matrices": {n: m.as_dict() for n, m in matrices.items()}, "clustering": tree.as_dict(),
+              "cross_task": cross_rows, "core": {"k": k, "n_edges": core.n_edges, "heads": core.heads()},
+              "specific_edges": specific, "most_similar": pair(ranked[0]), "least_similar": pair(ranked[-1])}  # fmt: skip
+    files["clustering.json"] = json.dumps(tree.as_dict(), indent=1)
+    files["report.json"] = json.dumps(report, indent=1)
+
+    def draw_core(folder: Path) -> None:
+        title = f"{loaded.name}: edges in at least {k} of {len(family)} circuits ({core.n_edges} edges)"
+        render(circuit_dot(core, title=title), folder / "core", formats=formats)
+
+    entry = {
+        "relations": list(circuits),
+        "metric": metric,
+        "extract_method": extract_method,
+        **_size_param(size, fraction),
+    }
+    target = gallery.save_files(loaded.name, "reuse", files, entry, after=draw_core)
+    report["folder"] = str(target)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return report

@@ -1,0 +1,148 @@
+"""Scored graphs on disk as safetensors + JSON, written atomically (torch-free).
+
+A scored-graph directory holds
+
+- ``scores.safetensors``: the dense ``[senders, receivers]`` float32 scores;
+- ``graph.json``: the metadata (model, relation, method, metric, ablation, IG
+  steps, prompt counts, split seed, package version) and the graph's shape;
+- ``relation.json``: the relation it was scored on (LRE schema), so a user's
+  own relation file can be re-read for evaluation wherever it came from.
+
+Every file is written to a temporary name in the same directory and renamed
+into place, so a crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from circuits.graph import GraphShape, ScoredGraph, upgrade_metadata
+from circuits.io import atomic_write_bytes, atomic_write_text, read_json
+from circuits.relations.schema import Relation, relation_to_json
+from circuits.vocab import InputError
+
+__all__ = ["META", "RELATION", "SCORES", "load_scored", "save_scored", "scored_dir"]
+
+SCORES = "scores.safetensors"
+META = "graph.json"
+RELATION = "relation.json"
+
+
+def save_scored(directory: str | Path, graph: ScoredGraph, relation: Relation | None = None) -> Path:
+    """Write a scored graph (and its relation) into ``directory``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The folder to write into (created when missing); files already there
+        are replaced.
+    graph : ScoredGraph
+        The scores (``scores.safetensors``, float32) and metadata with the
+        graph's shape (``graph.json``).
+    relation : Relation, optional
+        The relation it was scored on, written in the LRE schema as
+        ``relation.json`` so the held-out pairs can be remade from it later
+        (:func:`circuits.evaluate_scored`), whatever file it came from.
+
+    Returns
+    -------
+    Path
+        ``directory``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from circuits import ScoreSettings, load_model, load_scored, save_scored, score_relation
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> model = load_model("tiny-llama")
+    >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
+    >>> folder = save_scored(tempfile.mkdtemp(), graph, pairs.relation)
+    >>> sorted(os.listdir(folder))
+    ['graph.json', 'relation.json', 'scores.safetensors']
+    >>> back = load_scored(folder)
+    >>> bool((back.scores == graph.scores).all()), back.shape == graph.shape, back.metadata == graph.metadata
+    (True, True, True)
+    """
+    from safetensors.numpy import save
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(directory / SCORES, save({"scores": np.ascontiguousarray(graph.scores)}))
+    if relation is not None:
+        atomic_write_text(directory / RELATION, json.dumps(relation_to_json(relation), indent=2))
+    atomic_write_text(directory / META, graph.metadata_json())
+    return directory
+
+
+def load_scored(directory: str | Path) -> ScoredGraph:
+    """Read back a scored graph written by :func:`save_scored`, bit for bit.
+
+    Parameters
+    ----------
+    directory : str or Path
+        A folder holding ``graph.json`` and ``scores.safetensors`` (for a
+        gallery, ``<root>/<model>/<relation>/scored``).
+
+    Returns
+    -------
+    ScoredGraph
+        The same scores, shape and metadata as were saved. Metadata written
+        before version 0.2 (``method``) is read as ``score_method``.
+
+    Raises
+    ------
+    InputError
+        A file is missing or malformed; the message names it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from circuits import ScoreSettings, load_model, load_scored, save_scored, score_relation
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> graph, _ = score_relation(load_model("tiny-gpt2"), "country_capital_city", settings, progress=False)
+    >>> back = load_scored(save_scored(tempfile.mkdtemp(), graph))
+    >>> back.n_edges, back.metadata["model"], back.metadata["relation"]
+    (110, 'tiny-gpt2', 'country_capital_city')
+    >>> bool((back.scores == graph.scores).all())
+    True
+    >>> load_scored(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    circuits.vocab.InputError: ...: not a scored-graph directory (graph.json is missing); make one ...
+    """
+    from safetensors.numpy import load_file
+
+    directory = Path(directory)
+    meta_path, scores_path = directory / META, directory / SCORES
+    for path in (meta_path, scores_path):
+        if not path.is_file():
+            raise InputError(f"{directory}: not a scored-graph directory ({path.name} is missing); "
+                             "make one with `circuits score`")  # fmt: skip
+    metadata = read_json(meta_path, what="scored-graph metadata")
+    if not isinstance(metadata, dict):
+        raise InputError(f"{meta_path}: the top level must be an object, not {type(metadata).__name__}")
+    upgrade_metadata(metadata)
+    shape_dict = metadata.pop("shape", None)
+    if not isinstance(shape_dict, dict):
+        raise InputError(f"{meta_path}: field 'shape' is missing or not an object")
+    try:
+        shape = GraphShape(**shape_dict)
+    except TypeError as error:
+        raise InputError(f"{meta_path}: field 'shape' is invalid: {error}") from None
+    scores = load_file(str(scores_path)).get("scores")
+    if scores is None:
+        raise InputError(f"{scores_path}: holds no tensor named 'scores'")
+    return ScoredGraph(shape, scores, metadata)
+
+
+def scored_dir(path: str | Path) -> Path:
+    """``path`` when it holds a scored graph, else its ``scored/`` folder (a store relation folder)."""
+    path = Path(path)
+    if (path / META).is_file():
+        return path
+    if (path / "scored" / META).is_file():
+        return path / "scored"
+    raise InputError(f"{path}: not a scored-graph directory (no {META}); make one with `circuits score`")
