@@ -37,12 +37,6 @@ __all__ = ["SIMILARITIES", "run_reuse"]
 log = logging.getLogger(__name__)
 
 
-def _size_param(size: int | None, fraction: float | None) -> dict[str, Any]:
-    if size is None and fraction is None:
-        return {"size": 200}
-    return {"size": size, "fraction": fraction}
-
-
 def run_reuse(
     relations: Sequence[str],
     *,
@@ -229,7 +223,7 @@ def run_reuse(
     report: dict[str, Any] = {"model": loaded.name, "relations": list(circuits), "skipped": skipped,
               "settings": {**{k: (v.value if isinstance(v, Enum) else v)
                               for k, v in dataclasses.asdict(settings).items()},
-                           "extract_method": extract_method, "by": by, **_size_param(size, fraction)},
+                           "extract_method": extract_method, "by": by, "size": size, "fraction": fraction},
               "circuits": rows, "metric": metric, "matrix_csv": matrices[metric].to_csv(),
               "matrices": {n: m.as_dict() for n, m in matrices.items()}, "clustering": tree.as_dict(),
               "cross_task": cross_rows, "core": {"k": k, "n_edges": core.n_edges, "heads": core.heads()},
@@ -245,7 +239,8 @@ def run_reuse(
         "relations": list(circuits),
         "metric": metric,
         "extract_method": extract_method,
-        **_size_param(size, fraction),
+        "size": size,
+        "fraction": fraction,
     }
     target = gallery.save_files(loaded.name, "reuse", files, entry, after=draw_core)
     report["folder"] = str(target)
