@@ -274,7 +274,7 @@ def diff_dot(a: Circuit, b: Circuit, *, labels: tuple[str, str] | None = None) -
     return g
 
 
-CHANNEL_STYLES = {"both": ("#ff7f0e", "bold,dashed"), "circuit": ("#555555", "solid")}
+CHANNEL_STYLES = {"both": ("#000000", "bold,dashed"), "circuit": ("#999999", "solid")}
 
 
 def channels_dot(
@@ -289,7 +289,7 @@ def channels_dot(
     Channels are dashed, coloured by composition type (q, k, v) and labelled
     with their z-score and rank. With ``circuit``, its edges are drawn solid
     grey underneath, and a channel that coincides with a circuit edge is bold
-    dashed orange.
+    dashed black.
 
     >>> from types import SimpleNamespace as Ch
     >>> ch = Ch(writer="a0.h0", reader="a1.h0<q>", kind="q", z=5.0, rank=1)
