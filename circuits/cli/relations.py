@@ -28,19 +28,15 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_relations(args: argparse.Namespace) -> int:
     from circuits.relations import bundled_relations, load_relation
 
-    model, known = None, {}
+    relations = {name: load_relation(name) for name in bundled_relations()}
+    model = None
     if args.model:
         from circuits.models import load_model
         from circuits.relations.pairs import check_facts
 
         model = load_model(args.model, device=args.device)
-        known = {
-            name: sum(c.known for c in check_facts(model, load_relation(name)))
-            for name in bundled_relations()
-        }
     rows: list[dict[str, Any]] = []
-    for name in bundled_relations():
-        relation = load_relation(name)
+    for name, relation in relations.items():
         row = {
             "name": name,
             "title": relation.title,
@@ -48,7 +44,7 @@ def cmd_relations(args: argparse.Namespace) -> int:
             "template": relation.template,
         }
         if model is not None:
-            row["known"] = known[name]
+            row["known"] = sum(c.known for c in check_facts(model, relation))
         rows.append(row)
     if args.json:
         print(json.dumps({"model": args.model, "relations": rows}, indent=2))
