@@ -169,12 +169,54 @@ class Harness:
         with self.bridge.hooks(fwd_hooks=[*hooks, (hook_point("final_in"), grab)]):
             with contextlib.suppress(_StopForwardError):
                 if inputs.is_floating_point():
-                    self.bridge(inputs, start_at_layer=start_layer)
+                    with self._blocks_from(start_layer):
+                        self.bridge(inputs, start_at_layer=start_layer)
                 elif start_layer:
                     raise InputError("a forward that starts after layer 0 takes a residual stream")
                 else:
                     self.bridge(inputs)
         return store["x"]
+
+    @contextlib.contextmanager
+    def _blocks_from(self, start_layer: int) -> Iterator[None]:
+        """Skip blocks below ``start_layer`` during a resumed forward.
+
+        TransformerLens's ``start_at_layer`` swaps the given residual stream in
+        at that block but still runs every block below it on a throw-away
+        input. While this context is open those blocks are replaced in the
+        wrapped model's block list by a pass-through, so a forward resumed
+        halfway costs half a forward. Where the list cannot be found, every
+        block runs (the result is the same).
+        """
+        holder = self._block_list() if start_layer > 0 else None
+        if holder is None:
+            yield
+            return
+        skipped = [holder[i] for i in range(start_layer)]
+        for i in range(start_layer):
+            holder[i] = _PassThrough()
+        try:
+            yield
+        finally:
+            for i, block in enumerate(skipped):
+                holder[i] = block
+
+    def _block_list(self) -> torch.nn.ModuleList | None:
+        """The wrapped model's ``ModuleList`` that holds the bridge's blocks, in order."""
+        if not hasattr(self, "_blocks_holder"):
+            blocks = list(self.bridge.blocks)
+            found = None
+            model = getattr(self.bridge, "original_model", None)
+            for module in model.modules() if model is not None else ():
+                if (
+                    isinstance(module, torch.nn.ModuleList)
+                    and len(module) == len(blocks)
+                    and all(a is b for a, b in zip(module, blocks, strict=True))
+                ):
+                    found = module
+                    break
+            self._blocks_holder = found
+        return self._blocks_holder
 
     def last_logits(self, final: Tensor, last: Tensor) -> Float[Tensor, "batch vocab"]:
         """Logits at each row's ``last`` position from the final residual stream."""
@@ -350,6 +392,13 @@ class Harness:
         with self.bridge.hooks(fwd_hooks=[(name, grab)]), contextlib.suppress(_StopForwardError):
             self.bridge(tokens)
         return store["x"]
+
+
+class _PassThrough(torch.nn.Module):
+    """Stands in for a skipped block: returns the hidden states it is given."""
+
+    def forward(self, hidden_states: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return hidden_states
 
 
 class _StopForwardError(Exception):
