@@ -50,3 +50,4 @@ lint: setup
 bench: setup
 	$(PY) tests/benchmarks/bench_attribution.py
 	$(PY) tests/benchmarks/bench_channels.py
+	$(PY) tests/benchmarks/bench_mechanisms.py

@@ -28,6 +28,11 @@ TORCH_FREE = [
     "circuits.progress",
     "circuits.models",
     "circuits.models.catalog",
+    "circuits.uncertainty",
+    "circuits.mechanisms",
+    "circuits.mechanisms.roles",
+    "circuits.mechanisms.attributes",
+    "circuits.draw.figures",
 ]
 
 

@@ -179,6 +179,10 @@ def _parse_lre(text: str, *, source: str, name: str) -> Relation:
     if not isinstance(data, dict):
         raise InputError(f"{source}: the top level must be an object with 'samples' and "
                          f"'prompt_templates', not {type(data).__name__}")  # fmt: skip
+    if "samples" not in data and "prompt_templates" not in data:
+        raise InputError(f"{source}: not an LRE relation file: it has fields {sorted(data)[:6]}, and a relation "
+                         "needs 'samples' (a list of {\"subject\", \"object\"}) and 'prompt_templates' "
+                         "(strings with one '{}')")  # fmt: skip
     templates = _string_list(data, "prompt_templates", source, required=True)
     zero_shot = _string_list(data, "prompt_templates_zs", source, required=False)
     properties = data.get("properties", {})

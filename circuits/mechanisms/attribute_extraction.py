@@ -1,0 +1,181 @@
+"""Attribute extraction (Geva et al. 2023): which sublayers write the answer at the last position.
+
+At the ``last`` position each attention sublayer's output and each MLP's output
+is projected to the vocabulary through the final norm with the scale of the
+clean run frozen (:class:`~circuits.mechanisms.lens.FrozenNorm`) and the
+unembedding (no bias). An *extraction event* at layer ``l`` is the answer being
+the top-1 token of that projection; the extraction rate is the share of prompts
+with an event, per layer and sublayer type.
+
+Per head the same projection of the head's own output ranks the answer; and a
+head "stores" the subject -> answer mapping when the answer ranks high in
+``norm(W_E[s]) W_V^h W_O^h W_U`` (its OV circuit applied to the embedding of the
+subject's last token ``s``, before any context is mixed in).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from circuits.attribution.harness import Harness
+from circuits.mechanisms.lens import FrozenNorm, Prompts, answer_ranks, run_with_hooks
+from circuits.progress import progress_bar
+from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_means
+from circuits.vocab import InputError, head_name, hook_point
+
+__all__ = ["ExtractionResult", "HeadExtraction", "extraction"]
+
+
+@dataclass(frozen=True)
+class HeadExtraction:
+    """How one head ranks the answer: in its output at the last position, and through its OV map."""
+
+    head: str
+    median_rank: float
+    top1: float
+    ov_median_rank: float
+    ov_top10: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"head": self.head, "median_rank": self.median_rank, "top1": round(self.top1, 4),
+                "ov_median_rank": self.ov_median_rank, "ov_top10": round(self.ov_top10, 4)}  # fmt: skip
+
+
+@dataclass
+class ExtractionResult:
+    """Extraction rates per layer (attention vs MLP) and the heads that rank the answer highest."""
+
+    model: str
+    relation: str
+    template: str
+    n_layers: int
+    n_prompts: int
+    attn_rate: list[Interval]
+    mlp_rate: list[Interval]
+    heads: list[HeadExtraction]
+    by_output: list[str] = field(default_factory=list)
+    by_ov: list[str] = field(default_factory=list)
+    any_event: dict[str, float] = field(default_factory=dict)  # share of prompts with an event at any layer
+    attn_median_rank: list[float] = field(default_factory=list)  # the answer's median rank, per layer
+    mlp_median_rank: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    n_boot: int = DEFAULT_BOOT
+    seed: int = 0
+
+    def head(self, name: str) -> HeadExtraction:
+        for h in self.heads:
+            if h.head == name:
+                return h
+        raise InputError(f"no head {name!r}")
+
+    def as_dict(self, top: int = 10) -> dict[str, Any]:
+        return {
+            "analysis": "extraction", "model": self.model, "relation": self.relation,
+            "template": self.template, "n_layers": self.n_layers, "n_prompts": self.n_prompts,
+            "rate": "share of prompts where the sublayer's output at the last position, through the frozen "
+                    "final norm and the unembedding, has the answer as its top-1 token; 95% bootstrap interval",
+            "attn_rate": [r.as_dict() for r in self.attn_rate],
+            "mlp_rate": [r.as_dict() for r in self.mlp_rate],
+            "any_event": self.any_event,
+            "attn_median_rank": self.attn_median_rank, "mlp_median_rank": self.mlp_median_rank,
+            "top_heads_by_output": [self.head(h).as_dict() for h in self.by_output[:top]],
+            "top_heads_by_ov": [self.head(h).as_dict() for h in self.by_ov[:top]],
+            "heads": [h.as_dict() for h in self.heads],
+            "seconds": round(self.seconds, 3), "n_boot": self.n_boot, "seed": self.seed,
+        }  # fmt: skip
+
+
+def _intervals(values: np.ndarray, n_boot: int, seed: int) -> list[Interval]:
+    mean, low, high = bootstrap_means(values, n_boot=n_boot, seed=seed)
+    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(mean, low, high, strict=True)]
+
+
+def extraction(
+    model: Any,
+    prompts: Prompts,
+    *,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+    relation: str = "",
+    template: str = "",
+    progress: bool = True,
+) -> ExtractionResult:
+    """Extraction rates per layer for attention and MLP outputs, and per-head answer ranks."""
+    started = time.perf_counter()
+    n_layers, n_heads = int(model.n_layers), int(model.n_heads)
+    group = n_heads // int(model.n_kv_heads)
+    harness = Harness(model)
+    bridge = model.bridge
+    tokens = prompts.tokens.to(model.device)
+    rows = prompts.rows()
+    last = prompts.last
+    store: dict[str, Tensor] = {}
+
+    def grab(name: str) -> Any:
+        def hook(x: Tensor, hook: Any) -> Tensor:
+            store[name] = x[rows, last.to(x.device)].detach().float()
+            return x
+
+        return hook
+
+    hooks = [(hook_point("final_in"), grab("final"))]
+    for layer in range(n_layers):
+        hooks += [(hook_point(p, layer), grab(f"{p}{layer}")) for p in ("attn_out", "mlp_out", "z")]
+    run_with_hooks(model, tokens, hooks)
+    norm = FrozenNorm(bridge.ln_final, store["final"])  # [n, 1] scale from the clean run
+    W_U = bridge.W_U.detach().float()
+    W_E = bridge.W_E.detach().float()
+    answer = prompts.answer
+    subject_tokens = torch.tensor(
+        [int(prompts.tokens[i, r.last_subject]) for i, r in enumerate(prompts.roles)]
+    )
+
+    sub_ranks = {
+        "attn_out": np.zeros((len(prompts), n_layers)),
+        "mlp_out": np.zeros((len(prompts), n_layers)),
+    }
+    head_ranks = np.zeros((len(prompts), n_layers, n_heads))
+    ov_ranks = np.zeros((len(prompts), n_layers, n_heads))
+    bar = progress_bar(n_layers, "extraction", enabled=progress)
+    with torch.no_grad():
+        for layer in range(n_layers):
+            for kind, ranks in sub_ranks.items():
+                logits = norm(store[f"{kind}{layer}"]) @ W_U
+                ranks[:, layer] = answer_ranks(logits, answer).numpy()
+            w = harness.layers[layer]
+            heads = torch.einsum("nhe,hed->nhd", store[f"z{layer}"], w.W_O.float())
+            logits = norm(heads, per_component=True) @ W_U  # [n, heads, vocab]
+            head_ranks[:, layer] = answer_ranks(logits, answer[:, None].expand(-1, n_heads)).numpy()
+            ln1 = FrozenNorm(bridge.blocks[layer].ln1, W_E[subject_tokens])
+            embedded = ln1(W_E[subject_tokens])  # [n, d]
+            W_V = w.W_V.float().repeat_interleave(
+                group, dim=0
+            )  # query head h reads key/value head h // group
+            values = torch.einsum("nd,hde->nhe", embedded, W_V)
+            if w.b_V is not None:
+                values = values + w.b_V.float().repeat_interleave(group, dim=0)
+            written = torch.einsum("nhe,hed->nhd", values, w.W_O.float())
+            ov_logits = FrozenNorm(bridge.ln_final, written)(written) @ W_U
+            ov_ranks[:, layer] = answer_ranks(ov_logits, answer[:, None].expand(-1, n_heads)).numpy()
+            bar.update(1)
+    bar.close()
+    heads = []
+    for layer in range(n_layers):
+        for h in range(n_heads):
+            r, o = head_ranks[:, layer, h], ov_ranks[:, layer, h]
+            heads.append(HeadExtraction(head_name(layer, h), float(np.median(r)), float((r == 1).mean()),
+                                        float(np.median(o)), float((o <= 10).mean())))  # fmt: skip
+    by_output = [h.head for h in sorted(heads, key=lambda h: (h.median_rank, -h.top1))]
+    by_ov = [h.head for h in sorted(heads, key=lambda h: (h.ov_median_rank, -h.ov_top10))]
+    attn_top1, mlp_top1 = (sub_ranks[k] == 1 for k in ("attn_out", "mlp_out"))
+    totals = {"attn": float(attn_top1.any(1).mean()), "mlp": float(mlp_top1.any(1).mean())}
+    medians = [np.median(sub_ranks[k], axis=0).tolist() for k in ("attn_out", "mlp_out")]
+    return ExtractionResult(model.name, relation, template, n_layers, len(prompts),
+                            _intervals(attn_top1, n_boot, seed), _intervals(mlp_top1, n_boot, seed), heads,
+                            by_output, by_ov, totals, *medians, time.perf_counter() - started, n_boot, seed)  # fmt: skip

@@ -1,0 +1,127 @@
+"""Reading the residual stream in vocabulary space, and the batched forwards the analyses share.
+
+- :func:`decode` is the logit lens: a residual stream vector through the final
+  norm (with its own scale) and the unembedding.
+- :class:`FrozenNorm` is a norm with its scale frozen from a real input: for
+  RMSNorm ``c -> γ ⊙ c / rms(x)``, for LayerNorm ``c -> γ ⊙ (c − mean c) / σ(x)``
+  (no bias). It is linear, so the parts of a residual stream (heads, MLPs)
+  project to parts that add up to the normed whole minus its bias. Attribute
+  extraction and direct logit attribution project components with it.
+- :class:`Prompts` holds a batch of prompts (right-padded token ids, the
+  answer, the last position and the position roles of each row).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from circuits.relations.facts import pad_rows
+from circuits.vocab import InputError
+
+__all__ = ["FrozenNorm", "Prompts", "answer_ranks", "decode", "run_with_hooks"]
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The prompts of one analysis: token ids right-padded, answers, last positions, roles."""
+
+    tokens: Tensor  # [batch, pos]
+    answer: Tensor  # [batch]
+    last: Tensor  # [batch]
+    roles: tuple[Any, ...]  # one relations.pairs.Roles per row
+    texts: tuple[str, ...]
+    subjects: tuple[str, ...]
+    answer_texts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pairs: Sequence[Any], pad: int) -> Prompts:
+        """The clean prompts of a list of :class:`~circuits.relations.pairs.PromptPair`."""
+        if not pairs:
+            raise InputError("no prompts to analyse")
+        tokens, _, last = pad_rows([p.clean_tokens for p in pairs], pad)
+        answer = torch.tensor([p.answer for p in pairs], dtype=torch.long)
+        return cls(tokens, answer, last, tuple(p.roles for p in pairs),
+                   tuple(p.clean_text for p in pairs), tuple(p.fact.subject for p in pairs),
+                   tuple(p.answer_text for p in pairs))  # fmt: skip
+
+    def __len__(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def rows(self) -> Tensor:
+        return torch.arange(len(self))
+
+
+class FrozenNorm:
+    """A model's norm with the scale frozen from ``x``: linear in what it is applied to.
+
+    ``norm`` is a bridge normalisation component (RMSNorm or LayerNorm);
+    ``x`` is ``[..., d_model]``, the real input whose scale is frozen. The
+    returned object maps ``[..., n, d_model]`` components (or ``[..., d_model]``)
+    to their share of the normed output, bias excluded.
+    """
+
+    def __init__(self, norm: torch.nn.Module, x: Tensor) -> None:
+        inner = getattr(norm, "original_component", norm)
+        weight = getattr(inner, "weight", None)
+        eps = getattr(inner, "variance_epsilon", None)
+        if eps is None:
+            eps = getattr(inner, "eps", 1e-5)
+        self.centred = hasattr(inner, "bias") and getattr(inner, "variance_epsilon", None) is None
+        x = x.float()
+        if self.centred:
+            scale = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+        else:
+            scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        self.scale = scale  # [..., 1]
+        self.weight = None if weight is None else weight.detach().float()
+
+    def __call__(self, c: Tensor, *, per_component: bool = False) -> Tensor:
+        """``c`` normed with the frozen scale; ``per_component``: ``c`` has an extra axis before d."""
+        c = c.float()
+        if self.centred:
+            c = c - c.mean(-1, keepdim=True)
+        scale = self.scale[..., None, :] if per_component else self.scale
+        out = c * scale
+        return out if self.weight is None else out * self.weight
+
+
+def decode(model: Any, resid: Tensor) -> Tensor:
+    """Logit lens: ``[..., d_model]`` residual streams to ``[..., vocab]`` logits (final norm, unembedding)."""
+    bridge = model.bridge
+    shape = resid.shape
+    flat = resid.reshape(-1, 1, shape[-1]).to(next(bridge.parameters()).dtype)
+    with torch.no_grad():
+        logits = bridge.unembed(bridge.ln_final(flat))[:, 0]
+    return logits.reshape(*shape[:-1], logits.shape[-1]).float()
+
+
+def answer_ranks(logits: Tensor, answer: Tensor) -> Tensor:
+    """Rank of ``answer`` (1 = top) in ``[..., vocab]`` logits; ``answer`` broadcasts over leading axes."""
+    target = logits.gather(-1, answer[..., None].expand(*logits.shape[:-1], 1))
+    return (logits > target).sum(-1) + 1
+
+
+class _StopError(Exception):
+    """Raised by a hook to end a forward early."""
+
+
+def run_with_hooks(model: Any, tokens: Tensor, hooks: list[tuple[str, Callable[..., Any]]],
+                   *, stop_at: str | None = None) -> Tensor | None:  # fmt: skip
+    """One forward under ``hooks``; the logits, or ``None`` when it stops at hook ``stop_at``."""
+
+    def stop(x: Tensor, hook: Any) -> Tensor:
+        raise _StopError
+
+    extra = [(stop_at, stop)] if stop_at else []
+    with torch.no_grad(), model.bridge.hooks(fwd_hooks=[*hooks, *extra]):
+        if stop_at:
+            with contextlib.suppress(_StopError):
+                model.bridge(tokens)
+            return None
+        return model.bridge(tokens)

@@ -1,0 +1,94 @@
+"""Position roles as the mechanism analyses use them: a partition of a prompt's positions.
+
+Every position up to the last belongs to exactly one role:
+
+- ``first``: position 0, the attention sink, unless it is a subject token;
+- ``subject``: the subject's tokens;
+- ``relation``: every other token before the last (the template's own words,
+  a one-shot demonstration included);
+- ``last``: where the answer is predicted.
+
+A *source set* names one role or several joined by ``+`` (``subject+relation``);
+``all`` is every role. Torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from circuits.vocab import InputError
+
+__all__ = ["ROLES", "parse_source_sets", "role_positions", "source_name", "source_positions"]
+
+ROLES = ("first", "subject", "relation", "last")
+
+
+def role_positions(roles: Any) -> dict[str, list[int]]:
+    """The positions of each role of a prompt, from its :class:`~circuits.relations.pairs.Roles`.
+
+    >>> from circuits.relations.pairs import Roles
+    >>> role_positions(Roles((3, 5), 4, (0, 1, 2, 5, 6), 6))
+    {'first': [0], 'subject': [3, 4], 'relation': [1, 2, 5], 'last': [6]}
+    """
+    start, stop = roles.subject
+    subject = list(range(start, stop))
+    last = int(roles.last)
+    first = [0] if start > 0 and last > 0 else []
+    taken = set(subject) | set(first) | {last}
+    relation = [p for p in range(last) if p not in taken]
+    return {"first": first, "subject": [p for p in subject if p != last], "relation": relation,
+            "last": [last]}  # fmt: skip
+
+
+def parse_source_sets(text: str | Iterable[str]) -> list[tuple[str, ...]]:
+    """Source sets from ``"subject,relation,last"`` (comma-separated, ``+`` joins roles).
+
+    >>> parse_source_sets("subject,relation+last,all")
+    [('subject',), ('relation', 'last'), ('first', 'subject', 'relation', 'last')]
+    >>> parse_source_sets("object")
+    Traceback (most recent call last):
+    ...
+    circuits.vocab.InputError: unknown role 'object' in source set 'object'; valid roles: first, subject, relation, last (join with '+', or 'all')
+    """
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else [s.strip() for s in text]
+    sets: list[tuple[str, ...]] = []
+    for item in items:
+        if not item:
+            raise InputError(f"empty source set in {text!r}; name roles such as 'subject,relation,last'")
+        names: list[str] = []
+        for part in item.split("+"):
+            part = part.strip()
+            if part == "all":
+                names.extend(ROLES)
+            elif part in ROLES:
+                names.append(part)
+            else:
+                raise InputError(f"unknown role {part!r} in source set {item!r}; valid roles: "
+                                 f"{', '.join(ROLES)} (join with '+', or 'all')")  # fmt: skip
+        ordered = tuple(r for r in ROLES if r in names)
+        if ordered not in sets:
+            sets.append(ordered)
+    return sets
+
+
+def source_positions(roles: Any, source: Sequence[str]) -> list[int] | None:
+    """Positions of a source set in one prompt; ``None`` when one of its roles is empty there."""
+    positions = role_positions(roles)
+    out: list[int] = []
+    for role in source:
+        if not positions[role]:
+            return None
+        out.extend(positions[role])
+    return sorted(out)
+
+
+def source_name(source: Sequence[str]) -> str:
+    """``"subject+relation"``: the name a source set is reported under (``"none"`` for the empty set).
+
+    >>> source_name(("subject", "relation")), source_name(ROLES), source_name(())
+    ('subject+relation', 'all', 'none')
+    """
+    if not source:
+        return "none"
+    return "all" if tuple(source) == ROLES else "+".join(source)

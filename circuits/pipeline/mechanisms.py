@@ -1,0 +1,142 @@
+"""The mechanism jobs: a relation's known-fact prompts through knockout, enrichment or extraction.
+
+Each job loads the relation (bundled name, LRE file or CSV), keeps the facts
+the model knows (the same filter and seeded order as scoring), runs one
+analysis of :mod:`circuits.mechanisms`, and, given ``out``, writes
+``<analysis>.json`` (the record, with intervals as value/low/high) and
+``<analysis>.svg`` (its figure) there atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from circuits.draw.figures import enrichment_figure, extraction_figure, knockout_figure
+from circuits.io import atomic_write_json, atomic_write_text
+from circuits.mechanisms.attention_knockout import KnockoutResult, knockout
+from circuits.mechanisms.attribute_extraction import ExtractionResult, extraction
+from circuits.mechanisms.attributes import attribute_words
+from circuits.mechanisms.lens import Prompts
+from circuits.mechanisms.roles import parse_source_sets
+from circuits.mechanisms.subject_enrichment import EnrichmentResult, enrichment
+from circuits.relations import load_relation
+from circuits.relations.pairs import PairSet, make_pairs
+from circuits.relations.schema import Relation, bundled_relations
+from circuits.uncertainty import DEFAULT_BOOT
+
+__all__ = ["PromptChoice", "known_prompts", "run_enrichment", "run_extraction", "run_knockout"]
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptChoice:
+    """Which prompts an analysis runs on: the known-fact filter, the cap, the seed, the template."""
+
+    template: str | None = None
+    seed: int = 0
+    max_pairs: int | None = None
+    max_rank: int = 1
+    min_prob: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def known_prompts(model: Any, relation: str | Path | Relation, choice: PromptChoice | None = None,
+                  ) -> tuple[Prompts, PairSet]:  # fmt: skip
+    """The relation's known-fact prompts (in the seeded order scoring uses) as one :class:`Prompts`."""
+    choice = choice or PromptChoice()
+    rel = relation if isinstance(relation, Relation) else load_relation(relation, template=choice.template)
+    if choice.template is not None:
+        rel = dataclasses.replace(rel, prompt_templates=(choice.template, *rel.prompt_templates[1:]))
+    pairs = make_pairs(model, rel, seed=choice.seed, heldout_fraction=0.0, max_pairs=choice.max_pairs,
+                       max_rank=choice.max_rank, min_prob=choice.min_prob)  # fmt: skip
+    return Prompts.of(pairs.pairs, model.pad_id), pairs
+
+
+def _record(result: Any, pairs: PairSet, choice: PromptChoice) -> dict[str, Any]:
+    record = result.as_dict()
+    record["prompts"] = {**choice.as_dict(), "template": pairs.template, "n_facts": pairs.n_facts,
+                         "n_known": pairs.n_known, "subjects": [p.fact.subject for p in pairs.pairs]}  # fmt: skip
+    return record
+
+
+def _write(out: Path | None, name: str, record: dict[str, Any], figure: Any) -> list[Path]:
+    if out is None:
+        return []
+    out = Path(out)
+    atomic_write_json(out / f"{name}.json", record)
+    atomic_write_text(out / f"{name}.svg", figure(record))
+    return [out / f"{name}.json", out / f"{name}.svg"]
+
+
+def run_knockout(
+    model: Any,
+    relation: str | Path | Relation,
+    choice: PromptChoice | None = None,
+    *,
+    window: int | None = None,
+    sources: str = "subject,relation,last",
+    block_first: bool = False,
+    n_boot: int = DEFAULT_BOOT,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[KnockoutResult, dict[str, Any], list[Path]]:
+    """Knockout curves of a relation; returns the result, its JSON record and the files written.
+
+    >>> from circuits import load_model
+    >>> model = load_model("tiny-llama")
+    >>> result, record, files = run_knockout(model, "country_capital_city",
+    ...     PromptChoice(max_pairs=6, max_rank=10**9), progress=False)
+    >>> [c.source for c in result.curves], result.window, len(result.curves[0].starts)
+    (['subject', 'relation', 'last'], 1, 3)
+    """
+    choice = choice or PromptChoice()
+    sets = parse_source_sets(sources)
+    prompts, pairs = known_prompts(model, relation, choice)
+    result = knockout(model, prompts, window=window, sources=sets, block_first=block_first, n_boot=n_boot,
+                      seed=choice.seed, relation=pairs.relation.name, template=pairs.template,
+                      progress=progress)  # fmt: skip
+    record = _record(result, pairs, choice)
+    return result, record, _write(out, "knockout", record, knockout_figure)
+
+
+def run_enrichment(
+    model: Any,
+    relation: str | Path | Relation,
+    choice: PromptChoice | None = None,
+    *,
+    top_k: int = 50,
+    split: int | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[EnrichmentResult, dict[str, Any], list[Path]]:
+    """Attribute rates of a relation's subjects; attribute sets from the bundled relations and this one."""
+    choice = choice or PromptChoice()
+    prompts, pairs = known_prompts(model, relation, choice)
+    # the relation itself counts too: an unseen LRE file's facts are attributes of its subjects
+    words = attribute_words([*(load_relation(n) for n in bundled_relations()), pairs.relation])
+    result = enrichment(model, prompts, words, top_k=top_k, split=split, n_boot=n_boot, seed=choice.seed,
+                        relation=pairs.relation.name, template=pairs.template, progress=progress)  # fmt: skip
+    record = _record(result, pairs, choice)
+    return result, record, _write(out, "enrichment", record, enrichment_figure)
+
+
+def run_extraction(
+    model: Any,
+    relation: str | Path | Relation,
+    choice: PromptChoice | None = None,
+    *,
+    n_boot: int = DEFAULT_BOOT,
+    out: Path | None = None,
+    progress: bool = True,
+) -> tuple[ExtractionResult, dict[str, Any], list[Path]]:
+    """Extraction rates per layer (attention vs MLP) and the heads that rank the answer highest."""
+    choice = choice or PromptChoice()
+    prompts, pairs = known_prompts(model, relation, choice)
+    result = extraction(model, prompts, n_boot=n_boot, seed=choice.seed, relation=pairs.relation.name,
+                        template=pairs.template, progress=progress)  # fmt: skip
+    record = _record(result, pairs, choice)
+    return result, record, _write(out, "extraction", record, extraction_figure)
