@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.circuits-installed
 RUN_DIR ?= runs/demo
 RELATION ?= country_capital_city
 
-.PHONY: setup run gallery test lint bench
+.PHONY: setup run gallery mechanisms test lint bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -34,11 +34,20 @@ run: setup
 	  --evaluate --store $(RUN_DIR)/graphs --format svg
 	$(VENV)/bin/circuits channels --top 10
 
-# the gallery in graphs/: circuits of ten relations, their reuse matrix, clustering and diagrams (~30 min)
+GALLERY ?= country_capital_city capital_city_country city_in_country country_language \
+  country_largest_city landmark_in_country country_currency country_continent country_nationality \
+  company_country
+
+# the gallery in graphs/: circuits of ten relations, their reuse matrix, clustering and diagrams (~30 min),
+# then each relation's knockout, enrichment and extraction records and figures (~15 min)
 gallery: setup
-	$(VENV)/bin/circuits reuse country_capital_city capital_city_country city_in_country \
-	  country_language country_largest_city landmark_in_country country_currency \
-	  country_continent country_nationality company_country --max-pairs 24 --size 150 --threads 1
+	$(VENV)/bin/circuits reuse $(GALLERY) --max-pairs 24 --size 150 --threads 1
+	$(MAKE) mechanisms
+
+mechanisms: setup
+	for relation in $(GALLERY); do for analysis in knockout enrichment extraction; do \
+	  $(VENV)/bin/circuits $$analysis $$relation --max-pairs 24 --store graphs --quiet || exit 1; \
+	done; done
 
 test: setup
 	$(PY) -m pytest -q

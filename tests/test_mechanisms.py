@@ -194,6 +194,13 @@ def test_frozen_norm_is_the_norm_without_its_bias_and_is_linear(tiny):
                                atol=1e-5)  # fmt: skip
 
 
+def test_logit_lens_of_the_last_residual_stream_is_the_models_output(tiny, prompts_of):
+    prompts = prompts_of(tiny)
+    logits, cache = tiny.bridge.run_with_cache(prompts.tokens)
+    last_resid = cache[hook_point("resid_post", tiny.n_layers - 1)]
+    torch.testing.assert_close(decode(tiny, last_resid), logits.float(), rtol=1e-4, atol=1e-4)
+
+
 def test_extraction_event_where_the_answer_is_the_sublayers_top_token(tiny, prompts_of):
     """Set each prompt's answer to the top token of layer 0's MLP output: the rate there must be 1."""
     prompts = prompts_of(tiny)
@@ -359,3 +366,19 @@ def test_command_errors_name_what_was_wrong(capsys, tmp_path):
     not_lre.write_text(json.dumps({"edges": {}}))
     code, _, err = run_cli(capsys, "enrichment", str(not_lre), *TINY)
     assert code == 2 and str(not_lre) in err and "samples" in err
+
+
+def test_store_puts_the_analyses_beside_the_relations_circuits_and_in_the_manifest(capsys, tmp_path):
+    from circuits.store import Gallery
+
+    for command in ("knockout", "enrichment"):
+        code, _, _ = run_cli(capsys, command, "country_capital_city", *TINY, "--store", str(tmp_path))
+        assert code == 0
+    folder = tmp_path / "tiny-llama" / "country_capital_city" / "mechanisms"
+    assert sorted(p.name for p in folder.iterdir()) == ["enrichment.json", "enrichment.svg", "knockout.json",
+                                                       "knockout.svg"]  # fmt: skip
+    gallery = Gallery(tmp_path)
+    entry = gallery.manifest()["entries"]["tiny-llama/country_capital_city/mechanisms"]
+    assert entry["kind"] == "mechanisms" and entry["analyses"] == ["enrichment", "knockout"]
+    rebuilt = gallery.rebuild_manifest()["entries"]["tiny-llama/country_capital_city/mechanisms"]
+    assert rebuilt["analyses"] == ["enrichment", "knockout"] and rebuilt["date"] == entry["date"]

@@ -54,9 +54,10 @@ def cmd_knockout(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     result, record, files = run_knockout(model, args.relation, _choice(args), window=args.window,
                                          sources=args.sources, block_first=args.block_first, n_boot=args.boot,
-                                         out=args.out, progress=not args.quiet)  # fmt: skip
+                                         out=args.out, store=args.store, progress=not args.quiet)  # fmt: skip
     curves = [*result.curves, *([result.sink] if result.sink else [])]
-    text = [_head(record), f"baseline p(answer) {result.baseline_prob}; window {result.window} layers; "
+    text = [_head(record), f"baseline p(answer) {result.baseline_prob}; window of {result.window} "
+            f"layer{'' if result.window == 1 else 's'}; "
             f"effect = (p_knock - p) / p, mean [95% bootstrap interval]"]  # fmt: skip
     for c in curves:
         if c.skipped:
@@ -79,7 +80,7 @@ def cmd_enrichment(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     result, record, files = run_enrichment(model, args.relation, _choice(args), top_k=args.top_k,
-                                           split=args.split, n_boot=args.boot, out=args.out,
+                                           split=args.split, n_boot=args.boot, out=args.out, store=args.store,
                                            progress=not args.quiet)  # fmt: skip
     text = [_head(record), f"attribute rate at the last subject token (share of the top-{result.top_k} "
             f"logit-lens tokens that are attributes of the subject); {result.n_no_attributes} prompts "
@@ -99,7 +100,7 @@ def cmd_extraction(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, device=args.device)
     result, record, files = run_extraction(model, args.relation, _choice(args), n_boot=args.boot,
-                                           out=args.out, progress=not args.quiet)  # fmt: skip
+                                           out=args.out, store=args.store, progress=not args.quiet)  # fmt: skip
     text = [_head(record), "extraction rate: share of prompts whose sublayer output at the last position "
             "decodes to the answer as top-1"]  # fmt: skip
     text.append(f"{'layer':>6}{'attention':>22}{'MLP':>22}")
@@ -126,6 +127,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--boot", type=int, default=200, metavar="B",
                    help="bootstrap resamples for the 95%% intervals (default 200)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="write <analysis>.json and <analysis>.svg here")
+    p.add_argument("--store", type=Path, default=None, metavar="ROOT",
+                   help="also store them in the gallery ROOT (e.g. graphs): ROOT/<model>/<relation>/mechanisms/")  # fmt: skip
 
 
 def register(add: Any) -> None:

@@ -149,14 +149,13 @@ def extraction(
                 logits = norm(store[f"{kind}{layer}"]) @ W_U
                 ranks[:, layer] = answer_ranks(logits, answer).numpy()
             w = harness.layers[layer]
-            heads = torch.einsum("nhe,hed->nhd", store[f"z{layer}"], w.W_O.float())
-            logits = norm(heads, per_component=True) @ W_U  # [n, heads, vocab]
+            outputs = torch.einsum("nhe,hed->nhd", store[f"z{layer}"], w.W_O.float())
+            logits = norm(outputs, per_component=True) @ W_U  # [n, heads, vocab]
             head_ranks[:, layer] = answer_ranks(logits, answer[:, None].expand(-1, n_heads)).numpy()
             ln1 = FrozenNorm(bridge.blocks[layer].ln1, W_E[subject_tokens])
             embedded = ln1(W_E[subject_tokens])  # [n, d]
-            W_V = w.W_V.float().repeat_interleave(
-                group, dim=0
-            )  # query head h reads key/value head h // group
+            # query head h reads key/value head h // group
+            W_V = w.W_V.float().repeat_interleave(group, dim=0)
             values = torch.einsum("nd,hde->nhe", embedded, W_V)
             if w.b_V is not None:
                 values = values + w.b_V.float().repeat_interleave(group, dim=0)
@@ -175,7 +174,10 @@ def extraction(
     by_ov = [h.head for h in sorted(heads, key=lambda h: (h.ov_median_rank, -h.ov_top10))]
     attn_top1, mlp_top1 = (sub_ranks[k] == 1 for k in ("attn_out", "mlp_out"))
     totals = {"attn": float(attn_top1.any(1).mean()), "mlp": float(mlp_top1.any(1).mean())}
-    medians = [np.median(sub_ranks[k], axis=0).tolist() for k in ("attn_out", "mlp_out")]
-    return ExtractionResult(model.name, relation, template, n_layers, len(prompts),
-                            _intervals(attn_top1, n_boot, seed), _intervals(mlp_top1, n_boot, seed), heads,
-                            by_output, by_ov, totals, *medians, time.perf_counter() - started, n_boot, seed)  # fmt: skip
+    return ExtractionResult(
+        model.name, relation, template, n_layers, len(prompts), _intervals(attn_top1, n_boot, seed),
+        _intervals(mlp_top1, n_boot, seed), heads, by_output, by_ov, any_event=totals,
+        attn_median_rank=np.median(sub_ranks["attn_out"], axis=0).tolist(),
+        mlp_median_rank=np.median(sub_ranks["mlp_out"], axis=0).tolist(),
+        seconds=time.perf_counter() - started, n_boot=n_boot, seed=seed,
+    )  # fmt: skip

@@ -69,9 +69,10 @@ class FrozenNorm:
     def __init__(self, norm: torch.nn.Module, x: Tensor) -> None:
         inner = getattr(norm, "original_component", norm)
         weight = getattr(inner, "weight", None)
-        eps = getattr(inner, "variance_epsilon", None)
-        if eps is None:
-            eps = getattr(inner, "eps", 1e-5)
+        eps_value: Any = getattr(inner, "variance_epsilon", None)
+        if eps_value is None:
+            eps_value = getattr(inner, "eps", 1e-5)
+        eps = float(eps_value)
         self.centred = hasattr(inner, "bias") and getattr(inner, "variance_epsilon", None) is None
         x = x.float()
         if self.centred:

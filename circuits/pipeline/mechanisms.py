@@ -4,12 +4,15 @@ Each job loads the relation (bundled name, LRE file or CSV), keeps the facts
 the model knows (the same filter and seeded order as scoring), runs one
 analysis of :mod:`circuits.mechanisms`, and, given ``out``, writes
 ``<analysis>.json`` (the record, with intervals as value/low/high) and
-``<analysis>.svg`` (its figure) there atomically.
+``<analysis>.svg`` (its figure) there atomically; given ``store`` (a gallery
+root such as ``graphs``), the same files go to
+``<store>/<model>/<relation>/mechanisms/`` and the gallery's manifest.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from circuits.mechanisms.subject_enrichment import EnrichmentResult, enrichment
 from circuits.relations import load_relation
 from circuits.relations.pairs import PairSet, make_pairs
 from circuits.relations.schema import Relation, bundled_relations
+from circuits.store.gallery import Gallery
 from circuits.uncertainty import DEFAULT_BOOT
 
 __all__ = ["PromptChoice", "known_prompts", "run_enrichment", "run_extraction", "run_knockout"]
@@ -62,13 +66,23 @@ def _record(result: Any, pairs: PairSet, choice: PromptChoice) -> dict[str, Any]
     return record
 
 
-def _write(out: Path | None, name: str, record: dict[str, Any], figure: Any) -> list[Path]:
-    if out is None:
-        return []
-    out = Path(out)
-    atomic_write_json(out / f"{name}.json", record)
-    atomic_write_text(out / f"{name}.svg", figure(record))
-    return [out / f"{name}.json", out / f"{name}.svg"]
+def _write(
+    out: Path | None, store: Path | None, name: str, record: dict[str, Any], figure: Any
+) -> list[Path]:
+    """``<name>.json`` and ``<name>.svg`` in ``out``, and/or in the gallery rooted at ``store``."""
+    written: list[Path] = []
+    svg = figure(record) if out is not None or store is not None else ""
+    if out is not None:
+        out = Path(out)
+        atomic_write_json(out / f"{name}.json", record)
+        atomic_write_text(out / f"{name}.svg", svg)
+        written += [out / f"{name}.json", out / f"{name}.svg"]
+    if store is not None:
+        text = json.dumps(record, indent=2, allow_nan=False)
+        folder = Gallery(store).save_analysis(record["model"], record["relation"], name,
+                                              {f"{name}.json": text, f"{name}.svg": svg})  # fmt: skip
+        written += [folder / f"{name}.json", folder / f"{name}.svg"]
+    return written
 
 
 def run_knockout(
@@ -81,6 +95,7 @@ def run_knockout(
     block_first: bool = False,
     n_boot: int = DEFAULT_BOOT,
     out: Path | None = None,
+    store: Path | None = None,
     progress: bool = True,
 ) -> tuple[KnockoutResult, dict[str, Any], list[Path]]:
     """Knockout curves of a relation; returns the result, its JSON record and the files written.
@@ -99,7 +114,7 @@ def run_knockout(
                       seed=choice.seed, relation=pairs.relation.name, template=pairs.template,
                       progress=progress)  # fmt: skip
     record = _record(result, pairs, choice)
-    return result, record, _write(out, "knockout", record, knockout_figure)
+    return result, record, _write(out, store, "knockout", record, knockout_figure)
 
 
 def run_enrichment(
@@ -111,6 +126,7 @@ def run_enrichment(
     split: int | None = None,
     n_boot: int = DEFAULT_BOOT,
     out: Path | None = None,
+    store: Path | None = None,
     progress: bool = True,
 ) -> tuple[EnrichmentResult, dict[str, Any], list[Path]]:
     """Attribute rates of a relation's subjects; attribute sets from the bundled relations and this one."""
@@ -121,7 +137,7 @@ def run_enrichment(
     result = enrichment(model, prompts, words, top_k=top_k, split=split, n_boot=n_boot, seed=choice.seed,
                         relation=pairs.relation.name, template=pairs.template, progress=progress)  # fmt: skip
     record = _record(result, pairs, choice)
-    return result, record, _write(out, "enrichment", record, enrichment_figure)
+    return result, record, _write(out, store, "enrichment", record, enrichment_figure)
 
 
 def run_extraction(
@@ -131,6 +147,7 @@ def run_extraction(
     *,
     n_boot: int = DEFAULT_BOOT,
     out: Path | None = None,
+    store: Path | None = None,
     progress: bool = True,
 ) -> tuple[ExtractionResult, dict[str, Any], list[Path]]:
     """Extraction rates per layer (attention vs MLP) and the heads that rank the answer highest."""
@@ -139,4 +156,4 @@ def run_extraction(
     result = extraction(model, prompts, n_boot=n_boot, seed=choice.seed, relation=pairs.relation.name,
                         template=pairs.template, progress=progress)  # fmt: skip
     record = _record(result, pairs, choice)
-    return result, record, _write(out, "extraction", record, extraction_figure)
+    return result, record, _write(out, store, "extraction", record, extraction_figure)

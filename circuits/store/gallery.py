@@ -44,6 +44,7 @@ MANIFEST = "manifest.json"
 CIRCUIT_FILE = "circuit.json"
 SCORED = "scored"
 REUSE = "reuse"
+MECHANISMS = "mechanisms"
 _FORMAT = "circuits.gallery/1"
 
 
@@ -269,6 +270,24 @@ class Gallery:
         self._record(target, {"kind": folder, "model": model, **entry})
         return target
 
+    def save_analysis(self, model: str, relation: str, analysis: str, files: dict[str, str]) -> Path:
+        """Store one mechanism analysis's files (``knockout.json``, ``knockout.svg``, ...) with a relation.
+
+        They go to ``<model>/<relation>/mechanisms/``, each written atomically
+        beside the other analyses' files; the manifest lists the folder with
+        the analyses it holds.
+        """
+        folder = self.folder(model, relation, MECHANISMS)
+        for name, text in files.items():
+            atomic_write_text(folder / safe_name(name), text)
+        self._record(folder, self._analysis_entry(folder, model, relation))
+        return folder
+
+    @staticmethod
+    def _analysis_entry(folder: Path, model: str, relation: str) -> dict[str, Any]:
+        analyses = sorted(p.stem for p in folder.glob("*.json"))
+        return {"kind": MECHANISMS, "model": model, "relation": relation, "analyses": analyses}
+
     # ----------------------------------------------------------- manifest
     def manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST
@@ -320,6 +339,13 @@ class Gallery:
             key = path.relative_to(self.root).as_posix()
             files = sorted(p.name for p in path.iterdir() if p.is_file())
             entries[key] = {**previous.get(key, {"kind": REUSE, "model": path.parent.name}), "files": files}
+        for path in sorted(self.root.glob(f"*/*/{MECHANISMS}")):
+            key = path.relative_to(self.root).as_posix()
+            files = sorted(p.name for p in path.iterdir() if p.is_file())
+            entry = self._analysis_entry(path, path.parts[-3], path.parts[-2])
+            date = previous.get(key, {}).get("date")
+            entries[key] = {"files": files, **entry, "date": date, "package_version": previous.get(key, {}).get(
+                "package_version", _version())}  # fmt: skip
         data = {"format": _FORMAT, "entries": dict(sorted(entries.items()))}
         atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1) + "\n")
         return data
