@@ -18,7 +18,7 @@ import numpy as np
 
 from circuits.vocab import InputError
 
-__all__ = ["DEFAULT_BOOT", "Interval", "bootstrap_means", "mean_interval"]
+__all__ = ["DEFAULT_BOOT", "Interval", "bootstrap_intervals", "bootstrap_means", "mean_interval"]
 
 DEFAULT_BOOT = 200
 
@@ -91,6 +91,16 @@ def bootstrap_means(
     high = np.nanpercentile(boot, 97.5, axis=0) if boot.size else boot
     shape = x.shape[1:]
     return mean.reshape(shape), np.asarray(low).reshape(shape), np.asarray(high).reshape(shape)
+
+
+def bootstrap_intervals(values: Any, *, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> list[Interval]:
+    """One :class:`Interval` per column of a ``[n_prompts, k]`` sample (a curve), from the same resamples.
+
+    >>> [str(iv) for iv in bootstrap_intervals(np.ones((5, 2)))]
+    ['1.00 [1.00, 1.00]', '1.00 [1.00, 1.00]']
+    """
+    mean, low, high = bootstrap_means(values, n_boot=n_boot, seed=seed)
+    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(mean, low, high, strict=True)]
 
 
 def mean_interval(values: Any, *, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> Interval:

@@ -31,7 +31,7 @@ from circuits.attribution.harness import Harness
 from circuits.mechanisms.lens import Prompts
 from circuits.mechanisms.roles import source_name, source_positions
 from circuits.progress import progress_bar
-from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_means
+from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals, mean_interval
 from circuits.vocab import InputError, hook_point
 
 __all__ = ["KnockoutCurve", "KnockoutResult", "default_window", "knockout"]
@@ -235,15 +235,12 @@ def knockout(
             p_knock = torch.cat(probs).numpy()
             effects[:, w] = (p_knock - p_clean[keep_rows]) / p_clean[keep_rows]
             bar.update(1)
-        mean, low, high = bootstrap_means(effects, n_boot=n_boot, seed=seed)
-        curves.append(KnockoutCurve(
-            name, starts, [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(mean, low, high, strict=True)],
-            len(keep_rows), skipped, effects,
-        ))  # fmt: skip
+        effect = bootstrap_intervals(effects, n_boot=n_boot, seed=seed)
+        curves.append(KnockoutCurve(name, starts, effect, len(keep_rows), skipped, effects))
     bar.close()
     sink = curves.pop() if block_first else None
-    m, lo, hi = bootstrap_means(p_clean, n_boot=n_boot, seed=seed)
     return KnockoutResult(
-        model.name, relation, template, n_layers, window, len(prompts), Interval(float(m), float(lo), float(hi)),
+        model.name, relation, template, n_layers, window, len(prompts),
+        mean_interval(p_clean, n_boot=n_boot, seed=seed),
         curves, sink, n_forwards, time.perf_counter() - started, n_boot, seed,
     )  # fmt: skip

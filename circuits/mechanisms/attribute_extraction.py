@@ -26,7 +26,7 @@ from torch import Tensor
 from circuits.attribution.harness import Harness
 from circuits.mechanisms.lens import FrozenNorm, Prompts, answer_ranks, run_with_hooks
 from circuits.progress import progress_bar
-from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_means
+from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
 from circuits.vocab import InputError, head_name, hook_point
 
 __all__ = ["ExtractionResult", "HeadExtraction", "extraction"]
@@ -89,11 +89,6 @@ class ExtractionResult:
             "heads": [h.as_dict() for h in self.heads],
             "seconds": round(self.seconds, 3), "n_boot": self.n_boot, "seed": self.seed,
         }  # fmt: skip
-
-
-def _intervals(values: np.ndarray, n_boot: int, seed: int) -> list[Interval]:
-    mean, low, high = bootstrap_means(values, n_boot=n_boot, seed=seed)
-    return [Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(mean, low, high, strict=True)]
 
 
 def extraction(
@@ -175,8 +170,8 @@ def extraction(
     attn_top1, mlp_top1 = (sub_ranks[k] == 1 for k in ("attn_out", "mlp_out"))
     totals = {"attn": float(attn_top1.any(1).mean()), "mlp": float(mlp_top1.any(1).mean())}
     return ExtractionResult(
-        model.name, relation, template, n_layers, len(prompts), _intervals(attn_top1, n_boot, seed),
-        _intervals(mlp_top1, n_boot, seed), heads, by_output, by_ov, any_event=totals,
+        model.name, relation, template, n_layers, len(prompts), bootstrap_intervals(attn_top1, n_boot=n_boot, seed=seed),
+        bootstrap_intervals(mlp_top1, n_boot=n_boot, seed=seed), heads, by_output, by_ov, any_event=totals,
         attn_median_rank=np.median(sub_ranks["attn_out"], axis=0).tolist(),
         mlp_median_rank=np.median(sub_ranks["mlp_out"], axis=0).tolist(),
         seconds=time.perf_counter() - started, n_boot=n_boot, seed=seed,

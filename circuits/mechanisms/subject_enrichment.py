@@ -24,7 +24,7 @@ from torch import Tensor
 from circuits.mechanisms.attributes import attribute_tokens, normalise_token
 from circuits.mechanisms.lens import Prompts, decode, run_with_hooks
 from circuits.progress import progress_bar
-from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_means
+from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals, mean_interval
 from circuits.vocab import InputError, hook_point
 
 __all__ = ["CONDITIONS", "EnrichmentResult", "enrichment"]
@@ -197,18 +197,12 @@ def enrichment(
             hooks.append((hook_point("resid_pre", 0), lambda x, hook: grab(x, hook, -1)))
         run_with_hooks(model, tokens, hooks, stop_at=hook_point("final_in"))
         per_layer = np.stack([rate_of(store[layer]) for layer in range(n_layers)], axis=1)
-        mean, low, high = bootstrap_means(per_layer, n_boot=n_boot, seed=seed)
-        rates[condition] = [
-            Interval(float(m), float(lo), float(hi)) for m, lo, hi in zip(mean, low, high, strict=True)
-        ]
+        rates[condition] = bootstrap_intervals(per_layer, n_boot=n_boot, seed=seed)
         if condition == "clean":
             null = np.stack([rate_of(store[layer], shifted) for layer in range(n_layers)], axis=1)
-            mean_n, low_n, high_n = bootstrap_means(null, n_boot=n_boot, seed=seed)
-            rates["null"] = [Interval(float(m), float(lo), float(hi))
-                             for m, lo, hi in zip(mean_n, low_n, high_n, strict=True)]  # fmt: skip
-            m, lo, hi = bootstrap_means(rate_of(store[-1]), n_boot=n_boot, seed=seed)
-            embedding = Interval(float(m), float(lo), float(hi))
-            peak = int(np.argmax(mean))
+            rates["null"] = bootstrap_intervals(null, n_boot=n_boot, seed=seed)
+            embedding = mean_interval(rate_of(store[-1]), n_boot=n_boot, seed=seed)
+            peak = int(np.argmax(per_layer.mean(0)))
             top = decode(model, store[peak]).topk(top_k, dim=-1).indices.cpu()
             for r, i in enumerate(use[:5]):
                 found = [text(int(t)) for t in top[r] if text(int(t)) in sets[i]]
