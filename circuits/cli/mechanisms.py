@@ -25,6 +25,16 @@ def _choice(args: argparse.Namespace) -> Any:
                         max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
 
 
+def _run(args: argparse.Namespace, job: str, **options: Any) -> tuple[Any, dict[str, Any], list[Path]]:
+    """Load the model and run ``circuits.pipeline.mechanisms.<job>`` with the shared options."""
+    from circuits.models import load_model
+    from circuits.pipeline import mechanisms
+
+    model = load_model(args.model, device=args.device)
+    return getattr(mechanisms, job)(model, args.relation, _choice(args), n_boot=args.boot, out=args.out,
+                                    store=args.store, progress=not args.quiet, **options)  # fmt: skip
+
+
 def _finish(args: argparse.Namespace, record: dict[str, Any], text: list[str], files: list[Path]) -> int:
     if args.json:
         print(json.dumps(record, indent=2, allow_nan=False))
@@ -48,13 +58,8 @@ def _span(start: int, window: int) -> str:
 
 
 def cmd_knockout(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
-    from circuits.pipeline.mechanisms import run_knockout
-
-    model = load_model(args.model, device=args.device)
-    result, record, files = run_knockout(model, args.relation, _choice(args), window=args.window,
-                                         sources=args.sources, block_first=args.block_first, n_boot=args.boot,
-                                         out=args.out, store=args.store, progress=not args.quiet)  # fmt: skip
+    result, record, files = _run(args, "run_knockout", window=args.window, sources=args.sources,
+                                 block_first=args.block_first)  # fmt: skip
     curves = [*result.curves, *([result.sink] if result.sink else [])]
     text = [_head(record), f"baseline p(answer) {result.baseline_prob}; window of {result.window} "
             f"layer{'' if result.window == 1 else 's'}; "
@@ -65,7 +70,7 @@ def cmd_knockout(args: argparse.Namespace) -> int:
                 f"  {c.source}: skipped {len(c.skipped)} prompts with an empty role, e.g. {c.skipped[0]!r}"
             )
     text.append(f"{'layers':>9}" + "".join(f"{c.source:>22}" for c in curves))
-    for i, start in enumerate(result.curves[0].starts if result.curves else curves[0].starts):
+    for i, start in enumerate(curves[0].starts):
         span = _span(start, result.window)
         text.append(f"{span:>9}" + "".join(f"{c.effect[i].format(2):>22}" for c in curves))
     for c in curves:
@@ -75,13 +80,7 @@ def cmd_knockout(args: argparse.Namespace) -> int:
 
 
 def cmd_enrichment(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
-    from circuits.pipeline.mechanisms import run_enrichment
-
-    model = load_model(args.model, device=args.device)
-    result, record, files = run_enrichment(model, args.relation, _choice(args), top_k=args.top_k,
-                                           split=args.split, n_boot=args.boot, out=args.out, store=args.store,
-                                           progress=not args.quiet)  # fmt: skip
+    result, record, files = _run(args, "run_enrichment", top_k=args.top_k, split=args.split)
     text = [_head(record), f"attribute rate at the last subject token (share of the top-{result.top_k} "
             f"logit-lens tokens that are attributes of the subject); {result.n_no_attributes} prompts "
             "without attribute words left out"]  # fmt: skip
@@ -95,12 +94,7 @@ def cmd_enrichment(args: argparse.Namespace) -> int:
 
 
 def cmd_extraction(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
-    from circuits.pipeline.mechanisms import run_extraction
-
-    model = load_model(args.model, device=args.device)
-    result, record, files = run_extraction(model, args.relation, _choice(args), n_boot=args.boot,
-                                           out=args.out, store=args.store, progress=not args.quiet)  # fmt: skip
+    result, record, files = _run(args, "run_extraction")
     text = [_head(record), "extraction rate: share of prompts whose sublayer output at the last position "
             "decodes to the answer as top-1"]  # fmt: skip
     text.append(f"{'layer':>6}{'attention':>22}{'MLP':>22}")

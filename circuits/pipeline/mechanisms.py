@@ -85,6 +85,21 @@ def _write(
     return written
 
 
+def _job(model: Any, relation: str | Path | Relation, choice: PromptChoice | None, name: str, figure: Any,
+         out: Path | None, store: Path | None, analyse: Any) -> tuple[Any, dict[str, Any], list[Path]]:  # fmt: skip
+    """Known-fact prompts -> ``analyse(prompts, pairs, common)`` -> record -> files.
+
+    ``common`` holds the keywords every analysis takes from the prompts: the
+    bootstrap seed, the relation's name and the template.
+    """
+    choice = choice or PromptChoice()
+    prompts, pairs = known_prompts(model, relation, choice)
+    common = {"seed": choice.seed, "relation": pairs.relation.name, "template": pairs.template}
+    result = analyse(prompts, pairs, common)
+    record = _record(result, pairs, choice)
+    return result, record, _write(out, store, name, record, figure)
+
+
 def run_knockout(
     model: Any,
     relation: str | Path | Relation,
@@ -107,14 +122,13 @@ def run_knockout(
     >>> [c.source for c in result.curves], result.window, len(result.curves[0].starts)
     (['subject', 'relation', 'last'], 1, 3)
     """
-    choice = choice or PromptChoice()
     sets = parse_source_sets(sources)
-    prompts, pairs = known_prompts(model, relation, choice)
-    result = knockout(model, prompts, window=window, sources=sets, block_first=block_first, n_boot=n_boot,
-                      seed=choice.seed, relation=pairs.relation.name, template=pairs.template,
-                      progress=progress)  # fmt: skip
-    record = _record(result, pairs, choice)
-    return result, record, _write(out, store, "knockout", record, knockout_figure)
+
+    def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> KnockoutResult:
+        return knockout(model, prompts, window=window, sources=sets, block_first=block_first, n_boot=n_boot,
+                        progress=progress, **common)  # fmt: skip
+
+    return _job(model, relation, choice, "knockout", knockout_figure, out, store, analyse)
 
 
 def run_enrichment(
@@ -130,14 +144,14 @@ def run_enrichment(
     progress: bool = True,
 ) -> tuple[EnrichmentResult, dict[str, Any], list[Path]]:
     """Attribute rates of a relation's subjects; attribute sets from the bundled relations and this one."""
-    choice = choice or PromptChoice()
-    prompts, pairs = known_prompts(model, relation, choice)
-    # the relation itself counts too: an unseen LRE file's facts are attributes of its subjects
-    words = attribute_words([*(load_relation(n) for n in bundled_relations()), pairs.relation])
-    result = enrichment(model, prompts, words, top_k=top_k, split=split, n_boot=n_boot, seed=choice.seed,
-                        relation=pairs.relation.name, template=pairs.template, progress=progress)  # fmt: skip
-    record = _record(result, pairs, choice)
-    return result, record, _write(out, store, "enrichment", record, enrichment_figure)
+
+    def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> EnrichmentResult:
+        # the relation itself counts too: an unseen LRE file's facts are attributes of its subjects
+        words = attribute_words([*(load_relation(n) for n in bundled_relations()), pairs.relation])
+        return enrichment(model, prompts, words, top_k=top_k, split=split, n_boot=n_boot, progress=progress,
+                          **common)  # fmt: skip
+
+    return _job(model, relation, choice, "enrichment", enrichment_figure, out, store, analyse)
 
 
 def run_extraction(
@@ -151,9 +165,8 @@ def run_extraction(
     progress: bool = True,
 ) -> tuple[ExtractionResult, dict[str, Any], list[Path]]:
     """Extraction rates per layer (attention vs MLP) and the heads that rank the answer highest."""
-    choice = choice or PromptChoice()
-    prompts, pairs = known_prompts(model, relation, choice)
-    result = extraction(model, prompts, n_boot=n_boot, seed=choice.seed, relation=pairs.relation.name,
-                        template=pairs.template, progress=progress)  # fmt: skip
-    record = _record(result, pairs, choice)
-    return result, record, _write(out, store, "extraction", record, extraction_figure)
+
+    def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> ExtractionResult:
+        return extraction(model, prompts, n_boot=n_boot, progress=progress, **common)
+
+    return _job(model, relation, choice, "extraction", extraction_figure, out, store, analyse)
