@@ -22,21 +22,12 @@ import time
 from unittest import mock
 
 import torch
+from bench_attribution import best_of  # a sibling script: this folder is on sys.path when run
 
 from circuits.attribution.harness import Harness
 from circuits.mechanisms import attribute_words, enrichment, extraction, knockout
 from circuits.models import load_model
 from circuits.pipeline.mechanisms import PromptChoice, known_prompts
-
-
-def best_of(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
