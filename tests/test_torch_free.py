@@ -33,6 +33,8 @@ TORCH_FREE = [
     "circuits.mechanisms.roles",
     "circuits.mechanisms.attributes",
     "circuits.draw.figures",
+    "circuits.draw.plotting",
+    "circuits.cli.analysis",
 ]
 
 

@@ -9,52 +9,11 @@ bootstrap intervals; every axis says what it measures.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Sequence
 from typing import Any
 
+from circuits.draw.plotting import COLOURS, CYCLE, band, pyplot, series, title, to_svg
+
 __all__ = ["enrichment_figure", "extraction_figure", "knockout_figure"]
-
-_COLOURS = {"subject": "#1b9e77", "relation": "#d95f02", "last": "#7570b3", "first": "#888888"}
-_CYCLE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "circuits"  # stable ids: the same figure gives the same file
-    plt.rcParams["svg.fonttype"] = "none"
-    return plt
-
-
-def _series(points: Sequence[dict[str, Any] | None]) -> tuple[list[float], list[float], list[float]]:
-    nan = float("nan")
-    value = [nan if p is None or p["value"] is None else p["value"] for p in points]
-    low = [nan if p is None or p["low"] is None else p["low"] for p in points]
-    high = [nan if p is None or p["high"] is None else p["high"] for p in points]
-    return value, low, high
-
-
-def _band(ax: Any, x: Sequence[float], points: Sequence[dict[str, Any]], label: str, colour: str,
-          style: str = "-") -> None:  # fmt: skip
-    value, low, high = _series(points)
-    ax.plot(x, value, style, color=colour, label=label, lw=1.8, marker="o", ms=3)
-    ax.fill_between(x, low, high, color=colour, alpha=0.18, lw=0)
-
-
-def _svg(fig: Any) -> str:
-    plt = _pyplot()
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _title(record: dict[str, Any], what: str) -> str:
-    return f"{what}: {record.get('relation') or 'prompts'} ({record['model']}, {record['n_prompts']} prompts)"
 
 
 def knockout_figure(record: dict[str, Any]) -> str:
@@ -66,23 +25,23 @@ def knockout_figure(record: dict[str, Any]) -> str:
     >>> svg.lstrip().startswith("<?xml") and "subject" in svg
     True
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     k = record["window"]
     curves = [*record["curves"], *([record["sink"]] if record.get("sink") else [])]
     for i, curve in enumerate(curves):
         name = curve["source"]
-        colour = _COLOURS.get(name, _CYCLE[i % len(_CYCLE)])
+        colour = COLOURS.get(name, CYCLE[i % len(CYCLE)])
         label = f"{name} (n={curve['n_prompts']})" + (" — attention sink" if name == "first" else "")
-        _band(ax, curve["window_starts"], curve["effect"], label, colour, "--" if name == "first" else "-")
+        band(ax, curve["window_starts"], curve["effect"], label, colour, "--" if name == "first" else "-")
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xlabel(f"first layer of the blocked window (window = {k} layers)")
     ax.set_ylabel("relative change of p(answer)\n(p_knock − p) / p")
     ax.set_xlim(-0.5, record["n_layers"] - max(k, 1) + 0.5)
-    ax.set_title(_title(record, "Attention knockout from the last position"), fontsize=10)
+    ax.set_title(title(record, "Attention knockout from the last position"), fontsize=10)
     ax.legend(fontsize=8, loc="lower left", frameon=False)
     ax.grid(alpha=0.25)
-    return _svg(fig)
+    return to_svg(fig)
 
 
 def enrichment_figure(record: dict[str, Any]) -> str:
@@ -94,7 +53,7 @@ def enrichment_figure(record: dict[str, Any]) -> str:
     >>> "mlp early removed" in svg
     True
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     styles = {"clean": ("black", "-"), "mlp-early": ("#d95f02", "-"), "mlp-late": ("#d95f02", ":"),
               "attn-early": ("#1b9e77", "-"), "attn-late": ("#1b9e77", ":"), "null": ("#999999", "--")}  # fmt: skip
@@ -102,17 +61,17 @@ def enrichment_figure(record: dict[str, Any]) -> str:
         colour, style = styles.get(condition, ("#7570b3", "-"))
         label = {"clean": "no intervention", "null": "chance: another subject's attributes"}.get(
             condition, f"{condition.replace('-', ' ')} removed")  # fmt: skip
-        _band(ax, list(range(len(points))), points, label, colour, style)
+        band(ax, list(range(len(points))), points, label, colour, style)
     split = record.get("split")
     if split:
         ax.axvline(split - 0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel(f"layer (early = before layer {split}, late = from it)")
     ax.set_ylabel(f"attribute rate\n(share of top-{record['top_k']} logit-lens tokens)")
     ax.set_ylim(bottom=0)
-    ax.set_title(_title(record, "Subject enrichment at the last subject token"), fontsize=10)
+    ax.set_title(title(record, "Subject enrichment at the last subject token"), fontsize=10)
     ax.legend(fontsize=8, loc="upper left", frameon=False)
     ax.grid(alpha=0.25)
-    return _svg(fig)
+    return to_svg(fig)
 
 
 def extraction_figure(record: dict[str, Any]) -> str:
@@ -124,7 +83,7 @@ def extraction_figure(record: dict[str, Any]) -> str:
     >>> "MLP" in svg
     True
     """
-    plt = _pyplot()
+    plt = pyplot()
     ranks = bool(record.get("attn_median_rank"))
     fig, axes = plt.subplots(2 if ranks else 1, 1, figsize=(7.5, 6.4 if ranks else 4.2), sharex=True,
                              squeeze=False)  # fmt: skip
@@ -133,7 +92,7 @@ def extraction_figure(record: dict[str, Any]) -> str:
     width = 0.4
     for offset, key, label, colour in ((-width / 2, "attn_rate", "attention", "#1b9e77"),
                                        (width / 2, "mlp_rate", "MLP", "#d95f02")):  # fmt: skip
-        value, low, high = _series(record[key])
+        value, low, high = series(record[key])
         x = [layer + offset for layer in layers]
         errors = [[v - lo for v, lo in zip(value, low, strict=True)],
                   [hi - v for v, hi in zip(value, high, strict=True)]]  # fmt: skip
@@ -141,7 +100,7 @@ def extraction_figure(record: dict[str, Any]) -> str:
                error_kw={"lw": 0.8, "capsize": 1.5})  # fmt: skip
     ax.set_ylabel("extraction rate\n(share of prompts: answer is top-1)")
     ax.set_ylim(0, max(0.05, *(p["high"] or 0 for p in record["attn_rate"] + record["mlp_rate"])) * 1.1)
-    ax.set_title(_title(record, "Attribute extraction at the last position"), fontsize=10)
+    ax.set_title(title(record, "Attribute extraction at the last position"), fontsize=10)
     ax.legend(fontsize=8, loc="upper left", frameon=False)
     ax.grid(alpha=0.25, axis="y")
     if ranks:
@@ -154,4 +113,4 @@ def extraction_figure(record: dict[str, Any]) -> str:
         low_ax.legend(fontsize=8, loc="upper left", frameon=False)
         low_ax.grid(alpha=0.25)
     axes[-1][0].set_xlabel("layer")
-    return _svg(fig)
+    return to_svg(fig)

@@ -30,7 +30,15 @@ from circuits.relations.schema import Relation, bundled_relations
 from circuits.store.gallery import Gallery
 from circuits.uncertainty import DEFAULT_BOOT
 
-__all__ = ["PromptChoice", "known_prompts", "run_enrichment", "run_extraction", "run_knockout"]
+__all__ = [
+    "PromptChoice",
+    "known_prompts",
+    "run_analysis",
+    "run_enrichment",
+    "run_extraction",
+    "run_knockout",
+    "write_record",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +74,7 @@ def _record(result: Any, pairs: PairSet, choice: PromptChoice) -> dict[str, Any]
     return record
 
 
-def _write(
+def write_record(
     out: Path | None, store: Path | None, name: str, record: dict[str, Any], figure: Any
 ) -> list[Path]:
     """``<name>.json`` and ``<name>.svg`` in ``out``, and/or in the gallery rooted at ``store``."""
@@ -85,8 +93,9 @@ def _write(
     return written
 
 
-def _job(model: Any, relation: str | Path | Relation, choice: PromptChoice | None, name: str, figure: Any,
-         out: Path | None, store: Path | None, analyse: Any) -> tuple[Any, dict[str, Any], list[Path]]:  # fmt: skip
+def run_analysis(model: Any, relation: str | Path | Relation, choice: PromptChoice | None, name: str,
+                 figure: Any, out: Path | None, store: Path | None, analyse: Any,
+                 ) -> tuple[Any, dict[str, Any], list[Path]]:  # fmt: skip
     """Known-fact prompts -> ``analyse(prompts, pairs, common)`` -> record -> files.
 
     ``common`` holds the keywords every analysis takes from the prompts: the
@@ -97,7 +106,7 @@ def _job(model: Any, relation: str | Path | Relation, choice: PromptChoice | Non
     common = {"seed": choice.seed, "relation": pairs.relation.name, "template": pairs.template}
     result = analyse(prompts, pairs, common)
     record = _record(result, pairs, choice)
-    return result, record, _write(out, store, name, record, figure)
+    return result, record, write_record(out, store, name, record, figure)
 
 
 def run_knockout(
@@ -128,7 +137,7 @@ def run_knockout(
         return knockout(model, prompts, window=window, sources=sets, block_first=block_first, n_boot=n_boot,
                         progress=progress, **common)  # fmt: skip
 
-    return _job(model, relation, choice, "knockout", knockout_figure, out, store, analyse)
+    return run_analysis(model, relation, choice, "knockout", knockout_figure, out, store, analyse)
 
 
 def run_enrichment(
@@ -151,7 +160,7 @@ def run_enrichment(
         return enrichment(model, prompts, words, top_k=top_k, split=split, n_boot=n_boot, progress=progress,
                           **common)  # fmt: skip
 
-    return _job(model, relation, choice, "enrichment", enrichment_figure, out, store, analyse)
+    return run_analysis(model, relation, choice, "enrichment", enrichment_figure, out, store, analyse)
 
 
 def run_extraction(
@@ -169,4 +178,4 @@ def run_extraction(
     def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> ExtractionResult:
         return extraction(model, prompts, n_boot=n_boot, progress=progress, **common)
 
-    return _job(model, relation, choice, "extraction", extraction_figure, out, store, analyse)
+    return run_analysis(model, relation, choice, "extraction", extraction_figure, out, store, analyse)

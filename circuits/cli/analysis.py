@@ -1,0 +1,65 @@
+"""What every analysis command shares: the prompt choice, the job call, the output options, the printing.
+
+An analysis command (``knockout``, ``dla``, ``mlp``, ...) parses the common
+relation options, calls :func:`run_job` (which loads the model and runs a job
+of :mod:`circuits.pipeline` on the relation's known-fact prompts), and prints
+through :func:`finish`: a table, or with ``--json`` the record itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["finish", "heading", "output_options", "prompt_choice", "run_job"]
+
+
+def prompt_choice(args: argparse.Namespace) -> Any:
+    """The :class:`~circuits.pipeline.mechanisms.PromptChoice` of the relation options."""
+    from circuits.pipeline.mechanisms import PromptChoice
+
+    return PromptChoice(template=args.template, seed=args.seed, max_pairs=args.max_pairs,
+                        max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
+
+
+def run_job(
+    args: argparse.Namespace, module: str, job: str, **options: Any
+) -> tuple[Any, dict[str, Any], list[Path]]:
+    """Load the model and run ``circuits.pipeline.<module>.<job>`` with the shared options."""
+    import importlib
+
+    from circuits.models import load_model
+
+    model = load_model(args.model, device=args.device)
+    run = getattr(importlib.import_module(f"circuits.pipeline.{module}"), job)
+    return run(model, args.relation, prompt_choice(args), n_boot=args.boot, out=args.out, store=args.store,
+               progress=not args.quiet, **options)  # fmt: skip
+
+
+def finish(args: argparse.Namespace, record: dict[str, Any], text: list[str], files: list[Path]) -> int:
+    """Print the record as JSON (``--json``) or the table lines and the files written; exit status 0."""
+    if args.json:
+        print(json.dumps(record, indent=2, allow_nan=False))
+        return 0
+    if files:
+        text.append("wrote " + ", ".join(str(f) for f in files))
+    print("\n".join(text))
+    return 0
+
+
+def heading(record: dict[str, Any]) -> str:
+    """The first line of every analysis table: model, relation, prompts, template."""
+    p = record["prompts"]
+    return (f"{record['model']} / {record['relation']}: {record['n_prompts']} known-fact prompts "
+            f"({p['n_known']} of {p['n_facts']} facts known), template {p['template']!r}")  # fmt: skip
+
+
+def output_options(p: argparse.ArgumentParser) -> None:
+    """``--boot``, ``--out`` and ``--store``, on every analysis command."""
+    p.add_argument("--boot", type=int, default=200, metavar="B",
+                   help="bootstrap resamples for the 95%% intervals (default 200)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None, help="write <analysis>.json and <analysis>.svg here")
+    p.add_argument("--store", type=Path, default=None, metavar="ROOT",
+                   help="also store them in the gallery ROOT (e.g. graphs): ROOT/<model>/<relation>/mechanisms/")  # fmt: skip
