@@ -35,6 +35,8 @@ TORCH_FREE = [
     "circuits.draw.figures",
     "circuits.draw.plotting",
     "circuits.cli.analysis",
+    "circuits.cli.additive",
+    "circuits.draw.attribution_figures",
 ]
 
 

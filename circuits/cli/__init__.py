@@ -4,7 +4,8 @@
 - :mod:`~circuits.cli.scoring`: ``score``, ``evaluate``;
 - :mod:`~circuits.cli.graphs`: ``extract``, ``render``, ``compare``, ``reuse``;
 - :mod:`~circuits.cli.channels`: ``channels``;
-- :mod:`~circuits.cli.mechanisms`: ``knockout``, ``enrichment``, ``extraction``.
+- :mod:`~circuits.cli.mechanisms`: ``knockout``, ``enrichment``, ``extraction``;
+- :mod:`~circuits.cli.additive`: ``dla``, ``motif``, ``suppression``.
 
 Command modules parse, call a job of :mod:`circuits.pipeline` and print;
 they import torch only inside the command that runs a model, so
@@ -20,7 +21,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from circuits.cli import channels, graphs, mechanisms, options, relations, scoring
+from circuits.cli import additive, channels, graphs, mechanisms, options, relations, scoring
 from circuits.vocab import CircuitsError, InputError
 
 __all__ = ["build_parser", "main"]
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text,
                               parents=[options.common(), *parents])  # fmt: skip
 
-    for group in (relations, scoring, graphs, channels, mechanisms):
+    for group in (relations, scoring, graphs, channels, mechanisms, additive):
         group.register(add)
     return parser
 

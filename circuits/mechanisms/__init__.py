@@ -6,6 +6,12 @@
   subject token, with early/late sublayer updates removed;
 - :mod:`~circuits.mechanisms.attribute_extraction`: which attention and MLP sublayers,
   and which heads, write the answer at the last position;
+- :mod:`~circuits.mechanisms.direct_effects`: every component's direct effect on
+  the answer at the last position, heads split by source position;
+- :mod:`~circuits.mechanisms.source_attribution`: per-role direct logit attribution
+  and subject, relation and mixed heads (Chughtai et al. 2024);
+- :mod:`~circuits.mechanisms.additive_motif`: groups of components ranking the
+  answer alone and summed;
 - :mod:`~circuits.mechanisms.roles`, :mod:`~circuits.mechanisms.attributes`
   (torch-free) and :mod:`~circuits.mechanisms.lens` (the logit lens, frozen
   norms, prompt batches) support them.
@@ -25,13 +31,20 @@ __all__ = [
     "EnrichmentResult",
     "ExtractionResult",
     "KnockoutResult",
+    "LastPosition",
+    "MotifResult",
     "Prompts",
+    "SourceAttribution",
+    "Thresholds",
+    "additive_motif",
     "attribute_words",
     "default_window",
     "enrichment",
     "extraction",
     "knockout",
+    "last_position",
     "parse_source_sets",
+    "source_attribution",
 ]
 
 _WHERE = {
@@ -41,6 +54,10 @@ _WHERE = {
     "KnockoutResult": "attention_knockout", "default_window": "attention_knockout", "knockout": "attention_knockout",
     "EnrichmentResult": "subject_enrichment", "enrichment": "subject_enrichment",
     "ExtractionResult": "attribute_extraction", "extraction": "attribute_extraction",
+    "LastPosition": "direct_effects", "last_position": "direct_effects",
+    "SourceAttribution": "source_attribution", "Thresholds": "source_attribution",
+    "source_attribution": "source_attribution",
+    "MotifResult": "additive_motif", "additive_motif": "additive_motif",
 }  # fmt: skip
 
 

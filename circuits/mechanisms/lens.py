@@ -38,6 +38,7 @@ class Prompts:
     texts: tuple[str, ...]
     subjects: tuple[str, ...]
     answer_texts: tuple[str, ...]
+    counter: Tensor | None = None  # [batch] the counterfactual prompt's answer (logit-difference direction)
 
     @classmethod
     def of(cls, pairs: Sequence[Any], pad: int) -> Prompts:
@@ -48,7 +49,8 @@ class Prompts:
         answer = torch.tensor([p.answer for p in pairs], dtype=torch.long)
         return cls(tokens, answer, last, tuple(p.roles for p in pairs),
                    tuple(p.clean_text for p in pairs), tuple(p.fact.subject for p in pairs),
-                   tuple(p.answer_text for p in pairs))  # fmt: skip
+                   tuple(p.answer_text for p in pairs),
+                   torch.tensor([p.corrupt_answer for p in pairs], dtype=torch.long))  # fmt: skip
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
