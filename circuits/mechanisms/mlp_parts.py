@@ -1,0 +1,548 @@
+"""MLP decomposition: how much each upstream component's contribution an MLP amplifies, erases or turns into the answer.
+
+The residual stream an MLP reads at one position is a sum of what the earlier
+components wrote there, ``x = Σ_c x_c``:
+
+- ``input``: the token embedding (with the position embedding where the model
+  has one), read at ``blocks.0.hook_resid_pre``;
+- ``a{l}.h{h}``: each head's output ``z_h W_O^h`` of every earlier layer and of
+  the MLP's own layer (a sequential block's MLP reads its own attention; a
+  parallel block's does not);
+- ``m{l}``: each earlier MLP's output without its output bias;
+- ``bias`` (models with biases only): the constants, attention ``b_O`` of the
+  layers read and the earlier MLPs' ``b_out``.
+
+With the norm's scale ``r(x)`` and the nonlinearity's per-neuron factor
+frozen from the real input, the MLP is linear in the components, so it splits
+into one *part* per component that sums exactly to the real output (hook
+``mlp_out``):
+
+- gated MLP (Llama, SmolLM2): ``g = act(W_gate n(x))`` from the real input;
+  ``MLP_c = W_down (g ⊙ W_up (γ ⊙ x_c / r(x)))``. Biases of the up and down
+  projections, if any, go to the ``bias`` part.
+- ungated MLP (GPT-2): ``z = W_in n(x) + b_in`` on the real input and the
+  per-neuron ratio ``ρ = act(z) / z``; LayerNorm centres each component, so
+  ``n_c = γ ⊙ (x_c − mean x_c) / σ(x)`` and ``MLP_c = W_out (ρ ⊙ W_in n_c)``.
+  The ``bias`` part holds ``W_out (ρ ⊙ (W_in β + b_in)) + b_out`` (``β`` the
+  norm's bias) plus, for the neurons with ``|z| < 1e-6`` where the ratio is
+  undefined (their ``ρ`` is set to 0), ``W_out act(z)``: the sum stays exact.
+
+Two numbers per part, per prompt, averaged over prompts with a 95% bootstrap
+interval:
+
+- **gain** ``a_c = ⟨MLP_c, x_c⟩ / ‖x_c‖²``: the MLP's part along what the
+  component wrote, in units of it. ``a_c > 0`` amplifies the component's
+  direction, ``a_c < 0`` erases it (``−1`` would remove it exactly). A part
+  ``k · x_c`` has gain ``k``. Undefined (left out of the mean) where
+  ``‖x_c‖`` is below ``1e-6 ‖x‖``, as for a bias that is zero.
+- **push** toward the answer: the part's direct effect on the answer's
+  centred logit, ``FrozenNorm(ln_final, x_final)(MLP_c) · (W_U[:, answer] −
+  mean_v W_U[:, v])`` with ``x_final`` the final residual stream at the same
+  position (the final norm's scale frozen, no bias; centring over the
+  vocabulary removes every constant shift). The parts' pushes add up to the
+  whole MLP's direct push.
+
+**Subject-moving heads** answer which heads' information the later MLPs act
+on: the heads whose output at the ``last`` position carries the most from the
+subject's positions, ``‖Σ_{s ∈ subject} A_h[last, s] · v_s W_O^h‖`` averaged
+over prompts (grouped-query attention: query head ``h`` reads key/value head
+``h // (n_heads / n_kv_heads)``). For the top heads the result lists their
+parts' gain and push in every decomposed MLP that reads them.
+
+The decomposition runs at the ``last`` position (where the answer is
+predicted) or at the last subject token (``position="subject"``). One forward
+caches what is needed at that position; the parts of one layer are one
+batched product over all components.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from circuits.mechanisms.lens import FrozenNorm, Prompts, run_with_hooks
+from circuits.mechanisms.roles import role_positions
+from circuits.progress import progress_bar
+from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
+from circuits.vocab import InputError, head_name, hook_point, mlp_name
+
+__all__ = [
+    "POSITIONS",
+    "ComponentEffect",
+    "LayerDecomposition",
+    "MLPDecomposition",
+    "MovingHead",
+    "MovingPart",
+    "check_layers",
+    "check_position",
+    "decompose",
+    "gains",
+    "input_components",
+    "mlp_decomposition",
+]
+
+POSITIONS = ("last", "subject")
+MOVING_HEADS = 5  # subject-moving heads whose parts are followed through the later MLPs
+_SMALL_Z = 1e-6  # |pre-activation| below which a neuron's ratio act(z)/z is not used
+_SMALL_X = 1e-6  # ‖x_c‖ / ‖x‖ below which a component's gain is undefined
+
+
+# ------------------------------------------------------------ checks
+
+
+def check_position(position: str) -> str:
+    """``position`` if it is one of :data:`POSITIONS`, else an :class:`InputError`."""
+    if position not in POSITIONS:
+        raise InputError(f"unknown position {position!r}; valid: {', '.join(POSITIONS)}")
+    return position
+
+
+def check_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
+    """Sorted distinct layers (all when ``None``), each checked against the model's depth."""
+    n_layers = int(model.n_layers)
+    if layers is None:
+        return list(range(n_layers))
+    chosen = sorted({int(layer) for layer in layers})
+    if not chosen:
+        raise InputError(f"no layers to decompose; {model.name} has layers 0-{n_layers - 1}")
+    for layer in chosen:
+        if not 0 <= layer < n_layers:
+            raise InputError(f"layer {layer} is out of range; {model.name} has layers 0-{n_layers - 1}")
+    return chosen
+
+
+# ------------------------------------------------------------ the decomposition
+
+
+def _norm_inner(norm: torch.nn.Module) -> Any:
+    return getattr(norm, "original_component", norm)
+
+
+def _activation(model: Any, layer: int) -> Any:
+    inner = getattr(model.bridge.blocks[layer].mlp, "original_component", None)
+    for name in ("act_fn", "act", "activation_fn"):
+        fn = getattr(inner, name, None)
+        if callable(fn):
+            return fn
+    raise InputError(f"cannot find the activation function of the MLP in layer {layer} of {model.name}")
+
+
+def _float(t: Any) -> Tensor | None:
+    return None if t is None else t.detach().float()
+
+
+def decompose(model: Any, layer: int, components: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The MLP of ``layer`` split into one part per input component, plus its constant part.
+
+    ``components`` is ``[n, C, d_model]`` (what each upstream component wrote
+    at the position, summing to the MLP's input), ``x`` the real input
+    ``[n, d_model]`` whose norm scale and nonlinearity are frozen. Returns
+    ``(parts [n, C, d_model], constant [n, d_model])`` with ``parts.sum(1) +
+    constant`` the MLP's output. The constant holds the norm's bias, the
+    projections' biases and the neurons whose ratio ``act(z) / z`` is
+    undefined; it is zero for a model without biases.
+    """
+    block = model.bridge.blocks[layer]
+    mlp = block.mlp
+    W_in, W_out = mlp.W_in.detach().float(), mlp.W_out.detach().float()  # [d, m], [m, d]
+    W_gate = _float(getattr(mlp, "W_gate", None))
+    b_in, b_out, b_gate = (_float(getattr(mlp, n, None)) for n in ("b_in", "b_out", "b_gate"))
+    beta = _float(getattr(_norm_inner(block.ln2), "bias", None))
+    act = _activation(model, layer)
+    x = x.float()
+    norm = FrozenNorm(block.ln2, x)
+    with torch.no_grad():
+        normed = norm(x) + (0 if beta is None else beta)  # the norm's real output
+        pre = normed @ W_in + (0 if b_in is None else b_in)  # [n, m]
+        if W_gate is not None:
+            factor = act(normed @ W_gate + (0 if b_gate is None else b_gate))
+            leftover = torch.zeros_like(factor)
+        else:
+            out = act(pre)
+            small = pre.abs() < _SMALL_Z
+            factor = torch.where(
+                small, torch.zeros_like(out), out / torch.where(small, torch.ones_like(pre), pre)
+            )
+            leftover = torch.where(small, out, torch.zeros_like(out))
+        hidden = torch.einsum("ncd,dm->ncm", norm(components, per_component=True), W_in) * factor[:, None]
+        parts = hidden @ W_out
+        fixed = torch.zeros_like(W_in[0])
+        if beta is not None:
+            fixed = fixed + beta @ W_in
+        if b_in is not None:
+            fixed = fixed + b_in
+        constant = (factor * fixed + leftover) @ W_out
+        if b_out is not None:
+            constant = constant + b_out
+    return parts, constant
+
+
+def gains(parts: Tensor, components: Tensor, x: Tensor) -> Tensor:
+    """``[n, C]`` gains ``⟨part_c, x_c⟩ / ‖x_c‖²``; NaN where ``‖x_c‖ < 1e-6 ‖x‖`` (nothing written).
+
+    >>> x_c = torch.tensor([[[1.0, 2.0], [0.0, 0.0]]])
+    >>> gains(torch.tensor([[[-0.5, -1.0], [3.0, 0.0]]]), x_c, x_c.sum(1)).tolist()
+    [[-0.5, nan]]
+    """
+    sq = components.pow(2).sum(-1)
+    defined = sq.sqrt() >= _SMALL_X * x.norm(dim=-1, keepdim=True)
+    ratio = (parts * components).sum(-1) / sq.clamp_min(1e-30)
+    return torch.where(defined, ratio, torch.full_like(ratio, float("nan")))
+
+
+def _positions(prompts: Prompts, position: str) -> Tensor:
+    if check_position(position) == "last":
+        return prompts.last.clone()
+    return torch.tensor([int(r.last_subject) for r in prompts.roles], dtype=torch.long)
+
+
+def _capture(model: Any, prompts: Prompts, position: str, upto: int) -> dict[str, Tensor]:
+    """One forward: what the decomposition reads at ``position`` (and the subject movement at ``last``)."""
+    rows = prompts.rows()
+    pos = _positions(prompts, position)
+    last = prompts.last
+    store: dict[str, Tensor] = {}
+
+    def at(name: str, where: Tensor) -> Any:
+        def hook(x: Tensor, hook: Any) -> Tensor:
+            store[name] = x[rows, where.to(x.device)].detach().float().cpu()
+            return x
+
+        return hook
+
+    def whole(name: str) -> Any:
+        def hook(x: Tensor, hook: Any) -> Tensor:
+            store[name] = x.detach().float().cpu()
+            return x
+
+        return hook
+
+    def pattern(name: str) -> Any:
+        def hook(x: Tensor, hook: Any) -> Tensor:  # [n, heads, q, k] -> the last query's row
+            store[name] = x[rows, :, last.to(x.device)].detach().float().cpu()
+            return x
+
+        return hook
+
+    hooks = [(hook_point("resid_pre", 0), at("input", pos)), (hook_point("final_in"), at("final", pos))]
+    for layer in range(int(model.n_layers)):
+        hooks += [(hook_point("z", layer), at(f"z{layer}", pos)),
+                  (hook_point("v", layer), whole(f"v{layer}")), (hook_point("pattern", layer), pattern(f"p{layer}"))]  # fmt: skip
+        if layer <= upto:
+            hooks += [(hook_point("mlp_in", layer), at(f"x{layer}", pos)),
+                      (hook_point("mlp_out", layer), at(f"m{layer}", pos))]  # fmt: skip
+    run_with_hooks(model, prompts.tokens.to(model.device), hooks)
+    return store
+
+
+def _constants(model: Any) -> tuple[list[Tensor | None], list[Tensor | None], bool]:
+    """Attention ``b_O`` and MLP ``b_out`` per layer, and whether the model has any bias at all."""
+    b_O = [_float(getattr(block.attn, "b_O", None)) for block in model.bridge.blocks]
+    b_out = [_float(getattr(block.mlp, "b_out", None)) for block in model.bridge.blocks]
+    others = [
+        getattr(block.mlp, "b_in", None) is not None
+        or getattr(_norm_inner(block.ln2), "bias", None) is not None
+        for block in model.bridge.blocks
+    ]
+    has = any(b is not None for b in b_O) or any(b is not None for b in b_out) or any(others)
+    return b_O, b_out, has
+
+
+def _components(model: Any, store: dict[str, Tensor], layer: int) -> tuple[list[str], Tensor]:
+    """Names and ``[n, C, d]`` outputs of the components the MLP of ``layer`` reads."""
+    bridge = model.bridge
+    b_O, b_out, has_bias = _constants(model)
+    own = 0 if model.parallel else 1  # a sequential block's MLP reads its own layer's heads
+    names, parts = ["input"], [store["input"][:, None]]
+    for source in range(layer + own):
+        W_O = bridge.blocks[source].attn.W_O.detach().float()  # [heads, d_head, d]
+        parts.append(torch.einsum("nhe,hed->nhd", store[f"z{source}"], W_O))
+        names += [head_name(source, h) for h in range(int(model.n_heads))]
+    for source in range(layer):
+        out = store[f"m{source}"]
+        parts.append((out - b_out[source] if b_out[source] is not None else out)[:, None])
+        names.append(mlp_name(source))
+    if has_bias:
+        total = torch.zeros_like(store["input"][0])
+        for source in range(layer + own):
+            if b_O[source] is not None:
+                total = total + b_O[source]
+        for source in range(layer):
+            if b_out[source] is not None:
+                total = total + b_out[source]
+        parts.append(total.expand_as(store["input"])[:, None])
+        names.append("bias")
+    return names, torch.cat(parts, 1)
+
+
+def input_components(model: Any, prompts: Prompts, layer: int, *, position: str = "last",
+                     ) -> tuple[list[str], Tensor, Tensor]:  # fmt: skip
+    """The components of the MLP input of ``layer`` at ``position``: names, ``[n, C, d]`` and the real input.
+
+    ``components.sum(1)`` is the residual stream the MLP's norm reads (hook
+    ``mlp_in``), up to float rounding.
+    """
+    (layer,) = check_layers(model, [layer])
+    store = _capture(model, prompts, position, layer)
+    names, components = _components(model, store, layer)
+    return names, components, store[f"x{layer}"]
+
+
+# ------------------------------------------------------------ results
+
+
+@dataclass(frozen=True)
+class ComponentEffect:
+    """One component's part in one MLP: its gain and push (means over prompts), and its size."""
+
+    name: str
+    gain: Interval
+    push: Interval
+    norm: float  # mean ‖x_c‖: how much the component wrote at the position
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "gain": self.gain.as_dict(5), "push": self.push.as_dict(5),
+                "norm": round(self.norm, 5)}  # fmt: skip
+
+
+@dataclass
+class LayerDecomposition:
+    """The parts of one MLP: every component's gain and push, the whole MLP's push, the sum's residual."""
+
+    layer: int
+    components: list[ComponentEffect]
+    total_push: Interval  # the whole MLP's direct push (the sum of the parts')
+    residual: float  # max |Σ parts − real output| over prompts and dimensions
+    relative_residual: float  # the same over max |real output|
+
+    def component(self, name: str) -> ComponentEffect:
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise InputError(f"MLP {self.layer} reads no component {name!r}")
+
+    def by_push(self) -> list[ComponentEffect]:
+        """Components by mean push, most toward the answer first."""
+        return sorted(self.components, key=lambda c: -c.push.value)
+
+    def by_gain(self, *, min_share: float = 0.05) -> list[ComponentEffect]:
+        """Components by |mean gain|; only those that wrote at least ``min_share`` of the largest norm."""
+        largest = max((c.norm for c in self.components), default=0.0)
+        sized = [c for c in self.components if c.norm >= min_share * largest and np.isfinite(c.gain.value)]
+        return sorted(sized, key=lambda c: -abs(c.gain.value))
+
+    def notable(self, top: int) -> set[str]:
+        """The ``top`` components pushing most toward and most against the answer, and the ``top`` by |gain|."""
+        pushed = self.by_push()
+        return {c.name for c in (*pushed[:top], *pushed[-top:], *self.by_gain()[:top])}
+
+    def as_dict(self, top: int = 10, keep: set[str] | None = None) -> dict[str, Any]:
+        """The record of this MLP; ``keep`` limits ``components`` to those names (all by default)."""
+        return {
+            "layer": self.layer, "mlp": mlp_name(self.layer), "total_push": self.total_push.as_dict(5),
+            "residual": float(f"{self.residual:.3g}"), "relative_residual": float(f"{self.relative_residual:.3g}"),
+            "top_by_push": [c.name for c in self.by_push()[:top]],
+            "top_by_gain": [c.name for c in self.by_gain()[:top]],
+            "n_components": len(self.components),
+            "components": [c.as_dict() for c in self.components if keep is None or c.name in keep],
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MovingHead:
+    """How much a head moves from the subject's positions to the last position: mean ‖Σ_s A v W_O‖."""
+
+    head: str
+    moved: Interval
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"head": self.head, "moved": self.moved.as_dict(5)}
+
+
+@dataclass(frozen=True)
+class MovingPart:
+    """A subject-moving head's part in a later MLP."""
+
+    head: str
+    layer: int
+    gain: Interval
+    push: Interval
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "head": self.head,
+            "layer": self.layer,
+            "gain": self.gain.as_dict(5),
+            "push": self.push.as_dict(5),
+        }
+
+
+@dataclass
+class MLPDecomposition:
+    """Per decomposed MLP the parts of its input components; the subject-moving heads and their parts."""
+
+    model: str
+    relation: str
+    template: str
+    n_layers: int
+    n_prompts: int
+    position: str
+    layers: list[LayerDecomposition]
+    moving_heads: list[MovingHead]  # every head, most moving first
+    moving_parts: list[MovingPart]  # the top moving heads' parts in the decomposed MLPs that read them
+    moving_total_push: dict[str, Interval] = field(default_factory=dict)  # per top head, Σ over those MLPs
+    n_moving: int = MOVING_HEADS
+    seconds: float = 0.0
+    n_boot: int = DEFAULT_BOOT
+    seed: int = 0
+
+    def layer(self, layer: int) -> LayerDecomposition:
+        for d in self.layers:
+            if d.layer == layer:
+                return d
+        raise InputError(f"layer {layer} was not decomposed; decomposed: {[d.layer for d in self.layers]}")
+
+    def top_moving(self) -> list[str]:
+        return [h.head for h in self.moving_heads[: self.n_moving]]
+
+    def parts_of(self, head: str) -> list[MovingPart]:
+        return [p for p in self.moving_parts if p.head == head]
+
+    @property
+    def residual(self) -> float:
+        """The largest relative residual of the sum over the decomposed layers."""
+        return max((d.relative_residual for d in self.layers), default=0.0)
+
+    def as_dict(self, top: int = 10) -> dict[str, Any]:
+        """The record; each MLP lists only the components notable in some MLP (top ``top`` by push either
+        way or by gain) and the subject-moving heads, so the file stays small."""
+        keep = set(self.top_moving()).union(*(d.notable(top) for d in self.layers))
+        return {
+            "analysis": "mlp", "model": self.model, "relation": self.relation, "template": self.template,
+            "n_layers": self.n_layers, "n_prompts": self.n_prompts, "position": self.position,
+            "gain": "<MLP_c, x_c> / |x_c|^2: the MLP's part for component c along what c wrote (> 0 amplifies, "
+                    "< 0 erases); mean over prompts, 95% bootstrap interval",
+            "push": "the part's direct effect on the answer's centred logit through the frozen final norm",
+            "components_listed": "components notable in some MLP (top by push either way, or by gain) and the "
+                                 "subject-moving heads",
+            "layers": [d.as_dict(top, keep) for d in self.layers],
+            "moving_heads": [h.as_dict() for h in self.moving_heads],
+            "top_moving": self.top_moving(),
+            "moving_parts": [p.as_dict() for p in self.moving_parts],
+            "moving_total_push": {h: iv.as_dict(5) for h, iv in self.moving_total_push.items()},
+            "max_relative_residual": float(f"{self.residual:.3g}"),
+            "seconds": round(self.seconds, 3), "n_boot": self.n_boot, "seed": self.seed,
+        }  # fmt: skip
+
+
+# ------------------------------------------------------------ the analysis
+
+
+def _intervals(values: np.ndarray, n_boot: int, seed: int) -> list[Interval]:
+    with warnings.catch_warnings():  # a column with no defined value (a zero bias) is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return bootstrap_intervals(values, n_boot=n_boot, seed=seed)
+
+
+def _moving(model: Any, prompts: Prompts, store: dict[str, Tensor]) -> np.ndarray:
+    """``[n, layers, heads]``: ‖what each head moves from the subject positions to the last position‖."""
+    n, n_heads = len(prompts), int(model.n_heads)
+    group = n_heads // int(model.n_kv_heads)
+    width = store["p0"].shape[-1]
+    mask = torch.zeros(n, width)
+    for i, roles in enumerate(prompts.roles):
+        mask[i, role_positions(roles)["subject"]] = 1.0
+    out = np.zeros((n, int(model.n_layers), n_heads))
+    for layer in range(int(model.n_layers)):
+        weights = store[f"p{layer}"] * mask[:, None]  # [n, heads, k]
+        values = store[f"v{layer}"].repeat_interleave(group, dim=2)  # [n, k, heads, e]
+        moved = torch.einsum("nhk,nkhe->nhe", weights, values)
+        written = torch.einsum("nhe,hed->nhd", moved, model.bridge.blocks[layer].attn.W_O.detach().float())
+        out[:, layer] = written.norm(dim=-1).numpy()
+    out[mask.sum(1).numpy() == 0] = np.nan  # no subject token before the last: nothing to move
+    return out
+
+
+def mlp_decomposition(
+    model: Any,
+    prompts: Prompts,
+    *,
+    layers: Sequence[int] | None = None,
+    position: str = "last",
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+    relation: str = "",
+    template: str = "",
+    progress: bool = True,
+    n_moving: int = MOVING_HEADS,
+) -> MLPDecomposition:
+    """Decompose the MLPs of ``layers`` (all by default) at ``position`` into their input components' parts.
+
+    ``position`` is ``"last"`` (where the answer is predicted) or ``"subject"``
+    (the last subject token). See the module docstring for gain and push.
+    """
+    started = time.perf_counter()
+    check_position(position)
+    chosen = check_layers(model, layers)
+    if n_moving < 1:
+        raise InputError(f"the number of subject-moving heads to follow must be positive, not {n_moving}")
+    store = _capture(model, prompts, position, chosen[-1])
+    bridge = model.bridge
+    final = FrozenNorm(bridge.ln_final, store["final"])
+    W_U = bridge.W_U.detach().float()
+    direction = W_U[:, prompts.answer].T - W_U.mean(1)  # [n, d]: the answer's centred unembedding
+    results: list[LayerDecomposition] = []
+    per_prompt: dict[int, tuple[list[str], np.ndarray, np.ndarray]] = {}
+    bar = progress_bar(len(chosen), "mlp decomposition", enabled=progress)
+    with torch.no_grad():
+        for layer in chosen:
+            names, components = _components(model, store, layer)
+            x = store[f"x{layer}"]
+            parts, constant = decompose(model, layer, components, x)
+            if names[-1] == "bias":
+                parts[:, -1] += constant
+            real = store[f"m{layer}"]
+            error = (parts.sum(1) - real).abs().max().item()
+            scale = max(real.abs().max().item(), 1e-30)
+            gain = gains(parts, components, x).numpy()
+            push = (final(parts, per_component=True) * direction[:, None]).sum(-1).numpy()
+            gain_iv, push_iv = _intervals(gain, n_boot, seed), _intervals(push, n_boot, seed)
+            norms = components.norm(dim=-1).mean(0).tolist()
+            effects = [ComponentEffect(name, g, p, float(s))
+                       for name, g, p, s in zip(names, gain_iv, push_iv, norms, strict=True)]  # fmt: skip
+            total = _intervals(push.sum(1, keepdims=True), n_boot, seed)[0]
+            results.append(LayerDecomposition(layer, effects, total, error, error / scale))
+            per_prompt[layer] = (names, gain, push)
+            bar.update(1)
+    bar.close()
+    moved = _moving(model, prompts, store)  # [n, layers, heads]
+    n_heads = int(model.n_heads)
+    moved_iv = _intervals(moved.reshape(len(prompts), -1), n_boot, seed)
+    heads = [MovingHead(head_name(i // n_heads, i % n_heads), iv) for i, iv in enumerate(moved_iv)]
+    heads.sort(key=lambda h: -h.moved.value if np.isfinite(h.moved.value) else np.inf)
+    moving_parts: list[MovingPart] = []
+    moving_total: dict[str, Interval] = {}
+    for head in heads[:n_moving]:
+        pushes_of_head = []
+        for d in results:
+            names, _, push = per_prompt[d.layer]
+            if head.head in names:
+                c = d.component(head.head)
+                moving_parts.append(MovingPart(head.head, d.layer, c.gain, c.push))
+                pushes_of_head.append(push[:, names.index(head.head)])
+        if pushes_of_head:
+            moving_total[head.head] = _intervals(
+                np.stack(pushes_of_head, 1).sum(1, keepdims=True), n_boot, seed
+            )[0]
+    return MLPDecomposition(
+        model.name, relation, template, int(model.n_layers), len(prompts), position, results, heads,
+        moving_parts, moving_total, n_moving=n_moving, seconds=time.perf_counter() - started, n_boot=n_boot,
+        seed=seed,
+    )  # fmt: skip
