@@ -198,6 +198,13 @@ def test_gallery_save_files_and_newest_circuit_per_relation(tmp_path: Path) -> N
     assert entry["files"] == ["a.csv", "b.bin", "c.txt"]
     # the rebuilt manifest keeps what it cannot recompute of the reuse entry
     assert gallery.rebuild_manifest()["entries"]["org__toy/reuse"]["metric"] == "m"
+    # every model-level folder of files is kept (analyses across relations), relation folders are not
+    gallery.save_files("org/toy", "suppression", {"suppression.json": "{}"}, {"relations": ["r1"]})
+    (tmp_path / "manifest.json").unlink()
+    rebuilt = gallery.rebuild_manifest()["entries"]
+    assert rebuilt["org__toy/suppression"] == {"kind": "suppression", "model": "org__toy",
+                                               "files": ["suppression.json"]}  # fmt: skip
+    assert "org__toy/r1" not in rebuilt and "org__toy/reuse" in rebuilt
 
 
 def test_broken_manifest_and_stored_graph(tmp_path: Path) -> None:

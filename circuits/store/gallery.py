@@ -6,7 +6,9 @@ Layout (model and relation names are made filesystem-safe)::
       manifest.json                       everything stored, one entry per folder
       <model>/<relation>/scored/          the scored graph (scores.safetensors, graph.json, relation.json)
       <model>/<relation>/<circuit>/       circuit.json (node-link), circuit.dot, circuit.svg
+      <model>/<relation>/mechanisms/      the mechanism analyses' records and figures (JSON, SVG)
       <model>/reuse/                      reuse matrices (CSV, SVG heatmaps), clustering, cross-task faithfulness
+      <model>/reuse_test/, suppression/   analyses across relations (JSON, SVG)
 
 Each folder is one unit, written whole into a hidden staging folder next to it
 and then swapped into place by two renames; a crash at any point leaves either
@@ -43,7 +45,6 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 CIRCUIT_FILE = "circuit.json"
 SCORED = "scored"
-REUSE = "reuse"
 MECHANISMS = "mechanisms"
 _FORMAT = "circuits.gallery/1"
 
@@ -335,10 +336,18 @@ class Gallery:
             previous = self.manifest()["entries"]
         except InputError:
             previous = {}
-        for path in sorted(self.root.glob(f"*/{REUSE}")):
+        for path in sorted(self.root.glob("*/*")):  # model-level folders of files: reuse, suppression, ...
+            hidden = path.name.startswith(".")  # a staging folder
+            files = (
+                sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() and not hidden else []
+            )
+            if not files:
+                continue
             key = path.relative_to(self.root).as_posix()
-            files = sorted(p.name for p in path.iterdir() if p.is_file())
-            entries[key] = {**previous.get(key, {"kind": REUSE, "model": path.parent.name}), "files": files}
+            entries[key] = {
+                **previous.get(key, {"kind": path.name, "model": path.parent.name}),
+                "files": files,
+            }
         for path in sorted(self.root.glob(f"*/*/{MECHANISMS}")):
             key = path.relative_to(self.root).as_posix()
             files = sorted(p.name for p in path.iterdir() if p.is_file())
