@@ -39,15 +39,18 @@ GALLERY ?= country_capital_city capital_city_country city_in_country country_lan
   company_country
 
 # the gallery in graphs/: circuits of ten relations, their reuse matrix, clustering and diagrams (~30 min),
-# then each relation's knockout, enrichment and extraction records and figures (~15 min)
+# then each relation's mechanism records and figures (knockout, enrichment, extraction, dla, motif, mlp), the
+# suppressors across the ten relations and the causal reuse test (~25 min)
 gallery: setup
 	$(VENV)/bin/circuits reuse $(GALLERY) --max-pairs 24 --size 150 --threads 1
 	$(MAKE) mechanisms
 
 mechanisms: setup
-	for relation in $(GALLERY); do for analysis in knockout enrichment extraction; do \
+	for relation in $(GALLERY); do for analysis in knockout enrichment extraction dla motif mlp; do \
 	  $(VENV)/bin/circuits $$analysis $$relation --max-pairs 24 --store graphs --quiet || exit 1; \
 	done; done
+	$(VENV)/bin/circuits suppression $(GALLERY) --max-pairs 40 --max-rank 10 --store graphs --quiet
+	$(VENV)/bin/circuits reuse-test $(GALLERY) --max-pairs 40 --store graphs --quiet
 
 test: setup
 	$(PY) -m pytest -q

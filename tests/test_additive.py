@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from circuits.mechanisms.additive_motif import GROUPS, additive_motif
 from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.lens import FrozenNorm, run_with_hooks
+from circuits.mechanisms.motif import GROUPS, additive_motif
+from circuits.mechanisms.per_source_dla import Thresholds, role_masks, source_attribution
 from circuits.mechanisms.roles import ROLES, role_positions
-from circuits.mechanisms.source_attribution import Thresholds, role_masks, source_attribution
 from circuits.pipeline.additive import candidate_answers
 from circuits.pipeline.mechanisms import PromptChoice, known_prompts
 from circuits.vocab import InputError, head_name, hook_point
@@ -212,3 +212,96 @@ def test_command_errors_name_what_was_wrong(capsys):
     assert code == 2 and "subject-share must be a share in [0, 1], not 2.0" in err
     with pytest.raises(SystemExit):
         run_cli(capsys, "dla", "country_capital_city", *TINY, "--direction", "sideways")
+
+
+# ------------------------------------------------------------ final-layer suppression
+
+
+def test_suppressors_are_negative_on_most_prompts_of_most_relations():
+    from circuits.mechanisms.suppressors import DirectEffect, choose_suppressors
+    from circuits.uncertainty import Interval
+
+    def c(name, value, share):
+        return DirectEffect(name, Interval(value, value, value), share)
+
+    effects = {"r1": [c("m9", -1.0, 0.9), c("a9.h0", -0.2, 0.6), c("a9.h1", 0.5, 0.1)],
+               "r2": [c("m9", -0.5, 0.8), c("a9.h0", 0.3, 0.4), c("a9.h1", -0.1, 0.7)],
+               "r3": [c("m9", 0.1, 0.4), c("a9.h0", -0.4, 0.7), c("a9.h1", 0.2, 0.3)]}  # fmt: skip
+    assert choose_suppressors(effects, majority=0.5, relations_share=0.5) == ["m9", "a9.h0"]
+    assert choose_suppressors(effects, majority=0.5, relations_share=1.0) == []
+    assert choose_suppressors(effects, majority=0.85, relations_share=0.3) == ["m9"]
+
+
+def test_text_loss_is_the_mean_next_token_cross_entropy(tiny_llama):
+    from circuits.mechanisms.suppressors import text_loss
+
+    texts = ["The capital of France is Paris", "Rome"]
+    losses = text_loss(tiny_llama, texts)
+    for text, loss in zip(texts, losses, strict=True):
+        ids = torch.tensor([tiny_llama.encode(text)])
+        logits = run_with_hooks(tiny_llama, ids, [])[0].float()
+        expected = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:])
+        assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llama):
+    from circuits.pipeline.suppression import run_suppression
+
+    choice = PromptChoice(max_pairs=10, max_rank=10**9)
+    kw = {"last_layers": 1, "majority": 0.0, "relations_share": 0.0, "n_control": 6, "n_boot": 20,
+          "progress": False}  # fmt: skip
+    same, record, _ = run_suppression(tiny_llama, ["country_capital_city"], choice, alpha=1.0, **kw)
+    assert same.suppressors  # with these thresholds every negative-on-average component qualifies
+    m = same.mitigation["country_capital_city"]
+    assert all(np.array_equal(m.before_values[k], m.after_values[k]) for k in m.before_values)
+    assert same.control["change"].value == 0.0
+    cut, record, _ = run_suppression(tiny_llama, ["country_capital_city"], choice, alpha=0.0, **kw)
+    m = cut.mitigation["country_capital_city"]
+    assert not np.array_equal(m.before_values["answer_prob"], m.after_values["answer_prob"])
+    assert cut.control["change"].value != 0.0
+    json.dumps(record, allow_nan=False)
+    # the effects are the components' direct effects on the scoring prompts
+    from circuits.mechanisms.lens import Prompts
+    from circuits.pipeline.suppression import relation_pairs
+
+    pairs = relation_pairs(tiny_llama, "country_capital_city", choice)
+    lp = last_position(tiny_llama, Prompts.of(pairs.scoring, tiny_llama.pad_id))
+    first = record["effects"]["country_capital_city"][0]
+    assert first["component"] == head_name(tiny_llama.n_layers - 1, 0)
+    expected = lp.effects()[:, lp.index(first["component"])]
+    assert first["effect"]["value"] == pytest.approx(float(expected.mean()), abs=1e-5)
+    assert first["negative_share"] == pytest.approx(float((expected < 0).float().mean()), abs=1e-4)
+
+
+def test_suppression_errors_name_what_was_wrong(capsys):
+    code, _, err = run_cli(capsys, "suppression", "country_capital_city", *TINY, "--alpha", "1.5")
+    assert code == 2 and "alpha scales the suppressors down and must lie in [0, 1], not 1.5" in err
+    code, _, err = run_cli(capsys, "suppression", "country_capital_city", *TINY, "--last-layers", "9")
+    assert code == 2 and "--last-layers must lie in [1, 3] for tiny-llama, not 9" in err
+
+
+def test_suppression_command_on_two_relations_and_an_lre_file(capsys, tmp_path):
+    lre = tmp_path / "river_country.json"
+    lre.write_text(json.dumps({
+        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
+        "samples": [{"subject": s, "object": o} for s, o in [
+            ("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
+            ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]],
+    }))  # fmt: skip
+    code, out, err = run_cli(capsys, "suppression", "country_capital_city", str(lre), *TINY, "--max-pairs", "8",
+                             "--control", "4", "--json", "--out", str(tmp_path / "out"))  # fmt: skip
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["relations"] == ["country_capital_city", "river_country"]
+    assert set(record["mitigation"]["river_country"]["before"]) == {"accuracy", "answer_prob"}
+    assert record["control"]["n_texts"] == 4
+    assert ET.parse(tmp_path / "out" / "suppression.svg").getroot().tag.endswith("svg")
+
+
+def test_every_public_mechanism_name_is_the_object_not_its_module():
+    import types
+
+    import circuits.mechanisms as mechanisms
+
+    for name in mechanisms.__all__:
+        assert not isinstance(getattr(mechanisms, name), types.ModuleType), name

@@ -37,6 +37,11 @@ TORCH_FREE = [
     "circuits.cli.analysis",
     "circuits.cli.additive",
     "circuits.draw.attribution_figures",
+    "circuits.draw.mlp_figures",
+    "circuits.cli.mlp",
+    "circuits.cli.interventions",
+    "circuits.draw.intervention_figures",
+    "circuits.mechanisms.edits",
 ]
 
 

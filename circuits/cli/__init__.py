@@ -5,7 +5,8 @@
 - :mod:`~circuits.cli.graphs`: ``extract``, ``render``, ``compare``, ``reuse``;
 - :mod:`~circuits.cli.channels`: ``channels``;
 - :mod:`~circuits.cli.mechanisms`: ``knockout``, ``enrichment``, ``extraction``;
-- :mod:`~circuits.cli.additive`: ``dla``, ``motif``, ``suppression``.
+- :mod:`~circuits.cli.additive`: ``dla``, ``motif``, ``suppression``;
+- :mod:`~circuits.cli.interventions`: ``intervene``, ``reuse-test``.
 
 Command modules parse, call a job of :mod:`circuits.pipeline` and print;
 they import torch only inside the command that runs a model, so
@@ -21,7 +22,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from circuits.cli import additive, channels, graphs, mechanisms, options, relations, scoring
+from circuits.cli import (
+    additive,
+    channels,
+    graphs,
+    interventions,
+    mechanisms,
+    mlp,
+    options,
+    relations,
+    scoring,
+)
 from circuits.vocab import CircuitsError, InputError
 
 __all__ = ["build_parser", "main"]
@@ -38,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text,
                               parents=[options.common(), *parents])  # fmt: skip
 
-    for group in (relations, scoring, graphs, channels, mechanisms, additive):
+    for group in (relations, scoring, graphs, channels, mechanisms, additive, mlp, interventions):
         group.register(add)
     return parser
 

@@ -1,7 +1,9 @@
-"""``circuits dla`` and ``motif``: what each head writes into the answer, by source, and how groups add up.
+"""``circuits dla``, ``motif`` and ``suppression``: what components write into the answer at the last position.
 
-Each command takes a relation (bundled name, LRE file or CSV with
-``--template``), keeps the facts the model knows, prints a table (or
+``dla`` splits each head's direct effect by source role, ``motif`` groups
+components and ranks the answer, ``suppression`` finds last-layer components
+that push the answer down across relations and scales them. Each command takes
+relations (bundled names, LRE files or CSVs with ``--template``), keeps the facts the model knows, prints a table (or
 ``--json``), and with ``--out DIR`` writes the JSON record and its SVG figure.
 """
 
@@ -11,7 +13,7 @@ import argparse
 from typing import Any
 
 from circuits.cli import options
-from circuits.cli.analysis import finish, heading, output_options, run_job
+from circuits.cli.analysis import finish, heading, output_options, prompt_choice, run_job
 
 __all__ = ["register"]
 
@@ -19,7 +21,7 @@ _CLASSES = ("subject", "relation", "mixed")
 
 
 def _thresholds(args: argparse.Namespace) -> Any:
-    from circuits.mechanisms.source_attribution import Thresholds
+    from circuits.mechanisms.per_source_dla import Thresholds
 
     return Thresholds(args.subject_share, args.relation_share, args.mixed_share, args.min_share)
 
@@ -71,6 +73,41 @@ def cmd_motif(args: argparse.Namespace) -> int:
     return finish(args, record, text, files)
 
 
+def cmd_suppression(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from circuits.pipeline.suppression import run_suppression
+
+    model = load_model(args.model, device=args.device)
+    result, record, files = run_suppression(
+        model, args.relations, prompt_choice(args), last_layers=args.last_layers, alpha=args.alpha,
+        majority=args.majority, relations_share=args.relations_share, heldout_fraction=args.heldout_fraction,
+        n_control=args.control, n_boot=args.boot, out=args.out, store=args.store, progress=not args.quiet,
+    )  # fmt: skip
+    text = [f"{record['model']}: last {len(result.layers)} layers ({', '.join(map(str, result.layers))}) on "
+            f"{len(result.relations)} relations; direct effect on the answer's centred logit, scoring prompts"]  # fmt: skip
+    text.append(f"suppressors (negative on > {result.majority:.0%} of prompts of >= "
+                f"{result.relations_share:.0%} of relations): " + (", ".join(
+                    f"{s} ({len(result.suppresses_on(s))}/{len(result.relations)})" for s in result.suppressors)
+                    or "none"))  # fmt: skip
+    for relation, comps in result.effects.items():
+        worst = sorted(comps, key=lambda c: c.effect.value)[:3]
+        text.append(f"  {relation}: most negative " + ", ".join(
+            f"{c.name} {c.effect.format(2)} (negative on {c.negative_share:.0%})" for c in worst))  # fmt: skip
+    text.append(f"mitigation: suppressors scaled by {result.alpha:g}, held-out prompts")
+    text.append(
+        f"{'relation':>24}{'n':>4}{'accuracy before':>24}{'after':>20}{'p(answer) before':>24}{'after':>20}"
+    )
+    for relation, m in result.mitigation.items():
+        text.append(f"{relation:>24}{m.n_prompts:>4}{m.before['accuracy'].format(2):>24}"
+                    f"{m.after['accuracy'].format(2):>20}{m.before['answer_prob'].format(3):>26}"
+                    f"{m.after['answer_prob'].format(3):>24}")  # fmt: skip
+    if result.control:
+        c = result.control
+        text.append(f"control: next-token loss on {result.control_texts} other sentences {c['before'].format(3)}"
+                    f" -> {c['after'].format(3)} nats; change {c['change'].format(3)}")  # fmt: skip
+    return finish(args, record, text, files)
+
+
 def _threshold_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subject-share", type=float, default=0.7,
                    help="a subject head takes at least this share of its positive DLA from the subject "
@@ -85,7 +122,7 @@ def _threshold_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(add: Any) -> None:
-    """Add ``dla`` and ``motif`` through ``add(name, help, *parents)``."""
+    """Add ``dla``, ``motif`` and ``suppression`` through ``add(name, help, *parents)``."""
     parents = (options.relation(), options.model(), options.pairs(), options.seed(), options.json_output(),
                options.quiet())  # fmt: skip
     p = add("dla", "every head's direct logit attribution at the last position, split by source role; "
@@ -97,6 +134,31 @@ def register(add: Any) -> None:
     _threshold_options(p)
     output_options(p)
     p.set_defaults(func=cmd_dla)
+
+    p = add("suppression", "last-layer components that push the answer down on most facts of most relations, "
+            "and scaling them by alpha (Lv et al. 2024)", options.model(), options.pairs(), options.seed(),
+            options.json_output(), options.quiet())  # fmt: skip
+    p.add_argument("relations", nargs="+", metavar="RELATION",
+                   help="bundled relation names, LRE-schema JSON files or subject,object CSVs")  # fmt: skip
+    p.add_argument(
+        "--template", help="a template with one '{}' for every relation (default: each one's first)"
+    )
+    p.add_argument("--last-layers", type=int, default=2, help="how many final layers to examine (default 2)")
+    p.add_argument(
+        "--alpha", type=float, default=0.5, help="scale of the suppressors, in [0, 1] (default 0.5)"
+    )
+    p.add_argument("--majority", type=float, default=0.5,
+                   help="a component suppresses on a relation when negative on more than this share of its "
+                   "prompts (default 0.5)")  # fmt: skip
+    p.add_argument("--relations-share", type=float, default=0.5,
+                   help="... and is a suppressor when it does on at least this share of the relations "
+                   "(default 0.5)")  # fmt: skip
+    p.add_argument("--heldout-fraction", type=float, default=0.4,
+                   help="share of each relation's pairs held out to measure the mitigation (default 0.4)")  # fmt: skip
+    p.add_argument("--control", type=int, default=64, metavar="N",
+                   help="control sentences from relations not analysed (default 64)")  # fmt: skip
+    output_options(p)
+    p.set_defaults(func=cmd_suppression)
 
     p = add("motif", "the additive motif: subject, relation and mixed heads, MLPs and the rest, each alone "
             "and summed, ranking the answer among the relation's candidates (Chughtai et al. 2024)",

@@ -12,7 +12,7 @@ from typing import Any
 
 from circuits.draw.plotting import pyplot, series, title, to_svg
 
-__all__ = ["dla_figure", "motif_figure"]
+__all__ = ["dla_figure", "motif_figure", "suppression_figure"]
 
 _GROUP_COLOURS = {"subject heads": "#1b9e77", "relation heads": "#d95f02", "mixed heads": "#7570b3",
                   "MLPs": "#e7298a", "rest": "#999999", "sum": "#333333"}  # fmt: skip
@@ -85,5 +85,65 @@ def motif_figure(record: dict[str, Any]) -> str:
     right.set_ylabel(f"share of prompts ranking the answer\nfirst of {record['n_candidates']} candidates")
     right.set_title("motif: no group alone ranks it first, the sum does", fontsize=8)
     fig.suptitle(title(record, "Additive motif"), fontsize=10)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
+    """Last-layer direct effects per relation (heatmap), and accuracy / p(answer) before and after mitigation.
+
+    >>> iv = {"value": -0.5, "low": -0.7, "high": -0.3}
+    >>> m = {"before": {"accuracy": iv, "answer_prob": iv}, "after": {"accuracy": iv, "answer_prob": iv}}
+    >>> svg = suppression_figure({"model": "m", "relation": "r", "n_prompts": 2, "relations": ["r"],
+    ...     "alpha": 0.5, "effects": {"r": [{"component": "m1", "effect": iv, "negative_share": 1.0}]},
+    ...     "suppressors": [{"component": "m1", "relations": ["r"]}], "mitigation": {"r": m}, "control": {}})
+    >>> "m1 *" in svg
+    True
+    """
+    import numpy as np
+
+    plt = pyplot()
+    relations = record["relations"]
+    names = [c["component"] for c in record["effects"][relations[0]]]
+    values = np.array([[c["effect"]["value"] or 0.0 for c in record["effects"][r]] for r in relations]).T
+    suppressors = {s["component"] for s in record["suppressors"]}
+    order = sorted(range(len(names)), key=lambda i: (names[i] not in suppressors, -np.abs(values[i]).mean()))
+    order = order[: max(rows, len(suppressors))]
+    fig, (heat, acc, prob) = plt.subplots(1, 3, figsize=(14, 2.4 + 0.32 * max(len(order), len(relations))),
+                                          gridspec_kw={"width_ratios": [1.3, 1, 1]})  # fmt: skip
+    shown = values[order]
+    bound = float(np.abs(shown).max()) or 1.0
+    image = heat.imshow(shown, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    heat.set_yticks(range(len(order)), [names[i] + (" *" if names[i] in suppressors else "") for i in order],
+                    fontsize=8)  # fmt: skip
+    heat.set_xticks(range(len(relations)), relations, rotation=40, ha="right", fontsize=7)
+    fig.colorbar(image, ax=heat, shrink=0.8).set_label(
+        "direct effect on the\nanswer's centred logit", fontsize=8
+    )
+    heat.set_title("last-layer components (* suppressor)", fontsize=9)
+    width = 0.4
+    for ax, metric, label in ((acc, "accuracy", "top-1 accuracy"), (prob, "answer_prob", "p(answer)")):
+        for offset, when, colour in ((-width / 2, "before", "#999999"), (width / 2, "after", "#1b9e77")):
+            value, low, high = series([record["mitigation"][r][when][metric] for r in relations])
+            errors = [[v - lo for v, lo in zip(value, low, strict=True)],
+                      [hi - v for v, hi in zip(value, high, strict=True)]]  # fmt: skip
+            ax.barh([i + offset for i in range(len(relations))], value, height=width, color=colour,
+                    xerr=errors, ecolor="#444444", error_kw={"lw": 0.8, "capsize": 1.5},
+                    label=f"{when}" + (f" (suppressors × {record['alpha']:g})" if when == "after" else ""))  # fmt: skip
+        ax.set_yticks(range(len(relations)), relations, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"{label} on held-out prompts")
+        ax.grid(alpha=0.25, axis="x")
+    acc.set_xlim(0, 1.05)
+    prob.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    acc.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False, ncol=2)
+    control = record.get("control") or {}
+    note = ""
+    if control.get("before"):
+        b, a = control["before"], control["after"]
+        note = (f"control: next-token loss on {control.get('n_texts', 0)} other sentences "
+                f"{b['value']:.3f} → {a['value']:.3f} nats (change {control['change']['value']:+.3f} "
+                f"[{control['change']['low']:+.3f}, {control['change']['high']:+.3f}])")  # fmt: skip
+    fig.suptitle(title(record, "Final-layer suppression") + ("\n" + note if note else ""), fontsize=10)
     fig.tight_layout()
     return to_svg(fig)

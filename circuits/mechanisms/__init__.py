@@ -8,10 +8,16 @@
   and which heads, write the answer at the last position;
 - :mod:`~circuits.mechanisms.direct_effects`: every component's direct effect on
   the answer at the last position, heads split by source position;
-- :mod:`~circuits.mechanisms.source_attribution`: per-role direct logit attribution
+- :mod:`~circuits.mechanisms.per_source_dla`: per-role direct logit attribution
   and subject, relation and mixed heads (Chughtai et al. 2024);
-- :mod:`~circuits.mechanisms.additive_motif`: groups of components ranking the
+- :mod:`~circuits.mechanisms.motif`: groups of components ranking the
   answer alone and summed;
+- :mod:`~circuits.mechanisms.suppressors`: last-layer components that push the
+  answer down, and scaling them (Lv et al. 2024);
+- :mod:`~circuits.mechanisms.mlp_parts`: an MLP's output split into the parts
+  due to each upstream component (Lv et al. 2024);
+- :mod:`~circuits.mechanisms.edits` and :mod:`~circuits.mechanisms.interventions`:
+  scaling and ablating nodes, edges and output subspaces, before and after;
 - :mod:`~circuits.mechanisms.roles`, :mod:`~circuits.mechanisms.attributes`
   (torch-free) and :mod:`~circuits.mechanisms.lens` (the logit lens, frozen
   norms, prompt batches) support them.
@@ -28,23 +34,32 @@ from typing import Any
 
 __all__ = [
     "ROLES",
+    "Edit",
     "EnrichmentResult",
     "ExtractionResult",
+    "InterventionResult",
     "KnockoutResult",
     "LastPosition",
+    "MLPDecomposition",
     "MotifResult",
     "Prompts",
     "SourceAttribution",
+    "SuppressionResult",
     "Thresholds",
     "additive_motif",
     "attribute_words",
     "default_window",
     "enrichment",
     "extraction",
+    "intervene",
     "knockout",
     "last_position",
+    "mlp_decomposition",
+    "node_hooks",
+    "parse_edits",
     "parse_source_sets",
     "source_attribution",
+    "suppression",
 ]
 
 _WHERE = {
@@ -55,9 +70,12 @@ _WHERE = {
     "EnrichmentResult": "subject_enrichment", "enrichment": "subject_enrichment",
     "ExtractionResult": "attribute_extraction", "extraction": "attribute_extraction",
     "LastPosition": "direct_effects", "last_position": "direct_effects",
-    "SourceAttribution": "source_attribution", "Thresholds": "source_attribution",
-    "source_attribution": "source_attribution",
-    "MotifResult": "additive_motif", "additive_motif": "additive_motif",
+    "SourceAttribution": "per_source_dla", "Thresholds": "per_source_dla", "source_attribution": "per_source_dla",
+    "MotifResult": "motif", "additive_motif": "motif",
+    "MLPDecomposition": "mlp_parts", "mlp_decomposition": "mlp_parts",
+    "SuppressionResult": "suppressors", "suppression": "suppressors",
+    "Edit": "interventions", "InterventionResult": "interventions", "intervene": "interventions",
+    "parse_edits": "interventions", "node_hooks": "interventions",
 }  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """The additive motif (Chughtai et al. 2024): the answer emerges only from the sum of groups.
 
 The direct effects at the last position are grouped: subject heads, relation
-heads and mixed heads (from :mod:`~circuits.mechanisms.source_attribution`),
+heads and mixed heads (from :mod:`~circuits.mechanisms.per_source_dla`),
 all MLPs, and the rest (the input embedding, unclassified heads, biases and the
 final norm's and unembedding's constant). Each group's direct logits are read
 on the relation's *candidate answers* (the first tokens of all its objects).

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from circuits.draw.attribution_figures import dla_figure, motif_figure
-from circuits.mechanisms.additive_motif import MotifResult, additive_motif
 from circuits.mechanisms.lens import Prompts
-from circuits.mechanisms.source_attribution import SourceAttribution, Thresholds, source_attribution
+from circuits.mechanisms.motif import MotifResult, additive_motif
+from circuits.mechanisms.per_source_dla import SourceAttribution, Thresholds, source_attribution
 from circuits.pipeline.mechanisms import PromptChoice, run_analysis
 from circuits.relations.facts import answer_token
 from circuits.relations.pairs import PairSet
