@@ -262,9 +262,9 @@ def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llam
     json.dumps(record, allow_nan=False)
     # the effects are the components' direct effects on the scoring prompts
     from circuits.mechanisms.lens import Prompts
-    from circuits.pipeline.suppression import relation_pairs
+    from circuits.pipeline.mechanisms import choice_pairs
 
-    pairs = relation_pairs(tiny_llama, "country_capital_city", choice)
+    pairs = choice_pairs(tiny_llama, "country_capital_city", choice, heldout_fraction=0.4)
     lp = last_position(tiny_llama, Prompts.of(pairs.scoring, tiny_llama.pad_id))
     first = record["effects"]["country_capital_city"][0]
     assert first["component"] == head_name(tiny_llama.n_layers - 1, 0)

@@ -42,7 +42,7 @@ from circuits.mechanisms.interventions import (
     scoring_means,
 )
 from circuits.models import LoadedModel, load_model
-from circuits.pipeline.mechanisms import PromptChoice, write_record
+from circuits.pipeline.mechanisms import PromptChoice, choice_pairs, write_record
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
 from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
@@ -58,13 +58,6 @@ HEAD_RULE = ("a head is in a circuit when it sends one of its edges (a{l}.h{h}) 
              "only without grouped-query attention")  # fmt: skip
 SPECIFIC_RULE = ("specific heads: the relation's circuit heads outside the core, ranked by their total |edge score| "
                  "in the relation's scored graph (every edge they send or receive), as many as the core has")  # fmt: skip
-
-
-def _relation(relation: str | Path | Relation, template: str | None) -> Relation:
-    rel = relation if isinstance(relation, Relation) else load_relation(relation, template=template)
-    if template is not None:
-        rel = dataclasses.replace(rel, prompt_templates=(template, *rel.prompt_templates[1:]))
-    return rel
 
 
 def run_intervene(
@@ -99,9 +92,7 @@ def run_intervene(
     """
     choice = choice or PromptChoice()
     edits = parse_edits(model, scale=scale, ablate=ablate, subspace=subspace)
-    rel = _relation(relation, choice.template)
-    pairs = make_pairs(model, rel, seed=choice.seed, heldout_fraction=heldout_fraction, max_pairs=choice.max_pairs,
-                       max_rank=choice.max_rank, min_prob=choice.min_prob)  # fmt: skip
+    pairs = choice_pairs(model, relation, choice, heldout_fraction=heldout_fraction)
     result = intervene(model, pairs, edits, split=split, n_boot=n_boot, seed=choice.seed, progress=progress)
     record = result.as_dict()
     record["prompts"] = {**choice.as_dict(), "template": pairs.template, "n_facts": pairs.n_facts,

@@ -55,15 +55,21 @@ class PromptChoice:
         return dataclasses.asdict(self)
 
 
-def known_prompts(model: Any, relation: str | Path | Relation, choice: PromptChoice | None = None,
-                  ) -> tuple[Prompts, PairSet]:  # fmt: skip
-    """The relation's known-fact prompts (in the seeded order scoring uses) as one :class:`Prompts`."""
+def choice_pairs(model: Any, relation: str | Path | Relation, choice: PromptChoice | None = None, *,
+                 heldout_fraction: float = 0.0) -> PairSet:  # fmt: skip
+    """The relation's known-fact pairs under ``choice`` (filter, cap, seed, template), split with ``heldout_fraction``."""
     choice = choice or PromptChoice()
     rel = relation if isinstance(relation, Relation) else load_relation(relation, template=choice.template)
     if choice.template is not None:
         rel = dataclasses.replace(rel, prompt_templates=(choice.template, *rel.prompt_templates[1:]))
-    pairs = make_pairs(model, rel, seed=choice.seed, heldout_fraction=0.0, max_pairs=choice.max_pairs,
-                       max_rank=choice.max_rank, min_prob=choice.min_prob)  # fmt: skip
+    return make_pairs(model, rel, seed=choice.seed, heldout_fraction=heldout_fraction, max_pairs=choice.max_pairs,
+                      max_rank=choice.max_rank, min_prob=choice.min_prob)  # fmt: skip
+
+
+def known_prompts(model: Any, relation: str | Path | Relation, choice: PromptChoice | None = None,
+                  ) -> tuple[Prompts, PairSet]:  # fmt: skip
+    """The relation's known-fact prompts (in the seeded order scoring uses) as one :class:`Prompts`."""
+    pairs = choice_pairs(model, relation, choice)
     return Prompts.of(pairs.pairs, model.pad_id), pairs
 
 

@@ -10,7 +10,6 @@ gallery's ``<model>/suppression/``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 from collections.abc import Sequence
@@ -20,26 +19,15 @@ from typing import Any
 from circuits.draw.attribution_figures import suppression_figure
 from circuits.io import atomic_write_json, atomic_write_text
 from circuits.mechanisms.suppressors import SuppressionResult, suppression
-from circuits.pipeline.mechanisms import PromptChoice
+from circuits.pipeline.mechanisms import PromptChoice, choice_pairs
 from circuits.relations import load_relation
-from circuits.relations.pairs import PairSet, make_pairs
 from circuits.relations.schema import Relation, bundled_relations
 from circuits.store.gallery import Gallery
 from circuits.uncertainty import DEFAULT_BOOT
 
-__all__ = ["control_sentences", "relation_pairs", "run_suppression"]
+__all__ = ["control_sentences", "run_suppression"]
 
 NAME = "suppression"
-
-
-def relation_pairs(model: Any, relation: str | Path | Relation, choice: PromptChoice, *,
-                   heldout_fraction: float = 0.4) -> PairSet:  # fmt: skip
-    """A relation's known-fact pairs split into scoring and held-out prompts under ``choice``."""
-    rel = relation if isinstance(relation, Relation) else load_relation(relation, template=choice.template)
-    if choice.template is not None:
-        rel = dataclasses.replace(rel, prompt_templates=(choice.template, *rel.prompt_templates[1:]))
-    return make_pairs(model, rel, seed=choice.seed, heldout_fraction=heldout_fraction, max_pairs=choice.max_pairs,
-                      max_rank=choice.max_rank, min_prob=choice.min_prob)  # fmt: skip
 
 
 def control_sentences(exclude: Sequence[str], n: int, *, seed: int = 0) -> list[str]:
@@ -86,7 +74,7 @@ def run_suppression(
     ([2], ['accuracy', 'answer_prob'])
     """
     choice = choice or PromptChoice()
-    pair_sets = [relation_pairs(model, r, choice, heldout_fraction=heldout_fraction) for r in relations]
+    pair_sets = [choice_pairs(model, r, choice, heldout_fraction=heldout_fraction) for r in relations]
     names = [p.relation.name for p in pair_sets]
     texts = control_sentences(names, n_control, seed=choice.seed)
     result = suppression(model, pair_sets, last_layers=last_layers, alpha=alpha, majority=majority,
