@@ -82,3 +82,30 @@ def toy_scored(relation: str = "rel", seed: int = 0) -> ScoredGraph:
     return ScoredGraph(
         TOY_SHAPE, scores, {"model": "org/toy", "relation": relation, "score_method": "eap", "seed": seed}
     )
+
+
+RIVERS = [("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
+          ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]  # fmt: skip
+
+
+@pytest.fixture
+def river_lre(tmp_path):
+    """An LRE-schema relation file no bundled relation resembles: eight rivers and their countries."""
+    import json
+
+    path = tmp_path / "river_country.json"
+    path.write_text(json.dumps({
+        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
+        "prompt_templates_zs": [], "properties": {"relation_type": "factual"},
+        "samples": [{"subject": s, "object": o} for s, o in RIVERS],
+    }))  # fmt: skip
+    return path
+
+
+def run_cli(capsys, *argv):
+    """``circuits ARGV...`` in-process: (exit status, stdout, stderr)."""
+    from circuits.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.lens import FrozenNorm, run_with_hooks
@@ -171,14 +172,6 @@ def test_frozen_norm_pullback_is_exact(tiny_gpt2, prompts_of):
 TINY = ["--model", "tiny-llama", "--max-rank", "1000000000", "--max-pairs", "6", "--boot", "50"]
 
 
-def run_cli(capsys, *argv):
-    from circuits.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.parametrize("command", ["dla", "motif"])
 def test_commands_write_strict_json_and_a_figure(capsys, tmp_path, command):
     code, out, err = run_cli(capsys, command, "country_capital_city", *TINY, "--json", "--out", str(tmp_path))
@@ -189,15 +182,8 @@ def test_commands_write_strict_json_and_a_figure(capsys, tmp_path, command):
     assert ET.parse(tmp_path / f"{command}.svg").getroot().tag.endswith("svg")
 
 
-def test_commands_work_on_an_lre_file_never_seen(capsys, tmp_path):
-    lre = tmp_path / "river_country.json"
-    lre.write_text(json.dumps({
-        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
-        "prompt_templates_zs": [], "properties": {"relation_type": "factual"},
-        "samples": [{"subject": s, "object": o} for s, o in [
-            ("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
-            ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]],
-    }))  # fmt: skip
+def test_commands_work_on_an_lre_file_never_seen(capsys, tmp_path, river_lre):
+    lre = river_lre
     code, out, err = run_cli(capsys, "dla", str(lre), *TINY, "--direction", "logit-diff", "--top", "3")
     assert code == 0, err
     assert "tiny-llama / river_country:" in out and "logit difference" in out
@@ -280,14 +266,8 @@ def test_suppression_errors_name_what_was_wrong(capsys):
     assert code == 2 and "--last-layers must lie in [1, 3] for tiny-llama, not 9" in err
 
 
-def test_suppression_command_on_two_relations_and_an_lre_file(capsys, tmp_path):
-    lre = tmp_path / "river_country.json"
-    lre.write_text(json.dumps({
-        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
-        "samples": [{"subject": s, "object": o} for s, o in [
-            ("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
-            ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]],
-    }))  # fmt: skip
+def test_suppression_command_on_two_relations_and_an_lre_file(capsys, tmp_path, river_lre):
+    lre = river_lre
     code, out, err = run_cli(capsys, "suppression", "country_capital_city", str(lre), *TINY, "--max-pairs", "8",
                              "--control", "4", "--json", "--out", str(tmp_path / "out"))  # fmt: skip
     assert code == 0, err

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from circuits.attribution import Harness
 from circuits.evaluate import Evaluator
@@ -279,14 +280,6 @@ def test_edits_print_as_their_specs(tiny_llama):
 # ------------------------------------------------------------------ the commands
 
 
-def run_cli(capsys, *argv):
-    from circuits.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 TINY = ["--model", "tiny-llama", "--max-rank", "1000000000", "--max-pairs", "8", "--boot", "50", "--quiet"]
 
 
@@ -297,7 +290,7 @@ def strict(text):
     return json.loads(text, parse_constant=refuse)
 
 
-def test_intervene_command_on_a_bundled_relation_and_an_unseen_lre_file(capsys, tmp_path):
+def test_intervene_command_on_a_bundled_relation_and_an_unseen_lre_file(capsys, tmp_path, river_lre):
     code, out, err = run_cli(capsys, "intervene", RELATION, *TINY, "--ablate", "a1.h0:zero", "--scale", "m2=0.5",
                              "--ablate", "a0.h1->a2.h0<v>:counterfactual", "--subspace", "a2.h1:3", "--json",
                              "--out", str(tmp_path / "a"))  # fmt: skip
@@ -312,14 +305,7 @@ def test_intervene_command_on_a_bundled_relation_and_an_unseen_lre_file(capsys, 
     assert record["n_prompts"] == 3 and record["split"] == "heldout" and record["n_boot"] == 50
     assert ET.parse(tmp_path / "a" / "intervene.svg").getroot().tag.endswith("svg")
 
-    lre = tmp_path / "river_country.json"
-    lre.write_text(json.dumps({
-        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
-        "prompt_templates_zs": [], "properties": {"relation_type": "factual"},
-        "samples": [{"subject": s, "object": o} for s, o in [
-            ("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
-            ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]],
-    }))  # fmt: skip
+    lre = river_lre
     code, out, err = run_cli(capsys, "intervene", str(lre), *TINY, "--split", "all")
     assert code == 0, err
     assert "tiny-llama / river_country:" in out and "no edits (after = before)" in out

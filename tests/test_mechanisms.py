@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from circuits.mechanisms.attention_knockout import _blocking_hooks, knockout
 from circuits.mechanisms.attribute_extraction import extraction
@@ -317,14 +318,6 @@ def test_records_are_strict_json_and_figures_are_svg(tiny_llama):
 TINY = ["--model", "tiny-llama", "--max-rank", "1000000000", "--max-pairs", "6", "--boot", "50"]
 
 
-def run_cli(capsys, *argv):
-    from circuits.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.mark.parametrize("command", ["knockout", "enrichment", "extraction"])
 def test_commands_write_json_and_a_figure_for_a_bundled_relation(capsys, tmp_path, command):
     code, out, _ = run_cli(capsys, command, "country_capital_city", *TINY, "--json", "--out", str(tmp_path))
@@ -335,15 +328,8 @@ def test_commands_write_json_and_a_figure_for_a_bundled_relation(capsys, tmp_pat
     assert ET.parse(tmp_path / f"{command}.svg").getroot().tag.endswith("svg")
 
 
-def test_commands_work_on_an_lre_file_never_seen(capsys, tmp_path):
-    lre = tmp_path / "river_country.json"
-    lre.write_text(json.dumps({
-        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
-        "prompt_templates_zs": [], "properties": {"relation_type": "factual"},
-        "samples": [{"subject": s, "object": o} for s, o in [
-            ("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
-            ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]],
-    }))  # fmt: skip
+def test_commands_work_on_an_lre_file_never_seen(capsys, tmp_path, river_lre):
+    lre = river_lre
     for command in ("knockout", "enrichment", "extraction"):
         code, out, err = run_cli(capsys, command, str(lre), *TINY)
         assert code == 0, err

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from circuits.mechanisms.lens import FrozenNorm
 from circuits.mechanisms.mlp_parts import decompose, gains, input_components, mlp_decomposition
@@ -228,14 +229,6 @@ def test_the_job_writes_a_strict_json_record_and_an_svg_figure(tiny_gpt2, tmp_pa
     )
 
 
-def run_cli(capsys, *argv):
-    from circuits.cli import main
-
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_command_prints_json_and_writes_files_for_a_bundled_relation(capsys, tmp_path):
     code, out, err = run_cli(capsys, "mlp", "country_capital_city", *TINY, "--json", "--out", str(tmp_path))
     assert code == 0, err
@@ -245,15 +238,8 @@ def test_command_prints_json_and_writes_files_for_a_bundled_relation(capsys, tmp
     assert ET.parse(tmp_path / "mlp.svg").getroot().tag.endswith("svg")
 
 
-def test_command_on_an_lre_file_never_seen_with_chosen_layers_and_position(capsys, tmp_path):
-    lre = tmp_path / "river_country.json"
-    lre.write_text(json.dumps({
-        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
-        "prompt_templates_zs": [], "properties": {"relation_type": "factual"},
-        "samples": [{"subject": s, "object": o} for s, o in [
-            ("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
-            ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]],
-    }))  # fmt: skip
+def test_command_on_an_lre_file_never_seen_with_chosen_layers_and_position(capsys, tmp_path, river_lre):
+    lre = river_lre
     code, out, err = run_cli(capsys, "mlp", str(lre), *TINY, "--layer", "2", "--layer", "1", "--position",
                              "subject", "--top", "3")  # fmt: skip
     assert code == 0, err

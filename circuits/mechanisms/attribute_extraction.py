@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from circuits.attribution.harness import Harness
-from circuits.mechanisms.lens import FrozenNorm, Prompts, answer_ranks, run_with_hooks
+from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, answer_ranks, run_with_hooks
 from circuits.progress import progress_bar
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
 from circuits.vocab import InputError, head_name, hook_point
@@ -108,20 +107,12 @@ def extraction(
     harness = Harness(model)
     bridge = model.bridge
     tokens = prompts.tokens.to(model.device)
-    rows = prompts.rows()
     last = prompts.last
-    store: dict[str, Tensor] = {}
-
-    def grab(name: str) -> Any:
-        def hook(x: Tensor, hook: Any) -> Tensor:
-            store[name] = x[rows, last.to(x.device)].detach().float()
-            return x
-
-        return hook
-
-    hooks = [(hook_point("final_in"), grab("final"))]
+    rec = Recorder(prompts.rows())
+    store = rec.store
+    hooks = [(hook_point("final_in"), rec.at("final", last))]
     for layer in range(n_layers):
-        hooks += [(hook_point(p, layer), grab(f"{p}{layer}")) for p in ("attn_out", "mlp_out", "z")]
+        hooks += [(hook_point(p, layer), rec.at(f"{p}{layer}", last)) for p in ("attn_out", "mlp_out", "z")]
     run_with_hooks(model, tokens, hooks)
     norm = FrozenNorm(bridge.ln_final, store["final"])  # [n, 1] scale from the clean run
     W_U = bridge.W_U.detach().float()

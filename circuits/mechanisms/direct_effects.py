@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from circuits.attribution.harness import Harness
-from circuits.mechanisms.lens import FrozenNorm, Prompts, run_with_hooks
+from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, run_with_hooks
 from circuits.vocab import INPUT, InputError, head_name, hook_point, mlp_name
 
 __all__ = ["BIAS", "DIRECTIONS", "LastPosition", "last_position"]
@@ -111,37 +111,18 @@ def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") ->
     group = n_heads // int(model.n_kv_heads)
     harness = Harness(model)
     bridge = model.bridge
-    rows = prompts.rows()
     last = prompts.last
-    store: dict[str, Tensor] = {}
-
-    def at_last(name: str) -> Any:
-        def hook(x: Tensor, hook: Any) -> Tensor:
-            store[name] = x[rows, last.to(x.device)].detach().float()
-            return x
-
-        return hook
-
-    def whole(name: str) -> Any:
-        def hook(x: Tensor, hook: Any) -> Tensor:
-            store[name] = x.detach().float()
-            return x
-
-        return hook
-
-    def last_query(name: str) -> Any:
-        def hook(x: Tensor, hook: Any) -> Tensor:  # [batch, heads, query, key] -> the last query's row
-            store[name] = x[rows, :, last.to(x.device)].detach().float()
-            return x
-
-        return hook
-
-    hooks = [(hook_point("resid_pre", 0), at_last(INPUT)), (hook_point("final_in"), at_last("final"))]
+    rec = Recorder(prompts.rows())
+    store = rec.store
+    hooks = [
+        (hook_point("resid_pre", 0), rec.at(INPUT, last)),
+        (hook_point("final_in"), rec.at("final", last)),
+    ]
     for layer in range(n_layers):
-        hooks += [(hook_point("z", layer), at_last(f"z{layer}")), (hook_point("v", layer), whole(f"v{layer}")),
-                  (hook_point("pattern", layer), last_query(f"A{layer}")),
-                  (hook_point("attn_out", layer), at_last(f"attn{layer}")),
-                  (hook_point("mlp_out", layer), at_last(mlp_name(layer)))]  # fmt: skip
+        hooks += [(hook_point("z", layer), rec.at(f"z{layer}", last)), (hook_point("v", layer), rec.whole(f"v{layer}")),
+                  (hook_point("pattern", layer), rec.query_row(f"A{layer}", last)),
+                  (hook_point("attn_out", layer), rec.at(f"attn{layer}", last)),
+                  (hook_point("mlp_out", layer), rec.at(mlp_name(layer), last))]  # fmt: skip
     run_with_hooks(model, prompts.tokens.to(model.device), hooks)
 
     norm = FrozenNorm(bridge.ln_final, store["final"])

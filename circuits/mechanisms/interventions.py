@@ -205,25 +205,24 @@ def node_hooks(
 ) -> list[Hook]:
     """Forward hooks ``(hook_name, fn)`` that apply the node edits of ``edits`` (edge edits are skipped).
 
-        Scale, zero and subspace edits, and mean ablations (given ``means``, the
-        ``[senders, d_model]`` output of :func:`circuits.attribution.mean_senders`),
-        work on any batch of tokens of any length. Counterfactual ablations read
-        the unedited model's outputs on ``corrupt_tokens`` (one forward, run here),
-        so the hooks then apply only to batches of that shape. Use them with
-        ``model.bridge.hooks(fwd_hooks=...)`` or
-        :func:`circuits.mechanisms.lens.run_with_hooks`.
+    Scale, zero and subspace edits, and mean ablations (given ``means``, the
+    ``[senders, d_model]`` output of :func:`circuits.attribution.mean_senders`),
+    work on any batch of tokens of any length. Counterfactual ablations read
+    the unedited model's outputs on ``corrupt_tokens`` (one forward, run here),
+    so the hooks then apply only to batches of that shape. Use them with
+    ``model.bridge.hooks(fwd_hooks=...)`` or
+    :func:`circuits.mechanisms.lens.run_with_hooks`.
 
-        >>> import torch
-        >>> from circuits import load_model
-        >>> from circuits.mechanisms.edits import Edit, parse_edits
-    from circuits.mechanisms.lens import run_with_hooks
-        >>> model = load_model("tiny-llama")
-        >>> tokens = torch.tensor([[1, 2, 3, 4, 5, 6, 7]])
-        >>> hooks = node_hooks(model, parse_edits(model, scale=["a1.h0=1", "m2=1"]))
-        >>> [name for name, _ in hooks]
-        ['blocks.1.attn.hook_z', 'blocks.2.hook_mlp_out']
-        >>> bool((run_with_hooks(model, tokens, hooks) == run_with_hooks(model, tokens, [])).all())
-        True
+    >>> import torch
+    >>> from circuits import load_model
+    >>> from circuits.mechanisms.lens import run_with_hooks
+    >>> model = load_model("tiny-llama")
+    >>> tokens = torch.tensor([[1, 2, 3, 4, 5, 6, 7]])
+    >>> hooks = node_hooks(model, parse_edits(model, scale=["a1.h0=1", "m2=1"]))
+    >>> [name for name, _ in hooks]
+    ['blocks.1.attn.hook_z', 'blocks.2.hook_mlp_out']
+    >>> bool((run_with_hooks(model, tokens, hooks) == run_with_hooks(model, tokens, [])).all())
+    True
     """
     nodes = [e for e in edits if not e.is_edge]
     cf = [e for e in nodes if e.op == "ablate" and e.ablation is Ablation.COUNTERFACTUAL]

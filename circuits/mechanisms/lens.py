@@ -24,7 +24,7 @@ from torch import Tensor
 from circuits.relations.facts import pad_rows
 from circuits.vocab import InputError
 
-__all__ = ["FrozenNorm", "Prompts", "answer_ranks", "decode", "run_with_hooks"]
+__all__ = ["FrozenNorm", "Prompts", "Recorder", "answer_ranks", "decode", "run_with_hooks"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,35 @@ def answer_ranks(logits: Tensor, answer: Tensor) -> Tensor:
     """Rank of ``answer`` (1 = top) in ``[..., vocab]`` logits; ``answer`` broadcasts over leading axes."""
     target = logits.gather(-1, answer[..., None].expand(*logits.shape[:-1], 1))
     return (logits > target).sum(-1) + 1
+
+
+class Recorder:
+    """Forward hooks that keep activations by name in :attr:`store` (detached, float32, on the CPU).
+
+    ``rows`` are the batch rows; :meth:`at` keeps one position per row (e.g.
+    each prompt's last), :meth:`whole` every position, :meth:`query_row` one
+    query position's row of an attention pattern ``[batch, heads, query, key]``.
+    """
+
+    def __init__(self, rows: Tensor) -> None:
+        self.rows = rows
+        self.store: dict[str, Tensor] = {}
+
+    def _keep(self, name: str, take: Callable[[Tensor], Tensor]) -> Callable[..., Tensor]:
+        def hook(x: Tensor, hook: Any) -> Tensor:
+            self.store[name] = take(x).detach().float().cpu()
+            return x
+
+        return hook
+
+    def at(self, name: str, positions: Tensor) -> Callable[..., Tensor]:
+        return self._keep(name, lambda x: x[self.rows, positions.to(x.device)])
+
+    def whole(self, name: str) -> Callable[..., Tensor]:
+        return self._keep(name, lambda x: x)
+
+    def query_row(self, name: str, positions: Tensor) -> Callable[..., Tensor]:
+        return self._keep(name, lambda x: x[self.rows, :, positions.to(x.device)])
 
 
 class _StopError(Exception):

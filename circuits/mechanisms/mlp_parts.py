@@ -67,7 +67,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from circuits.mechanisms.lens import FrozenNorm, Prompts, run_with_hooks
+from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, run_with_hooks
 from circuits.mechanisms.roles import role_positions
 from circuits.progress import progress_bar
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
@@ -205,41 +205,18 @@ def _positions(prompts: Prompts, position: str) -> Tensor:
 
 def _capture(model: Any, prompts: Prompts, position: str, upto: int) -> dict[str, Tensor]:
     """One forward: what the decomposition reads at ``position`` (and the subject movement at ``last``)."""
-    rows = prompts.rows()
     pos = _positions(prompts, position)
-    last = prompts.last
-    store: dict[str, Tensor] = {}
-
-    def at(name: str, where: Tensor) -> Any:
-        def hook(x: Tensor, hook: Any) -> Tensor:
-            store[name] = x[rows, where.to(x.device)].detach().float().cpu()
-            return x
-
-        return hook
-
-    def whole(name: str) -> Any:
-        def hook(x: Tensor, hook: Any) -> Tensor:
-            store[name] = x.detach().float().cpu()
-            return x
-
-        return hook
-
-    def pattern(name: str) -> Any:
-        def hook(x: Tensor, hook: Any) -> Tensor:  # [n, heads, q, k] -> the last query's row
-            store[name] = x[rows, :, last.to(x.device)].detach().float().cpu()
-            return x
-
-        return hook
-
+    rec = Recorder(prompts.rows())
+    at = rec.at
     hooks = [(hook_point("resid_pre", 0), at("input", pos)), (hook_point("final_in"), at("final", pos))]
     for layer in range(int(model.n_layers)):
-        hooks += [(hook_point("z", layer), at(f"z{layer}", pos)),
-                  (hook_point("v", layer), whole(f"v{layer}")), (hook_point("pattern", layer), pattern(f"p{layer}"))]  # fmt: skip
+        hooks += [(hook_point("z", layer), at(f"z{layer}", pos)), (hook_point("v", layer), rec.whole(f"v{layer}")),
+                  (hook_point("pattern", layer), rec.query_row(f"p{layer}", prompts.last))]  # fmt: skip
         if layer <= upto:
             hooks += [(hook_point("mlp_in", layer), at(f"x{layer}", pos)),
                       (hook_point("mlp_out", layer), at(f"m{layer}", pos))]  # fmt: skip
     run_with_hooks(model, prompts.tokens.to(model.device), hooks)
-    return store
+    return rec.store
 
 
 def _constants(model: Any) -> tuple[list[Tensor | None], list[Tensor | None], bool]:
