@@ -112,14 +112,17 @@ def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
     fig, (heat, acc, prob) = plt.subplots(1, 3, figsize=(14, 2.4 + 0.32 * max(len(order), len(relations))),
                                           gridspec_kw={"width_ratios": [1.3, 1, 1]})  # fmt: skip
     shown = values[order]
-    bound = float(np.abs(shown).max()) or 1.0
+    # clip the colours at the 90th percentile of |effect|, so one large MLP does not wash out the suppressors
+    bound = float(np.percentile(np.abs(shown), 90)) or float(np.abs(shown).max()) or 1.0
     image = heat.imshow(shown, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    for (i, j), v in np.ndenumerate(shown):
+        heat.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5,
+                  color="white" if abs(v) > 0.7 * bound else "black")  # fmt: skip
     heat.set_yticks(range(len(order)), [names[i] + (" *" if names[i] in suppressors else "") for i in order],
                     fontsize=8)  # fmt: skip
     heat.set_xticks(range(len(relations)), relations, rotation=40, ha="right", fontsize=7)
-    fig.colorbar(image, ax=heat, shrink=0.8).set_label(
-        "direct effect on the\nanswer's centred logit", fontsize=8
-    )
+    bar = fig.colorbar(image, ax=heat, shrink=0.8, extend="both")
+    bar.set_label("direct effect on the answer's\ncentred logit (mean; colours clipped)", fontsize=8)
     heat.set_title("last-layer components (* suppressor)", fontsize=9)
     width = 0.4
     for ax, metric, label in ((acc, "accuracy", "top-1 accuracy"), (prob, "answer_prob", "p(answer)")):

@@ -315,11 +315,6 @@ class LayerDecomposition:
         sized = [c for c in self.components if c.norm >= min_share * largest and np.isfinite(c.gain.value)]
         return sorted(sized, key=lambda c: -abs(c.gain.value))
 
-    def notable(self, top: int) -> set[str]:
-        """The ``top`` components pushing most toward and most against the answer, and the ``top`` by |gain|."""
-        pushed = self.by_push()
-        return {c.name for c in (*pushed[:top], *pushed[-top:], *self.by_gain()[:top])}
-
     def as_dict(self, top: int = 10, keep: set[str] | None = None) -> dict[str, Any]:
         """The record of this MLP; ``keep`` limits ``components`` to those names (all by default)."""
         return {
@@ -392,23 +387,34 @@ class MLPDecomposition:
     def parts_of(self, head: str) -> list[MovingPart]:
         return [p for p in self.moving_parts if p.head == head]
 
+    def strongest(self, key: str, n: int) -> set[str]:
+        """The ``n`` components with the largest |mean ``key``| (push or gain) in any decomposed MLP."""
+        best: dict[str, float] = {}
+        for d in self.layers:
+            for c in d.by_gain() if key == "gain" else d.components:
+                value = abs(getattr(c, key).value)
+                if np.isfinite(value):
+                    best[c.name] = max(best.get(c.name, 0.0), value)
+        return set(sorted(best, key=lambda name: -best[name])[:n])
+
     @property
     def residual(self) -> float:
         """The largest relative residual of the sum over the decomposed layers."""
         return max((d.relative_residual for d in self.layers), default=0.0)
 
     def as_dict(self, top: int = 10) -> dict[str, Any]:
-        """The record; each MLP lists only the components notable in some MLP (top ``top`` by push either
-        way or by gain) and the subject-moving heads, so the file stays small."""
-        keep = set(self.top_moving()).union(*(d.notable(top) for d in self.layers))
+        """The record; each MLP lists only the notable components, so the file stays small: the subject-moving
+        heads and the ``2 * top`` components with the largest |push|, and the ``top`` with the largest |gain|,
+        in any MLP."""
+        keep = set(self.top_moving()) | self.strongest("push", 2 * top) | self.strongest("gain", top)
         return {
             "analysis": "mlp", "model": self.model, "relation": self.relation, "template": self.template,
             "n_layers": self.n_layers, "n_prompts": self.n_prompts, "position": self.position,
             "gain": "<MLP_c, x_c> / |x_c|^2: the MLP's part for component c along what c wrote (> 0 amplifies, "
                     "< 0 erases); mean over prompts, 95% bootstrap interval",
             "push": "the part's direct effect on the answer's centred logit through the frozen final norm",
-            "components_listed": "components notable in some MLP (top by push either way, or by gain) and the "
-                                 "subject-moving heads",
+            "components_listed": f"the subject-moving heads and the {2 * top} components with the largest |push| "
+                                 f"and the {top} with the largest |gain| in any MLP",
             "layers": [d.as_dict(top, keep) for d in self.layers],
             "moving_heads": [h.as_dict() for h in self.moving_heads],
             "top_moving": self.top_moving(),
