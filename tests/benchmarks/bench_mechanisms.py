@@ -9,7 +9,10 @@ relation's known-fact prompts (24 by default):
   one forward (target: at most 3 x n_windows, one forward per window and
   source set); the same with the lower blocks run as TransformerLens runs
   them (``start_at_layer`` alone), to show what skipping them saves;
-- subject enrichment (5 conditions) and attribute extraction, as ratios.
+- subject enrichment (5 conditions) and attribute extraction, as ratios;
+- per-source DLA with head classes (one forward plus small products), the MLP
+  decomposition of all layers, and an intervention (mean ablation of three
+  heads: a reference forward, a clean one and an edited one), as ratios.
 
 Usage: python tests/benchmarks/bench_mechanisms.py [--relation R] [--prompts N] [--threads T] [--json]
 """
@@ -25,9 +28,18 @@ import torch
 from bench_attribution import best_of  # a sibling script: this folder is on sys.path when run
 
 from circuits.attribution.harness import Harness
-from circuits.mechanisms import attribute_words, enrichment, extraction, knockout
+from circuits.mechanisms import (
+    attribute_words,
+    enrichment,
+    extraction,
+    intervene,
+    knockout,
+    mlp_decomposition,
+    parse_edits,
+    source_attribution,
+)
 from circuits.models import load_model
-from circuits.pipeline.mechanisms import PromptChoice, known_prompts
+from circuits.pipeline.mechanisms import PromptChoice, choice_pairs, known_prompts
 
 
 def main() -> None:
@@ -59,6 +71,18 @@ def main() -> None:
     start = time.perf_counter()
     extraction(model, prompts, progress=False)
     extract = time.perf_counter() - start
+    timed = {}
+    start = time.perf_counter()
+    source_attribution(model, prompts)
+    timed["dla"] = time.perf_counter() - start
+    start = time.perf_counter()
+    mlp_decomposition(model, prompts, progress=False)
+    timed["mlp"] = time.perf_counter() - start
+    pairs = choice_pairs(model, args.relation, PromptChoice(max_pairs=args.prompts), heldout_fraction=0.5)
+    edits = parse_edits(model, ablate=["a23.h4", "a23.h5", "a23.h1"])
+    start = time.perf_counter()
+    intervene(model, pairs, edits, split="all", progress=False)
+    timed["intervene"] = time.perf_counter() - start
 
     report = {
         "model": model.name, "relation": args.relation, "prompts": len(prompts),
@@ -70,6 +94,7 @@ def main() -> None:
                      "without_block_skipping_ratio": round(knock_all_blocks / forward, 1)},
         "enrichment": {"seconds": round(enrich, 2), "ratio_to_forward": round(enrich / forward, 1)},
         "extraction": {"seconds": round(extract, 2), "ratio_to_forward": round(extract / forward, 1)},
+        **{name: {"seconds": round(t, 2), "ratio_to_forward": round(t / forward, 1)} for name, t in timed.items()},
     }  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
@@ -91,6 +116,10 @@ def main() -> None:
     print(
         f"extraction, all heads             {extract:8.2f} s   {report['extraction']['ratio_to_forward']:6.1f}x"
     )
+    labels = {"dla": "per-source DLA + classes", "mlp": "MLP decomposition, all layers",
+              "intervene": "intervene (3 heads, mean)"}  # fmt: skip
+    for name, label in labels.items():
+        print(f"{label:34}{timed[name]:8.2f} s   {report[name]['ratio_to_forward']:6.1f}x")
 
 
 if __name__ == "__main__":
