@@ -123,8 +123,7 @@ def _threshold_options(p: argparse.ArgumentParser) -> None:
 
 def register(add: Any) -> None:
     """Add ``dla``, ``motif`` and ``suppression`` through ``add(name, help, *parents)``."""
-    parents = (options.relation(), options.model(), options.pairs(), options.seed(), options.json_output(),
-               options.quiet())  # fmt: skip
+    parents = options.analysis()
     p = add("dla", "every head's direct logit attribution at the last position, split by source role; "
             "subject, relation and mixed heads (Chughtai et al. 2024)", *parents)  # fmt: skip
     p.add_argument("--direction", choices=("answer", "logit-diff"), default="answer",

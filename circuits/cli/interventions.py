@@ -75,8 +75,7 @@ def cmd_reuse_test(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     """Add ``intervene`` and ``reuse-test`` through ``add(name, help, *parents)``."""
-    parents = (options.relation(), options.model(), options.pairs(), options.seed(), options.json_output(),
-               options.quiet())  # fmt: skip
+    parents = options.analysis()
     p = add("intervene", "scale, ablate or remove output subspaces of heads and MLPs (and scale or ablate "
             "edges); accuracy, p(answer) and logit difference before and after", *parents)  # fmt: skip
     p.add_argument("--scale", action="append", metavar="NODE=F",

@@ -85,8 +85,7 @@ def cmd_extraction(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     """Add ``knockout``, ``enrichment`` and ``extraction`` through ``add(name, help, *parents)``."""
-    parents = (options.relation(), options.model(), options.pairs(), options.seed(), options.json_output(),
-               options.quiet())  # fmt: skip
+    parents = options.analysis()
     p = add("knockout", "block attention from the last position to source roles, per window of layers "
             "(Geva et al. 2023)", *parents)  # fmt: skip
     p.add_argument("--window", type=int, default=None,

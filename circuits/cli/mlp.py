@@ -88,8 +88,7 @@ def cmd_mlp(args: argparse.Namespace) -> int:
 
 def register(add: Any) -> None:
     """Add ``mlp`` through ``add(name, help, *parents)``."""
-    parents = (options.relation(), options.model(), options.pairs(), options.seed(), options.json_output(),
-               options.quiet())  # fmt: skip
+    parents = options.analysis()
     p = add("mlp", "split each MLP's output into the parts due to its upstream components: what it amplifies, "
             "erases and turns into the answer (Lv et al. 2024)", *parents)  # fmt: skip
     p.add_argument("--layer", action="append", default=None, metavar="L",

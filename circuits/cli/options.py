@@ -12,7 +12,7 @@ import functools
 
 from circuits.models.catalog import DEFAULT_MODEL
 
-__all__ = ["common", "json_output", "model", "pairs", "quiet", "relation", "seed"]
+__all__ = ["analysis", "common", "json_output", "model", "pairs", "quiet", "relation", "seed"]
 
 
 @functools.cache
@@ -80,3 +80,8 @@ def relation() -> argparse.ArgumentParser:
     p.add_argument("--template", help="a template with one '{}' (default: the relation's first; "
                    "required for a CSV relation)")  # fmt: skip
     return p
+
+
+def analysis() -> tuple[argparse.ArgumentParser, ...]:
+    """The parents of every command that analyses one relation's prompts: relation, model, pairs, seed, output."""
+    return (relation(), model(), pairs(), seed(), json_output(), quiet())
