@@ -50,7 +50,7 @@ mechanisms: setup
 	  $(VENV)/bin/circuits $$analysis $$relation --max-pairs 24 --store graphs --quiet || exit 1; \
 	done; done
 	$(VENV)/bin/circuits suppression $(GALLERY) --max-pairs 40 --max-rank 10 --store graphs --quiet
-	$(VENV)/bin/circuits reuse-test $(GALLERY) --max-pairs 40 --store graphs --quiet
+	$(VENV)/bin/circuits reuse-test $(GALLERY) --max-pairs 40 --gallery graphs --save --quiet
 
 test: setup
 	$(PY) -m pytest -q
