@@ -48,6 +48,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from circuits.models.load import hf_module
+
 __all__ = [
     "SVD",
     "Factored",
@@ -165,13 +167,9 @@ class HeadWeights:
         return torch.arange(self.n_heads) // self.group
 
 
-def _norm_module(norm: Any) -> Any:
-    return getattr(norm, "original_component", norm)
-
-
 def is_layernorm(model: Any) -> bool:
     """Whether the model's attention norm is a LayerNorm (which centres its input)."""
-    inner = _norm_module(model.bridge.blocks[0].ln1)
+    inner = hf_module(model.bridge.blocks[0].ln1)
     return isinstance(inner, torch.nn.LayerNorm) or (
         "layernorm" in type(inner).__name__.lower() and "rms" not in type(inner).__name__.lower()
     )
@@ -200,7 +198,7 @@ def head_weights(
         for block in model.bridge.blocks:
             attn = block.attn
             d = int(attn.W_Q.shape[1])
-            weight = getattr(_norm_module(block.ln1), "weight", None)
+            weight = getattr(hf_module(block.ln1), "weight", None)
             w = torch.ones(d) if weight is None or not fold_norm else weight.detach().float().cpu()
             fold = torch.diag(w)
             if center:

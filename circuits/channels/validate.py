@@ -35,6 +35,7 @@ from torch import Tensor
 from circuits.channels.composition import ChannelAnalysis
 from circuits.channels.predict import Channel
 from circuits.graph import ScoredGraph
+from circuits.models.load import hf_module
 from circuits.vocab import InputError, hook_point
 
 __all__ = [
@@ -238,7 +239,7 @@ def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: T
         _, r_layer, r_head, kind = parse_node(reader)
         assert kind is not None, f"reader {reader!r} is not a head input"
         block = bridge.blocks[r_layer]
-        norm = getattr(block.ln1, "original_component", block.ln1)
+        norm = hf_module(block.ln1)
         W = getattr(block.attn, f"W_{kind.upper()}")[r_head].detach()
         b = getattr(block.attn, f"b_{kind.upper()}", None)
 

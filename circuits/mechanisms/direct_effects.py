@@ -32,6 +32,7 @@ from torch import Tensor
 
 from circuits.attribution.harness import Harness
 from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, run_with_hooks
+from circuits.models.load import hf_module
 from circuits.vocab import INPUT, InputError, head_name, hook_point, mlp_name
 
 __all__ = ["BIAS", "DIRECTIONS", "LastPosition", "last_position"]
@@ -96,12 +97,6 @@ def _direction(W_U: Tensor, prompts: Prompts, direction: str) -> Tensor:
     raise InputError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
 
 
-def _norm_bias(norm: torch.nn.Module) -> Tensor | None:
-    inner = getattr(norm, "original_component", norm)
-    bias = getattr(inner, "bias", None)
-    return None if bias is None else bias.detach().float()
-
-
 @torch.no_grad()
 def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") -> LastPosition:
     """One forward over ``prompts``: component outputs at the last position and per-source head effects."""
@@ -153,8 +148,8 @@ def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") ->
     stacked = torch.stack([*vectors, bias], dim=1)
     # whatever the hooks did not name (e.g. a model's extra residual terms) joins the bias, so the sum is exact
     stacked[:, -1] += store["final"] - stacked.sum(1)
-    beta = _norm_bias(bridge.ln_final)
-    constant = torch.zeros(W_U.shape[1]) if beta is None else beta @ W_U
+    beta = getattr(hf_module(bridge.ln_final), "bias", None)
+    constant = torch.zeros(W_U.shape[1]) if beta is None else beta.detach().float() @ W_U
     b_U = getattr(bridge, "b_U", None)
     if b_U is not None:
         constant = constant + b_U.detach().float()

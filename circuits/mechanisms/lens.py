@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from circuits.models.load import hf_module
 from circuits.relations.facts import pad_rows
 from circuits.vocab import InputError
 
@@ -69,7 +70,7 @@ class FrozenNorm:
     """
 
     def __init__(self, norm: torch.nn.Module, x: Tensor) -> None:
-        inner = getattr(norm, "original_component", norm)
+        inner = hf_module(norm)
         weight = getattr(inner, "weight", None)
         eps_value: Any = getattr(inner, "variance_epsilon", None)
         if eps_value is None:

@@ -69,6 +69,7 @@ from torch import Tensor
 
 from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, run_with_hooks
 from circuits.mechanisms.roles import role_positions
+from circuits.models.load import hf_module
 from circuits.progress import progress_bar
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
 from circuits.vocab import InputError, head_name, hook_point, mlp_name
@@ -121,10 +122,6 @@ def check_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
 # ------------------------------------------------------------ the decomposition
 
 
-def _norm_inner(norm: torch.nn.Module) -> Any:
-    return getattr(norm, "original_component", norm)
-
-
 def _activation(model: Any, layer: int) -> Any:
     inner = getattr(model.bridge.blocks[layer].mlp, "original_component", None)
     for name in ("act_fn", "act", "activation_fn"):
@@ -154,7 +151,7 @@ def decompose(model: Any, layer: int, components: Tensor, x: Tensor) -> tuple[Te
     W_in, W_out = mlp.W_in.detach().float(), mlp.W_out.detach().float()  # [d, m], [m, d]
     W_gate = _float(getattr(mlp, "W_gate", None))
     b_in, b_out, b_gate = (_float(getattr(mlp, n, None)) for n in ("b_in", "b_out", "b_gate"))
-    beta = _float(getattr(_norm_inner(block.ln2), "bias", None))
+    beta = _float(getattr(hf_module(block.ln2), "bias", None))
     act = _activation(model, layer)
     x = x.float()
     norm = FrozenNorm(block.ln2, x)
@@ -225,7 +222,7 @@ def _constants(model: Any) -> tuple[list[Tensor | None], list[Tensor | None], bo
     b_out = [_float(getattr(block.mlp, "b_out", None)) for block in model.bridge.blocks]
     others = [
         getattr(block.mlp, "b_in", None) is not None
-        or getattr(_norm_inner(block.ln2), "bias", None) is not None
+        or getattr(hf_module(block.ln2), "bias", None) is not None
         for block in model.bridge.blocks
     ]
     has = any(b is not None for b in b_O) or any(b is not None for b in b_out) or any(others)

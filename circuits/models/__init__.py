@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from circuits.models.catalog import DEFAULT_MODEL, EMBEDDED_MODELS, TINY_MODELS, cache_dir, list_models
 
 if TYPE_CHECKING:
-    from circuits.models.load import LoadedModel, load_model
+    from circuits.models.load import LoadedModel, hf_module, load_model
     from circuits.models.tiny import build_tiny_model, tiny_tokenizer
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "LoadedModel",
     "build_tiny_model",
     "cache_dir",
+    "hf_module",
     "list_models",
     "load_model",
     "tiny_tokenizer",
@@ -31,6 +32,7 @@ __all__ = [
 _LAZY = {
     "LoadedModel": "circuits.models.load",
     "load_model": "circuits.models.load",
+    "hf_module": "circuits.models.load",
     "build_tiny_model": "circuits.models.tiny",
     "tiny_tokenizer": "circuits.models.tiny",
 }

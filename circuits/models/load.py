@@ -26,7 +26,7 @@ from circuits.models.quiet import quiet_transformer_lens
 from circuits.models.tiny import build_tiny_model
 from circuits.vocab import InputError, ModelNotAvailableError
 
-__all__ = ["LoadedModel", "Processing", "load_model"]
+__all__ = ["LoadedModel", "Processing", "hf_module", "load_model"]
 
 Processing = Literal["none", "fold"]
 
@@ -128,6 +128,14 @@ class LoadedModel:
         if self.prepend_bos and self.tokenizer.bos_token_id is not None:
             ids.insert(0, int(self.tokenizer.bos_token_id))
         return ids
+
+
+def hf_module(component: Any) -> Any:
+    """The Hugging Face module a TransformerLens bridge component wraps (the component itself if none).
+
+    Norm weights, biases and epsilons are read from it.
+    """
+    return getattr(component, "original_component", component)
 
 
 def load_model(
