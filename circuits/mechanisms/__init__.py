@@ -16,7 +16,7 @@
   answer down, and scaling them (Lv et al. 2024);
 - :mod:`~circuits.mechanisms.mlp_parts`: an MLP's output split into the parts
   due to each upstream component (Lv et al. 2024);
-- :mod:`~circuits.mechanisms.edits` and :mod:`~circuits.mechanisms.interventions`:
+- :mod:`~circuits.mechanisms.edits`, :mod:`~circuits.mechanisms.editing` and :mod:`~circuits.mechanisms.interventions`:
   scaling and ablating nodes, edges and output subspaces, before and after;
 - :mod:`~circuits.mechanisms.roles`, :mod:`~circuits.mechanisms.attributes`
   (torch-free) and :mod:`~circuits.mechanisms.lens` (the logit lens, frozen
@@ -74,8 +74,8 @@ _WHERE = {
     "MotifResult": "motif", "additive_motif": "motif",
     "MLPDecomposition": "mlp_parts", "mlp_decomposition": "mlp_parts",
     "SuppressionResult": "suppressors", "suppression": "suppressors",
-    "Edit": "interventions", "InterventionResult": "interventions", "intervene": "interventions",
-    "parse_edits": "interventions", "node_hooks": "interventions",
+    "Edit": "edits", "InterventionResult": "interventions", "intervene": "interventions",
+    "parse_edits": "edits", "node_hooks": "editing",
 }  # fmt: skip
 
 

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from circuits.mechanisms.direct_effects import last_position
-from circuits.mechanisms.interventions import InterventionResult, intervene, node_hooks, parse_edits
+from circuits.mechanisms.editing import node_hooks
+from circuits.mechanisms.edits import parse_edits
+from circuits.mechanisms.interventions import InterventionResult, intervene
 from circuits.mechanisms.lens import Prompts, run_with_hooks
 from circuits.progress import progress_bar
 from circuits.relations.facts import pad_rows
