@@ -18,7 +18,17 @@ import numpy as np
 
 from circuits.vocab import InputError
 
-__all__ = ["DEFAULT_BOOT", "Interval", "bootstrap_intervals", "bootstrap_means", "mean_interval"]
+__all__ = [
+    "DEFAULT_BOOT",
+    "Interval",
+    "bootstrap_intervals",
+    "bootstrap_means",
+    "centred_interval",
+    "mean_interval",
+    "percentile_interval",
+    "resample_counts",
+    "resample_indices",
+]
 
 DEFAULT_BOOT = 200
 
@@ -81,9 +91,7 @@ def bootstrap_means(
     flat = x.reshape(n, -1)
     present = ~np.isnan(flat)
     filled = np.where(present, flat, 0.0)
-    rng = np.random.default_rng(seed)
-    # counts[b, i]: how often prompt i is drawn in resample b
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    counts = resample_counts(n, n_boot=n_boot, seed=seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = filled.sum(0) / present.sum(0)
         boot = (counts @ filled) / (counts @ present)
@@ -112,3 +120,83 @@ def mean_interval(values: Any, *, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> 
     """
     mean, low, high = bootstrap_means(np.asarray(values, dtype=np.float64), n_boot=n_boot, seed=seed)
     return Interval(float(mean), float(low), float(high))
+
+
+def resample_counts(n: int, *, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n]`` float counts: how often each of ``n`` prompts is drawn in each resample.
+
+    The one source of resamples in the engine: a weighted mean over prompts
+    under resample ``b`` is ``counts[b] @ values / n``, so a statistic built
+    from means (a ratio of means, an area under a curve of them) is
+    bootstrapped with a few matrix products instead of ``n_boot`` re-runs.
+    The same ``(n, n_boot, seed)`` always gives the same counts.
+
+    >>> counts = resample_counts(4, n_boot=3, seed=1)
+    >>> counts.shape, counts.sum(1).tolist()
+    ((3, 4), [4.0, 4.0, 4.0])
+    >>> bool((counts == resample_counts(4, n_boot=3, seed=1)).all())
+    True
+    """
+    if n < 1:
+        raise InputError("a bootstrap needs at least one prompt")
+    if n_boot < 1:
+        raise InputError(f"the number of bootstrap resamples must be positive, not {n_boot}")
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
+def resample_indices(n: int, *, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> np.ndarray:
+    """``[n_boot, n]`` prompt indices drawn with replacement, for statistics that need the prompts themselves.
+
+    Drawn from :func:`resample_counts`, so a statistic computed from these
+    indices and one computed from the counts see the same resamples.
+
+    >>> idx = resample_indices(5, n_boot=2, seed=3)
+    >>> idx.shape, bool((np.bincount(idx[0], minlength=5) == resample_counts(5, n_boot=2, seed=3)[0]).all())
+    ((2, 5), True)
+    """
+    counts = resample_counts(n, n_boot=n_boot, seed=seed).astype(np.int64)
+    return np.stack([np.repeat(np.arange(n), row) for row in counts])
+
+
+def percentile_interval(value: float, boot: Any) -> Interval:
+    """``value`` with the 2.5th and 97.5th percentiles of its bootstrap replicates ``boot``.
+
+    NaN replicates (a resample where the statistic is undefined) are left out;
+    with none left the bounds are NaN.
+
+    >>> str(percentile_interval(0.5, np.linspace(0.3, 0.7, 101)))
+    '0.50 [0.31, 0.69]'
+    """
+    b = np.asarray(boot, dtype=np.float64).ravel()
+    b = b[~np.isnan(b)]
+    if not b.size:
+        return Interval(float(value), float("nan"), float("nan"))
+    return Interval(float(value), float(np.percentile(b, 2.5)), float(np.percentile(b, 97.5)))
+
+
+def centred_interval(
+    value: float, boot: Any, *, lower: float = -math.inf, upper: float = math.inf
+) -> Interval:
+    """The spread of the bootstrap replicates around their median, placed around ``value``.
+
+    For statistics of a circuit that is re-extracted from every resample (a
+    similarity between two circuits, a circuit's own split-half agreement),
+    the replicates are biased: a resampled circuit is noisier than the
+    full-sample one, so its similarity to anything is lower, and a plain
+    percentile interval can lie wholly below the full-sample value. This
+    interval keeps the bootstrap's spread, ``[median − (median − q2.5),
+    median + (q97.5 − median)]`` shifted so that the median sits on
+    ``value``, and clips it to ``[lower, upper]``; it always covers ``value``.
+
+    >>> str(centred_interval(0.8, [0.5, 0.6, 0.6, 0.7], upper=1.0))
+    '0.80 [0.71, 0.89]'
+    """
+    b = np.asarray(boot, dtype=np.float64).ravel()
+    b = b[~np.isnan(b)]
+    if not b.size or not math.isfinite(value):
+        return Interval(float(value), float("nan"), float("nan"))
+    median = float(np.median(b))
+    low = value - (median - float(np.percentile(b, 2.5)))
+    high = value + (float(np.percentile(b, 97.5)) - median)
+    return Interval(float(value), float(max(lower, low)), float(min(upper, high)))

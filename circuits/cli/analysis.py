@@ -57,9 +57,7 @@ def heading(record: dict[str, Any]) -> str:
 
 
 def output_options(p: argparse.ArgumentParser) -> None:
-    """``--boot``, ``--out`` and ``--store``, on every analysis command."""
-    p.add_argument("--boot", type=int, default=200, metavar="B",
-                   help="bootstrap resamples for the 95%% intervals (default 200)")  # fmt: skip
+    """``--out`` and ``--store``, on every analysis command (``--boot`` comes with :func:`options.analysis`)."""
     p.add_argument("--out", type=Path, default=None, help="write <analysis>.json and <analysis>.svg here")
     p.add_argument("--store", type=Path, default=None, metavar="ROOT",
                    help="also store them in the gallery ROOT (e.g. graphs): ROOT/<model>/<relation>/mechanisms/")  # fmt: skip

@@ -95,8 +95,8 @@ def register(add: Any) -> None:
     p.set_defaults(func=cmd_intervene)
 
     p = add("reuse-test", "causal test of circuit reuse: ablate the heads the stored circuits share vs each "
-            "relation's own heads, on held-out prompts", options.model(), options.seed(), options.json_output(),
-            options.quiet())  # fmt: skip
+            "relation's own heads, on held-out prompts", options.model(), options.seed(), options.boot(),
+            options.json_output(), options.quiet())  # fmt: skip
     p.add_argument("relations", nargs="+", help="relations whose circuits are in the gallery (at least 2)")
     p.add_argument(
         "--gallery", type=Path, default=Path("graphs"), help="gallery to read circuits from (default graphs)"
@@ -110,7 +110,6 @@ def register(add: Any) -> None:
     p.add_argument("--max-pairs", type=int, default=None,
                    help="pair cap (default and minimum: the one each circuit was scored with, so its held-out "
                    "prompts stay unseen)")  # fmt: skip
-    p.add_argument("--boot", type=int, default=200, metavar="B", help="bootstrap resamples (default 200)")
     p.add_argument("--out", type=Path, default=None, help="write reuse_test.json and reuse_test.svg here")
     p.add_argument(
         "--save", action="store_true", help="also store them in the gallery: GALLERY/<model>/reuse_test/"

@@ -12,7 +12,7 @@ import functools
 
 from circuits.models.catalog import DEFAULT_MODEL
 
-__all__ = ["analysis", "common", "json_output", "model", "pairs", "quiet", "relation", "seed"]
+__all__ = ["analysis", "boot", "common", "json_output", "model", "pairs", "quiet", "relation", "seed"]
 
 
 @functools.cache
@@ -82,6 +82,15 @@ def relation() -> argparse.ArgumentParser:
     return p
 
 
+@functools.cache
+def boot() -> argparse.ArgumentParser:
+    """``--boot B``: bootstrap resamples over prompt pairs for every 95% interval (0: no intervals)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--boot", type=int, default=200, metavar="B",
+                   help="bootstrap resamples over prompt pairs for the 95%% intervals (default 200)")  # fmt: skip
+    return p
+
+
 def analysis() -> tuple[argparse.ArgumentParser, ...]:
     """The parents of every command that analyses one relation's prompts: relation, model, pairs, seed, output."""
-    return (relation(), model(), pairs(), seed(), json_output(), quiet())
+    return (relation(), model(), pairs(), seed(), boot(), json_output(), quiet())
