@@ -32,7 +32,18 @@ import numpy as np
 
 from circuits.vocab import INPUT, LOGITS, InputError, head_name, mlp_name, qkv_name
 
-__all__ = ["GraphShape", "ScoredGraph", "edge_mask", "to_networkx", "upgrade_metadata"]
+__all__ = [
+    "PAIR_EDGES",
+    "GraphShape",
+    "PairScores",
+    "ScoredGraph",
+    "edge_mask",
+    "to_networkx",
+    "upgrade_metadata",
+]
+
+PAIR_EDGES = 4096
+"""How many of a graph's strongest edges keep each scoring pair's own score (:class:`PairScores`)."""
 
 
 def upgrade_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +195,55 @@ def edge_mask(shape: GraphShape) -> np.ndarray:
     return mask
 
 
+@dataclass(frozen=True)
+class PairScores:
+    """Each scoring pair's own scores on a graph's strongest edges.
+
+    A graph's score is the mean over its scoring pairs; bootstraps over the
+    pairs, split-half noise ceilings and permutation nulls re-average these
+    per-pair scores instead of re-scoring. Only the ``PAIR_EDGES`` edges of
+    largest ``|score|`` are kept (a circuit of a few hundred edges re-drawn
+    from resampled pairs would need an edge to pass thousands of stronger
+    ones to come from outside them); the other edges keep their mean.
+
+    Parameters
+    ----------
+    edges : numpy.ndarray
+        ``[K]`` flat indices into the ``[senders, receivers]`` score matrix,
+        strongest first.
+    values : numpy.ndarray
+        ``[n_pairs, K]`` float32: pair ``i``'s score of edge ``edges[k]``.
+
+    Examples
+    --------
+    >>> p = PairScores(np.array([5, 2]), np.array([[1.0, -2.0], [3.0, 0.0]]))
+    >>> p.n_pairs, p.means().tolist(), p.means(np.array([0.0, 1.0])).tolist()
+    (2, [2.0, -1.0], [3.0, 0.0])
+    """
+
+    edges: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        edges = np.asarray(self.edges, dtype=np.int64).ravel()
+        values = np.asarray(self.values, dtype=np.float32)
+        if values.ndim != 2 or values.shape[1] != edges.size or values.shape[0] < 1:
+            raise InputError(f"pair scores need [n_pairs, {edges.size}] values, not {list(values.shape)}")
+        object.__setattr__(self, "edges", edges)
+        object.__setattr__(self, "values", values)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.values.shape[0])
+
+    def means(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """The ``[K]`` scores averaged over the pairs, each weighted by ``weights`` (resample counts)."""
+        if weights is None:
+            return self.values.astype(np.float64).mean(0)
+        w = np.asarray(weights, dtype=np.float64)
+        return (w @ self.values.astype(np.float64)) / w.sum()
+
+
 @dataclass
 class ScoredGraph:
     """Edge scores of one model on one relation, with how they were made.
@@ -207,6 +267,10 @@ class ScoredGraph:
         How the scores were made: model, relation, template, score method,
         metric, ablation, IG steps, prompt counts, split seed, known-fact
         filter, package version (see :func:`circuits.score_pairs`).
+    pair_scores : PairScores, optional
+        Each scoring pair's own scores of the strongest edges, for intervals
+        and noise ceilings (:mod:`circuits.compare.noise`); graphs scored
+        before version 0.3 have none.
 
     Attributes
     ----------
@@ -248,6 +312,7 @@ class ScoredGraph:
     shape: GraphShape
     scores: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
+    pair_scores: PairScores | None = None
 
     def __post_init__(self) -> None:
         expected = (self.shape.n_senders, self.shape.n_receivers)
@@ -255,6 +320,12 @@ class ScoredGraph:
             raise InputError(f"scores have shape {self.scores.shape}, the graph needs {expected}")
         self.mask = edge_mask(self.shape)
         self.scores = np.where(self.mask, self.scores, 0.0).astype(np.float32)
+        if self.pair_scores is not None:
+            edges = self.pair_scores.edges
+            if edges.size and (
+                edges.min() < 0 or edges.max() >= self.mask.size or not self.mask.ravel()[edges].all()
+            ):
+                raise InputError("pair scores name entries that are not edges of this graph")
 
     @property
     def n_edges(self) -> int:

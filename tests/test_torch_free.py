@@ -19,6 +19,9 @@ TORCH_FREE = [
     "circuits.circuit",
     "circuits.extract",
     "circuits.compare",
+    "circuits.compare.noise",
+    "circuits.compare.ceilings",
+    "circuits.extract.masks",
     "circuits.store",
     "circuits.draw",
     "circuits.relations",
@@ -42,6 +45,13 @@ TORCH_FREE = [
     "circuits.cli.interventions",
     "circuits.draw.intervention_figures",
     "circuits.mechanisms.edits",
+    "circuits.store.mib",
+    "circuits.store.mib_format",
+    "circuits.store.mib_kv",
+    "circuits.store.mib_graph",
+    "circuits.store.mib_json",
+    "circuits.store.mib_pt",
+    "circuits.cli.interchange",
 ]
 
 

@@ -74,21 +74,31 @@ def clean_metric(harness: Harness, batch: PairBatch, metric: Metric | str) -> tu
     return fn, fn(last_logits)
 
 
-def edge_products(shape: GraphShape, delta: Tensor, grads: Tensor) -> Tensor:
-    """``Σ_{batch,pos} delta_u · grads_v`` for every real edge: [S, R].
+def edge_products(shape: GraphShape, delta: Tensor, grads: Tensor, *, per_pair: bool = False) -> Tensor:
+    """``Σ_{batch,pos} delta_u · grads_v`` for every real edge: [S, R] (``per_pair``: [batch, S, R]).
 
     ``delta`` is [S, batch, pos, d] and ``grads`` [R, batch, pos, d]; one
     matrix product per layer, restricted to the senders each layer can see.
+    With ``per_pair`` the sum runs over positions only, one score matrix per
+    pair (their sum over pairs is the summed result, up to rounding).
     """
-    S, R = shape.n_senders, shape.n_receivers
-    d = delta.shape[-1]
     # Only (example, position) slots where some sender's Δ and some receiver's
     # gradient are non-zero contribute. With counterfactual prompts every
     # position before the subject is identical in both runs (Δ = 0 exactly),
     # and padding has no gradient, so dropping those slots is exact and
     # shrinks the products several-fold for one-shot templates.
     live = (delta.abs().amax(dim=(0, 3)) > 0) & (grads.abs().amax(dim=(0, 3)) > 0)
-    slots = live.reshape(-1).nonzero()[:, 0]
+    if not per_pair:
+        return _layer_products(shape, delta, grads, live.reshape(-1).nonzero()[:, 0])
+    return torch.stack([
+        _layer_products(shape, delta[:, b], grads[:, b], live[b].nonzero()[:, 0]) for b in range(delta.shape[1])
+    ])  # fmt: skip
+
+
+def _layer_products(shape: GraphShape, delta: Tensor, grads: Tensor, slots: Tensor) -> Tensor:
+    """The [S, R] edge products over the flattened slots ``slots`` of ``delta``/``grads`` ([S|R, ..., d])."""
+    S, R = shape.n_senders, shape.n_receivers
+    d = delta.shape[-1]
     D = delta.reshape(S, -1, d)[:, slots].reshape(S, -1)
     G = grads.reshape(R, -1, d)[:, slots].reshape(R, -1)
     out = torch.zeros(S, R, dtype=delta.dtype, device=delta.device)
@@ -112,11 +122,14 @@ def attribute_edges(
     ig_steps: int = 1,
     means: Tensor | None = None,
     ablated: Tensor | None = None,
+    per_pair: bool = False,
 ) -> Tensor:
     """EAP (``ig_steps=1``) or EAP-IG edge scores of one batch, summed over its pairs: [S, R].
 
     ``ablated`` ([S, batch, pos, d]) overrides ``ablation`` with explicit values
-    for the removed edges to carry.
+    for the removed edges to carry. With ``per_pair`` the scores of each pair
+    are returned apart, [batch, S, R]: the gradient of the batch mean at one
+    pair's positions depends on that pair alone, so this costs no extra pass.
     """
     if ig_steps < 1:
         raise InputError(f"ig_steps must be at least 1, not {ig_steps}")
@@ -148,7 +161,7 @@ def attribute_edges(
     grads /= ig_steps
     delta = ablated.sub_(clean_senders)
     # gradients are of the batch mean; scale back to a sum over pairs
-    return edge_products(harness.shape, delta, grads) * len(batch)
+    return edge_products(harness.shape, delta, grads, per_pair=per_pair) * len(batch)
 
 
 @torch.no_grad()
@@ -163,10 +176,12 @@ def exact_edges(
     max_rows: int = 512,
     progress: Any = None,
     ablated: Tensor | None = None,
+    per_pair: bool = False,
 ) -> np.ndarray:
     """Exact patching scores of ``edges`` (sender, receiver indices), averaged over pairs.
 
     ``ablated`` ([S, batch, pos, d]) overrides ``ablation`` as in :func:`attribute_edges`.
+    With ``per_pair`` the changes are kept apart: ``[len(edges), batch]``.
     """
     shape = harness.shape
     mask = edge_mask(shape)
@@ -178,7 +193,7 @@ def exact_edges(
     fn, base, delta = _patching_setup(harness, batch, metric, ablation, means, ablated)
     n = len(batch)
     per_chunk = max(1, max_rows // n)
-    scores = np.zeros(len(edges), dtype=np.float64)
+    scores = np.zeros((len(edges), n) if per_pair else len(edges), dtype=np.float64)
     by_layer: dict[int, list[int]] = {}
     for i, (_, r) in enumerate(edges):
         by_layer.setdefault(_receiver_layer(shape, r), []).append(i)
@@ -199,7 +214,7 @@ def exact_edges(
 
             logits = harness.patched(rows, delta_fn, last.repeat(len(chunk)), start_layer=start_layer)
             values = fn.repeat(len(chunk))(logits)
-            scores[chunk] = _mean_change(values, base, len(chunk))
+            scores[chunk] = _changes(values, base, len(chunk), per_pair=per_pair)
             if progress is not None:
                 progress.update(len(chunk))
     return scores
@@ -221,10 +236,10 @@ def _patching_setup(
     return fn, base, ablated - clean_senders
 
 
-def _mean_change(values: Tensor, base: Tensor, blocks: int) -> np.ndarray:
-    """Per block of rows (one intervention each), the mean change from the clean metric."""
-    diffs = (values - base.repeat(blocks)).view(blocks, -1).mean(1)
-    return diffs.double().cpu().numpy()
+def _changes(values: Tensor, base: Tensor, blocks: int, *, per_pair: bool = False) -> np.ndarray:
+    """Per block of rows (one intervention each), the change from the clean metric: its mean, or per pair."""
+    diffs = (values - base.repeat(blocks)).view(blocks, -1)
+    return (diffs if per_pair else diffs.mean(1)).double().cpu().numpy()
 
 
 def _receiver_layer(shape: GraphShape, r: int) -> int:
@@ -292,7 +307,7 @@ def exact_nodes(
             adds = torch.cat([delta[s] for s in chunk])  # [rows, pos, d]
             final = _run_with_sender_added(harness, rows, layer, chunk, adds)
             values = fn.repeat(len(chunk))(harness.last_logits(final, last.repeat(len(chunk))))
-            scores[chunk] = _mean_change(values, base, len(chunk))
+            scores[chunk] = _changes(values, base, len(chunk))
     return scores
 
 

@@ -68,16 +68,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_reuse(args: argparse.Namespace) -> int:
+    from circuits.compare.ceilings import NoiseSettings
     from circuits.models import load_model
     from circuits.pipeline import ScoreSettings, run_reuse
 
     settings = ScoreSettings(score_method=args.score_method, max_pairs=args.max_pairs, seed=args.seed,
                              ig_steps=args.ig_steps, batch_size=args.batch_size, max_rank=args.max_rank,
                              min_prob=args.min_prob)  # fmt: skip
+    noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
     report = run_reuse(args.relations, model=load_model(args.model, device=args.device), settings=settings,
                        extract_method=args.extract_method, size=args.size, fraction=args.fraction,
                        by=args.by, store=args.store, metric=args.metric, cross=not args.no_cross,
-                       progress=not args.quiet)  # fmt: skip
+                       noise=noise, heatmap=args.heatmap, progress=not args.quiet)  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -87,6 +89,8 @@ def cmd_reuse(args: argparse.Namespace) -> int:
               f"F {row['faithfulness']:.3f}  ({row['source']})")  # fmt: skip
     print(f"{report['metric']} matrix:")
     print(report["matrix_csv"], end="")
+    if report["noise"] is not None:
+        print(noise_table(report["noise"], report["metric"]), end="")
     print(f"clustering: {report['clustering']['newick']}")
     for key in ("most_similar", "least_similar"):
         pair = report[key]
@@ -94,6 +98,38 @@ def cmd_reuse(args: argparse.Namespace) -> int:
               f"head share {pair['head_share']:.3f}")  # fmt: skip
     print(f"done in {report['seconds']:.1f} s")
     return 0
+
+
+def noise_table(noise: dict[str, Any], metric: str) -> str:
+    """Each relation's split-half ceiling, then every pair: similarity [interval], ceilings, relative, null, p."""
+    lines = [
+        f"split-half ceilings ({metric}; mean over {noise['settings']['n_splits']} splits [2.5%, 97.5%]):"
+    ]
+    for relation, ceilings in noise["ceilings"].items():
+        lines.append(f"  {relation:<28}{_iv(ceilings[metric])}")
+    lines.append(f"pairs ({metric} [95% bootstrap interval]; relative = half-sample similarity / sqrt(ceilings); "
+                 f"null = shared-circuit permutation null, p = share of shuffles at or below):")  # fmt: skip
+    rows = sorted(
+        (p[metric] for p in noise["pairs"]), key=lambda r: -(r["value"] if r["value"] is not None else -9)
+    )
+    for r in rows:
+        rel = "n/a" if r["relative"] is None else f"{r['relative']:.2f}"
+        null = "n/a" if r["null"] is None else f"{_iv(r['null'])}, p {r['p']:.3f}"
+        lines.append(f"  {r['a']} / {r['b']}: {_iv(r)}  ceilings {_v(r['ceiling_a'])} / {_v(r['ceiling_b'])}  "
+                     f"relative {rel}  null {null}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _v(d: dict[str, Any] | None) -> str:
+    return "n/a" if d is None or d.get("value") is None else f"{d['value']:.2f}"
+
+
+def _iv(d: dict[str, Any]) -> str:
+    if d.get("value") is None:
+        return "n/a"
+    if d.get("low") is None or d.get("high") is None:
+        return f"{d['value']:.2f}"
+    return f"{d['value']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
 
 
 def _sized(p: argparse.ArgumentParser, *, target: bool) -> None:
@@ -142,9 +178,9 @@ def register(add: Any) -> None:
     p.add_argument("--diff", type=Path, help="also write a diff diagram (DOT and SVG) here")
     p.set_defaults(func=cmd_compare)
 
-    p = add("reuse", "circuits of many relations: reuse matrix, clustering, cross-task faithfulness, "
-            "all stored in graphs/", options.model(), options.pairs(), options.seed(), options.quiet(),
-            options.json_output())  # fmt: skip
+    p = add("reuse", "circuits of many relations: reuse matrix with intervals, noise ceilings and nulls, "
+            "clustering, cross-task faithfulness, all stored in graphs/", options.model(), options.pairs(),
+            options.seed(), options.boot(), options.quiet(), options.json_output())  # fmt: skip
     p.add_argument("relations", nargs="+", help="bundled relation names or LRE JSON files")
     p.add_argument("--score-method", default=ScoreMethod.EAP_IG.value, choices=[m.value for m in ScoreMethod])
     p.add_argument("--extract-method", default=ExtractMethod.TOP_N.value,
@@ -156,4 +192,11 @@ def register(add: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--store", type=Path, default=Path("graphs"), help="store root (default graphs/)")
     p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
+    p.add_argument("--splits", type=int, default=50,
+                   help="random halvings of each relation's pairs for its noise ceiling (default 50)")  # fmt: skip
+    p.add_argument("--permutations", type=int, default=100,
+                   help="label shuffles per pair of relations for the permutation null (default 100)")  # fmt: skip
+    p.add_argument("--heatmap", default="similarity", choices=["similarity", "relative"],
+                   help="heatmap.svg shows the similarity or the similarity relative to the ceilings "
+                   "(both are written)")  # fmt: skip
     p.set_defaults(func=cmd_reuse)

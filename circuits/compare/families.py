@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from circuits.circuit import Circuit
-from circuits.compare.similarity import METRICS, rank_correlation
+from circuits.compare.similarity import METRICS, TOP_EDGES, rank_correlation
 from circuits.graph import ScoredGraph
 from circuits.vocab import InputError
 
@@ -235,13 +235,18 @@ def reuse_matrix(
     return ReuseMatrix(names, values, label)
 
 
-def rank_correlation_matrix(graphs: Mapping[str, ScoredGraph], *, by: str = "signed") -> ReuseMatrix:
-    """Spearman correlation of the full edge scores of every pair of graphs."""
+def rank_correlation_matrix(
+    graphs: Mapping[str, ScoredGraph], *, by: str = "signed", top: int | None = TOP_EDGES
+) -> ReuseMatrix:
+    """Spearman correlation of every pair of graphs over the union of their ``top`` strongest edges.
+
+    See :func:`~circuits.compare.similarity.rank_correlation`; ``top=None`` takes every edge.
+    """
     names = list(graphs)
     values = np.eye(len(names))
     for i, a in enumerate(names):
         for j in range(i + 1, len(names)):
-            values[i, j] = values[j, i] = rank_correlation(graphs[a], graphs[names[j]], by=by)
+            values[i, j] = values[j, i] = rank_correlation(graphs[a], graphs[names[j]], by=by, top=top)
     return ReuseMatrix(names, values, f"spearman_{by}")
 
 

@@ -26,7 +26,9 @@ def _colour(value: float, low: float) -> str:
 def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None, cell: int = 34) -> str:
     """An SVG heatmap of a :class:`~circuits.compare.ReuseMatrix`, rows ordered by ``clustering``.
 
-    With a clustering, its dendrogram is drawn above the columns.
+    With a clustering, its dendrogram is drawn above the columns. A cell's
+    tooltip is ``matrix.extra["tooltips"][i][j]`` when the matrix carries one
+    (e.g. the interval, ceilings and null of a similarity), else its value.
 
     >>> from circuits.compare import ReuseMatrix
     >>> svg = heatmap_svg(ReuseMatrix(["a", "b"], np.array([[1, .5], [.5, 1]]), "edge_jaccard"))
@@ -35,6 +37,7 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
     """
     names = list(matrix.names)
     values = np.asarray(matrix.values, dtype=float)
+    tips = (getattr(matrix, "extra", None) or {}).get("tooltips")
     dendro = None
     if clustering is not None and clustering.linkage:
         from scipy.cluster.hierarchy import dendrogram
@@ -66,9 +69,10 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
             v = values[i, j]
             x = label_w + col * cell
             text = "" if math.isnan(v) else f"{v:.2f}"
+            tip = tips[i][j] if tips else (text or "n/a")
             ink = "white" if not math.isnan(v) and abs(v) > 0.6 else "black"
             out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_colour(v, low)}" '
-                       f'stroke="white"><title>{escape(names[i])} / {escape(names[j])}: {text or "n/a"}</title></rect>'
+                       f'stroke="white"><title>{escape(names[i])} / {escape(names[j])}: {escape(tip)}</title></rect>'
                        f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" '
                        f'font-size="9" fill="{ink}">{text}</text>')  # fmt: skip
     if dendro:

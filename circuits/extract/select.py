@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from circuits.circuit import Circuit
+from circuits.extract.masks import pruned_top_mask
 from circuits.graph import GraphShape, ScoredGraph
 from circuits.vocab import INPUT, LOGITS, InputError
 
@@ -176,7 +177,8 @@ def pruned_top_n(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
     """The largest pruned top-m circuit with at most ``n`` edges.
 
     The pruned top-m circuit only grows with m, and has at most m edges, so m
-    is found by doubling from ``n`` and then bisecting.
+    is found by growing from ``n`` and then bisecting, on edge masks
+    (:func:`~circuits.extract.masks.pruned_top_mask`).
     This gives circuits of (nearly) equal size for comparisons; ``params["n"]``
     is the m used and ``params["max_edges"]`` is ``n``.
 
@@ -189,25 +191,9 @@ def pruned_top_n(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
     0
     """
     n = _count(n)
-    total = graph.n_edges
-    low = min(n, total)  # the pruned top-low circuit fits; find the largest m that does
-    fits = prune(top_n(graph, low, by=by))
-    high = low
-    while high < total:
-        high = min(2 * high + 1, total)
-        candidate = prune(top_n(graph, high, by=by))
-        if candidate.n_edges > n:
-            high -= 1
-            break
-        low, fits = high, candidate
-    while high > low:
-        mid = (low + high + 1) // 2
-        candidate = prune(top_n(graph, mid, by=by))
-        if candidate.n_edges <= n:
-            low, fits = mid, candidate
-        else:
-            high = mid - 1
-    return fits.with_edges(set(fits.edges), params={**fits.params, "max_edges": n})
+    mask, m = pruned_top_mask(graph.shape, graph.ranked(by=_check_by(by)), n)
+    params = {"n": m, "by": by, "pruned": True, "n_before_pruning": m, "max_edges": n}
+    return Circuit.from_mask(graph, mask, extract_method="top-n", params=params)
 
 
 def as_evaluate(evaluator: Any) -> Callable[[np.ndarray], float]:

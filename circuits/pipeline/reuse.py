@@ -21,11 +21,13 @@ from circuits.compare import (
     shared_core,
     specific_parts,
 )
+from circuits.compare.ceilings import NoiseSettings, family_noise
 from circuits.draw import circuit_dot, heatmap_svg, render
 from circuits.extract import extract, pruned_top_n
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
 from circuits.pipeline.evaluation import heldout_evaluator
 from circuits.pipeline.extraction import diagram_writer
+from circuits.pipeline.reuse_noise import noise_files, noise_steps
 from circuits.pipeline.score import ScoreSettings, score_relation
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
@@ -33,6 +35,8 @@ from circuits.store import RELATION, Gallery, circuit_name
 from circuits.vocab import ExtractMethod, InputError, NotEnoughFactsError
 
 __all__ = ["SIMILARITIES", "run_reuse"]
+
+DEFAULT_NOISE = NoiseSettings()
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ def run_reuse(
     metric: str = "edge_jaccard",
     cross: bool = True,
     formats: tuple[str, ...] = ("svg",),
+    noise: NoiseSettings | None = DEFAULT_NOISE,
+    heatmap: str = "similarity",
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score, extract, evaluate and compare circuits of many relations; store everything.
@@ -92,6 +98,14 @@ def run_reuse(
     formats : tuple of str
         Diagram formats (``"svg"``, ``"png"``, ``"dot"``); images need
         Graphviz's ``dot``, the DOT file is always written.
+    noise : NoiseSettings or None
+        Bootstrap resamples, split-half splits and permutation shuffles for
+        every similarity's interval, each relation's noise ceiling and each
+        pair's null (:mod:`circuits.compare.noise`); ``None`` skips them. Only
+        top-n circuits are redrawn; other extraction methods get none.
+    heatmap : {"similarity", "relative"}
+        What ``heatmap.svg`` shows: the similarity, or the similarity
+        relative to the two relations' split-half ceilings (both are written).
     progress : bool
         Show progress bars on stderr.
 
@@ -102,8 +116,10 @@ def run_reuse(
         ``relations`` (those compared), ``skipped`` (relation -> why),
         ``settings``, ``circuits`` (one summary row per relation, with
         ``source`` ``"scored"`` or ``"stored"`` and held-out faithfulness),
-        ``matrices`` (every similarity, plus the Spearman rank correlation of
-        the full graphs), ``clustering``, ``cross_task``, ``core`` (edges in at
+        ``matrices`` (every similarity, plus the Spearman rank correlation
+        over the union of the graphs' top edges), ``noise`` (intervals,
+        ceilings, matched similarities, nulls; see
+        :class:`~circuits.compare.ceilings.FamilyNoise`), ``clustering``, ``cross_task``, ``core`` (edges in at
         least half of the circuits), ``specific_edges``, ``most_similar`` and
         ``least_similar`` pairs, ``folder`` and ``seconds``.
 
@@ -142,6 +158,8 @@ def run_reuse(
     ['stored', 'stored']
     """
     started = time.perf_counter()
+    if heatmap not in ("similarity", "relative"):
+        raise InputError(f"--heatmap shows 'similarity' or 'relative', not {heatmap!r}")
     if metric not in SIMILARITIES:
         raise InputError(f"unknown --metric {metric!r}; valid: {', '.join(SIMILARITIES)}")
     if len(relations) < 2:
@@ -194,8 +212,22 @@ def run_reuse(
     files: dict[str, str | bytes] = {}
     for name, m in matrices.items():
         files[f"{name}.csv"] = m.to_csv()
-    files["heatmap.svg"] = heatmap_svg(matrices[metric], clustering=tree,
-                                       title=f"{loaded.name}: circuit reuse ({metric})")  # fmt: skip
+    refs = None
+    if noise is not None and extract_method == ExtractMethod.TOP_N.value:
+        nbar = progress_bar(noise_steps(len(circuits), noise), "reuse: noise ceilings", enabled=progress)
+        refs = family_noise(graphs, circuits, [*SIMILARITIES, "spearman"], settings=noise, progress=nbar)
+        nbar.close()
+        files.update(noise_files(refs, matrices, tree))
+    shown = (
+        refs.matrix(metric, "relative") if refs is not None and heatmap == "relative" else matrices[metric]
+    )
+    label = f"{metric} relative to the split-half ceilings" if shown is not matrices[metric] else metric
+    files["heatmap.svg"] = heatmap_svg(
+        shown, clustering=tree, title=f"{loaded.name}: circuit reuse ({label})"
+    )
+    if refs is not None:
+        files["heatmap_relative.svg"] = heatmap_svg(refs.matrix(metric, "relative"), clustering=tree,
+                                                    title=f"{loaded.name}: {metric} / split-half ceilings")  # fmt: skip
     files["heads.svg"] = heatmap_svg(matrices["head_share"], clustering=tree,
                                      title=f"{loaded.name}: share of in-circuit heads")  # fmt: skip
     cross_rows: list[dict[str, Any]] = []
@@ -218,7 +250,11 @@ def run_reuse(
 
     def pair(entry: tuple[str, str, float]) -> dict[str, Any]:
         i, j = head.names.index(entry[0]), head.names.index(entry[1])
-        return {"a": entry[0], "b": entry[1], "value": entry[2], "head_share": float(head.values[i, j])}
+        out = {"a": entry[0], "b": entry[1], "value": entry[2], "head_share": float(head.values[i, j])}
+        if refs is not None:
+            key = (entry[0], entry[1]) if (entry[0], entry[1]) in refs.pairs else (entry[1], entry[0])
+            out["noise"] = refs.pairs[key][metric].as_dict()
+        return out
 
     report: dict[str, Any] = {"model": loaded.name, "relations": list(circuits), "skipped": skipped,
               "settings": {**{k: (v.value if isinstance(v, Enum) else v)
@@ -227,7 +263,8 @@ def run_reuse(
               "circuits": rows, "metric": metric, "matrix_csv": matrices[metric].to_csv(),
               "matrices": {n: m.as_dict() for n, m in matrices.items()}, "clustering": tree.as_dict(),
               "cross_task": cross_rows, "core": {"k": k, "n_edges": core.n_edges, "heads": core.heads()},
-              "specific_edges": specific, "most_similar": pair(ranked[0]), "least_similar": pair(ranked[-1])}  # fmt: skip
+              "specific_edges": specific, "most_similar": pair(ranked[0]), "least_similar": pair(ranked[-1]),
+              "noise": None if refs is None else refs.as_dict()}  # fmt: skip
     files["clustering.json"] = json.dumps(tree.as_dict(), indent=1)
     files["report.json"] = json.dumps(report, indent=1)
 

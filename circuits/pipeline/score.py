@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, attribute_edges, exact_edges, mean_senders
-from circuits.graph import ScoredGraph
+from circuits.graph import PAIR_EDGES, PairScores, ScoredGraph
 from circuits.models import LoadedModel
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
@@ -69,6 +69,10 @@ class ScoreSettings:
     max_rank, min_prob
         The known-fact filter of :func:`~circuits.relations.make_pairs`
         (``max_rank=10**9`` keeps every fact, e.g. for a tiny random model).
+    pair_edges : int
+        How many of the strongest edges keep every scoring pair's own score
+        (:class:`~circuits.graph.PairScores`), for bootstrap intervals and
+        noise ceilings.
 
     Examples
     --------
@@ -95,12 +99,13 @@ class ScoreSettings:
     heldout_fraction: float = 0.4
     max_rank: int = 1
     min_prob: float = 0.0
+    pair_edges: int = PAIR_EDGES
 
     def __post_init__(self) -> None:
         for name, enum in (("score_method", ScoreMethod), ("metric", Metric), ("ablation", Ablation)):
             object.__setattr__(self, name, choice(enum, getattr(self, name), name.replace("_", " ")))
-        if self.ig_steps < 1 or self.batch_size < 1:
-            raise InputError("ig_steps and batch_size must be at least 1")
+        if self.ig_steps < 1 or self.batch_size < 1 or self.pair_edges < 1:
+            raise InputError("ig_steps, batch_size and pair_edges must be at least 1")
 
     @property
     def steps(self) -> int:
@@ -112,7 +117,8 @@ class ScoreSettings:
         return {"score_method": self.score_method.value, "metric": self.metric.value,
                 "ablation": self.ablation.value, "ig_steps": self.steps, "seed": self.seed,
                 "max_pairs": self.max_pairs, "heldout_fraction": self.heldout_fraction,
-                "relation_source": relation_source, "known_filter": self.known_filter}  # fmt: skip
+                "relation_source": relation_source, "known_filter": self.known_filter,
+                "pair_edges": self.pair_edges}  # fmt: skip
 
     @property
     def known_filter(self) -> dict[str, Any]:
@@ -192,21 +198,26 @@ def score_pairs(
     if settings.ablation is Ablation.MEAN:
         means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
     steps = settings.steps
-    total = torch.zeros(shape.n_senders, shape.n_receivers, dtype=torch.float64)
     started = time.perf_counter()
     chunks = [scoring[i : i + settings.batch_size] for i in range(0, len(scoring), settings.batch_size)]
     bar = progress_bar(len(scoring), f"{settings.score_method.value} {pairs.relation.name}", enabled=progress)
+    per_pair = np.zeros((len(scoring), shape.n_senders, shape.n_receivers), dtype=np.float32)
+    done = 0
     for chunk in chunks:
         batch = batch_pairs(chunk, pad=pad)
-        total += attribute_edges(harness, batch, metric=settings.metric, ablation=settings.ablation,
-                                 ig_steps=steps, means=means).double().cpu()  # fmt: skip
+        # each pair's own scores (the batch mean's gradient at a pair's positions is that pair's alone)
+        per_pair[done : done + len(chunk)] = attribute_edges(
+            harness, batch, metric=settings.metric, ablation=settings.ablation, ig_steps=steps, means=means,
+            per_pair=True).cpu().numpy()  # fmt: skip
+        done += len(chunk)
         bar.update(len(chunk))
     bar.close()
-    scores = (total / len(scoring)).numpy().astype(np.float32)
+    scores = per_pair.astype(np.float64).mean(0).astype(np.float32)
     graph = ScoredGraph(shape, scores)
     refined = 0
     if settings.score_method is ScoreMethod.EXACT:
-        refined = _refine_exact(harness, graph, pairs, settings, means, pad, progress)
+        refined = _refine_exact(harness, graph, per_pair, pairs, settings, means, pad, progress)
+    graph.pair_scores = strongest_pair_scores(graph, per_pair, settings.pair_edges)
     graph.metadata = {
         "model": model.name, "relation": pairs.relation.name, "relation_source": pairs.relation.source,
         "template": pairs.template, "score_method": settings.score_method.value, "metric": settings.metric.value,
@@ -216,31 +227,38 @@ def score_pairs(
         "n_no_counterfactual": pairs.n_no_counterfactual, "split_seed": pairs.seed,
         "seed": settings.seed, "heldout_fraction": pairs.settings["heldout_fraction"],
         "max_pairs": pairs.max_pairs, "known_filter": pairs.settings,
-        "processing": model.processing, "package_version": circuits.__version__,
+        "processing": model.processing, "package_version": circuits.__version__, "d_model": int(model.cfg.d_model),
+        "pair_edges": settings.pair_edges,
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     return graph
 
 
-def _refine_exact(harness: Harness, graph: ScoredGraph, pairs: PairSet, settings: ScoreSettings,
-                  means: Any, pad: int, progress: bool) -> int:  # fmt: skip
-    """Replace the approximate scores of the top edges by exact patching scores."""
+def strongest_pair_scores(graph: ScoredGraph, per_pair: np.ndarray, k: int) -> PairScores:
+    """The per-pair scores (``[n_pairs, S, R]``) of the ``k`` edges of largest ``|score|`` in ``graph``."""
+    top = graph.ranked(by="abs")[: max(1, k)]
+    return PairScores(top, per_pair.reshape(per_pair.shape[0], -1)[:, top])
+
+
+def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pairs: PairSet,
+                  settings: ScoreSettings, means: Any, pad: int, progress: bool) -> int:  # fmt: skip
+    """Replace the approximate scores of the top edges by exact patching scores (in ``per_pair`` too)."""
     top = graph.ranked(by="abs")
     if settings.exact_top > 0:
         top = top[: settings.exact_top]
     edges = [divmod(int(i), graph.shape.n_receivers) for i in top]
-    exact = np.zeros(len(edges))
+    exact = np.zeros((len(edges), len(pairs.scoring)))
     bar = progress_bar(len(edges) * len(pairs.scoring), "exact patching", enabled=progress)
     for start in range(0, len(pairs.scoring), settings.batch_size):
         chunk = pairs.scoring[start : start + settings.batch_size]
         batch = batch_pairs(chunk, pad=pad)
-        weights = len(chunk) / len(pairs.scoring)
-        exact += weights * exact_edges(harness, batch, edges, metric=settings.metric,
-                                       ablation=settings.ablation, means=means)  # fmt: skip
+        exact[:, start : start + len(chunk)] = exact_edges(harness, batch, edges, metric=settings.metric,
+                                                           ablation=settings.ablation, means=means, per_pair=True)  # fmt: skip
         bar.update(len(edges) * len(chunk))
     bar.close()
     rows, cols = zip(*edges, strict=True) if edges else ((), ())
-    graph.scores[list(rows), list(cols)] = exact.astype(np.float32)
+    graph.scores[list(rows), list(cols)] = exact.mean(1).astype(np.float32)
+    per_pair[:, list(rows), list(cols)] = exact.T.astype(np.float32)
     return len(edges)
 
 

@@ -2,7 +2,11 @@
 
 A scored-graph directory holds
 
-- ``scores.safetensors``: the dense ``[senders, receivers]`` float32 scores;
+- ``scores.safetensors``: the dense ``[senders, receivers]`` float32 scores
+  (``scores``) and, for graphs scored since version 0.3, each scoring pair's
+  own scores of the strongest edges (``pair_edges``: flat indices,
+  ``pair_scores``: ``[n_pairs, K]``), from which intervals and noise
+  ceilings are drawn;
 - ``graph.json``: the metadata (model, relation, method, metric, ablation, IG
   steps, prompt counts, split seed, package version) and the graph's shape;
 - ``relation.json``: the relation it was scored on (LRE schema), so a user's
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circuits.graph import GraphShape, ScoredGraph, upgrade_metadata
+from circuits.graph import GraphShape, PairScores, ScoredGraph, upgrade_metadata
 from circuits.io import atomic_write_bytes, atomic_write_text, read_json
 from circuits.relations.schema import Relation, relation_to_json
 from circuits.vocab import InputError
@@ -70,7 +74,11 @@ def save_scored(directory: str | Path, graph: ScoredGraph, relation: Relation | 
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(directory / SCORES, save({"scores": np.ascontiguousarray(graph.scores)}))
+    tensors = {"scores": np.ascontiguousarray(graph.scores)}
+    if graph.pair_scores is not None:
+        tensors["pair_edges"] = np.ascontiguousarray(graph.pair_scores.edges)
+        tensors["pair_scores"] = np.ascontiguousarray(graph.pair_scores.values)
+    atomic_write_bytes(directory / SCORES, save(tensors))
     if relation is not None:
         atomic_write_text(directory / RELATION, json.dumps(relation_to_json(relation), indent=2))
     atomic_write_text(directory / META, graph.metadata_json())
@@ -132,10 +140,20 @@ def load_scored(directory: str | Path) -> ScoredGraph:
         shape = GraphShape(**shape_dict)
     except TypeError as error:
         raise InputError(f"{meta_path}: field 'shape' is invalid: {error}") from None
-    scores = load_file(str(scores_path)).get("scores")
+    tensors = load_file(str(scores_path))
+    scores = tensors.get("scores")
     if scores is None:
         raise InputError(f"{scores_path}: holds no tensor named 'scores'")
-    return ScoredGraph(shape, scores, metadata)
+    pair_scores = None
+    if "pair_edges" in tensors and "pair_scores" in tensors:
+        try:
+            pair_scores = PairScores(tensors["pair_edges"], tensors["pair_scores"])
+        except InputError as error:
+            raise InputError(f"{scores_path}: {error}") from None
+    try:
+        return ScoredGraph(shape, scores, metadata, pair_scores)
+    except InputError as error:
+        raise InputError(f"{scores_path}: {error}") from None
 
 
 def scored_dir(path: str | Path) -> Path:

@@ -1,0 +1,313 @@
+"""How much of a similarity between circuits is noise: bootstraps, split-half ceilings, permutation nulls.
+
+A circuit is extracted from edge scores that are means over a few dozen
+prompt pairs, so two circuits of the *same* relation drawn from different
+prompts already differ. Three references tell reuse from that noise, all
+computed from each scoring pair's own scores
+(:class:`~circuits.graph.PairScores`), never by re-scoring:
+
+- **bootstrap**: resample each relation's pairs with replacement, re-extract
+  its circuit, recompute the similarity; the 95% interval is the spread of
+  those replicates placed around the full-sample value
+  (:func:`~circuits.uncertainty.centred_interval`: a re-extracted circuit is
+  noisier than the full-sample one, so the raw replicates are biased low);
+- **split-half ceiling**: split a relation's pairs into two disjoint halves at
+  random, extract a circuit from each, measure their similarity; the mean
+  over splits is what the relation reaches against *itself* on other prompts
+  (its interval: the 2.5th and 97.5th percentiles over splits). Two relations'
+  circuits compared at the same half size give the matched similarity, and
+  ``relative = matched / sqrt(ceiling_a * ceiling_b)``: 1 means as similar as
+  each relation is to itself (undefined when a ceiling is below
+  :data:`MIN_CEILING`: the relation does not even agree with itself);
+- **permutation null**: pool two relations' pairs, shuffle the relation
+  labels, re-extract both circuits; the null is the similarity when both
+  relations share one circuit. ``p`` is the share of shuffles at or below the
+  observed similarity (small: the circuits differ by more than prompt noise).
+
+Circuits are re-extracted as pruned top-n circuits of the size the compared
+circuits have (:func:`~circuits.extract.pruned_top_n`, on masks). Only each
+graph's ``K`` strongest edges carry per-pair scores; the other edges keep
+their mean (pooled over both relations in a permutation), which moves no
+circuit of a few hundred edges in practice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from circuits.circuit import Circuit
+from circuits.extract.masks import pruned_top_mask
+from circuits.graph import GraphShape, ScoredGraph, edge_mask
+from circuits.uncertainty import (
+    DEFAULT_BOOT,
+    Interval,
+    centred_interval,
+    percentile_interval,
+    resample_counts,
+)
+from circuits.vocab import InputError
+
+__all__ = [
+    "MIN_CEILING",
+    "Draw",
+    "PairRows",
+    "Redraws",
+    "Similarity",
+    "bootstrap_interval",
+    "ceiling",
+    "null_interval",
+    "on_circuits",
+    "on_scores",
+    "pair_rows",
+    "permutation_null",
+    "pooled_rows",
+    "redraw_bootstrap",
+    "redraw_halves",
+]
+
+MIN_CEILING = 0.1
+"""Below this split-half ceiling a relation does not agree with itself: nothing is divided by it."""
+
+Metric = Callable[["Draw", "Draw"], float]
+"""A similarity of two redrawn circuits (see :func:`on_circuits` and :func:`on_scores`)."""
+
+
+@dataclass
+class PairRows:
+    """Per-pair scores of candidate edges plus the fixed scores of every other edge.
+
+    ``rows[i]`` are pair ``i``'s scores of the candidate edges ``edges`` (flat
+    indices); ``rest`` holds the dense scores used for every non-candidate
+    edge. :meth:`scores` gives the dense scores of any weighting of the pairs.
+    """
+
+    shape: GraphShape
+    edges: np.ndarray
+    rows: np.ndarray
+    rest: np.ndarray
+    metadata: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.mask = edge_mask(self.shape)
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.rows.shape[0])
+
+    def scores(self, weights: np.ndarray) -> np.ndarray:
+        """Dense ``[S, R]`` scores with the candidates averaged over the pairs, weighted by ``weights``."""
+        w = np.asarray(weights, dtype=np.float64)
+        out = self.rest.copy().ravel()
+        out[self.edges] = (w @ self.rows) / w.sum()
+        return out.reshape(self.rest.shape)
+
+
+def _need_pairs(graph: ScoredGraph) -> Any:
+    if graph.pair_scores is None:
+        where = graph.metadata.get("relation", "this graph")
+        raise InputError(f"{where}: the scored graph keeps no per-pair scores (scored before version 0.3); "
+                         "score it again with `circuits score` to get intervals and noise ceilings")  # fmt: skip
+    return graph.pair_scores
+
+
+def pair_rows(graph: ScoredGraph) -> PairRows:
+    """One graph's per-pair rows (:class:`PairRows`); an :class:`InputError` when it has none."""
+    ps = _need_pairs(graph)
+    return PairRows(graph.shape, ps.edges, ps.values.astype(np.float64), graph.scores.astype(np.float64),
+                    graph.metadata)  # fmt: skip
+
+
+def pooled_rows(a: ScoredGraph, b: ScoredGraph) -> PairRows:
+    """The pairs of two graphs over the union of their candidate edges, ``a``'s first.
+
+    A pair's score of an edge outside its own graph's candidates is its
+    graph's mean score of that edge; the non-candidate edges carry the pooled
+    mean of both graphs.
+    """
+    if a.shape != b.shape:
+        raise InputError(f"graphs of different shapes cannot be pooled: {a.shape} and {b.shape}")
+    pa, pb = _need_pairs(a), _need_pairs(b)
+    union = np.union1d(pa.edges, pb.edges)
+
+    def rows(graph: ScoredGraph, ps: Any) -> np.ndarray:
+        out = np.broadcast_to(graph.scores.ravel()[union].astype(np.float64), (ps.n_pairs, union.size)).copy()
+        out[:, np.searchsorted(union, ps.edges)] = ps.values
+        return out
+
+    na, nb = pa.n_pairs, pb.n_pairs
+    rest = (na * a.scores.astype(np.float64) + nb * b.scores.astype(np.float64)) / (na + nb)
+    return PairRows(a.shape, union, np.vstack([rows(a, pa), rows(b, pb)]), rest, dict(a.metadata))
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One re-extracted circuit, with the pair weights and rows it came from (for its dense scores)."""
+
+    circuit: Circuit
+    weights: np.ndarray
+    rows: PairRows
+
+    def scores(self) -> np.ndarray:
+        return self.rows.scores(self.weights)
+
+
+def on_circuits(fn: Callable[[Circuit, Circuit], float]) -> Metric:
+    """A circuit similarity (:data:`~circuits.compare.similarity.METRICS`) as a :data:`Metric` of draws."""
+    return lambda x, y: fn(x.circuit, y.circuit)
+
+
+def on_scores(by: str, top: int | None) -> Metric:
+    """The rank correlation over the union of both draws' ``top`` edges, as a :data:`Metric`."""
+    from circuits.compare.similarity import rank_correlation_scores
+
+    return lambda x, y: rank_correlation_scores(x.scores(), y.scores(), x.rows.mask, by=by, top=top)
+
+
+class Redraws:
+    """Pruned top-n circuits of ``n`` edges re-extracted from weighted pairs of one :class:`PairRows`."""
+
+    def __init__(self, rows: PairRows, n: int, by: str) -> None:
+        self.rows, self.n, self.by = rows, n, by
+        self.mask = rows.mask
+        self.start: int | None = None
+
+    def draw(self, weights: np.ndarray) -> Draw:
+        """The circuit of the pairs weighted by ``weights`` (counts of a resample, or 0/1 for a subset)."""
+        scores = self.rows.scores(weights)
+        graph = ScoredGraph(self.rows.shape, scores.astype(np.float32), self.rows.metadata)
+        key = np.abs(scores.ravel()) if self.by == "abs" else -scores.ravel()
+        idx = np.flatnonzero(self.mask.ravel())
+        # only the head of the ranking is needed: sort the best 16 n (all, if the search runs past them)
+        head = min(idx.size, max(16 * self.n, 4096))
+        for part in (head, idx.size):
+            best = np.sort(idx[np.argpartition(-key[idx], part - 1)[:part]]) if part < idx.size else idx
+            order = best[np.argsort(-key[best], kind="stable")]
+            mask, m = pruned_top_mask(self.rows.shape, order, self.n, start=self.start)
+            if m < part or part == idx.size:
+                break
+        self.start = m  # resamples of one graph need similar m: start the next search there
+        circuit = Circuit.from_mask(graph, mask, extract_method="top-n",
+                                    params={"n": m, "by": self.by, "pruned": True, "max_edges": self.n})  # fmt: skip
+        return Draw(circuit, np.asarray(weights, dtype=np.float64), self.rows)
+
+
+def redraw_bootstrap(
+    graph: ScoredGraph, n: int, by: str, *, n_boot: int = DEFAULT_BOOT, seed: int = 0
+) -> list[Draw]:
+    """``n_boot`` circuits of ``graph`` re-extracted from bootstrap resamples of its scoring pairs."""
+    rows = pair_rows(graph)
+    redraws = Redraws(rows, n, by)
+    return [redraws.draw(c) for c in resample_counts(rows.n_pairs, n_boot=n_boot, seed=seed)]
+
+
+def redraw_halves(
+    graph: ScoredGraph, n: int, by: str, *, n_splits: int = 50, seed: int = 0
+) -> list[tuple[Draw, Draw]]:
+    """For ``n_splits`` random splits of the scoring pairs into two disjoint halves, each half's circuit.
+
+    With an odd number of pairs one pair sits out of each split, so both
+    halves have the same size. At least two pairs are needed.
+    """
+    rows = pair_rows(graph)
+    if rows.n_pairs < 2:
+        raise InputError(f"a split-half ceiling needs at least 2 scoring pairs, {graph.metadata.get('relation')} "
+                         f"has {rows.n_pairs}")  # fmt: skip
+    redraws = Redraws(rows, n, by)
+    rng = np.random.default_rng(seed)
+    half = rows.n_pairs // 2
+    out = []
+    for _ in range(n_splits):
+        perm = rng.permutation(rows.n_pairs)
+        first, second = np.zeros(rows.n_pairs), np.zeros(rows.n_pairs)
+        first[perm[:half]], second[perm[half : 2 * half]] = 1.0, 1.0
+        out.append((redraws.draw(first), redraws.draw(second)))
+    return out
+
+
+def ceiling(halves: Sequence[tuple[Draw, Draw]], metric: Metric) -> tuple[Interval, np.ndarray]:
+    """A relation's split-half ceiling under ``metric``: mean over splits, 2.5–97.5 percentiles; and the values."""
+    values = np.array([metric(x, y) for x, y in halves], dtype=np.float64)
+    return percentile_interval(float(np.nanmean(values)), values), values
+
+
+def permutation_null(
+    a: ScoredGraph, b: ScoredGraph, n: int, by: str, metrics: Mapping[str, Metric], *, n_perm: int = 100,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each metric's similarity over ``n_perm`` shuffles of the relation labels of ``a``'s and ``b``'s pairs."""
+    rows = pooled_rows(a, b)
+    na = _need_pairs(a).n_pairs
+    draw_a, draw_b = Redraws(rows, n, by), Redraws(rows, n, by)
+    rng = np.random.default_rng(seed)
+    out = {name: np.empty(n_perm) for name in metrics}
+    for p in range(n_perm):
+        perm = rng.permutation(rows.n_pairs)
+        first, second = np.zeros(rows.n_pairs), np.zeros(rows.n_pairs)
+        first[perm[:na]], second[perm[na:]] = 1.0, 1.0
+        x, y = draw_a.draw(first), draw_b.draw(second)
+        for name, fn in metrics.items():
+            out[name][p] = fn(x, y)
+    return out
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """One similarity of two relations' circuits, with every reference it needs to be read.
+
+    ``interval``: bootstrap (centred); ``ceiling_a``/``ceiling_b``: split-half
+    ceilings; ``matched``: the similarity of the two relations' half-sample
+    circuits (mean over splits); ``relative``: ``matched / sqrt(ceiling_a *
+    ceiling_b)``; ``null``: the permutation null's mean and 2.5–97.5
+    percentiles; ``p``: the share of shuffles at or below the observed value
+    (with the observed itself counted, so never 0).
+    """
+
+    a: str
+    b: str
+    metric: str
+    interval: Interval
+    ceiling_a: Interval | None = None
+    ceiling_b: Interval | None = None
+    matched: float | None = None
+    null: Interval | None = None
+    p: float | None = None
+
+    @property
+    def relative(self) -> float | None:
+        """``matched / sqrt(ceiling_a * ceiling_b)``; NaN when a ceiling is below :data:`MIN_CEILING`."""
+        if self.matched is None or self.ceiling_a is None or self.ceiling_b is None:
+            return None
+        if min(self.ceiling_a.value, self.ceiling_b.value) < MIN_CEILING:
+            return float("nan")
+        return self.matched / float(np.sqrt(self.ceiling_a.value * self.ceiling_b.value))
+
+    def as_dict(self) -> dict[str, Any]:
+        def iv(x: Interval | None) -> dict[str, float | None] | None:
+            return None if x is None else x.as_dict()
+
+        return {"a": self.a, "b": self.b, "metric": self.metric, **self.interval.as_dict(),
+                "ceiling_a": iv(self.ceiling_a), "ceiling_b": iv(self.ceiling_b),
+                "matched": _num(self.matched), "relative": _num(self.relative), "null": iv(self.null),
+                "p": _num(self.p)}  # fmt: skip
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 6)
+
+
+def bootstrap_interval(
+    value: float, boot_a: Sequence[Draw], boot_b: Sequence[Draw], metric: Metric
+) -> Interval:
+    """The centred bootstrap interval of ``metric`` from paired replicates of the two circuits."""
+    values = [metric(x, y) for x, y in zip(boot_a, boot_b, strict=True)]
+    return centred_interval(value, values, lower=-1.0 if value < 0 else 0.0, upper=1.0)
+
+
+def null_interval(observed: float, null: np.ndarray) -> tuple[Interval, float]:
+    """The null's mean with its 2.5–97.5 percentiles, and the one-sided ``p`` of ``observed`` (at or below)."""
+    below = int(np.sum(null <= observed + 1e-12))
+    return percentile_interval(float(np.mean(null)), null), (1 + below) / (1 + len(null))
