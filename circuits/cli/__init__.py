@@ -6,7 +6,8 @@
 - :mod:`~circuits.cli.channels`: ``channels``;
 - :mod:`~circuits.cli.mechanisms`: ``knockout``, ``enrichment``, ``extraction``;
 - :mod:`~circuits.cli.additive`: ``dla``, ``motif``, ``suppression``;
-- :mod:`~circuits.cli.interventions`: ``intervene``, ``reuse-test``.
+- :mod:`~circuits.cli.interventions`: ``intervene``, ``reuse-test``;
+- :mod:`~circuits.cli.interchange`: ``import``, ``export`` (EAP-IG / MIB graph files).
 
 Command modules parse, call a job of :mod:`circuits.pipeline` and print;
 they import torch only inside the command that runs a model, so
@@ -26,6 +27,7 @@ from circuits.cli import (
     additive,
     channels,
     graphs,
+    interchange,
     interventions,
     mechanisms,
     mlp,
@@ -49,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text,
                               parents=[options.common(), *parents])  # fmt: skip
 
-    for group in (relations, scoring, graphs, channels, mechanisms, additive, mlp, interventions):
+    for group in (relations, scoring, graphs, channels, mechanisms, additive, mlp, interventions,
+                  interchange):  # fmt: skip
         group.register(add)
     return parser
 
