@@ -51,8 +51,13 @@ class Interval:
         return self.format(2)
 
     def format(self, digits: int = 2) -> str:
-        """``value [low, high]`` with ``digits`` decimals."""
-        return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        """``value [low, high]`` with ``digits`` decimals (a rounded ``-0.00`` prints as ``0.00``).
+
+        >>> Interval(-0.0001, -0.002, 0.001).format()
+        '0.00 [0.00, 0.00]'
+        """
+        v, lo, hi = (round(x, digits) + 0.0 for x in (self.value, self.low, self.high))
+        return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
     def as_dict(self, digits: int = 6) -> dict[str, float | None]:
         """``{"value", "low", "high"}``, rounded; a NaN (no prompts) is ``None``."""

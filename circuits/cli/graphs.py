@@ -26,12 +26,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
         pruned=not args.no_prune, evaluate=args.evaluate, name=args.name, out=args.out, store=args.store,
         formats=tuple(args.format or ["svg"]),
     )  # fmt: skip
-    if message:
-        print(message)
     s = circuit.summary()
     if args.json:
-        print(json.dumps({**s, "path": str(out)}, indent=2))
+        print(json.dumps({**s, "faithfulness_interval": circuit.params.get("faithfulness_interval"),
+                          "path": str(out)}, indent=2))  # fmt: skip
         return 0
+    if message:
+        print(message)
     faith = "" if s["faithfulness"] is None else f", faithfulness {s['faithfulness']:.3f}"
     print(f"{s['name']}: {s['n_edges']} edges, {s['n_heads']} heads, {s['n_mlps']} MLPs{faith} -> {out}")
     return 0
@@ -85,8 +86,13 @@ def cmd_reuse(args: argparse.Namespace) -> int:
         return 0
     print(f"{report['model']}: {len(report['relations'])} relations -> {report['folder']}")
     for row in report["circuits"]:
+        faith = (
+            _iv(row["faithfulness_interval"])
+            if row["faithfulness_interval"]
+            else f"{row['faithfulness']:.3f}"
+        )
         print(f"  {row['relation']:<28}{row['n_edges']:>6} edges{row['n_heads']:>4} heads  "
-              f"F {row['faithfulness']:.3f}  ({row['source']})")  # fmt: skip
+              f"F {faith}  ({row['source']})")  # fmt: skip
     print(f"{report['metric']} matrix:")
     print(report["matrix_csv"], end="")
     if report["noise"] is not None:

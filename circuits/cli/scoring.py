@@ -35,20 +35,35 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from circuits.pipeline import evaluate_scored
 
-    result, graph = evaluate_scored(args.dir, progress=not args.quiet, split=args.split)
+    result, graph = evaluate_scored(args.dir, progress=not args.quiet, split=args.split, n_boot=args.boot)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
     meta = graph.metadata
+    ivs = result.intervals
+
+    def cell(value: float, name: str, i: int | None = None, digits: int = 3, boot_digits: int = 2) -> str:
+        """``value``, or ``value [low, high]`` when there are intervals."""
+        if ivs is None:
+            return f"{value:.{digits}f}"
+        iv = getattr(ivs, name)
+        return (iv if i is None else iv[i]).format(boot_digits)
+
     print(f"{meta['model']} / {meta['relation']} / {meta['score_method']}: {result.n_pairs} "
-          f"{args.split} pairs, clean {meta['metric']} {result.clean_metric:.3f}, "
-          f"corrupted {result.corrupt_metric:.3f}")  # fmt: skip
-    print(f"{'edges %':>8}{'edges':>8}{'F signed':>10}{'F |s|':>8}{'F random':>10}{'Hit@10':>8}")
-    for f, s, a, r, h in zip(result.fractions, result.signed, result.absolute, result.random,
-                             result.hit_at_10, strict=True):  # fmt: skip
+          f"{args.split} pairs, clean {meta['metric']} {cell(result.clean_metric, 'clean_metric')}, "
+          f"corrupted {cell(result.corrupt_metric, 'corrupt_metric')}")  # fmt: skip
+    w, h = (23, 20) if ivs is not None else (10, 8)
+    print(f"{'edges %':>8}{'edges':>8}{'F signed':>{w}}{'F |s|':>{w}}{'F random':>{w}}{'Hit@10':>{h}}")
+    for i, (f, s, a, r, hit) in enumerate(zip(result.fractions, result.signed, result.absolute, result.random,
+                                              result.hit_at_10, strict=True)):  # fmt: skip
         n = max(1, round(f * result.n_edges))
-        print(f"{100 * f:>8.1f}{n:>8}{s:>10.3f}{a:>8.3f}{r:>10.3f}{h:>8.2f}")
-    print(f"CPR {result.cpr:.3f}   CMD {result.cmd:.3f}   random CPR {result.random_cpr:.3f}")
+        print(f"{100 * f:>8.1f}{n:>8}{cell(s, 'signed', i):>{w}}{cell(a, 'absolute', i):>{w}}"
+              f"{cell(r, 'random', i):>{w}}{cell(hit, 'hit_at_10', i, 2):>{h}}")  # fmt: skip
+    print(f"CPR {cell(result.cpr, 'cpr', boot_digits=3)}   CMD {cell(result.cmd, 'cmd', boot_digits=3)}   "
+          f"random CPR {cell(result.random_cpr, 'random_cpr', boot_digits=3)}")  # fmt: skip
+    if ivs is not None:
+        print(f"[low, high]: 95% percentile bootstrap over the {result.n_pairs} pairs "
+              f"({ivs.n_boot} resamples, seed {ivs.seed})")  # fmt: skip
     return 0
 
 
@@ -67,8 +82,8 @@ def register(add: Any) -> None:
     p.add_argument("--out", required=True, type=Path, help="directory to write the scored graph to")
     p.set_defaults(func=cmd_score)
 
-    p = add("evaluate", "faithfulness curve, CPR, CMD and Hit@10 of a scored graph",
-            options.json_output(), options.quiet())  # fmt: skip
+    p = add("evaluate", "faithfulness curve, CPR, CMD and Hit@10 of a scored graph, with bootstrap intervals",
+            options.boot(), options.json_output(), options.quiet())  # fmt: skip
     p.add_argument("dir", type=Path, help="a directory written by `circuits score`")
     p.add_argument("--split", default="heldout", choices=["heldout", "scoring"])
     p.set_defaults(func=cmd_evaluate)

@@ -14,6 +14,7 @@ from circuits.compare import compare
 from circuits.draw import Rendered, circuit_dot, diff_dot, render
 from circuits.extract import extract
 from circuits.store import CIRCUIT_FILE, RELATION, Gallery, circuit_name, load_scored, scored_dir
+from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import ExtractMethod
 
 __all__ = ["compare_files", "diagram_writer", "extract_stored", "load_circuit", "render_circuit_file"]
@@ -50,14 +51,35 @@ def extract_stored(
     out: str | Path | None = None,
     store: str | Path | None = None,
     formats: tuple[str, ...] = ("svg",),
+    n_boot: int = DEFAULT_BOOT,
 ) -> tuple[Circuit, Path, str]:
     """Extract a circuit from a scored-graph directory and save it.
 
     With ``target_faithfulness`` the smallest top-n circuit reaching it is
     searched for (extraction method ``minimal``, runs the model); ``evaluate``
-    measures held-out faithfulness. The circuit goes to ``store`` (a gallery,
-    with diagrams) or to ``out`` (default ``DIR/NAME.circuit.json``).
-    Returns the circuit, where it went and any rendering message.
+    measures held-out faithfulness. Either way the circuit's held-out
+    faithfulness gets a 95% bootstrap interval over the pairs (``n_boot``
+    resamples seeded by the graph's seed; 0: none), kept in
+    ``circuit.params["faithfulness_interval"]`` as ``{"value", "low", "high",
+    "n_boot", "n_pairs"}`` and reported in the returned message. The circuit
+    goes to ``store`` (a gallery, with diagrams) or to ``out`` (default
+    ``DIR/NAME.circuit.json``). Returns the circuit, where it went and a
+    message (the faithfulness interval, any rendering problem; empty when
+    there is neither).
+
+    >>> import tempfile
+    >>> from circuits import ScoreSettings, load_model, save_scored, score_relation
+    >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
+    >>> graph, pairs = score_relation(load_model("tiny-llama"), "country_capital_city", settings, progress=False)
+    >>> folder = save_scored(tempfile.mkdtemp(), graph, pairs.relation)
+    >>> circuit, path, message = extract_stored(folder, size=20, evaluate=True, n_boot=50)
+    >>> iv = circuit.params["faithfulness_interval"]
+    >>> sorted(iv), iv["value"] == round(circuit.faithfulness, 6), iv["n_pairs"]
+    (['high', 'low', 'n_boot', 'n_pairs', 'value'], True, 2)
+    >>> message.startswith("held-out faithfulness ") and "[" in message
+    True
+    >>> load_circuit(path).params["faithfulness_interval"] == iv
+    True
     """
     folder = scored_dir(directory)
     graph = load_scored(folder)
@@ -73,13 +95,25 @@ def extract_stored(
         extract_method = ExtractMethod.MINIMAL.value
     circuit = extract(graph, extract_method, size=size, fraction=fraction, value=threshold,
                       target=target_faithfulness, evaluate=evaluator, by=by, pruned=pruned)  # fmt: skip
-    if evaluator is not None and circuit.faithfulness is None:
-        circuit.faithfulness = float(evaluator.run_mask(circuit.to_mask()).faithfulness)
     circuit.name = name or circuit_name(circuit)
+    notes = []
+    if evaluator is not None:
+        from circuits.evaluate import faithfulness_interval
+
+        interval = faithfulness_interval(evaluator, circuit.to_mask(), n_boot=n_boot,
+                                         seed=graph.metadata.get("seed", 0))  # fmt: skip
+        if circuit.faithfulness is None:
+            circuit.faithfulness = interval.value
+        n_pairs = len(evaluator.batch)
+        if n_boot:
+            circuit.params = {**circuit.params, "faithfulness_interval": {**interval.as_dict(), "n_boot": n_boot,
+                                                                          "n_pairs": n_pairs}}  # fmt: skip
+            notes.append(f"held-out faithfulness {interval.format(3)} "
+                         f"(95% bootstrap over {n_pairs} pairs, {n_boot} resamples)")  # fmt: skip
     if store is not None:
         where, message = Gallery(store).save_circuit(circuit, draw=diagram_writer(circuit, formats))
-        return circuit, where, message
-    return circuit, circuit.save(out or folder / f"{circuit.name}.circuit.json"), ""
+        return circuit, where, "\n".join([*notes, message] if message else notes)
+    return circuit, circuit.save(out or folder / f"{circuit.name}.circuit.json"), "\n".join(notes)
 
 
 def render_circuit_file(

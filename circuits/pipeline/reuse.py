@@ -23,6 +23,7 @@ from circuits.compare import (
 )
 from circuits.compare.ceilings import NoiseSettings, family_noise
 from circuits.draw import circuit_dot, heatmap_svg, render
+from circuits.evaluate import faithfulness_interval
 from circuits.extract import extract, pruned_top_n
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
 from circuits.pipeline.evaluation import heldout_evaluator
@@ -194,12 +195,17 @@ def run_reuse(
             circuit = pruned_top_n(graph, n, by=by)
         else:
             circuit = extract(graph, extract_method, size=size, fraction=fraction, by=by)
-        if circuit.faithfulness is None:
-            circuit.faithfulness = float(evaluator.run_mask(circuit.to_mask()).faithfulness)
+        n_boot = 0 if noise is None else noise.n_boot
+        interval = faithfulness_interval(evaluator, circuit.to_mask(), n_boot=n_boot, seed=settings.seed)
+        circuit.faithfulness = interval.value if circuit.faithfulness is None else circuit.faithfulness
+        if n_boot:
+            circuit.params = {**circuit.params, "faithfulness_interval": {**interval.as_dict(), "n_boot": n_boot,
+                                                                          "n_pairs": len(evaluator.batch)}}  # fmt: skip
         circuit.name = circuit_name(circuit)
         gallery.save_circuit(circuit, draw=diagram_writer(circuit, formats))
         graphs[rel.name], circuits[rel.name], evaluators[rel.name] = graph, circuit, evaluator
         rows.append({**circuit.summary(), "relation": rel.name, "source": source,
+                     "faithfulness_interval": circuit.params.get("faithfulness_interval"),
                      "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
         bar.update(1)
     bar.close()
