@@ -93,17 +93,37 @@ class PairRows:
 
     def __post_init__(self) -> None:
         self.mask = edge_mask(self.shape)
+        self._by_index = np.argsort(self.edges)
+        self._sorted = self.edges[self._by_index]
 
     @property
     def n_pairs(self) -> int:
         return int(self.rows.shape[0])
 
+    def means(self, weights: np.ndarray) -> np.ndarray:
+        """The candidates' scores averaged over the pairs, weighted by ``weights``: ``[K]``."""
+        w = np.asarray(weights, dtype=np.float64)
+        return (w @ self.rows) / w.sum()
+
     def scores(self, weights: np.ndarray) -> np.ndarray:
         """Dense ``[S, R]`` scores with the candidates averaged over the pairs, weighted by ``weights``."""
-        w = np.asarray(weights, dtype=np.float64)
         out = self.rest.copy().ravel()
-        out[self.edges] = (w @ self.rows) / w.sum()
+        out[self.edges] = self.means(weights)
         return out.reshape(self.rest.shape)
+
+    def values_at(self, means: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """The scores of the edges ``flat`` given the candidates' ``means`` (others: their fixed score)."""
+        out = self.rest.ravel()[flat].copy()
+        pos = np.minimum(np.searchsorted(self._sorted, flat), self._sorted.size - 1)
+        hit = self._sorted[pos] == flat
+        out[hit] = means[self._by_index[pos[hit]]]
+        return out
+
+    def top(self, means: np.ndarray, n: int, by: str) -> np.ndarray:
+        """Flat indices of the ``n`` best candidates under ``means`` (most negative first, or ``|score|``)."""
+        key = np.abs(means) if by == "abs" else -means
+        n = min(n, key.size)
+        return self.edges[np.argpartition(-key, n - 1)[:n]]
 
 
 def _need_pairs(graph: ScoredGraph) -> Any:
@@ -150,6 +170,7 @@ class Draw:
     circuit: Circuit
     weights: np.ndarray
     rows: PairRows
+    means: np.ndarray
 
     def scores(self) -> np.ndarray:
         return self.rows.scores(self.weights)
@@ -160,39 +181,78 @@ def on_circuits(fn: Callable[[Circuit, Circuit], float]) -> Metric:
     return lambda x, y: fn(x.circuit, y.circuit)
 
 
-def on_scores(by: str, top: int | None) -> Metric:
-    """The rank correlation over the union of both draws' ``top`` edges, as a :data:`Metric`."""
-    from circuits.compare.similarity import rank_correlation_scores
+def on_scores(by: str, top: int) -> Metric:
+    """The rank correlation over the union of both draws' ``top`` strongest candidate edges, as a :data:`Metric`.
 
-    return lambda x, y: rank_correlation_scores(x.scores(), y.scores(), x.rows.mask, by=by, top=top)
+    The tops are taken among each graph's per-pair candidates (the ``K``
+    strongest edges, far more than ``top``), which keeps a redraw's
+    correlation cheap; an edge that is a candidate of one graph only takes
+    the other's fixed score.
+    """
+    from circuits.compare.similarity import spearman
+
+    def metric(x: Draw, y: Draw) -> float:
+        union = np.union1d(x.rows.top(x.means, top, by), y.rows.top(y.means, top, by))
+        xs, ys = x.rows.values_at(x.means, union), y.rows.values_at(y.means, union)
+        return spearman(np.abs(xs), np.abs(ys)) if by == "abs" else spearman(xs, ys)
+
+    return metric
 
 
 class Redraws:
-    """Pruned top-n circuits of ``n`` edges re-extracted from weighted pairs of one :class:`PairRows`."""
+    """Pruned top-n circuits of ``n`` edges re-extracted from weighted pairs of one :class:`PairRows`.
+
+    Only the head of each ranking is needed: the best ``16 n`` edges (at least
+    4,096) among the candidates, whose scores change with the weights, and the
+    best non-candidates, whose scores are fixed; the full ranking is sorted
+    only if the search runs past that head.
+    """
 
     def __init__(self, rows: PairRows, n: int, by: str) -> None:
         self.rows, self.n, self.by = rows, n, by
-        self.mask = rows.mask
         self.start: int | None = None
+        self.all = np.flatnonzero(rows.mask.ravel())
+        self.head = min(self.all.size, max(16 * n, 4096))
+        rest = np.setdiff1d(self.all, rows.edges, assume_unique=True)
+        rest_key = self._key(rows.rest.ravel()[rest])
+        top = np.argsort(-rest_key, kind="stable")[: self.head]
+        self.rest_idx, self.rest_key = rest[top], rest_key[top]
+        self.senders, self.receivers = rows.shape.sender_names(), rows.shape.receiver_names()
+
+    def _key(self, scores: np.ndarray) -> np.ndarray:
+        return np.abs(scores) if self.by == "abs" else -scores
+
+    def _order(self, means: np.ndarray, full: bool) -> np.ndarray:
+        """Edge indices best first: the head of the ranking, or (``full``) all of it."""
+        if full:
+            scores = self.rows.rest.ravel().copy()
+            scores[self.rows.edges] = means
+            idx, key = self.all, self._key(scores[self.all])
+        else:
+            idx = np.concatenate([self.rows.edges, self.rest_idx])
+            key = np.concatenate([self._key(means), self.rest_key])
+            part = min(self.head, idx.size)
+            best = np.argpartition(-key, part - 1)[:part]
+            idx, key = idx[best], key[best]
+        return idx[np.lexsort((idx, -key))]  # ties by position, as ScoredGraph.ranked
 
     def draw(self, weights: np.ndarray) -> Draw:
         """The circuit of the pairs weighted by ``weights`` (counts of a resample, or 0/1 for a subset)."""
-        scores = self.rows.scores(weights)
-        graph = ScoredGraph(self.rows.shape, scores.astype(np.float32), self.rows.metadata)
-        key = np.abs(scores.ravel()) if self.by == "abs" else -scores.ravel()
-        idx = np.flatnonzero(self.mask.ravel())
-        # only the head of the ranking is needed: sort the best 16 n (all, if the search runs past them)
-        head = min(idx.size, max(16 * self.n, 4096))
-        for part in (head, idx.size):
-            best = np.sort(idx[np.argpartition(-key[idx], part - 1)[:part]]) if part < idx.size else idx
-            order = best[np.argsort(-key[best], kind="stable")]
+        means = self.rows.means(weights)
+        for full in (False, True):
+            order = self._order(means, full)
             mask, m = pruned_top_mask(self.rows.shape, order, self.n, start=self.start)
-            if m < part or part == idx.size:
+            if m < order.size or order.size == self.all.size:
                 break
         self.start = m  # resamples of one graph need similar m: start the next search there
-        circuit = Circuit.from_mask(graph, mask, extract_method="top-n",
-                                    params={"n": m, "by": self.by, "pruned": True, "max_edges": self.n})  # fmt: skip
-        return Draw(circuit, np.asarray(weights, dtype=np.float64), self.rows)
+        flat = np.flatnonzero(mask)
+        rows, cols = np.divmod(flat, self.rows.shape.n_receivers)
+        values = self.rows.values_at(means, flat)
+        edges = {(self.senders[s], self.receivers[r]): float(v)
+                 for s, r, v in zip(rows.tolist(), cols.tolist(), values.tolist(), strict=True)}  # fmt: skip
+        circuit = Circuit(self.rows.shape, edges, {}, {"relation": self.rows.metadata.get("relation")}, "top-n",
+                          {"n": m, "by": self.by, "pruned": True, "max_edges": self.n})  # fmt: skip
+        return Draw(circuit, np.asarray(weights, dtype=np.float64), self.rows, means)
 
 
 def redraw_bootstrap(

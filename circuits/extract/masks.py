@@ -1,7 +1,7 @@
 """Pruning on boolean edge masks: the fast path of pruned top-n circuits.
 
-A circuit as a ``[senders, receivers]`` mask is pruned by two sweeps over the
-forward order, with no graph object built:
+A circuit as a ``[senders, receivers]`` mask is pruned by two passes over its
+edges in forward order, with no graph object built:
 
 - forward: a sender is *reached* when it is ``input``, or when a kept edge
   from a reached sender enters one of its inputs (a head's ``<q>``, or the
@@ -19,15 +19,23 @@ on this path.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from circuits.graph import GraphShape
 
-__all__ = ["prune_mask", "pruned_top_mask"]
+__all__ = ["prune_edges", "prune_mask", "pruned_top_mask"]
 
 
 def prune_mask(shape: GraphShape, keep: np.ndarray) -> np.ndarray:
     """The edges of ``keep`` (boolean ``[senders, receivers]``) on some ``input -> logits`` path.
+
+    Receivers (columns) and senders (rows) are both in forward order, so one
+    pass over the kept edges by receiver marks every reached node (all edges
+    into a node come before any edge out of it), and one pass backwards marks
+    every useful one. A circuit has a few hundred edges, so walking them beats
+    array sweeps over all layers.
 
     >>> shape = GraphShape(1, 1, 1)
     >>> keep = np.zeros((shape.n_senders, shape.n_receivers), dtype=bool)
@@ -36,30 +44,56 @@ def prune_mask(shape: GraphShape, keep: np.ndarray) -> np.ndarray:
     >>> np.argwhere(prune_mask(shape, keep)).tolist()
     [[0, 0], [1, 4]]
     """
-    H, KV, g = shape.n_heads, shape.n_kv_heads, shape.group
-    reached = np.zeros(shape.n_senders, dtype=bool)
+    out = np.zeros(keep.size, dtype=bool)
+    out[prune_edges(shape, np.flatnonzero(keep))] = True
+    return out.reshape(keep.shape)
+
+
+def prune_edges(shape: GraphShape, flat: np.ndarray) -> np.ndarray:
+    """:func:`prune_mask` on flat edge indices (into ``[senders, receivers]``): the surviving ones.
+
+    >>> shape = GraphShape(1, 1, 1)
+    >>> prune_edges(shape, np.array([0, 9, 14])).tolist()  # input->a0.h0<q>, a0.h0->logits, m0->logits
+    [0, 9]
+    """
+    feeds = _feeds(shape)
+    logits = shape.logits_receiver
+    flat = np.asarray(flat, dtype=np.int64)
+    rows, cols = np.divmod(flat, shape.n_receivers)
+    by_receiver = np.lexsort((rows, cols))  # receivers, then senders, in forward order
+    edges = list(zip(rows[by_receiver].tolist(), cols[by_receiver].tolist(), strict=True))
+    reached = [False] * shape.n_senders
     reached[0] = True
+    for s, r in edges:
+        if reached[s]:
+            for t in feeds[r]:
+                reached[t] = True
+    useful = [False] * shape.n_senders
+    # a receiver's usefulness is settled before any edge into it is seen backwards (its node's
+    # outgoing edges come later in the forward order), so it is computed once per receiver
+    into_useful: dict[int, bool] = {}
+    for s, r in reversed(edges):
+        ok = into_useful.get(r)
+        if ok is None:
+            ok = into_useful[r] = r == logits or any(useful[t] for t in feeds[r])
+        if ok:
+            useful[s] = True
+    kept = [i for i, (s, r) in zip(by_receiver.tolist(), edges, strict=True) if reached[s] and into_useful[r]]
+    return np.sort(flat[kept])
+
+
+@functools.cache
+def _feeds(shape: GraphShape) -> tuple[tuple[int, ...], ...]:
+    """Per receiver column, the senders whose node it is an input of (a key/value input: its whole group)."""
+    out: list[tuple[int, ...]] = []
     for layer in range(shape.n_layers):
-        before = shape.senders_before(layer)
-        cols = shape.attn_receivers(layer)
-        fed = (keep[:before, cols] & reached[:before, None]).any(0)  # [H + 2 KV]
-        kv_fed = fed[H : H + KV] | fed[H + KV :]
-        reached[before : before + H] = fed[:H] | np.repeat(kv_fed, g)
-        reads = before if shape.parallel else before + H
-        reached[shape.mlp_sender(layer)] = (keep[:reads, shape.mlp_receiver(layer)] & reached[:reads]).any()
-    useful = np.zeros(shape.n_receivers, dtype=bool)
-    useful[shape.logits_receiver] = True
-    for layer in reversed(range(shape.n_layers)):
-        mlp = shape.mlp_sender(layer)
-        useful[shape.mlp_receiver(layer)] = (keep[mlp] & useful).any()
-        first = shape.head_sender(layer, 0)
-        heads = (keep[first : first + H] & useful).any(1)
-        start = shape.q_receiver(layer, 0)
-        useful[start : start + H] = heads
-        group_useful = heads.reshape(KV, g).any(1)
-        useful[start + H : start + H + KV] = group_useful
-        useful[start + H + KV : start + H + 2 * KV] = group_useful
-    return keep & reached[:, None] & useful[None, :]
+        out += [(shape.head_sender(layer, h),) for h in range(shape.n_heads)]
+        groups = [tuple(shape.head_sender(layer, h) for h in range(kv * shape.group, (kv + 1) * shape.group))
+                  for kv in range(shape.n_kv_heads)]  # fmt: skip
+        out += groups + groups  # <k> then <v>
+        out.append((shape.mlp_sender(layer),))
+    out.append(())  # logits
+    return tuple(out)
 
 
 def pruned_top_mask(
@@ -81,16 +115,10 @@ def pruned_top_mask(
     (2, 2)
     """
     total = len(order)
-    size = (shape.n_senders, shape.n_receivers)
-
-    def pruned(m: int) -> np.ndarray:
-        keep = np.zeros(size[0] * size[1], dtype=bool)
-        keep[order[:m]] = True
-        return prune_mask(shape, keep.reshape(size))
 
     def fits(m: int) -> tuple[bool, np.ndarray]:
-        mask = pruned(m)
-        return int(mask.sum()) <= n, mask
+        kept = prune_edges(shape, order[:m])
+        return kept.size <= n, kept
 
     low = min(n, total)  # the pruned top-n circuit always fits: it has at most n edges
     guess = min(max(start if start is not None else low, low), total)
@@ -108,7 +136,7 @@ def pruned_top_mask(
         low = best
     else:  # the guess is too large: shrink towards low, which fits
         high = guess - 1
-        best, best_mask = low, pruned(low)
+        best, best_mask = low, fits(low)[1]
     while high > low:
         mid = (low + high + 1) // 2
         ok, mask = fits(mid)
@@ -116,4 +144,6 @@ def pruned_top_mask(
             low, best, best_mask = mid, mid, mask
         else:
             high = mid - 1
-    return best_mask, best
+    mask = np.zeros(shape.n_senders * shape.n_receivers, dtype=bool)
+    mask[best_mask] = True
+    return mask.reshape(shape.n_senders, shape.n_receivers), best
