@@ -252,3 +252,33 @@ def test_every_pair_of_relations_is_reported_once() -> None:
     circuits = {k: pruned_top_n(g, 6) for k, g in graphs.items()}
     refs = family_noise(graphs, circuits, ["edge_jaccard"], settings=NoiseSettings(5, 3, 3))
     assert set(refs.pairs) == set(itertools.combinations(graphs, 2))
+
+
+def test_compare_reports_intervals_when_the_scored_graphs_are_beside(capsys, tmp_path: Path) -> None:
+    paths = []
+    for relation in ("country_capital_city", "country_language"):
+        folder = tmp_path / relation
+        code, _, _ = run_cli(capsys, "score", relation, "--model", "tiny-llama", "--max-rank", "1000000000",
+                             "--max-pairs", "10", "--ig-steps", "2", "--out", str(folder), "--quiet")  # fmt: skip
+        assert code == 0
+        code, _, _ = run_cli(
+            capsys, "extract", str(folder), "--size", "20", "--out", str(folder / "c.circuit.json")
+        )
+        assert code == 0
+        paths.append(str(folder / "c.circuit.json"))
+    argv = ["compare", *paths, "--boot", "40", "--splits", "6", "--permutations", "10"]
+    code, out, _ = run_cli(capsys, *argv, "--json")
+    assert code == 0
+    noise = json.loads(out)["noise"]
+    assert set(noise["ceilings"]) == {"A", "B"}
+    for metric in ("edge_jaccard", "weighted_jaccard", "head_share", "spearman"):
+        row = noise["similarities"][metric]
+        assert row["low"] <= row["value"] <= row["high"]
+        assert row["value"] == pytest.approx(json.loads(out).get(metric, row["value"]), abs=1e-6)
+    code, out, _ = run_cli(capsys, *argv)
+    assert "edge_jaccard      " in out and " [" in out and "ceilings" in out and "null" in out
+    # a circuit away from its scored graph has no intervals, and says why
+    lonely = tmp_path / "lonely.circuit.json"
+    lonely.write_text(Path(paths[0]).read_text())
+    code, out, _ = run_cli(capsys, "compare", str(lonely), paths[1])
+    assert code == 0 and "no intervals: no scored graph beside" in out

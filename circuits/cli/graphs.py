@@ -52,20 +52,39 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from circuits.compare.ceilings import NoiseSettings
     from circuits.pipeline import compare_files
 
-    result = compare_files(args.a, args.b, diff=args.diff)
+    noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
+    result = compare_files(args.a, args.b, diff=args.diff, noise=noise)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"A: {result['a']} ({result['edges_a']} edges, {result['nodes_a']} nodes)")
     print(f"B: {result['b']} ({result['edges_b']} edges, {result['nodes_b']} nodes)")
+    sims = (result.get("noise") or {}).get("similarities", {})
     for key in ("common_edges", "edge_jaccard", "node_jaccard", "edge_overlap", "node_overlap",
                 "weighted_jaccard", "head_share", "heads_of_a_in_b", "heads_of_b_in_a"):  # fmt: skip
         value = result[key]
-        print(f"{key:<18}{value:>10.4f}" if isinstance(value, float) else f"{key:<18}{value:>10}")
+        if key in sims:
+            print(f"{key:<18}{_iv(sims[key])}  {_references(sims[key])}")
+        else:
+            print(f"{key:<18}{value:>10.4f}" if isinstance(value, float) else f"{key:<18}{value:>10}")
+    if "spearman" in sims:
+        print(f"{'spearman (top)':<18}{_iv(sims['spearman'])}  {_references(sims['spearman'])}")
     print(f"common heads: {', '.join(result['common_heads']) or '-'}")
+    if sims:
+        print("[interval]: 95% bootstrap over each circuit's scoring pairs; ceilings: split-half; "
+              "relative: half-sample similarity / sqrt(ceilings); null: pairs shuffled between A and B")  # fmt: skip
+    elif result.get("noise"):
+        print(f"no intervals: {result['noise']['skipped']}")
     return 0
+
+
+def _references(row: dict[str, Any]) -> str:
+    rel = "n/a" if row["relative"] is None else f"{row['relative']:.2f}"
+    null = "n/a" if row["null"] is None else f"{_iv(row['null'])}, p {row['p']:.3f}"
+    return f"ceilings {_v(row['ceiling_a'])} / {_v(row['ceiling_b'])}  relative {rel}  null {null}"
 
 
 def cmd_reuse(args: argparse.Namespace) -> int:
@@ -119,10 +138,7 @@ def noise_table(noise: dict[str, Any], metric: str) -> str:
         (p[metric] for p in noise["pairs"]), key=lambda r: -(r["value"] if r["value"] is not None else -9)
     )
     for r in rows:
-        rel = "n/a" if r["relative"] is None else f"{r['relative']:.2f}"
-        null = "n/a" if r["null"] is None else f"{_iv(r['null'])}, p {r['p']:.3f}"
-        lines.append(f"  {r['a']} / {r['b']}: {_iv(r)}  ceilings {_v(r['ceiling_a'])} / {_v(r['ceiling_b'])}  "
-                     f"relative {rel}  null {null}")  # fmt: skip
+        lines.append(f"  {r['a']} / {r['b']}: {_iv(r)}  {_references(r)}")
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +152,13 @@ def _iv(d: dict[str, Any]) -> str:
     if d.get("low") is None or d.get("high") is None:
         return f"{d['value']:.2f}"
     return f"{d['value']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
+
+
+def _noise_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--splits", type=int, default=50,
+                   help="random halvings of each relation's pairs for its noise ceiling (default 50)")  # fmt: skip
+    p.add_argument("--permutations", type=int, default=100,
+                   help="label shuffles per pair of relations for the permutation null (default 100)")  # fmt: skip
 
 
 def _sized(p: argparse.ArgumentParser, *, target: bool) -> None:
@@ -178,10 +201,12 @@ def register(add: Any) -> None:
     p.add_argument("--out", type=Path, help="output path (suffix replaced by the format)")
     p.set_defaults(func=cmd_render)
 
-    p = add("compare", "similarities of two circuits", options.json_output())
+    p = add("compare", "similarities of two circuits, with intervals, noise ceilings and a permutation null",
+            options.seed(), options.boot(), options.json_output())  # fmt: skip
     p.add_argument("a", type=Path, help="circuit JSON file or store circuit folder")
     p.add_argument("b", type=Path)
     p.add_argument("--diff", type=Path, help="also write a diff diagram (DOT and SVG) here")
+    _noise_options(p)
     p.set_defaults(func=cmd_compare)
 
     p = add("reuse", "circuits of many relations: reuse matrix with intervals, noise ceilings and nulls, "
@@ -198,10 +223,7 @@ def register(add: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--store", type=Path, default=Path("graphs"), help="store root (default graphs/)")
     p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
-    p.add_argument("--splits", type=int, default=50,
-                   help="random halvings of each relation's pairs for its noise ceiling (default 50)")  # fmt: skip
-    p.add_argument("--permutations", type=int, default=100,
-                   help="label shuffles per pair of relations for the permutation null (default 100)")  # fmt: skip
+    _noise_options(p)
     p.add_argument("--heatmap", default="similarity", choices=["similarity", "relative"],
                    help="heatmap.svg shows the similarity or the similarity relative to the ceilings "
                    "(both are written)")  # fmt: skip

@@ -10,14 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from circuits.circuit import Circuit
-from circuits.compare import compare
+from circuits.compare import METRICS, compare
+from circuits.compare.ceilings import NoiseSettings, family_noise
 from circuits.draw import Rendered, circuit_dot, diff_dot, render
 from circuits.extract import extract
-from circuits.store import CIRCUIT_FILE, RELATION, Gallery, circuit_name, load_scored, scored_dir
+from circuits.store import CIRCUIT_FILE, META, RELATION, Gallery, circuit_name, load_scored, scored_dir
 from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import ExtractMethod
 
-__all__ = ["compare_files", "diagram_writer", "extract_stored", "load_circuit", "render_circuit_file"]
+__all__ = [
+    "compare_files",
+    "diagram_writer",
+    "extract_stored",
+    "load_circuit",
+    "render_circuit_file",
+    "scored_beside",
+]
 
 
 def load_circuit(path: str | Path) -> Circuit:
@@ -136,10 +144,58 @@ def render_circuit_file(
     return render(graph, out or base, formats=formats)
 
 
-def compare_files(a: str | Path, b: str | Path, *, diff: str | Path | None = None) -> dict[str, Any]:
-    """Similarities of two stored circuits; with ``diff``, also a diff diagram written there."""
+def compare_files(
+    a: str | Path, b: str | Path, *, diff: str | Path | None = None, noise: NoiseSettings | None = None
+) -> dict[str, Any]:
+    """Similarities of two stored circuits; with ``diff``, also a diff diagram written there.
+
+    With ``noise``, and when both circuits sit next to the scored graph they
+    came from (``DIR/NAME.circuit.json`` beside ``DIR/graph.json``, or a
+    gallery circuit folder beside its relation's ``scored/``) and those graphs
+    keep per-pair scores, every similarity gets its bootstrap interval, both
+    circuits' split-half ceilings, the relative value and the permutation null
+    (:func:`~circuits.compare.ceilings.family_noise`; the circuits are redrawn
+    as pruned top-n circuits of their size). ``result["noise"]`` holds them,
+    or says why there are none.
+    """
     first, second = load_circuit(a), load_circuit(b)
     result = compare(first, second)
+    if noise is not None:
+        result["noise"] = _compare_noise((a, b), (first, second), noise)
     if diff is not None:
         result["diff"] = [str(p) for p in render(diff_dot(first, second), diff, formats=("svg",)).written]
     return result
+
+
+def scored_beside(path: str | Path) -> Path | None:
+    """The scored-graph directory a circuit file or gallery circuit folder was extracted from, if at hand."""
+    path = Path(path)
+    candidates = (path.parent / "scored",) if path.is_dir() else (path.parent, path.parent.parent / "scored")
+    for folder in candidates:
+        if (folder / META).is_file():
+            return folder
+    return None
+
+
+def _compare_noise(paths: tuple[str | Path, str | Path], circuits: tuple[Circuit, Circuit],
+                   settings: NoiseSettings) -> dict[str, Any]:  # fmt: skip
+    folders = [scored_beside(p) for p in paths]
+    if None in folders:
+        missing = [str(p) for p, f in zip(paths, folders, strict=True) if f is None]
+        return {
+            "skipped": f"no scored graph beside {', '.join(missing)}; intervals need the graph it came from"
+        }
+    graphs = [load_scored(f) for f in folders]  # type: ignore[arg-type]
+    if any(g.pair_scores is None for g in graphs):
+        return {
+            "skipped": "a scored graph keeps no per-pair scores (scored before version 0.3); score it again"
+        }
+    if circuits[0].params.get("by", "signed") != circuits[1].params.get("by", "signed"):
+        return {"skipped": "the circuits rank edges differently (signed vs abs)"}
+    names = ["A", "B"]
+    family = family_noise(dict(zip(names, graphs, strict=True)), dict(zip(names, circuits, strict=True)),
+                          [*METRICS, "spearman"], settings=settings)  # fmt: skip
+    sims = family.pairs[("A", "B")]
+    return {"settings": family.as_dict()["settings"],
+            "ceilings": {n: {m: iv.as_dict() for m, iv in c.items()} for n, c in family.ceilings.items()},
+            "similarities": {m: sim.as_dict() for m, sim in sims.items()}}  # fmt: skip
