@@ -282,3 +282,27 @@ def test_compare_reports_intervals_when_the_scored_graphs_are_beside(capsys, tmp
     lonely.write_text(Path(paths[0]).read_text())
     code, out, _ = run_cli(capsys, "compare", str(lonely), paths[1])
     assert code == 0 and "no intervals: no scored graph beside" in out
+
+
+def test_cross_task_intervals_from_the_target_pairs(tiny_llama) -> None:
+    from circuits import ScoreSettings, heldout_evaluator, score_relation
+    from circuits.compare import cross_task_matrix
+
+    settings = ScoreSettings(ig_steps=2, max_pairs=10, max_rank=10**9)
+    graphs, evaluators, circuits = {}, {}, {}
+    for relation in ("country_capital_city", "country_language"):
+        graph, pairs = score_relation(tiny_llama, relation, settings, progress=False)
+        graphs[relation], evaluators[relation] = graph, heldout_evaluator(tiny_llama, graph, pairs)
+        circuits[relation] = pruned_top_n(graph, 20)
+    _, results = cross_task_matrix(circuits, graphs, evaluators, n_boot=60, seed=3)
+    for r in results:
+        assert r.intervals is not None
+        for name in ("transferred", "own"):
+            iv = r.intervals[name]
+            assert iv.low <= getattr(r, name) <= iv.high
+        if r.source == r.target:  # a circuit against itself: the ratio is 1 in every resample
+            iv = r.intervals["ratio"]
+            assert (iv.value, iv.low, iv.high) == pytest.approx((1.0, 1.0, 1.0))
+    again = cross_task_matrix(circuits, graphs, evaluators, n_boot=60, seed=3)[1]
+    assert [r.as_dict() for r in again] == [r.as_dict() for r in results]
+    assert all(r.intervals is None for r in cross_task_matrix(circuits, graphs, evaluators)[1])

@@ -12,6 +12,7 @@ from circuits.circuit import Circuit
 from circuits.compare.families import ReuseMatrix
 from circuits.extract import as_evaluate, pruned_top_n
 from circuits.graph import ScoredGraph
+from circuits.uncertainty import Interval, percentile_interval
 from circuits.vocab import InputError
 
 __all__ = ["CrossTask", "cross_task_faithfulness", "cross_task_matrix"]
@@ -19,13 +20,19 @@ __all__ = ["CrossTask", "cross_task_faithfulness", "cross_task_matrix"]
 
 @dataclass(frozen=True)
 class CrossTask:
-    """Circuit of ``source`` evaluated on ``target``'s prompts, against ``target``'s own."""
+    """Circuit of ``source`` evaluated on ``target``'s prompts, against ``target``'s own.
+
+    With an :class:`~circuits.evaluate.Evaluator` (and ``n_boot`` > 0) the
+    faithfulness values and their ratio carry 95% bootstrap intervals over the
+    target's pairs, all three from the same resamples.
+    """
 
     source: str
     target: str
     n_edges: int
     transferred: float
     own: float
+    intervals: dict[str, Interval] | None = None
 
     @property
     def ratio(self) -> float:
@@ -33,8 +40,31 @@ class CrossTask:
         return self.transferred / self.own if self.own else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "target": self.target, "n_edges": self.n_edges,
-                "transferred": self.transferred, "own": self.own, "ratio": self.ratio}  # fmt: skip
+        out = {"source": self.source, "target": self.target, "n_edges": self.n_edges,
+               "transferred": self.transferred, "own": self.own, "ratio": self.ratio}  # fmt: skip
+        if self.intervals is not None:
+            out["intervals"] = {k: iv.as_dict() for k, iv in self.intervals.items()}
+        return out
+
+
+def _measure(evaluator: Any, transferred: np.ndarray, own: np.ndarray, n_boot: int, seed: int,
+             cache: dict[Any, Any]) -> tuple[float, float, dict[str, Interval] | None]:  # fmt: skip
+    """Faithfulness of two masks on one evaluator and, when it keeps per-pair values, their intervals."""
+    if not hasattr(evaluator, "run_mask") or n_boot == 0:
+        run = as_evaluate(evaluator)
+        return run(transferred), run(own), None
+    key = own.tobytes()
+    if key not in cache:
+        cache[key] = evaluator.run_mask(own)
+    runs = [evaluator.run_mask(transferred), cache[key]]
+    boot = evaluator.boot_faithfulness(runs, evaluator.resample_weights(n_boot, seed))
+    values = [r.faithfulness for r in runs]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = boot[:, 0] / boot[:, 1]
+    ratio = values[0] / values[1] if values[1] else float("nan")
+    intervals = {"transferred": percentile_interval(values[0], boot[:, 0]),
+                 "own": percentile_interval(values[1], boot[:, 1]), "ratio": percentile_interval(ratio, ratios)}  # fmt: skip
+    return values[0], values[1], intervals
 
 
 def cross_task_faithfulness(
@@ -44,6 +74,8 @@ def cross_task_faithfulness(
     *,
     by: str | None = None,
     own: Circuit | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> CrossTask:
     """Faithfulness of ``circuit`` on relation B, and of B's own circuit of the same size.
 
@@ -54,11 +86,11 @@ def cross_task_faithfulness(
     if circuit.shape != graph_b.shape:
         raise InputError(f"circuit of {circuit.model!r} and graph of {graph_b.metadata.get('model')!r} "
                          "have different shapes")  # fmt: skip
-    run = as_evaluate(evaluate_b)
     if own is None:
         own = pruned_top_n(graph_b, circuit.n_edges, by=by or circuit.params.get("by", "signed"))
+    transferred, mine, intervals = _measure(evaluate_b, circuit.to_mask(), own.to_mask(), n_boot, seed, {})
     return CrossTask(circuit.label(), str(graph_b.metadata.get("relation", "B")), circuit.n_edges,
-                     run(circuit.to_mask()), run(own.to_mask()))  # fmt: skip
+                     transferred, mine, intervals)  # fmt: skip
 
 
 def cross_task_matrix(
@@ -68,27 +100,33 @@ def cross_task_matrix(
     *,
     by: str | None = None,
     progress: Any = None,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> tuple[ReuseMatrix, list[CrossTask]]:
     """Cross-task faithfulness for every ordered pair; the matrix holds ``transferred / own``.
 
     Row ``i``, column ``j``: circuit of relation ``i`` on the prompts of relation ``j``. The
     own circuit is relation ``j``'s circuit when it has as many edges, else
-    :func:`~circuits.extract.pruned_top_n` of its graph.
+    :func:`~circuits.extract.pruned_top_n` of its graph. With Evaluators and
+    ``n_boot`` > 0 every result carries intervals (:class:`CrossTask`).
     """
     names = list(circuits)
     values = np.full((len(names), len(names)), np.nan)
     results = []
     for j, target in enumerate(names):
-        run = as_evaluate(evaluators[target])
-        own_cache: dict[int, float] = {}
+        own_masks: dict[int, np.ndarray] = {}
+        runs: dict[Any, Any] = {}
         for i, source in enumerate(names):
             c = circuits[source]
-            if circuits[target].n_edges == c.n_edges:
-                own_cache[c.n_edges] = run(circuits[target].to_mask())
-            elif c.n_edges not in own_cache:
-                mine = pruned_top_n(graphs[target], c.n_edges, by=by or c.params.get("by", "signed"))
-                own_cache[c.n_edges] = run(mine.to_mask())
-            result = CrossTask(source, target, c.n_edges, run(c.to_mask()), own_cache[c.n_edges])
+            if c.n_edges not in own_masks:
+                if circuits[target].n_edges == c.n_edges:
+                    own_masks[c.n_edges] = circuits[target].to_mask()
+                else:
+                    mine = pruned_top_n(graphs[target], c.n_edges, by=by or c.params.get("by", "signed"))
+                    own_masks[c.n_edges] = mine.to_mask()
+            transferred, own, intervals = _measure(evaluators[target], c.to_mask(), own_masks[c.n_edges],
+                                                   n_boot, seed, runs)  # fmt: skip
+            result = CrossTask(source, target, c.n_edges, transferred, own, intervals)
             results.append(result)
             values[i, j] = result.ratio
             if progress is not None:

@@ -239,7 +239,8 @@ def run_reuse(
     cross_rows: list[dict[str, Any]] = []
     if cross:
         cbar = progress_bar(len(circuits) ** 2, "reuse: cross-task", enabled=progress)
-        cross_m, results = cross_task_matrix(circuits, graphs, evaluators, by=by, progress=cbar)
+        cross_m, results = cross_task_matrix(circuits, graphs, evaluators, by=by, progress=cbar,
+                                             n_boot=0 if noise is None else noise.n_boot, seed=settings.seed)  # fmt: skip
         cbar.close()
         cross_rows = [r.as_dict() for r in results]
         files["cross_task.csv"] = cross_m.to_csv()
