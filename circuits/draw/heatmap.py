@@ -83,6 +83,6 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
                               for x, y in zip(xs, ys, strict=True))  # fmt: skip
             out.append(f'<polyline points="{points}" fill="none" stroke="#444444"/>')
     out.append(f'<text x="8" y="{height - 14}" font-size="9" fill="#666666">'
-               f'{escape(matrix.metric)}; scale {low:g} (red) .. 0 (white) .. 1 (blue)</text>')  # fmt: skip
+               f'{escape(matrix.metric)}; scale {"-1 (red) .. " if low < 0 else ""}0 (white) .. 1 (blue)</text>')  # fmt: skip
     out.append("</svg>")
     return "\n".join(out) + "\n"
