@@ -240,7 +240,7 @@ def test_validate_graph(tiny_llama, llama_analysis):
 def test_causal_check(tiny_llama, llama_analysis):
     a, batch = llama_analysis, random_batch(tiny_llama)
     w = a.writers.names.index("a0.h1")
-    removed = _run_removing(tiny_llama, batch, 0, 1, a.writers.directions[w].double(), 0.0)
+    removed = _run_removing(tiny_llama, batch, 0, 1, a.writers.directions[w].double(), 0.0).mean()
 
     def zero_head(z, hook):
         z = z.clone()
@@ -258,8 +258,12 @@ def test_causal_check(tiny_llama, llama_analysis):
     result = causal_check(tiny_llama, a, channel, batch, n_random=3)
     assert len(result.random_changes) == 3
     assert np.isfinite(result.channel_change)
+    iv = result.channel_interval
+    assert iv is not None and iv.low <= result.channel_change <= iv.high
     kept = causal_check(tiny_llama, a, channel, batch, scale=1.0, n_random=1)
     assert kept.channel_change == pytest.approx(0.0, abs=1e-5)
+    # nothing removed: every pair's change is zero, so the interval has zero width (DESIGN check 12)
+    assert kept.channel_interval.high - kept.channel_interval.low == pytest.approx(0.0, abs=1e-5)
     edge = causal_check(tiny_llama, a, channel, batch, scope="edge", n_random=2)
     assert edge.scope == "edge"
     assert edge.clean == pytest.approx(result.clean)
@@ -273,7 +277,7 @@ def test_causal_check(tiny_llama, llama_analysis):
 
     harness = Harness(tiny_llama)
     shape = harness.shape
-    removed = _run_removing(tiny_llama, batch, 0, 1, a.writers.directions[w].double(), 0.0, "a2.h1<k>")
+    removed = _run_removing(tiny_llama, batch, 0, 1, a.writers.directions[w].double(), 0.0, "a2.h1<k>").mean()
     [exact] = exact_edges(
         harness, batch, [(shape.head_sender(0, 1), shape.k_receiver(2, 1))], ablation="zero"
     )

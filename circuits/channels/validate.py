@@ -36,6 +36,7 @@ from circuits.channels.composition import ChannelAnalysis
 from circuits.channels.predict import Channel
 from circuits.graph import ScoredGraph
 from circuits.models.load import hf_module
+from circuits.uncertainty import DEFAULT_BOOT, Interval, mean_interval
 from circuits.vocab import InputError, hook_point
 
 __all__ = [
@@ -187,6 +188,8 @@ class CausalResult:
     channel_change: float
     random_changes: list[float] = field(default_factory=list)
     scope: str = "writer"
+    channel_interval: Interval | None = None
+    """The channel's change with its 95% bootstrap interval over the prompt pairs (paired: per pair, changed − clean)."""
 
     @property
     def random_mean(self) -> float:
@@ -197,12 +200,14 @@ class CausalResult:
         return float(np.std(self.random_changes)) if self.random_changes else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "random_mean": self.random_mean, "random_std": self.random_std}
+        out = {**asdict(self), "random_mean": self.random_mean, "random_std": self.random_std}
+        out["channel_interval"] = None if self.channel_interval is None else self.channel_interval.as_dict()
+        return out
 
 
 def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: Tensor, scale: float,
-                  reader: str | None = None) -> float:  # fmt: skip
-    """Mean metric of a forward in which the writer's output loses ``(1 - scale)`` of its part in ``basis``.
+                  reader: str | None = None) -> np.ndarray:  # fmt: skip
+    """Per-pair metric of a forward in which the writer's output loses ``(1 - scale)`` of its part in ``basis``.
 
     With ``reader`` (a receiver name) only that receiver's input loses it: the
     reader head's query, key or value is recomputed from its norm applied to
@@ -259,7 +264,7 @@ def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: T
     with torch.no_grad(), bridge.hooks(fwd_hooks=hooks):
         logits = bridge(batch.clean)
     rows = torch.arange(len(batch), device=logits.device)
-    return float(metric(logits[rows, batch.last]).mean())
+    return metric(logits[rows, batch.last]).double().cpu().numpy()
 
 
 def causal_check(
@@ -272,6 +277,7 @@ def causal_check(
     scope: str = "writer",
     n_random: int = 8,
     seed: int = 0,
+    n_boot: int = DEFAULT_BOOT,
 ) -> CausalResult:
     """Remove (``scale=0``) or scale ``channel``'s subspace in its writer's output and measure the metric.
 
@@ -289,6 +295,8 @@ def causal_check(
     n_random, seed
         Random subspaces of the same rank, drawn inside the span of the
         writer's kept output directions.
+    n_boot : int
+        Bootstrap resamples of the pairs for the channel's change (0: none).
     """
     from circuits.vocab import parse_node
 
@@ -303,22 +311,26 @@ def causal_check(
     reader = channel.reader if scope == "edge" else None
     batch = batch.to(model.device)
     clean = _run_removing(model, batch, layer, head, torch.zeros(0, dirs.shape[1]), 1.0)
-    changed = _run_removing(model, batch, layer, head, basis, scale, reader) - clean
+    per_pair = _run_removing(model, batch, layer, head, basis, scale, reader) - clean
+    interval = mean_interval(per_pair, n_boot=n_boot, seed=seed) if n_boot else None
     gen = torch.Generator().manual_seed(seed)
     randoms = []
     for _ in range(n_random):
         draw = torch.randn(span.shape[0], basis.shape[0], generator=gen, dtype=torch.float64)
         mix = torch.linalg.qr(draw)[0]
-        randoms.append(_run_removing(model, batch, layer, head, mix.T @ span, scale, reader) - clean)
-    return CausalResult(channel.writer, channel.reader, channel.kind, basis.shape[0], scale, clean, changed,
-                        randoms, scope)  # fmt: skip
+        randoms.append(
+            float((_run_removing(model, batch, layer, head, mix.T @ span, scale, reader) - clean).mean())
+        )
+    return CausalResult(channel.writer, channel.reader, channel.kind, basis.shape[0], scale, float(clean.mean()),
+                        float(per_pair.mean()), randoms, scope, interval)  # fmt: skip
 
 
 def format_causal(results: list[CausalResult]) -> str:
-    """A readable table of causal checks."""
-    lines = [f"{'writer':<9}{'reader':<12}{'scope':<8}{'rank':>5}{'clean':>9}{'channel':>10}"
+    """A readable table of causal checks (the channel's change with its 95% bootstrap interval)."""
+    lines = [f"{'writer':<9}{'reader':<12}{'scope':<8}{'rank':>5}{'clean':>9}{'channel [95% interval]':>26}"
              f"{'random mean':>13}{'sd':>8}"]  # fmt: skip
     for r in results:
+        change = r.channel_interval.format(3) if r.channel_interval is not None else f"{r.channel_change:.3f}"
         lines.append(f"{r.writer:<9}{r.reader:<12}{r.scope:<8}{r.rank:>5}{r.clean:>9.3f}"
-                     f"{r.channel_change:>10.3f}{r.random_mean:>13.3f}{r.random_std:>8.3f}")  # fmt: skip
+                     f"{change:>26}{r.random_mean:>13.3f}{r.random_std:>8.3f}")  # fmt: skip
     return "\n".join(lines)

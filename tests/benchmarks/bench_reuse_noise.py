@@ -76,7 +76,9 @@ def main() -> int:
     print(f"smollm2 reuse sweep over {len(args.relations)} stored relations (size {args.size}, "
           f"{args.threads} threads, best of {args.repeats})")  # fmt: skip
     print(f"  without noise references   {figures['plain_s']:8.2f} s")
-    print(f"  with them (200/50/100)     {figures['noise_s']:8.2f} s   {figures['ratio']:.2f}x (target <= 1.20)")
+    print(
+        f"  with them (200/50/100)     {figures['noise_s']:8.2f} s   {figures['ratio']:.2f}x (target <= 1.20)"
+    )
     return 0
 
 
