@@ -50,8 +50,9 @@ def graph_index(shape: GraphShape) -> tuple[dict[str, int], dict[str, int], np.n
     return senders, receivers, mask
 
 
+@functools.lru_cache(maxsize=65536)
 def component_of(receiver: str) -> str | None:
-    """The node a receiver belongs to: a head for ``<q>``, itself for MLPs and logits.
+    """The node a receiver belongs to: a head for ``<q>``, itself for MLPs and logits (cached: it is hot).
 
     >>> component_of("a2.h3<q>"), component_of("m1"), component_of("a2.h0<k>")
     ('a2.h3', 'm1', None)

@@ -202,8 +202,8 @@ def on_scores(by: str, top: int) -> Metric:
 class Redraws:
     """Pruned top-n circuits of ``n`` edges re-extracted from weighted pairs of one :class:`PairRows`.
 
-    Only the head of each ranking is needed: the best ``16 n`` edges (at least
-    4,096) among the candidates, whose scores change with the weights, and the
+    Only the head of each ranking is needed: the best ``8 n`` edges (at least
+    1,024) among the candidates, whose scores change with the weights, and the
     best non-candidates, whose scores are fixed; the full ranking is sorted
     only if the search runs past that head.
     """
@@ -212,7 +212,7 @@ class Redraws:
         self.rows, self.n, self.by = rows, n, by
         self.start: int | None = None
         self.all = np.flatnonzero(rows.mask.ravel())
-        self.head = min(self.all.size, max(16 * n, 4096))
+        self.head = min(self.all.size, max(8 * n, 1024))
         rest = np.setdiff1d(self.all, rows.edges, assume_unique=True)
         rest_key = self._key(rows.rest.ravel()[rest])
         top = np.argsort(-rest_key, kind="stable")[: self.head]
