@@ -63,3 +63,5 @@ bench: setup
 	$(PY) tests/benchmarks/bench_attribution.py
 	$(PY) tests/benchmarks/bench_channels.py
 	$(PY) tests/benchmarks/bench_mechanisms.py
+	$(PY) tests/benchmarks/bench_bootstrap.py
+	$(PY) tests/benchmarks/bench_reuse_noise.py
