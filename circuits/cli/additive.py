@@ -136,7 +136,7 @@ def register(add: Any) -> None:
 
     p = add("suppression", "last-layer components that push the answer down on most facts of most relations, "
             "and scaling them by alpha (Lv et al. 2024)", options.model(), options.pairs(), options.seed(),
-            options.json_output(), options.quiet())  # fmt: skip
+            options.boot(), options.json_output(), options.quiet())  # fmt: skip
     p.add_argument("relations", nargs="+", metavar="RELATION",
                    help="bundled relation names, LRE-schema JSON files or subject,object CSVs")  # fmt: skip
     p.add_argument(
