@@ -175,8 +175,9 @@ def family_noise(
             value = _observed(m, circuits[a], circuits[b], graphs[a], graphs[b], rank_by, settings.top)
             matched = float(np.nanmean([fn(x[0], y[0]) for x, y in zip(halves[a], halves[b], strict=True)]))
             null_iv, p = null_interval(value, null[m]) if math.isfinite(value) else (None, None)
-            sims[m] = Similarity(a, b, m, bootstrap_interval(value, boots[a], boots[b], fn), ceilings[a][m],
-                                 ceilings[b][m], matched, null_iv, p)  # fmt: skip
+            lower = -1.0 if m == "spearman" else 0.0
+            interval = bootstrap_interval(value, boots[a], boots[b], fn, lower=lower)
+            sims[m] = Similarity(a, b, m, interval, ceilings[a][m], ceilings[b][m], matched, null_iv, p)
         pairs[(a, b)] = sims
     return FamilyNoise(names, list(metrics), ceilings, pairs, settings)
 

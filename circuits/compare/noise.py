@@ -360,14 +360,28 @@ def _num(x: float | None) -> float | None:
 
 
 def bootstrap_interval(
-    value: float, boot_a: Sequence[Draw], boot_b: Sequence[Draw], metric: Metric
+    value: float, boot_a: Sequence[Draw], boot_b: Sequence[Draw], metric: Metric, *, lower: float = 0.0
 ) -> Interval:
-    """The centred bootstrap interval of ``metric`` from paired replicates of the two circuits."""
+    """The centred bootstrap interval of ``metric`` from paired replicates of the two circuits.
+
+    Clipped to ``[lower, 1]``: 0 for the set similarities, -1 for a correlation.
+    """
     values = [metric(x, y) for x, y in zip(boot_a, boot_b, strict=True)]
-    return centred_interval(value, values, lower=-1.0 if value < 0 else 0.0, upper=1.0)
+    return centred_interval(value, values, lower=lower, upper=1.0)
 
 
 def null_interval(observed: float, null: np.ndarray) -> tuple[Interval, float]:
-    """The null's mean with its 2.5–97.5 percentiles, and the one-sided ``p`` of ``observed`` (at or below)."""
+    """The null's mean with its 2.5–97.5 percentiles, and the one-sided ``p`` of ``observed`` (at or below).
+
+    Shuffles where the similarity is undefined (NaN) are left out.
+
+    >>> iv, p = null_interval(0.2, np.array([0.1, 0.3, 0.5, np.nan]))
+    >>> round(iv.value, 6), p
+    (0.3, 0.5)
+    """
+    null = np.asarray(null, dtype=np.float64)
+    null = null[np.isfinite(null)]
+    if not null.size:
+        return Interval(float("nan"), float("nan"), float("nan")), float("nan")
     below = int(np.sum(null <= observed + 1e-12))
     return percentile_interval(float(np.mean(null)), null), (1 + below) / (1 + len(null))
