@@ -14,7 +14,7 @@
   answer alone and summed;
 - :mod:`~circuits.mechanisms.suppressors`: last-layer components that push the
   answer down, and scaling them (Lv et al. 2024);
-- :mod:`~circuits.mechanisms.mlp_parts`: an MLP's output split into the parts
+- :mod:`~circuits.mechanisms.mlp_split` and :mod:`~circuits.mechanisms.mlp_parts`: an MLP's output split into the parts
   due to each upstream component (Lv et al. 2024);
 - :mod:`~circuits.mechanisms.edits`, :mod:`~circuits.mechanisms.editing` and :mod:`~circuits.mechanisms.interventions`:
   scaling and ablating nodes, edges and output subspaces, before and after;

@@ -14,12 +14,8 @@ from typing import Any
 
 from circuits.draw.mlp_figures import mlp_figure
 from circuits.mechanisms.lens import Prompts
-from circuits.mechanisms.mlp_parts import (
-    MLPDecomposition,
-    check_layers,
-    check_position,
-    mlp_decomposition,
-)
+from circuits.mechanisms.mlp_parts import MLPDecomposition, mlp_decomposition
+from circuits.mechanisms.mlp_split import check_layers, check_position
 from circuits.pipeline.mechanisms import PromptChoice, run_analysis
 from circuits.relations.pairs import PairSet
 from circuits.relations.schema import Relation
