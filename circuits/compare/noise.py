@@ -33,6 +33,7 @@ circuit of a few hundred edges in practice.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -301,7 +302,8 @@ def permutation_null(
     """Each metric's similarity over ``n_perm`` shuffles of the relation labels of ``a``'s and ``b``'s pairs."""
     rows = pooled_rows(a, b)
     na = _need_pairs(a).n_pairs
-    draw_a, draw_b = Redraws(rows, n, by), Redraws(rows, n, by)
+    draw_a = Redraws(rows, n, by)
+    draw_b = copy.copy(draw_a)  # the same ranking tables, its own search start
     rng = np.random.default_rng(seed)
     out = {name: np.empty(n_perm) for name in metrics}
     for p in range(n_perm):
