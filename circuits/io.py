@@ -14,7 +14,7 @@ from typing import Any
 
 from circuits.vocab import InputError
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json", "record_json"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -47,6 +47,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 2) -> None:
     """Write ``data`` as JSON (no NaN or infinity: they are not JSON), atomically."""
     atomic_write_text(path, json.dumps(data, indent=indent, allow_nan=False))
+
+
+def record_json(data: Any) -> str:
+    """An analysis record as compact JSON: no indentation, which is half the size of an indented one.
+
+    Records hold thousands of ``{"value", "low", "high"}`` intervals; ``python -m json.tool`` shows
+    them indented.
+
+    >>> record_json({"a": [1, {"value": 0.5}]})
+    '{"a":[1,{"value":0.5}]}'
+    """
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
 
 
 def read_json(path: str | Path, *, what: str = "JSON file") -> Any:

@@ -62,7 +62,8 @@ def test_pair_scores_average_to_the_graph_and_survive_storage(tiny, tmp_path: Pa
     ps = graph.pair_scores
     assert ps is not None and ps.values.shape == (graph.metadata["n_pairs_scoring"], 50)
     assert np.array_equal(ps.edges, graph.ranked(by="abs")[:50])
-    np.testing.assert_allclose(ps.means(), graph.scores.ravel()[ps.edges], rtol=1e-5, atol=1e-6)
+    # kept at half precision (11 significant bits): their mean is the graph's score to about 1e-3
+    np.testing.assert_allclose(ps.means(), graph.scores.ravel()[ps.edges], rtol=2e-3, atol=1e-4)
     back = load_scored(save_scored(tmp_path / "g", graph))
     assert back.pair_scores is not None
     assert np.array_equal(back.pair_scores.edges, ps.edges)
@@ -77,7 +78,7 @@ def test_exact_refinement_replaces_pair_scores_too(tiny_llama) -> None:
     ps = graph.pair_scores
     assert ps is not None
     # the refined edges are among the strongest; their per-pair changes average to the exact score
-    np.testing.assert_allclose(ps.means(), graph.scores.ravel()[ps.edges], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ps.means(), graph.scores.ravel()[ps.edges], rtol=2e-3, atol=1e-4)
 
 
 def test_pair_scores_must_name_edges() -> None:

@@ -95,6 +95,41 @@ def test_load_scored_errors_name_the_file(tmp_path: Path) -> None:
         load_scored(tmp_path)
 
 
+def test_scores_are_stored_compactly_and_the_dense_files_still_load(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    from circuits.graph import PairScores
+
+    graph = scored(seed=4)
+    top = graph.ranked(by="abs")[:6]
+    graph.pair_scores = PairScores(top, np.round(np.random.default_rng(0).normal(size=(3, 6)), 2))
+    save_scored(tmp_path / "new", graph)
+    tensors = load_file(str(tmp_path / "new" / SCORES))
+    # only existing edges; pair edges as int32; pair scores that float16 cannot hold exactly stay float32
+    assert tensors["edge_scores"].shape == (graph.n_edges,) and "scores" not in tensors
+    assert tensors["pair_edges"].dtype == np.int32 and tensors["pair_scores"].dtype == np.float32
+    back = load_scored(tmp_path / "new")
+    assert np.array_equal(back.scores, graph.scores)
+    assert np.array_equal(back.pair_scores.edges, top)
+    assert np.array_equal(back.pair_scores.values, graph.pair_scores.values)
+    # a file of version 0.3 (the dense matrix under 'scores') still reads the same
+    save_file({"scores": graph.scores}, str(tmp_path / "new" / SCORES))
+    assert np.array_equal(load_scored(tmp_path / "new").scores, graph.scores)
+    save_file({"edge_scores": np.zeros(5, np.float32)}, str(tmp_path / "new" / SCORES))
+    with pytest.raises(InputError, match=r"scores\.safetensors: 'edge_scores' holds \[5\] values"):
+        load_scored(tmp_path / "new")
+
+
+def test_pair_scores_kept_at_half_precision_are_stored_as_float16(tiny, tmp_path: Path) -> None:
+    from safetensors.numpy import load_file
+
+    settings = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9, pair_edges=40)
+    graph, _ = score_relation(tiny, "country_capital_city", settings, progress=False)
+    save_scored(tmp_path, graph)
+    assert load_file(str(tmp_path / SCORES))["pair_scores"].dtype == np.float16
+    assert np.array_equal(load_scored(tmp_path).pair_scores.values, graph.pair_scores.values)
+
+
 def test_load_scored_reads_the_old_method_key(tmp_path: Path) -> None:
     save_scored(tmp_path, scored())
     data = json.loads((tmp_path / META).read_text())

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from circuits.attribution.harness import Harness
 from circuits.circuit import Circuit
 from circuits.draw.intervention_figures import intervention_figure, reuse_test_figure
 from circuits.graph import GraphShape
-from circuits.io import atomic_write_json, atomic_write_text
+from circuits.io import atomic_write_text, record_json
 from circuits.mechanisms.interventions import (
     METRICS,
     Edit,
@@ -356,11 +355,11 @@ def run_reuse_test(
     if out is not None or save:
         svg = reuse_test_figure(record)
         if out is not None:
-            atomic_write_json(Path(out) / "reuse_test.json", record)
+            atomic_write_text(Path(out) / "reuse_test.json", record_json(record))
             atomic_write_text(Path(out) / "reuse_test.svg", svg)
             files += [Path(out) / "reuse_test.json", Path(out) / "reuse_test.svg"]
         if save:  # a gallery folder of its own, listed in the manifest
-            text = json.dumps(record, indent=2, allow_nan=False)
+            text = record_json(record)
             folder = gallery.save_files(loaded.name, "reuse_test", {"reuse_test.json": text, "reuse_test.svg": svg},
                                         {"relations": [row["relation"] for row in rows]})  # fmt: skip
             files += [folder / "reuse_test.json", folder / "reuse_test.svg"]

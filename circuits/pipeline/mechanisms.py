@@ -12,12 +12,11 @@ root such as ``graphs``), the same files go to
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from circuits.draw.figures import enrichment_figure, extraction_figure, knockout_figure
-from circuits.io import atomic_write_json, atomic_write_text
+from circuits.io import atomic_write_text, record_json
 from circuits.mechanisms.attention_knockout import KnockoutResult, knockout
 from circuits.mechanisms.attribute_extraction import ExtractionResult, extraction
 from circuits.mechanisms.attributes import attribute_words
@@ -88,11 +87,11 @@ def write_record(
     svg = figure(record) if out is not None or store is not None else ""
     if out is not None:
         out = Path(out)
-        atomic_write_json(out / f"{name}.json", record)
+        atomic_write_text(out / f"{name}.json", record_json(record))
         atomic_write_text(out / f"{name}.svg", svg)
         written += [out / f"{name}.json", out / f"{name}.svg"]
     if store is not None:
-        text = json.dumps(record, indent=2, allow_nan=False)
+        text = record_json(record)
         folder = Gallery(store).save_analysis(record["model"], record["relation"], name,
                                               {f"{name}.json": text, f"{name}.svg": svg})  # fmt: skip
         written += [folder / f"{name}.json", folder / f"{name}.svg"]

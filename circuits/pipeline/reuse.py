@@ -25,6 +25,7 @@ from circuits.compare.ceilings import NoiseSettings, family_noise
 from circuits.draw import circuit_dot, heatmap_svg, render
 from circuits.evaluate import faithfulness_interval
 from circuits.extract import extract, pruned_top_n
+from circuits.io import record_json
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
 from circuits.pipeline.evaluation import heldout_evaluator
 from circuits.pipeline.extraction import diagram_writer
@@ -273,7 +274,7 @@ def run_reuse(
               "specific_edges": specific, "most_similar": pair(ranked[0]), "least_similar": pair(ranked[-1]),
               "noise": None if refs is None else refs.as_dict()}  # fmt: skip
     files["clustering.json"] = json.dumps(tree.as_dict(), indent=1)
-    files["report.json"] = json.dumps(report, indent=1)
+    files["report.json"] = record_json(report)
 
     def draw_core(folder: Path) -> None:
         title = f"{loaded.name}: edges in at least {k} of {len(family)} circuits ({core.n_edges} edges)"

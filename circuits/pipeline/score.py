@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, attribute_edges, exact_edges, mean_senders
-from circuits.graph import PAIR_EDGES, PairScores, ScoredGraph
+from circuits.graph import PAIR_EDGES, PairScores, ScoredGraph, half_precision
 from circuits.models import LoadedModel
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
@@ -235,9 +235,9 @@ def score_pairs(
 
 
 def strongest_pair_scores(graph: ScoredGraph, per_pair: np.ndarray, k: int) -> PairScores:
-    """The per-pair scores (``[n_pairs, S, R]``) of the ``k`` edges of largest ``|score|`` in ``graph``."""
+    """The per-pair scores (``[n_pairs, S, R]``) of the ``k`` edges of largest ``|score|``, at half precision."""
     top = graph.ranked(by="abs")[: max(1, k)]
-    return PairScores(top, per_pair.reshape(per_pair.shape[0], -1)[:, top])
+    return PairScores(top, half_precision(per_pair.reshape(per_pair.shape[0], -1)[:, top]))
 
 
 def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pairs: PairSet,

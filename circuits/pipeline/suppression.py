@@ -10,14 +10,13 @@ gallery's ``<model>/suppression/``.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from circuits.draw.attribution_figures import suppression_figure
-from circuits.io import atomic_write_json, atomic_write_text
+from circuits.io import atomic_write_text, record_json
 from circuits.mechanisms.suppressors import SuppressionResult, suppression
 from circuits.pipeline.mechanisms import PromptChoice, choice_pairs
 from circuits.relations import load_relation
@@ -88,9 +87,9 @@ def run_suppression(
     files: list[Path] = []
     if out is not None or store is not None:
         svg = suppression_figure(record)
-        text = json.dumps(record, indent=2, allow_nan=False)
+        text = record_json(record)
         if out is not None:
-            atomic_write_json(Path(out) / f"{NAME}.json", record)
+            atomic_write_text(Path(out) / f"{NAME}.json", text)
             atomic_write_text(Path(out) / f"{NAME}.svg", svg)
             files += [Path(out) / f"{NAME}.json", Path(out) / f"{NAME}.svg"]
         if store is not None:

@@ -2,10 +2,14 @@
 
 A scored-graph directory holds
 
-- ``scores.safetensors``: the dense ``[senders, receivers]`` float32 scores
-  (``scores``) and, for graphs scored since version 0.3, each scoring pair's
-  own scores of the strongest edges (``pair_edges``: flat indices,
-  ``pair_scores``: ``[n_pairs, K]``), from which intervals and noise
+- ``scores.safetensors``: the float32 score of every edge that exists
+  (``edge_scores``, in the row-major order of :func:`~circuits.graph.edge_mask`;
+  files written before version 0.4 hold the dense ``[senders, receivers]``
+  matrix as ``scores``, which is still read) and, for graphs scored since
+  version 0.3, each scoring pair's own scores of the strongest edges
+  (``pair_edges``: int32 flat indices, ``pair_scores``: ``[n_pairs, K]``, at
+  half precision as they were kept, see
+  :func:`~circuits.graph.half_precision`), from which intervals and noise
   ceilings are drawn;
 - ``graph.json``: the metadata (model, relation, method, metric, ablation, IG
   steps, prompt counts, split seed, package version) and the graph's shape;
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from circuits.graph import GraphShape, PairScores, ScoredGraph, upgrade_metadata
+from circuits.graph import GraphShape, PairScores, ScoredGraph, edge_mask, upgrade_metadata
 from circuits.io import atomic_write_bytes, atomic_write_text, read_json
 from circuits.relations.schema import Relation, relation_to_json
 from circuits.vocab import InputError
@@ -74,10 +78,14 @@ def save_scored(directory: str | Path, graph: ScoredGraph, relation: Relation | 
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {"scores": np.ascontiguousarray(graph.scores)}
+    # only the edges that exist: half the dense matrix is structurally zero
+    tensors = {"edge_scores": np.ascontiguousarray(graph.scores[graph.mask], dtype=np.float32)}
     if graph.pair_scores is not None:
-        tensors["pair_edges"] = np.ascontiguousarray(graph.pair_scores.edges)
-        tensors["pair_scores"] = np.ascontiguousarray(graph.pair_scores.values)
+        values = graph.pair_scores.values
+        half = values.astype(np.float16)
+        exact = np.array_equal(half.astype(np.float32), values)  # lossless only: kept at half precision
+        tensors["pair_edges"] = np.ascontiguousarray(graph.pair_scores.edges, dtype=np.int32)
+        tensors["pair_scores"] = np.ascontiguousarray(half if exact else values)
     atomic_write_bytes(directory / SCORES, save(tensors))
     if relation is not None:
         atomic_write_text(directory / RELATION, json.dumps(relation_to_json(relation), indent=2))
@@ -142,8 +150,10 @@ def load_scored(directory: str | Path) -> ScoredGraph:
         raise InputError(f"{meta_path}: field 'shape' is invalid: {error}") from None
     tensors = load_file(str(scores_path))
     scores = tensors.get("scores")
+    if "edge_scores" in tensors:
+        scores = _dense(tensors["edge_scores"], shape, scores_path)
     if scores is None:
-        raise InputError(f"{scores_path}: holds no tensor named 'scores'")
+        raise InputError(f"{scores_path}: holds no tensor named 'edge_scores' (or 'scores')")
     pair_scores = None
     if "pair_edges" in tensors and "pair_scores" in tensors:
         try:
@@ -154,6 +164,17 @@ def load_scored(directory: str | Path) -> ScoredGraph:
         return ScoredGraph(shape, scores, metadata, pair_scores)
     except InputError as error:
         raise InputError(f"{scores_path}: {error}") from None
+
+
+def _dense(values: np.ndarray, shape: GraphShape, path: Path) -> np.ndarray:
+    """The ``[senders, receivers]`` matrix of the scores of the existing edges, zero elsewhere."""
+    mask = edge_mask(shape)
+    if values.ndim != 1 or values.size != int(mask.sum()):
+        raise InputError(f"{path}: 'edge_scores' holds {list(values.shape)} values; the graph's shape "
+                         f"{shape.as_dict()} has {int(mask.sum())} edges")  # fmt: skip
+    scores = np.zeros(mask.shape, dtype=np.float32)
+    scores[mask] = values
+    return scores
 
 
 def scored_dir(path: str | Path) -> Path:
