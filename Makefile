@@ -5,9 +5,10 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.circuits-installed
 RUN_DIR ?= runs/demo
-RELATION ?= country_capital_city
+# the main job's relations (at least two; bundled names or relation files)
+RELATIONS ?= country_capital_city country_language country_currency city_in_country
 
-.PHONY: setup run gallery mechanisms test lint bench
+.PHONY: setup chromium run report gallery test lint bench
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -23,36 +24,39 @@ $(STAMP): pyproject.toml
 	} || echo "warning: could not install graphviz; DOT files are still written"
 	@touch $(STAMP)
 
+# Debian's chromium, for the test that opens the HTML report in a real headless browser
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium (for the browser test of the report)"; \
+	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	}
+
 setup: $(STAMP)
 
+# the main job: score, extract at a target faithfulness, evaluate, explain and compare the relations, check
+# the weight channels, build the report (about 13 minutes on two cores; a re-run reads finished stages back)
 run: setup
-	$(VENV)/bin/circuits models
-	$(VENV)/bin/circuits prompts $(RELATION) --limit 3
-	$(VENV)/bin/circuits score $(RELATION) --score-method eap-ig --max-pairs 40 --out $(RUN_DIR)/$(RELATION)
-	$(VENV)/bin/circuits evaluate $(RUN_DIR)/$(RELATION)
-	$(VENV)/bin/circuits extract $(RUN_DIR)/$(RELATION) --extract-method top-n --size 150 --by signed \
-	  --evaluate --store $(RUN_DIR)/graphs --format svg
-	$(VENV)/bin/circuits channels --top 10
+	$(VENV)/bin/circuits run $(RELATIONS) --out $(RUN_DIR)
+
+report: setup
+	$(VENV)/bin/circuits report graphs
 
 GALLERY ?= country_capital_city capital_city_country city_in_country country_language \
   country_largest_city landmark_in_country country_currency country_continent country_nationality \
   company_country
 
-# the gallery in graphs/: circuits of ten relations, their reuse matrix, clustering and diagrams (~30 min),
-# then each relation's mechanism records and figures (knockout, enrichment, extraction, dla, motif, mlp), the
-# suppressors across the ten relations and the causal reuse test (~25 min)
+# the gallery in graphs/: the main job over ten relations at 24 pairs (circuits, evaluations, mechanism records and
+# figures, reuse with noise ceilings, channels; about an hour on two cores, resumable), then the suppressors across
+# the ten relations and the causal reuse test, then the report graphs/report/index.html
 gallery: setup
-	$(VENV)/bin/circuits reuse $(GALLERY) --max-pairs 24 --size 150 --threads 1
-	$(MAKE) mechanisms
-
-mechanisms: setup
-	for relation in $(GALLERY); do for analysis in knockout enrichment extraction dla motif mlp; do \
-	  $(VENV)/bin/circuits $$analysis $$relation --max-pairs 24 --store graphs --quiet || exit 1; \
-	done; done
+	$(VENV)/bin/circuits run $(GALLERY) --out graphs --max-pairs 24 --size 150 --analysis-pairs 24 \
+	  --splits 50 --permutations 100 --no-report
 	$(VENV)/bin/circuits suppression $(GALLERY) --max-pairs 40 --max-rank 10 --store graphs --quiet
 	$(VENV)/bin/circuits reuse-test $(GALLERY) --max-pairs 40 --gallery graphs --save --quiet
+	$(VENV)/bin/circuits report graphs
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q
 
 lint: setup
@@ -65,3 +69,4 @@ bench: setup
 	$(PY) tests/benchmarks/bench_mechanisms.py
 	$(PY) tests/benchmarks/bench_bootstrap.py
 	$(PY) tests/benchmarks/bench_reuse_noise.py
+	$(PY) tests/benchmarks/bench_main_job.py

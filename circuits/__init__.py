@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from circuits.relations import PairSet, Relation, load_relation, make_pairs
     from circuits.store import Gallery, load_scored, save_scored
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # ``extract`` and ``compare`` name both a subpackage and its main function. Importing a
 # subpackage binds its name on this package, so bind the functions eagerly (both modules are

@@ -1,5 +1,6 @@
 """The ``circuits`` command: one parser tree, shared options defined once, one module per group.
 
+- :mod:`~circuits.cli.job`: ``run`` (the main job);
 - :mod:`~circuits.cli.relations`: ``models``, ``relations``, ``prompts``;
 - :mod:`~circuits.cli.scoring`: ``score``, ``evaluate``;
 - :mod:`~circuits.cli.graphs`: ``extract``, ``render``, ``compare``, ``reuse``;
@@ -7,7 +8,8 @@
 - :mod:`~circuits.cli.mechanisms`: ``knockout``, ``enrichment``, ``extraction``;
 - :mod:`~circuits.cli.additive`: ``dla``, ``motif``, ``suppression``;
 - :mod:`~circuits.cli.interventions`: ``intervene``, ``reuse-test``;
-- :mod:`~circuits.cli.interchange`: ``import``, ``export`` (EAP-IG / MIB graph files).
+- :mod:`~circuits.cli.interchange`: ``import``, ``export`` (EAP-IG / MIB graph files);
+- :mod:`~circuits.cli.report`: ``report`` (a static HTML report of stored results).
 
 Command modules parse, call a job of :mod:`circuits.pipeline` and print;
 they import torch only inside the command that runs a model, so
@@ -29,10 +31,12 @@ from circuits.cli import (
     graphs,
     interchange,
     interventions,
+    job,
     mechanisms,
     mlp,
     options,
     relations,
+    report,
     scoring,
 )
 from circuits.vocab import CircuitsError, InputError
@@ -51,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text,
                               parents=[options.common(), *parents])  # fmt: skip
 
-    for group in (relations, scoring, graphs, channels, mechanisms, additive, mlp, interventions,
-                  interchange):  # fmt: skip
+    for group in (job, relations, scoring, graphs, channels, mechanisms, additive, mlp, interventions,
+                  interchange, report):  # fmt: skip
         group.register(add)
     return parser
 

@@ -60,12 +60,16 @@ def extract_stored(
     store: str | Path | None = None,
     formats: tuple[str, ...] = ("svg",),
     n_boot: int = DEFAULT_BOOT,
+    model: Any = None,
 ) -> tuple[Circuit, Path, str]:
     """Extract a circuit from a scored-graph directory and save it.
 
     With ``target_faithfulness`` the smallest top-n circuit reaching it is
-    searched for (extraction method ``minimal``, runs the model); ``evaluate``
-    measures held-out faithfulness. Either way the circuit's held-out
+    searched for on the graph's scoring pairs (extraction method ``minimal``,
+    runs the model), so the held-out pairs stay unseen until the circuit is
+    measured on them; ``evaluate`` measures held-out faithfulness. ``model``
+    (a :class:`~circuits.models.LoadedModel`) saves loading the graph's model
+    again. Either way the circuit's held-out
     faithfulness gets a 95% bootstrap interval over the pairs (``n_boot``
     resamples seeded by the graph's seed; 0: none), kept in
     ``circuit.params["faithfulness_interval"]`` as ``{"value", "low", "high",
@@ -91,18 +95,28 @@ def extract_stored(
     """
     folder = scored_dir(directory)
     graph = load_scored(folder)
-    evaluator = None
+    evaluator = search = None
     if target_faithfulness is not None or evaluate:
         from circuits.models import load_model
         from circuits.pipeline.evaluation import heldout_evaluator
 
         meta = graph.metadata
-        model = load_model(meta["model"], processing=meta.get("processing", "none"))
+        if model is None:
+            model = load_model(meta["model"], processing=meta.get("processing", "none"))
         evaluator = heldout_evaluator(model, graph, relation_file=folder / RELATION)
+        if target_faithfulness is not None:
+            search = heldout_evaluator(model, graph, relation_file=folder / RELATION, split="scoring")
     if target_faithfulness is not None:
         extract_method = ExtractMethod.MINIMAL.value
     circuit = extract(graph, extract_method, size=size, fraction=fraction, value=threshold,
-                      target=target_faithfulness, evaluate=evaluator, by=by, pruned=pruned)  # fmt: skip
+                      target=target_faithfulness, evaluate=search, by=by, pruned=pruned)  # fmt: skip
+    if search is not None:  # what the search measured was on the scoring pairs; held-out F comes below
+        circuit.params = {
+            **circuit.params,
+            "search_faithfulness": circuit.faithfulness,
+            "search_split": "scoring",
+        }
+        circuit.faithfulness = None
     circuit.name = name or circuit_name(circuit)
     notes = []
     if evaluator is not None:

@@ -3,7 +3,7 @@
 The ``.pt`` functions (:mod:`circuits.store.mib_pt`) import torch when called.
 """
 
-from circuits.store.gallery import CIRCUIT_FILE, MANIFEST, Gallery, circuit_name, safe_name
+from circuits.store.gallery import CIRCUIT_FILE, EVALUATION, MANIFEST, Gallery, circuit_name, safe_name
 from circuits.store.mib import export_mib, import_mib
 from circuits.store.mib_format import MIB_SIZES
 from circuits.store.mib_graph import MibGraph, MibImport
@@ -13,6 +13,7 @@ from circuits.store.scored import META, RELATION, SCORES, load_scored, save_scor
 
 __all__ = [
     "CIRCUIT_FILE",
+    "EVALUATION",
     "MANIFEST",
     "META",
     "MIB_SIZES",

@@ -38,7 +38,7 @@ from circuits.relations.schema import Relation
 from circuits.store.scored import META, load_scored, save_scored
 from circuits.vocab import InputError
 
-__all__ = ["CIRCUIT_FILE", "MANIFEST", "Gallery", "circuit_name", "safe_name"]
+__all__ = ["CIRCUIT_FILE", "EVALUATION", "MANIFEST", "Gallery", "circuit_name", "safe_name"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ MANIFEST = "manifest.json"
 CIRCUIT_FILE = "circuit.json"
 SCORED = "scored"
 MECHANISMS = "mechanisms"
+EVALUATION = "evaluation"
+"""A relation's held-out evaluation of its scored graph and circuit: ``evaluation.json``, ``evaluation.svg``."""
 _FORMAT = "circuits.gallery/1"
 
 
@@ -254,8 +256,8 @@ class Gallery:
 
     # ----------------------------------------------------------- other units
     def save_files(self, model: str, folder: str, files: dict[str, str | bytes], entry: dict[str, Any],
-                   *, after: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
-        """Store a folder of files (e.g. ``reuse``) under ``<model>/`` as one unit.
+                   *, after: Callable[[Path], None] | None = None, relation: str | None = None) -> Path:  # fmt: skip
+        """Store a folder of files (e.g. ``reuse``) under ``<model>/`` (or ``<model>/<relation>/``) as one unit.
 
         ``after(staging_folder)`` may add more files before the folder is swapped in.
         """
@@ -267,8 +269,9 @@ class Gallery:
             if after is not None:
                 after(staging)
 
-        target = self._commit(self.folder(model, folder), write)
-        self._record(target, {"kind": folder, "model": model, **entry})
+        target = self._commit(self.folder(model, relation, folder), write)
+        self._record(target, {"kind": folder, "model": model, **({"relation": relation} if relation else {}),
+                              **entry})  # fmt: skip
         return target
 
     def save_analysis(self, model: str, relation: str, analysis: str, files: dict[str, str]) -> Path:
@@ -348,6 +351,11 @@ class Gallery:
                 **previous.get(key, {"kind": path.name, "model": path.parent.name}),
                 "files": files,
             }
+        for path in sorted(self.root.glob(f"*/*/{EVALUATION}")):  # a relation's folder of files
+            key = path.relative_to(self.root).as_posix()
+            files = sorted(p.name for p in path.iterdir() if p.is_file())
+            entries[key] = {**previous.get(key, {"kind": EVALUATION, "model": path.parts[-3],
+                                                 "relation": path.parts[-2]}), "files": files}  # fmt: skip
         for path in sorted(self.root.glob(f"*/*/{MECHANISMS}")):
             key = path.relative_to(self.root).as_posix()
             files = sorted(p.name for p in path.iterdir() if p.is_file())

@@ -1,0 +1,93 @@
+"""``circuits run``: the main job (several relations, reuse, channels, mechanisms, the report) and its summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from circuits.cli import options
+
+__all__ = ["register"]
+
+
+def _iv(d: Any) -> str:
+    if isinstance(d, dict) and d.get("value") is not None:
+        return f"{d['value']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
+    return "n/a" if d is None else f"{d:.2f}"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The job's summary as text: one table row per relation, then what was found."""
+    lines = [f"main job on {s['model']}: {len(s['relations'])} relations, {s['stages_run']} stages run, "
+             f"{s['stages_reused']} read back from disk, {s['seconds']:.0f} s", "",
+             f"{'relation':<22} {'pairs':>9} {'edges':>6}  {'held-out F':<20} {'CPR':<20}"]  # fmt: skip
+    for r in s["relations"]:
+        pairs = f"{r['n_scoring']}+{r['n_heldout']}"
+        lines.append(f"{r['relation']:<22} {pairs:>9} {r['n_edges']:>6}  {_iv(r['faithfulness']):<20} "
+                     f"{_iv(r['cpr']):<20}")  # fmt: skip
+    lines.append(f"(circuits: smallest top-n reaching F >= {s['settings']['target_faithfulness']} on the scoring "
+                 "pairs; F and CPR on the held-out pairs, 95% bootstrap intervals)")  # fmt: skip
+    for name, why in s["skipped"].items():
+        lines.append(f"skipped {name}: {why}")
+    lines += ["", "what was found:"]
+    for r in s["relations"]:
+        lines.append(f"  {r['relation']}: strongest heads {', '.join(r['heads'][:6])}")
+        lines += [f"    {name}: {text}" for name, text in r["findings"].items() if text]
+    reuse = s["reuse"]
+    for key, word in (("most_similar", "most similar"), ("least_similar", "least similar")):
+        p = reuse[key]
+        noise = p.get("noise") or {}
+        extra = f" (relative to ceilings {_iv(noise.get('relative'))})" if noise.get("relative") else ""
+        lines.append(f"  reuse, {word}: {p['a']} ~ {p['b']} edge Jaccard {p['value']:.2f}{extra}")
+    lines.append(f"  shared core: {reuse['core']['n_edges']} edges in at least {reuse['core']['k']} circuits; "
+                 f"heads {', '.join(reuse['core']['heads'][:8])}")  # fmt: skip
+    for row in s["channels"]:
+        lines.append(f"  channels vs {row['relation']} patching: AUC {row['auc_component']:.2f} (per component), "
+                     f"{row['auc_whole']:.2f} (whole matrix); precision@{row['n_important']} "
+                     f"{row['precision_component']:.2f}")  # fmt: skip
+    if s.get("report"):
+        lines += ["", f"report: {s['report']}"]
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from circuits.pipeline.job import DEFAULT_RELATIONS, JobSettings, run_job
+
+    relations = tuple(args.relations) or DEFAULT_RELATIONS
+    analyses = tuple(a for a in args.analyses.split(",") if a) if args.analyses is not None else None
+    settings = JobSettings(relations=relations, max_pairs=args.max_pairs, target_faithfulness=args.target_faithfulness,
+                           reuse_size=args.size, analysis_pairs=args.analysis_pairs, n_boot=args.boot,
+                           n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
+                           **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
+    model = load_model(args.model, device=args.device)
+    summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report)
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+def register(add: Any) -> None:
+    """Add ``run`` through ``add(name, help, *parents)``."""
+    p = add("run", "the main job: score, extract, evaluate, compare and explain several relations, then build "
+            "the HTML report; a re-run reuses every finished stage whose inputs are unchanged",
+            options.model(), options.seed(), options.boot(), options.json_output(), options.quiet())  # fmt: skip
+    p.add_argument("relations", nargs="*", metavar="RELATION",
+                   help="bundled relation names or relation files (default: country_capital_city "
+                   "country_language country_currency city_in_country)")  # fmt: skip
+    p.add_argument("--out", default="runs/demo", help="results folder (default runs/demo)")
+    p.add_argument("--max-pairs", type=int, default=24, help="prompt pairs per relation (default 24)")
+    p.add_argument("--target-faithfulness", type=float, default=0.8,
+                   help="each relation's circuit is the smallest reaching this (default 0.8)")  # fmt: skip
+    p.add_argument("--size", type=int, default=150, help="edges of the circuits reuse compares (default 150)")
+    p.add_argument("--analysis-pairs", type=int, default=16,
+                   help="prompts of each mechanism analysis (default 16)")  # fmt: skip
+    p.add_argument("--analyses", default=None,
+                   help="comma-separated mechanism analyses (default all: knockout,enrichment,extraction,dla,"
+                   "motif,mlp; '' for none)")  # fmt: skip
+    p.add_argument("--splits", type=int, default=20, help="split-half splits for noise ceilings (default 20)")
+    p.add_argument("--permutations", type=int, default=50, help="permutation shuffles for nulls (default 50)")
+    p.add_argument("--max-rank", type=int, default=1,
+                   help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
+    p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
+    p.set_defaults(func=cmd_run)
