@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 from circuits.vocab import InputError
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json", "record_json"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+    "record_json",
+    "swap_in",
+]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -80,3 +89,20 @@ def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
         raise InputError(
             f"{path}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
         ) from None
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Put the finished folder ``staging`` at ``target`` by renames.
+
+    An existing ``target`` is first renamed aside to ``.<name>.old-<id>`` and
+    removed last, so at every moment either the old or the new folder is
+    whole (a reader may restore an ``.old-`` folder left by a crash between
+    the two renames).
+    """
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(target, old)
+        os.rename(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, target)

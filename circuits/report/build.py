@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
 
-from circuits.io import atomic_write_text
+from circuits.io import atomic_write_text, swap_in
 from circuits.report.across import read_results
 from circuits.report.html import GENERATOR
 from circuits.report.model_pages import channels_page, reuse_page
@@ -31,17 +30,6 @@ def _check_target(root: Path, out: Path) -> None:
         if not made_here:
             raise InputError(f"{out}: exists and is not a report written by `circuits report`; "
                              "choose another --out or remove it")  # fmt: skip
-
-
-def _swap(staging: Path, out: Path) -> None:
-    """Move the finished ``staging`` folder to ``out`` by renames (the old report goes last)."""
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, old)
-        os.rename(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, out)
 
 
 def build_report(root: str | Path, out: str | Path | None = None) -> Path:
@@ -101,7 +89,7 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
     try:
         for path, text in sorted(pages.items()):
             atomic_write_text(staging / path, text)
-        _swap(staging, out)
+        swap_in(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -33,7 +33,7 @@ from typing import Any
 
 from circuits.circuit import Circuit
 from circuits.graph import ScoredGraph
-from circuits.io import atomic_write_bytes, atomic_write_text
+from circuits.io import atomic_write_bytes, atomic_write_text, swap_in
 from circuits.relations.schema import Relation
 from circuits.store.scored import META, load_scored, save_scored
 from circuits.vocab import InputError
@@ -146,13 +146,7 @@ class Gallery:
         staging.mkdir()
         try:
             write(staging)
-            if target.exists():
-                old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(target, old)
-                os.rename(staging, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(staging, target)
+            swap_in(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
