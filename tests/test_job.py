@@ -140,3 +140,16 @@ def test_run_command_prints_the_summary(tiny_llama, tmp_path: Path, capsys) -> N
     assert "country_currency" in (index.parent / "tiny-llama" / "country_currency.html").read_text()
     assert main(["run", "country_capital_city", "--out", str(tmp_path), "--quiet"]) == 2
     assert "at least 2 relations" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_reported_in_one_line(tiny_llama, tmp_path: Path, capsys, monkeypatch) -> None:
+    from circuits.cli import main
+    from circuits.pipeline import job as job_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job_module, "run_job", interrupted)
+    assert main(["run", "country_capital_city", "country_currency", "--model", "tiny-llama", "--out",
+                 str(tmp_path), "--quiet"]) == 130  # fmt: skip
+    assert "interrupted; nothing half-written was left; run it again to continue" in capsys.readouterr().err

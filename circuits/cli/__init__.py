@@ -79,3 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CircuitsError as error:
         print(f"circuits {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every file was written atomically; `circuits run` keeps its finished stages
+        print(f"circuits {args.command}: interrupted; nothing half-written was left"
+              + ("; run it again to continue where it stopped" if args.command == "run" else ""), file=sys.stderr)  # fmt: skip
+        return 130
