@@ -55,7 +55,9 @@ def main() -> int:
     summary = json.loads(next(out.glob("*/job.json")).read_text())
     # the warm run's summary says 0 s for every stage; each stage's record keeps the seconds it took when it ran
     records = [json.loads(p.read_text()) for p in out.glob("*/stages/*.json")]
-    stages = sorted(((r["stage"], {"seconds": r["seconds"]}) for r in records), key=lambda kv: -kv[1]["seconds"])
+    stages = sorted(
+        ((r["stage"], {"seconds": r["seconds"]}) for r in records), key=lambda kv: -kv[1]["seconds"]
+    )
     report = out / "report"
     result = {
         "relations": [r["relation"] for r in summary["relations"]],
