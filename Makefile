@@ -35,7 +35,7 @@ chromium:
 setup: $(STAMP)
 
 # the main job: score, extract at a target faithfulness, evaluate, explain and compare the relations, check
-# the weight channels, build the report (about 13 minutes on two cores; a re-run reads finished stages back)
+# the weight channels, build the report (about 10 minutes on two cores; a re-run reads finished stages back)
 run: setup
 	$(VENV)/bin/circuits run $(RELATIONS) --out $(RUN_DIR)
 
