@@ -158,6 +158,11 @@ def test_minimal_circuit_finds_smallest_size() -> None:
     assert grid.params["n"] == 4
     with pytest.raises(InputError, match="no circuit reaches"):
         minimal_circuit(g, evaluate, 1.5)
+    # a cap: no candidate is larger; the search fails when the target needs more edges
+    capped = minimal_circuit(g, evaluate, 0.8, pruned=False, max_size=expected)
+    assert capped.params["n"] == expected and max(n for n, _ in capped.params["search"]) <= expected
+    with pytest.raises(InputError, match=f"no circuit reaches faithfulness 0.8 within {expected - 1} edges"):
+        minimal_circuit(g, evaluate, 0.8, pruned=False, max_size=expected - 1)
     with pytest.raises(InputError, match="positive"):
         minimal_circuit(g, evaluate, -1)
 

@@ -153,3 +153,18 @@ def test_ctrl_c_is_reported_in_one_line(tiny_llama, tmp_path: Path, capsys, monk
     assert main(["run", "country_capital_city", "country_currency", "--model", "tiny-llama", "--out",
                  str(tmp_path), "--quiet"]) == 130  # fmt: skip
     assert "interrupted; nothing half-written was left; run it again to continue" in capsys.readouterr().err
+
+
+def test_a_target_out_of_reach_keeps_the_capped_circuit_and_says_so(tiny_llama, tmp_path: Path) -> None:
+    from circuits.pipeline.job import run_job
+
+    summary = run_job(_settings(analyses=(), target_faithfulness=1.0, max_edges=1, n_perm=2, n_splits=2), tmp_path,
+                      model=tiny_llama, progress=False, report=False)  # fmt: skip
+    for row in summary["relations"]:
+        assert row["n_edges"] <= 1
+        if not row["target_reached"]:
+            assert row["circuit"].startswith("top-n")
+            evaluation = json.loads((tmp_path / "tiny-llama" / row["relation"] / "evaluation" / "evaluation.json")
+                                    .read_text())  # fmt: skip
+            assert evaluation["circuit"]["target_reached"] is False
+    assert not all(row["target_reached"] for row in summary["relations"])

@@ -24,10 +24,16 @@ def format_summary(s: dict[str, Any]) -> str:
              f"{'relation':<22} {'pairs':>9} {'edges':>6}  {'held-out F':<20} {'CPR':<20}"]  # fmt: skip
     for r in s["relations"]:
         pairs = f"{r['n_scoring']}+{r['n_heldout']}"
-        lines.append(f"{r['relation']:<22} {pairs:>9} {r['n_edges']:>6}  {_iv(r['faithfulness']):<20} "
-                     f"{_iv(r['cpr']):<20}")  # fmt: skip
-    lines.append(f"(circuits: smallest top-n reaching F >= {s['settings']['target_faithfulness']} on the scoring "
+        edges = f"{r['n_edges']}{'' if r.get('target_reached', True) else '*'}"
+        lines.append(
+            f"{r['relation']:<22} {pairs:>9} {edges:>6}  {_iv(r['faithfulness']):<20} {_iv(r['cpr']):<20}"
+        )
+    settings = s["settings"]
+    lines.append(f"(circuits: smallest top-n reaching F >= {settings['target_faithfulness']} on the scoring "
                  "pairs; F and CPR on the held-out pairs, 95% bootstrap intervals)")  # fmt: skip
+    if not all(r.get("target_reached", True) for r in s["relations"]):
+        lines.append(f"(* no circuit of at most {settings.get('max_edges')} edges reached the target: the top "
+                     f"{settings.get('max_edges')} edges)")  # fmt: skip
     for name, why in s["skipped"].items():
         lines.append(f"skipped {name}: {why}")
     lines += ["", "what was found:"]
@@ -58,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     relations = tuple(args.relations) or DEFAULT_RELATIONS
     analyses = tuple(a for a in args.analyses.split(",") if a) if args.analyses is not None else None
     settings = JobSettings(relations=relations, max_pairs=args.max_pairs, target_faithfulness=args.target_faithfulness,
+                           max_edges=args.max_edges,
                            reuse_size=args.size, analysis_pairs=args.analysis_pairs, n_boot=args.boot,
                            n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
                            **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
@@ -79,6 +86,8 @@ def register(add: Any) -> None:
     p.add_argument("--max-pairs", type=int, default=24, help="prompt pairs per relation (default 24)")
     p.add_argument("--target-faithfulness", type=float, default=0.8,
                    help="each relation's circuit is the smallest reaching this (default 0.8)")  # fmt: skip
+    p.add_argument("--max-edges", type=int, default=1000,
+                   help="... of at most this many edges, else the top this many (default 1000)")  # fmt: skip
     p.add_argument("--size", type=int, default=150, help="edges of the circuits reuse compares (default 150)")
     p.add_argument("--analysis-pairs", type=int, default=16,
                    help="prompts of each mechanism analysis (default 16)")  # fmt: skip

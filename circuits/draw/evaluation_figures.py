@@ -50,7 +50,8 @@ def faithfulness_figure(record: dict[str, Any]) -> str:
         low = f["value"] - f["low"] if f.get("low") is not None else 0.0
         high = f["high"] - f["value"] if f.get("high") is not None else 0.0
         ax.errorbar([share], [f["value"]], yerr=[[low], [high]], fmt="D", color="black", ms=6, capsize=3,
-                    label=f"{circuit['name']} ({circuit['n_edges']} edges)", zorder=5)  # fmt: skip
+                    label=f"{circuit['name']} ({circuit['n_edges']} edges"
+                    + ("" if circuit.get("target_reached", True) else ", short of the target") + ")", zorder=5)  # fmt: skip
         if circuit.get("target") is not None:
             ax.axhline(
                 circuit["target"], color="black", lw=0.7, ls=":", label=f"target F = {circuit['target']:g}"

@@ -75,7 +75,8 @@ def extract(
         circuit whose *measured* faithfulness reaches ``target``.
     size : int, optional
         The edge count for ``top-n`` and ``greedy``, the path count for
-        ``paths``, the node count for ``nodes``.
+        ``paths``, the node count for ``nodes``, the largest edge count
+        ``minimal`` may try (default: all).
     fraction : float, optional
         ``size`` as a fraction of all edges, in ``(0, 1]``.
     value : float, optional
@@ -139,7 +140,7 @@ def extract(
     if extract_method == ExtractMethod.MINIMAL.value:
         if target is None or evaluate is None:
             raise InputError("extraction method 'minimal' needs a target faithfulness and an evaluator")
-        return minimal_circuit(graph, evaluate, target, by=by, pruned=pruned)
+        return minimal_circuit(graph, evaluate, target, by=by, pruned=pruned, max_size=size)
     if extract_method == ExtractMethod.THRESHOLD.value:
         if value is None:
             raise InputError("extraction method 'threshold' needs a threshold value")

@@ -213,6 +213,7 @@ def minimal_circuit(
     by: str = "signed",
     pruned: bool = True,
     sizes: Sequence[int] | None = None,
+    max_size: int | None = None,
 ) -> Circuit:
     """The smallest top-n circuit whose measured faithfulness reaches ``target``.
 
@@ -221,13 +222,14 @@ def minimal_circuit(
     search doubles ``n`` until the target is met, then bisects between the last
     failing and the first passing size; faithfulness need not grow
     monotonically with size, so the answer is the smallest size found by that
-    search. With ``sizes``, they are tried in increasing order. Every measured
+    search. With ``sizes``, they are tried in increasing order. No candidate
+    has more than ``max_size`` edges (default: all of them). Every measured
     ``(n, F)`` is kept in ``params["search"]``.
     """
     if not math.isfinite(target) or target <= 0:
         raise InputError(f"target faithfulness must be a positive number, not {target!r}")
     run = as_evaluate(evaluate)
-    total = graph.n_edges
+    total = graph.n_edges if max_size is None else min(graph.n_edges, _count(max_size, "max_size"))
     seen: dict[int, tuple[float, Circuit]] = {}
 
     def measure(n: int) -> float:
@@ -260,7 +262,8 @@ def minimal_circuit(
             found = high
     if found is None:
         best = max(f for f, _ in seen.values())
-        raise InputError(f"no circuit reaches faithfulness {target}; the best measured is {best:.4f} "
+        within = f" within {total} edges" if total < graph.n_edges else ""
+        raise InputError(f"no circuit reaches faithfulness {target}{within}; the best measured is {best:.4f} "
                          "(targets above 1 are reachable only when the full model is exceeded)")  # fmt: skip
     faith, circuit = seen[found]
     params = {**circuit.params, "target": target, "search": [[k, v[0]] for k, v in sorted(seen.items())]}

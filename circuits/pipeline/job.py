@@ -66,6 +66,10 @@ class JobSettings:
     target_faithfulness : float
         The circuit of each relation is the smallest top-n circuit whose
         faithfulness on the scoring pairs reaches this.
+    max_edges : int
+        ... of at most this many edges (a diagram stays readable); when none
+        reaches the target, the top ``max_edges`` edges, marked
+        ``target_reached: false``.
     reuse_size : int
         Edges of the equal-size circuits the reuse sweep compares.
     analyses : tuple of str
@@ -88,6 +92,7 @@ class JobSettings:
     max_pairs: int = 24
     ig_steps: int = 5
     target_faithfulness: float = 0.8
+    max_edges: int = 1000
     reuse_size: int = 150
     analyses: tuple[str, ...] = tuple(ANALYSES)
     analysis_pairs: int = 16
@@ -109,8 +114,8 @@ class JobSettings:
         for name in ("max_pairs", "analysis_pairs"):
             if getattr(self, name) < 4:
                 raise InputError(f"{name.replace('_', '-')} must be at least 4, not {getattr(self, name)}")
-        if self.reuse_size < 1 or self.channels_top < 1:
-            raise InputError("reuse_size and channels_top must be at least 1")
+        if self.reuse_size < 1 or self.channels_top < 1 or self.max_edges < 1:
+            raise InputError("reuse_size, max_edges and channels_top must be at least 1")
 
     def score_settings(self) -> ScoreSettings:
         return ScoreSettings(
@@ -180,19 +185,31 @@ class _Job:
     def circuit(self, rel: Relation, digest: str) -> dict[str, Any]:
         from circuits.pipeline.extraction import extract_stored
 
-        target = self.settings.target_faithfulness
+        target, cap = self.settings.target_faithfulness, self.settings.max_edges
 
         def work() -> dict[str, Any]:
             folder = self.gallery.folder(self.model.name, rel.name, "scored")
-            circuit, where, _ = extract_stored(folder, target_faithfulness=target, evaluate=True,
-                                               store=self.gallery.root, n_boot=self.settings.n_boot,
-                                               model=self.model)  # fmt: skip
-            return {**circuit.summary(), "target": target,
+            common = {
+                "evaluate": True,
+                "store": self.gallery.root,
+                "n_boot": self.settings.n_boot,
+                "model": self.model,
+            }
+            reached = True
+            try:
+                circuit, where, _ = extract_stored(folder, target_faithfulness=target, size=cap, **common)
+            except (
+                InputError
+            ) as error:  # not within the cap: the circuit at the cap, marked as short of the target
+                log.warning("%s: %s; keeping the top %d edges", rel.name, error, cap)
+                circuit, where, _ = extract_stored(folder, size=cap, **common)
+                reached = False
+            return {**circuit.summary(), "target": target, "target_reached": reached,
                     "faithfulness_interval": circuit.params.get("faithfulness_interval"),
                     "search_faithfulness": circuit.params.get("search_faithfulness"),
                     "heads": strongest_heads(circuit), "files": [self.rel(where / "circuit.json")]}  # fmt: skip
 
-        inputs = {"relation": digest, "score": _settings_dict(self.score), "target": target,
+        inputs = {"relation": digest, "score": _settings_dict(self.score), "target": target, "max_edges": cap,
                   "n_boot": self.settings.n_boot}  # fmt: skip
         return self.stage(f"circuit/{rel.name}", inputs, work)
 
@@ -205,8 +222,9 @@ class _Job:
             result, _ = evaluate_scored(folder, model=self.model, progress=self.progress,
                                         n_boot=self.settings.n_boot)  # fmt: skip
             record = result.as_dict()
-            record["circuit"] = {"name": circuit["name"], "n_edges": circuit["n_edges"],
-                                 "target": circuit["target"], "faithfulness": circuit["faithfulness_interval"]}  # fmt: skip
+            record["circuit"] = {"name": circuit["name"], "n_edges": circuit["n_edges"], "target": circuit["target"],
+                                 "target_reached": circuit["target_reached"],
+                                 "faithfulness": circuit["faithfulness_interval"]}  # fmt: skip
             files = {"evaluation.json": record_json(record), "evaluation.svg": faithfulness_figure(record)}
             where = self.gallery.save_files(self.model.name, EVALUATION, files, {"n_pairs": result.n_pairs},
                                             relation=rel.name)  # fmt: skip
@@ -215,7 +233,7 @@ class _Job:
                     "clean_metric": result.clean_metric, "files": [self.rel(where / "evaluation.json")]}  # fmt: skip
 
         inputs = {"relation": digest, "score": _settings_dict(self.score), "n_boot": self.settings.n_boot,
-                  "circuit": circuit["name"]}  # fmt: skip
+                  "circuit": circuit["name"], "target_reached": circuit["target_reached"]}  # fmt: skip
         return self.stage(f"evaluation/{rel.name}", inputs, work)
 
     def analysis(self, name: str, arg: str, rel: Relation, digest: str) -> dict[str, Any]:
@@ -330,6 +348,7 @@ def run_job(
         rows.append({"relation": rel.name, **{k: scored[k] for k in ("n_facts", "n_known", "n_scoring", "n_heldout")},
                      "circuit": circuit["name"], "n_edges": circuit["n_edges"], "n_nodes": circuit["n_nodes"],
                      "faithfulness": circuit["faithfulness_interval"], "target": circuit["target"],
+                     "target_reached": circuit["target_reached"],
                      "search_faithfulness": circuit["search_faithfulness"], "heads": circuit["heads"],
                      "cpr": evaluation["cpr"], "cmd": evaluation["cmd"], "findings": findings})  # fmt: skip
     done = [(arg, rel) for arg, rel in relations if rel.name not in skipped]
