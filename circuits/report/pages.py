@@ -138,6 +138,11 @@ def _key_numbers(rel: RelationData) -> str:
         facts += [("circuit", c.name), ("extraction", f"{c.extract_method} by {c.params.get('by', '—')}"),
                   ("edges", c.n_edges), ("nodes (heads, MLPs)", f"{c.n_nodes} ({c.n_heads}, {c.n_mlps})")]  # fmt: skip
     facts.append(("held-out faithfulness [95%]", fmt_interval(rel.faithfulness)))
+    target = ev.circuit if ev is not None else {}
+    if target.get("target") is not None:
+        reached = target.get("target_reached", True)
+        facts.append(("target (scoring pairs)", f"F ≥ {fmt_num(target['target'])}: "
+                      + ("reached" if reached else f"not reached within {fmt_num(target.get('n_edges'))} edges")))  # fmt: skip
     if ev is not None:
         facts += [(name, fmt_interval(ev.interval(key))) for key, name in
                   (("cpr", "CPR [95%]"), ("cmd", "CMD [95%]"), ("random_cpr", "random CPR [95%]"),
