@@ -142,7 +142,7 @@ def _key_numbers(rel: RelationData) -> str:
     if target.get("target") is not None:
         reached = target.get("target_reached", True)
         facts.append(("target (scoring pairs)", f"F ≥ {fmt_num(target['target'])}: "
-                      + ("reached" if reached else f"not reached within {fmt_num(target.get('n_edges'))} edges")))  # fmt: skip
+                      + ("reached" if reached else f"not reached by the capped search; {fmt_num(target.get('n_edges'))} edges kept")))  # fmt: skip
     if ev is not None:
         facts += [(name, fmt_interval(ev.interval(key))) for key, name in
                   (("cpr", "CPR [95%]"), ("cmd", "CMD [95%]"), ("random_cpr", "random CPR [95%]"),
