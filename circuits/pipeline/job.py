@@ -198,9 +198,7 @@ class _Job:
             reached = True
             try:
                 circuit, where, _ = extract_stored(folder, target_faithfulness=target, size=cap, **common)
-            except (
-                InputError
-            ) as error:  # not within the cap: the circuit at the cap, marked as short of the target
+            except InputError as error:  # not within the cap: the top `cap` edges, marked short of the target
                 log.warning("%s: %s; keeping the top %d edges", rel.name, error, cap)
                 circuit, where, _ = extract_stored(folder, size=cap, **common)
                 reached = False
