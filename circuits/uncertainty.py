@@ -24,6 +24,7 @@ __all__ = [
     "bootstrap_intervals",
     "bootstrap_means",
     "centred_interval",
+    "format_stored",
     "mean_interval",
     "percentile_interval",
     "resample_counts",
@@ -71,6 +72,28 @@ class Interval:
 
 def _finite(x: float, digits: int) -> float | None:
     return None if not math.isfinite(x) else round(float(x), digits)
+
+
+def format_stored(data: Any, digits: int = 2, *, missing: str = "n/a") -> str:
+    """A stored interval ``{"value", "low", "high"}`` (or a bare number) as ``value [low, high]``.
+
+    A missing bound prints the value alone; a missing value (None, NaN, no data) prints ``missing``.
+
+    >>> format_stored({"value": 0.912, "low": 0.861, "high": 0.954})
+    '0.91 [0.86, 0.95]'
+    >>> format_stored({"value": 0.5, "low": None, "high": None}), format_stored(None), format_stored(0.25)
+    ('0.50', 'n/a', '0.25')
+    """
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+    if isinstance(data, dict):
+        value, low, high = data.get("value"), data.get("low"), data.get("high")
+        if number(value) and number(low) and number(high):
+            return Interval(float(value), float(low), float(high)).format(digits)
+        data = value
+    return f"{round(float(data), digits) + 0.0:.{digits}f}" if number(data) else missing
 
 
 def bootstrap_means(

@@ -10,6 +10,7 @@ from typing import Any
 from circuits.cli import options
 from circuits.compare.families import SIMILARITIES
 from circuits.draw.graphviz import FORMATS
+from circuits.uncertainty import format_stored as _iv
 from circuits.vocab import ExtractMethod, ScoreMethod
 
 __all__ = ["register"]
@@ -144,14 +145,6 @@ def noise_table(noise: dict[str, Any], metric: str) -> str:
 
 def _v(d: dict[str, Any] | None) -> str:
     return "n/a" if d is None or d.get("value") is None else f"{d['value']:.2f}"
-
-
-def _iv(d: dict[str, Any]) -> str:
-    if d.get("value") is None:
-        return "n/a"
-    if d.get("low") is None or d.get("high") is None:
-        return f"{d['value']:.2f}"
-    return f"{d['value']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
 
 
 def _noise_options(p: argparse.ArgumentParser) -> None:

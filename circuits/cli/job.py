@@ -7,14 +7,9 @@ import json
 from typing import Any
 
 from circuits.cli import options
+from circuits.uncertainty import format_stored as _iv
 
 __all__ = ["register"]
-
-
-def _iv(d: Any) -> str:
-    if isinstance(d, dict) and d.get("value") is not None:
-        return f"{d['value']:.2f} [{d['low']:.2f}, {d['high']:.2f}]"
-    return "n/a" if d is None else f"{d:.2f}"
 
 
 def format_summary(s: dict[str, Any]) -> str:

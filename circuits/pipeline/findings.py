@@ -8,17 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from circuits.uncertainty import Interval
+from circuits.uncertainty import format_stored as _iv
 
 __all__ = ["finding"]
-
-
-def _iv(d: dict[str, Any] | None) -> str:
-    if not d or d.get("value") is None:
-        return "n/a"
-    nan = float("nan")
-    low, high = (nan if d.get(k) is None else d[k] for k in ("low", "high"))
-    return Interval(d["value"], low, high).format(2)
 
 
 def _knockout(r: dict[str, Any]) -> str:
