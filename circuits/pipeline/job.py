@@ -269,9 +269,8 @@ class _Job:
         s = self.settings
 
         def work() -> dict[str, Any]:
-            where = channels_stage(self.model, self.gallery, list(digests), overlay=overlay, top=s.channels_top,
-                                   seed=s.seed)  # fmt: skip
-            data = json.loads((where / "channels.json").read_text(encoding="utf-8"))
+            where, data = channels_stage(self.model, self.gallery, list(digests), overlay=overlay,
+                                         top=s.channels_top, seed=s.seed)  # fmt: skip
             return {"validation": data["validation"], "channels": data["channels"][:5],
                     "files": [self.rel(where / "channels.json")]}  # fmt: skip
 

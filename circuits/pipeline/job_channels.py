@@ -17,7 +17,7 @@ SHARE, BY = 0.9, "component"
 
 
 def channels_stage(model: Any, gallery: Gallery, relations: list[str], *, overlay: tuple[str, str],
-                   top: int = 10, seed: int = 0) -> Path:  # fmt: skip
+                   top: int = 10, seed: int = 0) -> tuple[Path, dict[str, Any]]:  # fmt: skip
     """Predict the ``top`` channels from the weights and validate them on each relation's stored graph.
 
     Unlike ``circuits channels --validate``, nothing is re-scored: the
@@ -25,7 +25,7 @@ def channels_stage(model: Any, gallery: Gallery, relations: list[str], *, overla
     ``<model>/channels/channels.json`` (the channels, the validation rows and
     which circuit the overlay draws) and ``overlay.svg`` (the channels over
     the circuit ``overlay = (relation, circuit name)``; needs Graphviz) and
-    returns that folder.
+    returns that folder and what ``channels.json`` holds.
     """
     analysis = analyze(model, seed=seed)
     report = ChannelsReport(analysis, find_channels(analysis, top=top, share=SHARE, by=BY))
@@ -41,4 +41,6 @@ def channels_stage(model: Any, gallery: Gallery, relations: list[str], *, overla
         data["overlay"]["message"] = rendered.message
         (folder / "channels.json").write_text(record_json(data), encoding="utf-8")
 
-    return gallery.save_files(model.name, "channels", {}, {"relations": relations, "top": top}, after=draw)
+    return gallery.save_files(
+        model.name, "channels", {}, {"relations": relations, "top": top}, after=draw
+    ), data
