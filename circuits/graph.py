@@ -30,13 +30,19 @@ from typing import Any
 
 import numpy as np
 
+from circuits.relations.roles import ROLES
 from circuits.vocab import INPUT, LOGITS, InputError, head_name, mlp_name, qkv_name
 
 __all__ = [
+    "N_ROLES",
     "PAIR_EDGES",
+    "POSITIONS",
+    "ROLE_POSITIONS",
+    "SUMMED",
     "GraphShape",
     "PairScores",
     "ScoredGraph",
+    "check_positions",
     "edge_mask",
     "half_precision",
     "to_networkx",
@@ -45,6 +51,20 @@ __all__ = [
 
 PAIR_EDGES = 4096
 """How many of a graph's strongest edges keep each scoring pair's own score (:class:`PairScores`)."""
+
+N_ROLES = len(ROLES)
+SUMMED = "summed"
+ROLE_POSITIONS = "roles"
+POSITIONS = (SUMMED, ROLE_POSITIONS)
+"""How edge scores treat positions: summed over every position, or split by position role."""
+
+
+def check_positions(positions: str) -> str:
+    """``positions`` if it is ``"summed"`` or ``"roles"``, else an :class:`InputError` naming both."""
+    if positions not in POSITIONS:
+        raise InputError(f"positions must be 'summed' (scores summed over positions) or 'roles' "
+                         f"(split by position role), not {positions!r}")  # fmt: skip
+    return positions
 
 
 def upgrade_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -290,7 +310,14 @@ class ScoredGraph:
     pair_scores : PairScores, optional
         Each scoring pair's own scores of the strongest edges, for intervals
         and noise ceilings (:mod:`circuits.compare.noise`); graphs scored
-        before version 0.3 have none.
+        before version 0.3 have none. In a position-aware graph they are the
+        scores of the strongest *units* (flat indices into ``role_scores``).
+    role_scores : numpy.ndarray, optional
+        Position-aware scores ``[n_roles, senders, receivers]``: an edge's
+        score summed over the positions of one role only
+        (:data:`~circuits.relations.roles.ROLES`). They add up over roles to
+        ``scores``. A circuit of such a graph keeps *units* ``(edge, role)``;
+        ``positions="roles"`` in :meth:`ranked` and :meth:`top_mask` ranks them.
 
     Attributes
     ----------
@@ -333,6 +360,7 @@ class ScoredGraph:
     scores: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     pair_scores: PairScores | None = None
+    role_scores: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         expected = (self.shape.n_senders, self.shape.n_receivers)
@@ -340,12 +368,41 @@ class ScoredGraph:
             raise InputError(f"scores have shape {self.scores.shape}, the graph needs {expected}")
         self.mask = edge_mask(self.shape)
         self.scores = np.where(self.mask, self.scores, 0.0).astype(np.float32)
+        if self.role_scores is not None:
+            if self.role_scores.shape != (N_ROLES, *expected):
+                raise InputError(f"role scores have shape {self.role_scores.shape}, the graph needs "
+                                 f"{(N_ROLES, *expected)} (roles: {', '.join(ROLES)})")  # fmt: skip
+            self.role_scores = np.where(self.mask, self.role_scores, 0.0).astype(np.float32)
         if self.pair_scores is not None:
             edges = self.pair_scores.edges
-            if edges.size and (
-                edges.min() < 0 or edges.max() >= self.mask.size or not self.mask.ravel()[edges].all()
-            ):
+            valid = self.unit_mask(self.positions).ravel()
+            if edges.size and (edges.min() < 0 or edges.max() >= valid.size or not valid[edges].all()):
                 raise InputError("pair scores name entries that are not edges of this graph")
+
+    @property
+    def positions(self) -> str:
+        """``"roles"`` when the graph has position-aware scores, else ``"summed"``."""
+        return ROLE_POSITIONS if self.role_scores is not None else SUMMED
+
+    def unit_scores(self, positions: str = SUMMED) -> np.ndarray:
+        """The scores circuits choose from: ``scores`` ([S, R]) or ``role_scores`` ([n_roles, S, R])."""
+        if check_positions(positions) == SUMMED:
+            return self.scores
+        if self.role_scores is None:
+            relation = self.metadata.get("relation", "this graph")
+            raise InputError(f"{relation}: the graph has no per-role scores; score it with "
+                             "`circuits score ... --positions roles`")  # fmt: skip
+        return self.role_scores
+
+    def unit_mask(self, positions: str = SUMMED) -> np.ndarray:
+        """Which entries of :meth:`unit_scores` are real (edge, or (edge, role)) units."""
+        if check_positions(positions) == SUMMED:
+            return self.mask
+        return np.broadcast_to(self.mask, (N_ROLES, *self.mask.shape))
+
+    def n_units(self, positions: str = SUMMED) -> int:
+        """Number of edges, or of (edge, role) units with ``positions="roles"``."""
+        return self.n_edges * (N_ROLES if check_positions(positions) == ROLE_POSITIONS else 1)
 
     @property
     def n_edges(self) -> int:
@@ -358,24 +415,27 @@ class ScoredGraph:
         for s, r in zip(*np.nonzero(self.mask), strict=True):
             yield senders[s], receivers[r], float(self.scores[s, r])
 
-    def ranked(self, *, by: str = "abs") -> np.ndarray:
+    def ranked(self, *, by: str = "abs", positions: str = SUMMED) -> np.ndarray:
         """Flat indices of the real edges, best first.
 
         ``by="abs"`` ranks by ``|score|``; ``by="signed"`` by ``-score`` (the
         most negative, i.e. most relied-on, first; see the module docstring).
+        With ``positions="roles"`` the (edge, role) units are ranked, as flat
+        indices into ``[n_roles, senders, receivers]``.
         """
         if by not in ("abs", "signed"):
             raise InputError(f"rank edges by 'abs' or 'signed', not {by!r}")
-        flat = self.scores.ravel()
+        flat = self.unit_scores(positions).ravel()
         key = -np.abs(flat) if by == "abs" else flat
-        idx = np.nonzero(self.mask.ravel())[0]
+        idx = np.nonzero(self.unit_mask(positions).ravel())[0]
         return idx[np.argsort(key[idx], kind="stable")]
 
-    def top_mask(self, n: int, *, by: str = "abs") -> np.ndarray:
-        """Boolean ``[senders, receivers]`` mask of the ``n`` best edges."""
-        keep = np.zeros(self.mask.size, dtype=bool)
-        keep[self.ranked(by=by)[: max(0, n)]] = True
-        return keep.reshape(self.mask.shape)
+    def top_mask(self, n: int, *, by: str = "abs", positions: str = SUMMED) -> np.ndarray:
+        """Boolean mask of the ``n`` best edges (``[senders, receivers]``) or units (``[n_roles, S, R]``)."""
+        shape = self.unit_mask(positions).shape
+        keep = np.zeros(int(np.prod(shape)), dtype=bool)
+        keep[self.ranked(by=by, positions=positions)[: max(0, n)]] = True
+        return keep.reshape(shape)
 
     def node_scores(self) -> dict[str, float]:
         """Each sender's score: the sum of its outgoing edge scores.

@@ -14,9 +14,9 @@ from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.lens import FrozenNorm, run_with_hooks
 from circuits.mechanisms.motif import GROUPS, additive_motif
 from circuits.mechanisms.per_source_dla import Thresholds, role_masks, source_attribution
-from circuits.mechanisms.roles import ROLES, role_positions
 from circuits.pipeline.additive import candidate_answers
 from circuits.pipeline.mechanisms import PromptChoice, known_prompts
+from circuits.relations.roles import ROLES, role_positions
 from circuits.vocab import InputError, head_name, hook_point
 
 ALL = PromptChoice(max_pairs=6, max_rank=10**9)

@@ -15,10 +15,10 @@ from circuits.mechanisms.attention_knockout import _blocking_hooks, knockout
 from circuits.mechanisms.attribute_extraction import extraction
 from circuits.mechanisms.attributes import attribute_tokens, attribute_words
 from circuits.mechanisms.lens import FrozenNorm, decode, run_with_hooks
-from circuits.mechanisms.roles import ROLES, parse_source_sets, role_positions, source_positions
 from circuits.mechanisms.subject_enrichment import enrichment
 from circuits.pipeline.mechanisms import PromptChoice, known_prompts
 from circuits.relations.pairs import Roles
+from circuits.relations.roles import ROLES, parse_source_sets, role_positions, source_positions
 from circuits.uncertainty import bootstrap_means, mean_interval
 from circuits.vocab import InputError, hook_point
 

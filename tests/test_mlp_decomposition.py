@@ -16,8 +16,8 @@ from conftest import run_cli
 from circuits.mechanisms.lens import FrozenNorm
 from circuits.mechanisms.mlp_parts import mlp_decomposition
 from circuits.mechanisms.mlp_split import decompose, gains, input_components
-from circuits.mechanisms.roles import role_positions
 from circuits.pipeline.mechanisms import PromptChoice, known_prompts
+from circuits.relations.roles import role_positions
 from circuits.vocab import InputError, hook_point
 
 ALL = PromptChoice(max_pairs=6, max_rank=10**9)

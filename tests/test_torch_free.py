@@ -33,7 +33,7 @@ TORCH_FREE = [
     "circuits.models.catalog",
     "circuits.uncertainty",
     "circuits.mechanisms",
-    "circuits.mechanisms.roles",
+    "circuits.relations.roles",
     "circuits.mechanisms.attributes",
     "circuits.draw.figures",
     "circuits.draw.evaluation_figures",

@@ -26,6 +26,7 @@ from circuits.attribution.harness import Harness
 from circuits.attribution.metrics import MetricFn, make_metric
 from circuits.graph import GraphShape, edge_mask
 from circuits.relations.pairs import PairBatch
+from circuits.relations.roles import ROLES
 from circuits.vocab import Ablation, InputError, Metric, hook_point
 
 __all__ = [
@@ -74,13 +75,19 @@ def clean_metric(harness: Harness, batch: PairBatch, metric: Metric | str) -> tu
     return fn, fn(last_logits)
 
 
-def edge_products(shape: GraphShape, delta: Tensor, grads: Tensor, *, per_pair: bool = False) -> Tensor:
+def edge_products(
+    shape: GraphShape, delta: Tensor, grads: Tensor, *, per_pair: bool = False, role: Tensor | None = None
+) -> Tensor:
     """``Σ_{batch,pos} delta_u · grads_v`` for every real edge: [S, R] (``per_pair``: [batch, S, R]).
 
     ``delta`` is [S, batch, pos, d] and ``grads`` [R, batch, pos, d]; one
     matrix product per layer, restricted to the senders each layer can see.
     With ``per_pair`` the sum runs over positions only, one score matrix per
-    pair (their sum over pairs is the summed result, up to rounding).
+    pair (their sum over pairs is the summed result, up to rounding). With
+    ``role`` ([batch, pos] indices into :data:`~circuits.relations.roles.ROLES`)
+    the sum is split by the role of the position: [n_roles, S, R] (``per_pair``:
+    [batch, n_roles, S, R]); every position is in one role's sum, so the roles
+    add up to the summed scores and the products cost the same.
     """
     # Only (example, position) slots where some sender's Δ and some receiver's
     # gradient are non-zero contribute. With counterfactual prompts every
@@ -88,11 +95,16 @@ def edge_products(shape: GraphShape, delta: Tensor, grads: Tensor, *, per_pair: 
     # and padding has no gradient, so dropping those slots is exact and
     # shrinks the products several-fold for one-shot templates.
     live = (delta.abs().amax(dim=(0, 3)) > 0) & (grads.abs().amax(dim=(0, 3)) > 0)
+    groups = [live] if role is None else [live & (role.to(live.device) == r) for r in range(len(ROLES))]
+
+    def products(rows: slice | int) -> Tensor:
+        d, g = (delta, grads) if isinstance(rows, slice) else (delta[:, rows], grads[:, rows])
+        parts = [_layer_products(shape, d, g, group[rows].reshape(-1).nonzero()[:, 0]) for group in groups]
+        return parts[0] if role is None else torch.stack(parts)
+
     if not per_pair:
-        return _layer_products(shape, delta, grads, live.reshape(-1).nonzero()[:, 0])
-    return torch.stack([
-        _layer_products(shape, delta[:, b], grads[:, b], live[b].nonzero()[:, 0]) for b in range(delta.shape[1])
-    ])  # fmt: skip
+        return products(slice(None))
+    return torch.stack([products(b) for b in range(delta.shape[1])])
 
 
 def _layer_products(shape: GraphShape, delta: Tensor, grads: Tensor, slots: Tensor) -> Tensor:
@@ -123,6 +135,7 @@ def attribute_edges(
     means: Tensor | None = None,
     ablated: Tensor | None = None,
     per_pair: bool = False,
+    by_role: bool = False,
 ) -> Tensor:
     """EAP (``ig_steps=1``) or EAP-IG edge scores of one batch, summed over its pairs: [S, R].
 
@@ -130,7 +143,12 @@ def attribute_edges(
     for the removed edges to carry. With ``per_pair`` the scores of each pair
     are returned apart, [batch, S, R]: the gradient of the batch mean at one
     pair's positions depends on that pair alone, so this costs no extra pass.
+    With ``by_role`` each score is split by the role of the position it is
+    summed over (:func:`edge_products`): [n_roles, S, R], or
+    [batch, n_roles, S, R] with ``per_pair``; the batch must carry roles.
     """
+    if by_role and batch.role is None:
+        raise InputError("position-aware scores need a batch with position roles (batch_pairs makes them)")
     if ig_steps < 1:
         raise InputError(f"ig_steps must be at least 1, not {ig_steps}")
     device = harness.model.device
@@ -161,14 +179,15 @@ def attribute_edges(
     grads /= ig_steps
     delta = ablated.sub_(clean_senders)
     # gradients are of the batch mean; scale back to a sum over pairs
-    return edge_products(harness.shape, delta, grads, per_pair=per_pair) * len(batch)
+    role = batch.role if by_role else None
+    return edge_products(harness.shape, delta, grads, per_pair=per_pair, role=role) * len(batch)
 
 
 @torch.no_grad()
 def exact_edges(
     harness: Harness,
     batch: PairBatch,
-    edges: Sequence[tuple[int, int]],
+    edges: Sequence[tuple[int, ...]],
     *,
     metric: Metric | str = Metric.LOGIT_DIFF,
     ablation: Ablation | str = Ablation.COUNTERFACTUAL,
@@ -180,14 +199,22 @@ def exact_edges(
 ) -> np.ndarray:
     """Exact patching scores of ``edges`` (sender, receiver indices), averaged over pairs.
 
-    ``ablated`` ([S, batch, pos, d]) overrides ``ablation`` as in :func:`attribute_edges`.
-    With ``per_pair`` the changes are kept apart: ``[len(edges), batch]``.
+    An edge given as ``(sender, receiver, role)`` is a position-aware unit: the
+    corrupted value reaches the receiver only at the positions of that role
+    (an index into :data:`~circuits.relations.roles.ROLES`; the batch must
+    carry roles). ``ablated`` ([S, batch, pos, d]) overrides ``ablation`` as in
+    :func:`attribute_edges`. With ``per_pair`` the changes are kept apart:
+    ``[len(edges), batch]``.
     """
     shape = harness.shape
     mask = edge_mask(shape)
-    for s, r in edges:
+    for edge in edges:
+        s, r = edge[0], edge[1]
         if not (0 <= s < shape.n_senders and 0 <= r < shape.n_receivers and mask[s, r]):
             raise InputError(f"({s}, {r}) is not an edge of this graph")
+        if len(edge) == 3 and (batch.role is None or not 0 <= edge[2] < len(ROLES)):
+            raise InputError(f"unit {tuple(edge)}: a role index lies in [0, {len(ROLES)}) and needs a batch "
+                             "with position roles")  # fmt: skip
     device = harness.model.device
     clean = batch.clean.to(device)
     fn, base, delta = _patching_setup(harness, batch, metric, ablation, means, ablated)
@@ -195,8 +222,9 @@ def exact_edges(
     per_chunk = max(1, max_rows // n)
     scores = np.zeros((len(edges), n) if per_pair else len(edges), dtype=np.float64)
     by_layer: dict[int, list[int]] = {}
-    for i, (_, r) in enumerate(edges):
-        by_layer.setdefault(_receiver_layer(shape, r), []).append(i)
+    for i, edge in enumerate(edges):
+        by_layer.setdefault(_receiver_layer(shape, edge[1]), []).append(i)
+    role = None if batch.role is None else batch.role.to(device)
     last = batch.last.to(device)
     for layer, members in sorted(by_layer.items()):
         # logits receivers sit after the last block: start there, patch at ln_final
@@ -204,7 +232,7 @@ def exact_edges(
         resid = harness.residual_before(clean, start_layer)
         for start in range(0, len(members), per_chunk):
             chunk = members[start : start + per_chunk]
-            adds = _edge_deltas(shape, [edges[i] for i in chunk], delta)
+            adds = _edge_deltas(shape, [edges[i] for i in chunk], delta, role)
             rows = resid.repeat(len(chunk), 1, 1)
 
             def delta_fn(
@@ -246,8 +274,13 @@ def _receiver_layer(shape: GraphShape, r: int) -> int:
     return shape.n_layers if r == shape.logits_receiver else r // shape.receivers_per_layer
 
 
-def _edge_deltas(shape: GraphShape, edges: Sequence[tuple[int, int]], delta: Tensor) -> dict[str, Tensor]:
-    """Per-kind receiver additions for a chunk of edges, one edge per block of rows."""
+def _edge_deltas(
+    shape: GraphShape, edges: Sequence[tuple[int, ...]], delta: Tensor, role: Tensor | None = None
+) -> dict[str, Tensor]:
+    """Per-kind receiver additions for a chunk of edges, one edge per block of rows.
+
+    A ``(sender, receiver, role)`` unit adds its sender's Δ only at the positions of that role.
+    """
     _, n, pos, d = delta.shape
     rows = n * len(edges)
     adds: dict[str, Tensor] = {}
@@ -259,20 +292,25 @@ def _edge_deltas(shape: GraphShape, edges: Sequence[tuple[int, int]], delta: Ten
         return adds[kind]
 
     H, KV = shape.n_heads, shape.n_kv_heads
-    for e, (s, r) in enumerate(edges):
+    for e, edge in enumerate(edges):
+        s, r = edge[0], edge[1]
         block = slice(e * n, (e + 1) * n)
+        value = delta[s]
+        if len(edge) == 3:
+            assert role is not None
+            value = value * (role == edge[2])[..., None].to(value.dtype)
         if r == shape.logits_receiver:
-            get("logits", None)[block] += delta[s]
+            get("logits", None)[block] += value
             continue
         offset = r % shape.receivers_per_layer
         if offset < H:
-            get("q", H)[block, :, offset] += delta[s]
+            get("q", H)[block, :, offset] += value
         elif offset < H + KV:
-            get("k", KV)[block, :, offset - H] += delta[s]
+            get("k", KV)[block, :, offset - H] += value
         elif offset < H + 2 * KV:
-            get("v", KV)[block, :, offset - H - KV] += delta[s]
+            get("v", KV)[block, :, offset - H - KV] += value
         else:
-            get("mlp", None)[block] += delta[s]
+            get("mlp", None)[block] += value
     return adds
 
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from circuits.attribution.harness import Harness
 from circuits.attribution.metrics import MetricFn
 from circuits.attribution.scoring import ablated_senders, clean_metric
-from circuits.graph import GraphShape, edge_mask
+from circuits.graph import N_ROLES, GraphShape, edge_mask
 from circuits.relations.pairs import PairBatch
 from circuits.uncertainty import DEFAULT_BOOT, Interval, percentile_interval, resample_counts
 from circuits.vocab import Ablation, InputError, Metric
@@ -150,16 +150,25 @@ class Evaluator:
     def run_mask(self, keep: Tensor | np.ndarray, *, raw: bool = False) -> CircuitRun:
         """Evaluate the circuit of kept edges ``keep`` ([S, R] booleans).
 
-        Returns a :class:`CircuitRun`: the number of kept edges, the metric's
-        mean over the pairs, the normalized faithfulness (nan with ``raw``),
-        Hit@k, and the per-pair metric values and hits.
+        A position-aware circuit is a ``[n_roles, S, R]`` mask of kept
+        (edge, role) units: an edge is removed only at the positions of the
+        roles where it is not kept (the batch must carry position roles).
+        Returns a :class:`CircuitRun`: the number of kept edges (or units), the
+        metric's mean over the pairs, the normalized faithfulness (nan with
+        ``raw``), Hit@k, and the per-pair metric values and hits.
         """
         keep_t = torch.as_tensor(np.asarray(keep) if isinstance(keep, np.ndarray) else keep)
         keep_t = keep_t.to(self.mask.device).bool()
-        if tuple(keep_t.shape) != tuple(self.mask.shape):
-            raise InputError(f"a circuit mask has shape {tuple(self.mask.shape)}, not {tuple(keep_t.shape)}")
+        shapes = (tuple(self.mask.shape), (N_ROLES, *self.mask.shape))
+        if tuple(keep_t.shape) not in shapes:
+            raise InputError(f"a circuit mask has shape {shapes[0]} (edges) or {shapes[1]} "
+                             f"((edge, role) units), not {tuple(keep_t.shape)}")  # fmt: skip
+        if keep_t.ndim == 3 and self.batch.role is None:
+            raise InputError(
+                "a position-aware circuit needs pairs with position roles (batch_pairs makes them)"
+            )
         removed = (self.mask & ~keep_t).to(self.ablated.dtype)
-        final = self._forward(removed)
+        final = self._forward(removed) if keep_t.ndim == 2 else self._forward_by_role(removed)
         values = self.fn(final).detach().double().cpu().numpy()
         top = final.topk(self.k, dim=-1).indices
         hits = (top == self.answer[:, None]).any(-1).double().cpu().numpy()
@@ -231,18 +240,9 @@ class Evaluator:
         diff = torch.empty_like(self.ablated)
         flat = diff.view(shape.n_senders, -1)
         batch, pos, d = diff.shape[1:]
-        H, KV = shape.n_heads, shape.n_kv_heads
-        cache: dict[int, Tensor] = {}
         active = removed.any(0).tolist()
         kept = self.valid - removed
-        prefix: dict[str, Any] = {"count": 0, "sum": torch.zeros_like(flat[0])}
-
-        def prefix_sum(count: int) -> Tensor:
-            """Σ_{u < count} diff[u], extended as the forward reaches later senders."""
-            if count > prefix["count"]:
-                prefix["sum"] = prefix["sum"] + flat[prefix["count"] : count].sum(0)
-                prefix["count"] = count
-            return prefix["sum"]
+        prefix_sum = _prefix_sums(flat)
 
         def combine(count: int, cols: slice) -> Tensor:
             """Σ_u removed[u, v] diff[u] for the receivers ``cols``: [batch, pos, n, d].
@@ -260,6 +260,50 @@ class Evaluator:
             else:
                 out = rem[rem_rows].T @ flat[rem_rows]
             return out.view(-1, batch, pos, d).permute(1, 2, 0, 3)
+
+        return self._patched(diff, combine, active)
+
+    def _forward_by_role(self, removed: Tensor) -> Tensor:
+        """:meth:`_forward` for ``[n_roles, S, R]`` removed units: each position gets its role's removals."""
+        shape = self.shape
+        diff = torch.empty_like(self.ablated)
+        n_senders, batch, pos, d = diff.shape
+        rows_view = diff.view(n_senders, batch * pos, d)
+        role = self.batch.role.to(diff.device).reshape(-1)  # type: ignore[union-attr]
+        slots = [(role == r).nonzero()[:, 0] for r in range(N_ROLES)]
+        kept = self.valid[None] - removed
+        active = removed.any(0).any(0).tolist()
+        prefix_sum = _prefix_sums(diff.view(n_senders, -1))
+
+        def combine(count: int, cols: slice) -> Tensor:
+            """Σ_u removed[role(p), u, v] diff[u, p] for the receivers ``cols``: [batch, pos, n, d]."""
+            n_cols = len(range(*cols.indices(shape.n_receivers)))
+            out = torch.zeros(n_cols, batch * pos, d, dtype=diff.dtype, device=diff.device)
+            for r, idx in enumerate(slots):
+                rem, keep = removed[r, :count, cols], kept[r, :count, cols]
+                rem_rows = rem.any(1).nonzero()[:, 0]
+                if not len(rem_rows) or not len(idx):
+                    continue
+                keep_rows = keep.any(1).nonzero()[:, 0]
+                if len(keep_rows) < len(rem_rows):
+                    total = prefix_sum(count).view(batch * pos, d)[idx].reshape(1, -1)
+                    value = total - keep[keep_rows].T @ rows_view[keep_rows][:, idx].flatten(1)
+                else:
+                    value = rem[rem_rows].T @ rows_view[rem_rows][:, idx].flatten(1)
+                out[:, idx] = value.view(n_cols, len(idx), d)
+            return out.view(n_cols, batch, pos, d).permute(1, 2, 0, 3)
+
+        return self._patched(diff, combine, active)
+
+    def _patched(self, diff: Tensor, combine: Any, active: list[bool]) -> Tensor:
+        """The patched forward: receiver ``v`` of a layer gets ``combine(senders it reads, its columns)``.
+
+        ``diff`` is filled with ``a_u(ablated) − a_u(current)`` as the forward
+        goes; ``active`` says which receiver columns have a removed input.
+        """
+        shape = self.shape
+        H, KV = shape.n_heads, shape.n_kv_heads
+        cache: dict[int, Tensor] = {}
 
         def delta(layer: int, kind: str) -> Tensor | None:
             if kind == "logits":
@@ -284,3 +328,20 @@ class Evaluator:
             return block[:, :, H + KV :]
 
         return self.harness.patched(self.tokens, delta, self.last, capture=diff, base=self.ablated)
+
+
+def _prefix_sums(flat: Tensor) -> Any:
+    """A function ``count -> Σ_{u < count} flat[u]``, extended as the forward reaches later senders.
+
+    ``flat`` ([S, ...]) is filled sender by sender during the forward, and
+    every call asks for at least as many senders as the one before.
+    """
+    state: dict[str, Any] = {"count": 0, "sum": torch.zeros_like(flat[0])}
+
+    def prefix_sum(count: int) -> Tensor:
+        if count > state["count"]:
+            state["sum"] = state["sum"] + flat[state["count"] : count].sum(0)
+            state["count"] = count
+        return state["sum"]
+
+    return prefix_sum

@@ -18,7 +18,7 @@
   due to each upstream component (Lv et al. 2024);
 - :mod:`~circuits.mechanisms.edits`, :mod:`~circuits.mechanisms.editing` and :mod:`~circuits.mechanisms.interventions`:
   scaling and ablating nodes, edges and output subspaces, before and after;
-- :mod:`~circuits.mechanisms.roles`, :mod:`~circuits.mechanisms.attributes`
+- :mod:`~circuits.relations.roles`, :mod:`~circuits.mechanisms.attributes`
   (torch-free) and :mod:`~circuits.mechanisms.lens` (the logit lens, frozen
   norms, prompt batches) support them.
 
@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 _WHERE = {
-    "ROLES": "roles", "parse_source_sets": "roles",
+    "ROLES": "circuits.relations.roles", "parse_source_sets": "circuits.relations.roles",
     "attribute_words": "attributes",
     "Prompts": "lens",
     "KnockoutResult": "attention_knockout", "default_window": "attention_knockout", "knockout": "attention_knockout",
@@ -82,4 +82,5 @@ _WHERE = {
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module 'circuits.mechanisms' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"circuits.mechanisms.{_WHERE[name]}"), name)
+    where = _WHERE[name]
+    return getattr(importlib.import_module(where if "." in where else f"circuits.mechanisms.{where}"), name)

@@ -1,7 +1,7 @@
 """Attention knockout (Geva et al. 2023): which positions the last token must read, and in which layers.
 
 For a window of ``k`` consecutive layers ``[l, l + k)`` and a source set ``S``
-of position roles (:mod:`circuits.mechanisms.roles`), the pre-softmax attention
+of position roles (:mod:`circuits.relations.roles`), the pre-softmax attention
 score from the ``last`` query position to every position of ``S`` is set to
 ``−∞`` in every query head of those layers (in a grouped-query model each query
 head is blocked on its own; the shared key/value heads are untouched). The
@@ -29,8 +29,8 @@ from torch import Tensor
 
 from circuits.attribution.harness import Harness
 from circuits.mechanisms.lens import Prompts
-from circuits.mechanisms.roles import source_name, source_positions
 from circuits.progress import progress_bar
+from circuits.relations.roles import source_name, source_positions
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals, mean_interval
 from circuits.vocab import InputError, hook_point
 
@@ -156,7 +156,7 @@ def knockout(
         :func:`default_window`. Window starts run over ``0 .. n_layers - window``.
     sources : sequence of role tuples
         The source sets, e.g. ``[("subject",), ("relation",), ("last",)]``
-        (:func:`~circuits.mechanisms.roles.parse_source_sets`).
+        (:func:`~circuits.relations.roles.parse_source_sets`).
     block_first : bool
         Also block the first token (the attention sink), reported separately as
         :attr:`KnockoutResult.sink`.

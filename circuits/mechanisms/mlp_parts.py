@@ -53,8 +53,8 @@ from circuits.mechanisms.mlp_split import (
     gains,
     upstream_components,
 )
-from circuits.mechanisms.roles import role_positions
 from circuits.progress import progress_bar
+from circuits.relations.roles import role_positions
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
 from circuits.vocab import InputError, head_name, mlp_name
 

@@ -28,7 +28,7 @@ import torch
 
 from circuits.mechanisms.direct_effects import LastPosition, last_position
 from circuits.mechanisms.lens import Prompts
-from circuits.mechanisms.roles import ROLES, role_positions
+from circuits.relations.roles import ROLES, role_positions
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_means
 from circuits.vocab import InputError, head_name
 

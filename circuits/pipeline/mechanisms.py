@@ -21,10 +21,10 @@ from circuits.mechanisms.attention_knockout import KnockoutResult, knockout
 from circuits.mechanisms.attribute_extraction import ExtractionResult, extraction
 from circuits.mechanisms.attributes import attribute_words
 from circuits.mechanisms.lens import Prompts
-from circuits.mechanisms.roles import parse_source_sets
 from circuits.mechanisms.subject_enrichment import EnrichmentResult, enrichment
 from circuits.relations import load_relation
 from circuits.relations.pairs import PairSet, make_pairs
+from circuits.relations.roles import parse_source_sets
 from circuits.relations.schema import Relation, bundled_relations
 from circuits.store.gallery import Gallery
 from circuits.uncertainty import DEFAULT_BOOT

@@ -16,7 +16,16 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, attribute_edges, exact_edges, mean_senders
-from circuits.graph import PAIR_EDGES, PairScores, ScoredGraph, half_precision
+from circuits.graph import (
+    N_ROLES,
+    PAIR_EDGES,
+    ROLE_POSITIONS,
+    SUMMED,
+    PairScores,
+    ScoredGraph,
+    check_positions,
+    half_precision,
+)
 from circuits.models import LoadedModel
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
@@ -72,7 +81,12 @@ class ScoreSettings:
     pair_edges : int
         How many of the strongest edges keep every scoring pair's own score
         (:class:`~circuits.graph.PairScores`), for bootstrap intervals and
-        noise ceilings.
+        noise ceilings (of units, in a position-aware graph).
+    positions : {"summed", "roles"}
+        ``"roles"`` also splits every edge's score by the role of the
+        positions it is summed over (first, subject, relation, last), so
+        circuits can keep an edge at some roles only
+        (:attr:`~circuits.graph.ScoredGraph.role_scores`).
 
     Examples
     --------
@@ -100,8 +114,10 @@ class ScoreSettings:
     max_rank: int = 1
     min_prob: float = 0.0
     pair_edges: int = PAIR_EDGES
+    positions: str = SUMMED
 
     def __post_init__(self) -> None:
+        check_positions(self.positions)
         for name, enum in (("score_method", ScoreMethod), ("metric", Metric), ("ablation", Ablation)):
             object.__setattr__(self, name, choice(enum, getattr(self, name), name.replace("_", " ")))
         if self.ig_steps < 1 or self.batch_size < 1 or self.pair_edges < 1:
@@ -118,7 +134,7 @@ class ScoreSettings:
                 "ablation": self.ablation.value, "ig_steps": self.steps, "seed": self.seed,
                 "max_pairs": self.max_pairs, "heldout_fraction": self.heldout_fraction,
                 "relation_source": relation_source, "known_filter": self.known_filter,
-                "pair_edges": self.pair_edges}  # fmt: skip
+                "pair_edges": self.pair_edges, "positions": self.positions}  # fmt: skip
 
     @property
     def known_filter(self) -> dict[str, Any]:
@@ -201,22 +217,24 @@ def score_pairs(
     started = time.perf_counter()
     chunks = [scoring[i : i + settings.batch_size] for i in range(0, len(scoring), settings.batch_size)]
     bar = progress_bar(len(scoring), f"{settings.score_method.value} {pairs.relation.name}", enabled=progress)
-    per_pair = np.zeros((len(scoring), shape.n_senders, shape.n_receivers), dtype=np.float32)
+    by_role = settings.positions == ROLE_POSITIONS
+    units = (N_ROLES,) if by_role else ()
+    per_pair = np.zeros((len(scoring), *units, shape.n_senders, shape.n_receivers), dtype=np.float32)
     done = 0
     for chunk in chunks:
         batch = batch_pairs(chunk, pad=pad)
         # each pair's own scores (the batch mean's gradient at a pair's positions is that pair's alone)
         per_pair[done : done + len(chunk)] = attribute_edges(
             harness, batch, metric=settings.metric, ablation=settings.ablation, ig_steps=steps, means=means,
-            per_pair=True).cpu().numpy()  # fmt: skip
+            per_pair=True, by_role=by_role).cpu().numpy()  # fmt: skip
         done += len(chunk)
         bar.update(len(chunk))
     bar.close()
-    scores = per_pair.astype(np.float64).mean(0).astype(np.float32)
-    graph = ScoredGraph(shape, scores)
+    graph = _graph_of(shape, per_pair, by_role)
     refined = 0
     if settings.score_method is ScoreMethod.EXACT:
         refined = _refine_exact(harness, graph, per_pair, pairs, settings, means, pad, progress)
+        graph = _graph_of(shape, per_pair, by_role)
     graph.pair_scores = strongest_pair_scores(graph, per_pair, settings.pair_edges)
     graph.metadata = {
         "model": model.name, "relation": pairs.relation.name, "relation_source": pairs.relation.source,
@@ -228,25 +246,37 @@ def score_pairs(
         "seed": settings.seed, "heldout_fraction": pairs.settings["heldout_fraction"],
         "max_pairs": pairs.max_pairs, "known_filter": pairs.settings,
         "processing": model.processing, "package_version": circuits.__version__, "d_model": int(model.cfg.d_model),
-        "pair_edges": settings.pair_edges,
+        "pair_edges": settings.pair_edges, "positions": settings.positions,
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     return graph
 
 
+def _graph_of(shape: Any, per_pair: np.ndarray, by_role: bool) -> ScoredGraph:
+    """The graph of the pairs' mean scores; per-pair ``[n, n_roles, S, R]`` also gives its role scores."""
+    means = per_pair.astype(np.float64).mean(0)
+    if not by_role:
+        return ScoredGraph(shape, means.astype(np.float32))
+    return ScoredGraph(shape, means.sum(0).astype(np.float32), role_scores=means.astype(np.float32))
+
+
 def strongest_pair_scores(graph: ScoredGraph, per_pair: np.ndarray, k: int) -> PairScores:
-    """The per-pair scores (``[n_pairs, S, R]``) of the ``k`` edges of largest ``|score|``, at half precision."""
-    top = graph.ranked(by="abs")[: max(1, k)]
+    """The per-pair scores (``[n_pairs, S, R]``, or by role) of the ``k`` units of largest ``|score|``."""
+    top = graph.ranked(by="abs", positions=graph.positions)[: max(1, k)]
     return PairScores(top, half_precision(per_pair.reshape(per_pair.shape[0], -1)[:, top]))
 
 
 def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pairs: PairSet,
                   settings: ScoreSettings, means: Any, pad: int, progress: bool) -> int:  # fmt: skip
-    """Replace the approximate scores of the top edges by exact patching scores (in ``per_pair`` too)."""
-    top = graph.ranked(by="abs")
+    """Replace the approximate scores of the top edges (or units) by exact patching scores in ``per_pair``."""
+    positions = graph.positions
+    top = graph.ranked(by="abs", positions=positions)
     if settings.exact_top > 0:
         top = top[: settings.exact_top]
-    edges = [divmod(int(i), graph.shape.n_receivers) for i in top]
+    unit_shape = graph.unit_mask(positions).shape
+    units = [tuple(int(i) for i in np.unravel_index(int(flat), unit_shape)) for flat in top]
+    # a unit index is (role, sender, receiver); exact_edges takes (sender, receiver[, role])
+    edges = [u[1:] + u[:1] if len(u) == 3 else u for u in units]
     exact = np.zeros((len(edges), len(pairs.scoring)))
     bar = progress_bar(len(edges) * len(pairs.scoring), "exact patching", enabled=progress)
     for start in range(0, len(pairs.scoring), settings.batch_size):
@@ -256,9 +286,8 @@ def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pa
                                                            ablation=settings.ablation, means=means, per_pair=True)  # fmt: skip
         bar.update(len(edges) * len(chunk))
     bar.close()
-    rows, cols = zip(*edges, strict=True) if edges else ((), ())
-    graph.scores[list(rows), list(cols)] = exact.mean(1).astype(np.float32)
-    per_pair[:, list(rows), list(cols)] = exact.T.astype(np.float32)
+    flat_pairs = per_pair.reshape(per_pair.shape[0], -1)
+    flat_pairs[:, top] = exact.T.astype(np.float32)
     return len(edges)
 
 

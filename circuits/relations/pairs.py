@@ -30,6 +30,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from circuits.relations.facts import FactCheck, answer_token, check_facts, pad_rows
+from circuits.relations.roles import role_index
 from circuits.relations.schema import Fact, Relation
 from circuits.vocab import InputError, NotEnoughFactsError
 
@@ -170,7 +171,12 @@ class PairSet:
 
 @dataclass(frozen=True)
 class PairBatch:
-    """Right-padded tensors for a list of pairs (clean and corrupt share lengths)."""
+    """Right-padded tensors for a list of pairs (clean and corrupt share lengths).
+
+    ``role`` gives each position's role as an index into
+    :data:`~circuits.relations.roles.ROLES` (-1 on padding); position-aware
+    scores and circuits need it.
+    """
 
     clean: Int[Tensor, "batch pos"]
     corrupt: Int[Tensor, "batch pos"]
@@ -178,13 +184,22 @@ class PairBatch:
     last: Int[Tensor, " batch"]
     answer: Int[Tensor, " batch"]
     corrupt_answer: Int[Tensor, " batch"]
+    role: Int[Tensor, "batch pos"] | None = None
 
     def __len__(self) -> int:
         return int(self.clean.shape[0])
 
     def to(self, device: torch.device | str) -> PairBatch:
-        return PairBatch(*(t.to(device) for t in (self.clean, self.corrupt, self.mask,
-                                                    self.last, self.answer, self.corrupt_answer)))  # fmt: skip
+        tensors = (
+            self.clean,
+            self.corrupt,
+            self.mask,
+            self.last,
+            self.answer,
+            self.corrupt_answer,
+            self.role,
+        )
+        return PairBatch(*(t if t is None else t.to(device) for t in tensors))
 
 
 def _roles(model: LoadedModel, template: str, subject: str) -> Roles:
@@ -350,4 +365,6 @@ def batch_pairs(pairs: Sequence[PromptPair], *, pad: int = 0) -> PairBatch:
     corrupt, _, _ = pad_rows([p.corrupt_tokens for p in pairs], pad)
     answer = torch.tensor([p.answer for p in pairs], dtype=torch.long)
     corrupt_answer = torch.tensor([p.corrupt_answer for p in pairs], dtype=torch.long)
-    return PairBatch(clean, corrupt, mask, last, answer, corrupt_answer)
+    n_pos = int(clean.shape[1])
+    role = torch.tensor([role_index(p.roles, n_pos) for p in pairs], dtype=torch.long)
+    return PairBatch(clean, corrupt, mask, last, answer, corrupt_answer, role)

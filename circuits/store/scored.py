@@ -10,7 +10,9 @@ A scored-graph directory holds
   (``pair_edges``: int32 flat indices, ``pair_scores``: ``[n_pairs, K]``, at
   half precision as they were kept, see
   :func:`~circuits.graph.half_precision`), from which intervals and noise
-  ceilings are drawn;
+  ceilings are drawn; a position-aware graph also holds ``role_edge_scores``
+  (``[n_roles, n_edges]`` float32, one row per position role) and its pair
+  scores index (edge, role) units;
 - ``graph.json``: the metadata (model, relation, method, metric, ablation, IG
   steps, prompt counts, split seed, package version) and the graph's shape;
 - ``relation.json``: the relation it was scored on (LRE schema), so a user's
@@ -27,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from circuits.graph import GraphShape, PairScores, ScoredGraph, edge_mask, upgrade_metadata
+from circuits.graph import N_ROLES, GraphShape, PairScores, ScoredGraph, edge_mask, upgrade_metadata
 from circuits.io import atomic_write_bytes, atomic_write_text, read_json
+from circuits.relations.roles import ROLES
 from circuits.relations.schema import Relation, relation_to_json
 from circuits.vocab import InputError
 
@@ -80,6 +83,8 @@ def save_scored(directory: str | Path, graph: ScoredGraph, relation: Relation | 
     directory.mkdir(parents=True, exist_ok=True)
     # only the edges that exist: half the dense matrix is structurally zero
     tensors = {"edge_scores": np.ascontiguousarray(graph.scores[graph.mask], dtype=np.float32)}
+    if graph.role_scores is not None:
+        tensors["role_edge_scores"] = np.ascontiguousarray(graph.role_scores[:, graph.mask], dtype=np.float32)
     if graph.pair_scores is not None:
         values = graph.pair_scores.values
         half = values.astype(np.float16)
@@ -154,6 +159,13 @@ def load_scored(directory: str | Path) -> ScoredGraph:
         scores = _dense(tensors["edge_scores"], shape, scores_path)
     if scores is None:
         raise InputError(f"{scores_path}: holds no tensor named 'edge_scores' (or 'scores')")
+    role_scores = None
+    if "role_edge_scores" in tensors:
+        rows = tensors["role_edge_scores"]
+        if rows.ndim != 2 or rows.shape[0] != N_ROLES:
+            raise InputError(f"{scores_path}: 'role_edge_scores' has shape {list(rows.shape)}, not "
+                             f"[{N_ROLES}, n_edges] (one row per role: {', '.join(ROLES)})")  # fmt: skip
+        role_scores = np.stack([_dense(row, shape, scores_path, "role_edge_scores") for row in rows])
     pair_scores = None
     if "pair_edges" in tensors and "pair_scores" in tensors:
         try:
@@ -161,16 +173,16 @@ def load_scored(directory: str | Path) -> ScoredGraph:
         except InputError as error:
             raise InputError(f"{scores_path}: {error}") from None
     try:
-        return ScoredGraph(shape, scores, metadata, pair_scores)
+        return ScoredGraph(shape, scores, metadata, pair_scores, role_scores)
     except InputError as error:
         raise InputError(f"{scores_path}: {error}") from None
 
 
-def _dense(values: np.ndarray, shape: GraphShape, path: Path) -> np.ndarray:
+def _dense(values: np.ndarray, shape: GraphShape, path: Path, name: str = "edge_scores") -> np.ndarray:
     """The ``[senders, receivers]`` matrix of the scores of the existing edges, zero elsewhere."""
     mask = edge_mask(shape)
     if values.ndim != 1 or values.size != int(mask.sum()):
-        raise InputError(f"{path}: 'edge_scores' holds {list(values.shape)} values; the graph's shape "
+        raise InputError(f"{path}: '{name}' holds {list(values.shape)} values; the graph's shape "
                          f"{shape.as_dict()} has {int(mask.sum())} edges")  # fmt: skip
     scores = np.zeros(mask.shape, dtype=np.float32)
     scores[mask] = values

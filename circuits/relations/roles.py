@@ -1,4 +1,5 @@
-"""Position roles as the mechanism analyses use them: a partition of a prompt's positions.
+"""Position roles: a partition of a prompt's positions, used by the mechanism analyses and by
+position-aware edge scores and circuits.
 
 Every position up to the last belongs to exactly one role:
 
@@ -19,7 +20,14 @@ from typing import Any
 
 from circuits.vocab import InputError
 
-__all__ = ["ROLES", "parse_source_sets", "role_positions", "source_name", "source_positions"]
+__all__ = [
+    "ROLES",
+    "parse_source_sets",
+    "role_index",
+    "role_positions",
+    "source_name",
+    "source_positions",
+]
 
 ROLES = ("first", "subject", "relation", "last")
 
@@ -39,6 +47,21 @@ def role_positions(roles: Any) -> dict[str, list[int]]:
     relation = [p for p in range(last) if p not in taken]
     return {"first": first, "subject": [p for p in subject if p != last], "relation": relation,
             "last": [last]}  # fmt: skip
+
+
+def role_index(roles: Any, n_pos: int) -> list[int]:
+    """Each of ``n_pos`` positions' role as an index into :data:`ROLES`; -1 after the last position (padding).
+
+    >>> from circuits.relations.pairs import Roles
+    >>> role_index(Roles((3, 5), 4, (0, 1, 2, 5, 6), 6), 8)
+    [0, 2, 2, 1, 1, 2, 3, -1]
+    """
+    out = [-1] * n_pos
+    for r, positions in enumerate(role_positions(roles).values()):
+        for p in positions:
+            if p < n_pos:
+                out[p] = r
+    return out
 
 
 def parse_source_sets(text: str | Iterable[str]) -> list[tuple[str, ...]]:

@@ -1,0 +1,132 @@
+"""Position-aware scores and circuits: units (edge, role), checked by real interventions on tiny models."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_batch
+
+from circuits.attribution import Harness, attribute_edges
+from circuits.attribution.scoring import exact_edges
+from circuits.evaluate import Evaluator
+from circuits.graph import N_ROLES, ScoredGraph
+from circuits.relations.roles import ROLES
+from circuits.vocab import InputError
+
+
+def with_roles(batch):
+    """``random_batch`` with roles: position 0 first, the changed span subject, the last position last."""
+    pos = batch.clean.shape[1]
+    role = torch.full((len(batch), pos), ROLES.index("relation"))
+    role[:, 0] = ROLES.index("first")
+    role[:, 1:3] = ROLES.index("subject")
+    for b, last in enumerate(batch.last.tolist()):
+        role[b, last] = ROLES.index("last")
+        role[b, last + 1 :] = -1
+    return dataclasses.replace(batch, role=role)
+
+
+def test_role_scores_sum_over_roles_to_the_summed_scores(tiny):
+    batch = with_roles(random_batch(tiny, changed=(1, 4)))
+    harness = Harness(tiny)
+    for per_pair in (False, True):
+        summed = attribute_edges(harness, batch, ig_steps=2, per_pair=per_pair)
+        by_role = attribute_edges(harness, batch, ig_steps=2, per_pair=per_pair, by_role=True)
+        assert by_role.shape[-3] == N_ROLES
+        torch.testing.assert_close(by_role.sum(-3), summed, rtol=1e-5, atol=1e-6 * summed.abs().max().item())
+    # the corrupted span covers subject and relation positions: both roles carry scores, first none
+    parts = by_role.abs().sum((0, 2, 3))
+    assert parts[ROLES.index("first")] == 0
+    assert parts[ROLES.index("subject")] > 0 and parts[ROLES.index("relation")] > 0
+
+
+def test_role_scores_need_roles():
+    from circuits.models import load_model
+
+    model = load_model("tiny-gpt2")
+    with pytest.raises(InputError, match="position roles"):
+        attribute_edges(Harness(model), random_batch(model), by_role=True)
+
+
+def test_all_units_give_the_clean_metric_and_none_the_corrupted(tiny):
+    batch = with_roles(random_batch(tiny, changed=(1, 4)))
+    evaluator = Evaluator(Harness(tiny), batch)
+    mask = evaluator.mask.cpu().numpy()
+    every = np.broadcast_to(mask, (N_ROLES, *mask.shape)).copy()
+    assert evaluator.run_mask(every).metric == pytest.approx(evaluator.full.metric, abs=1e-5)
+    assert evaluator.run_mask(np.zeros_like(every)).metric == pytest.approx(evaluator.empty.metric, abs=1e-5)
+    assert abs(evaluator.full.metric - evaluator.empty.metric) > 1e-3
+    # the same edges kept at every role are the summed circuit
+    rng = np.random.default_rng(0)
+    some = mask & (rng.random(mask.shape) < 0.5)
+    same = np.broadcast_to(some, every.shape).copy()
+    assert evaluator.run_mask(same).metric == pytest.approx(evaluator.run_mask(some).metric, abs=1e-5)
+    assert evaluator.run_mask(same).n_edges == N_ROLES * int(some.sum())
+
+
+def test_removing_one_unit_is_exact_patching_of_that_unit(tiny):
+    """The circuit forward without one (edge, role) unit changes the metric by that unit's exact patching score."""
+    batch = with_roles(random_batch(tiny, changed=(1, 4)))
+    harness = Harness(tiny)
+    evaluator = Evaluator(harness, batch)
+    scores = (attribute_edges(harness, batch, by_role=True) / len(batch)).numpy()
+    graph = ScoredGraph(harness.shape, scores.sum(0), role_scores=scores)
+    every = np.broadcast_to(graph.mask, scores.shape).copy()
+    for flat in graph.ranked(by="abs", positions="roles")[:6]:
+        role, s, r = np.unravel_index(int(flat), scores.shape)
+        keep = every.copy()
+        keep[role, s, r] = False
+        change = evaluator.run_mask(keep).metric - evaluator.full.metric
+        (exact,) = exact_edges(harness, batch, [(int(s), int(r), int(role))])
+        assert change == pytest.approx(exact, rel=1e-4, abs=1e-6)
+
+
+def test_unit_attribution_agrees_with_exact_patching_for_small_corruptions(tiny):
+    batch = with_roles(random_batch(tiny, changed=(1, 4)))
+    harness = Harness(tiny)
+    clean_senders, _ = harness.senders(batch.clean)
+    corrupt_senders, _ = harness.senders(batch.corrupt)
+    ablated = clean_senders + 1e-3 * (corrupt_senders - clean_senders)
+    scores = (attribute_edges(harness, batch, ablated=ablated, by_role=True) / len(batch)).numpy()
+    graph = ScoredGraph(harness.shape, scores.sum(0), role_scores=scores)
+    top = graph.ranked(by="abs", positions="roles")[:25]
+    units = [np.unravel_index(int(i), scores.shape) for i in top]
+    assert len({int(role) for role, _, _ in units}) > 1  # the check spans several roles
+    exact = exact_edges(
+        harness, batch, [(int(s), int(r), int(role)) for role, s, r in units], ablated=ablated
+    )
+    approx = np.array([scores[u] for u in units])
+    np.testing.assert_allclose(exact, approx, rtol=2e-2, atol=2e-2 * np.abs(approx).max())
+
+
+def test_a_mask_of_the_wrong_shape_is_refused(tiny_gpt2):
+    batch = with_roles(random_batch(tiny_gpt2))
+    evaluator = Evaluator(Harness(tiny_gpt2), batch)
+    mask = evaluator.mask.cpu().numpy()
+    with pytest.raises(InputError, match=r"\(edge, role\) units"):
+        evaluator.run_mask(np.zeros((2, *mask.shape), dtype=bool))
+    no_roles = Evaluator(Harness(tiny_gpt2), random_batch(tiny_gpt2))
+    with pytest.raises(InputError, match="position roles"):
+        no_roles.run_mask(np.zeros((N_ROLES, *mask.shape), dtype=bool))
+
+
+def test_a_scored_relation_keeps_its_role_scores_through_the_store(tiny_llama):
+    from circuits import ScoreSettings, load_scored, save_scored, score_relation
+
+    settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9, positions="roles")
+    graph, _ = score_relation(tiny_llama, "country_capital_city", settings, progress=False)
+    assert graph.positions == "roles" and graph.metadata["positions"] == "roles"
+    np.testing.assert_allclose(graph.role_scores.sum(0), graph.scores, rtol=1e-5, atol=1e-7)
+    assert graph.pair_scores.edges.max() >= graph.mask.size  # pair scores index units beyond role 0
+    back = load_scored(save_scored(tempfile.mkdtemp(), graph))
+    assert np.array_equal(back.role_scores, graph.role_scores) and back.positions == "roles"
+    assert np.array_equal(back.pair_scores.edges, graph.pair_scores.edges)
+    summed = ScoredGraph(graph.shape, graph.scores)
+    with pytest.raises(InputError, match="--positions roles"):
+        summed.ranked(positions="roles")
+    with pytest.raises(InputError, match="positions must be"):
+        ScoreSettings(positions="tokens")
