@@ -10,6 +10,12 @@ from and how it was extracted. It converts
 - to and from a networkx ``DiGraph`` laid out like :func:`circuits.graph.to_networkx`;
 - to and from JSON (networkx node-link data), exactly.
 
+A *position-aware* circuit (from a graph scored with position roles) keeps
+units ``(edge, role)``: :attr:`Circuit.roles` maps each kept edge to the roles
+it is kept at and their scores, ``edges`` holds each edge's summed score over
+those roles, and :meth:`Circuit.to_unit_mask` gives the ``[n_roles, senders,
+receivers]`` mask an evaluator runs. In JSON each edge carries its ``roles``.
+
 Which nodes a circuit contains: every sender of one of its edges, plus the
 component each receiver belongs to (a head for ``<q>``, the MLP, ``logits``).
 A ``<k>`` or ``<v>`` receiver names a *key/value* head, which under grouped-query
@@ -30,7 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from circuits.graph import GraphShape, ScoredGraph, edge_mask, upgrade_metadata
+from circuits.graph import (
+    ROLE_POSITIONS,
+    SUMMED,
+    GraphShape,
+    ScoredGraph,
+    check_positions,
+    edge_mask,
+    upgrade_metadata,
+)
+from circuits.relations.roles import ROLES
 from circuits.vocab import InputError, head_name, parse_node
 
 __all__ = ["FORMAT", "Circuit", "component_of", "graph_index"]
@@ -98,6 +113,11 @@ class Circuit:
         Normalized faithfulness measured by a real circuit evaluation.
     name : str
         A short name for files and tables.
+    roles : dict, optional
+        Position-aware circuits only: ``{(sender, receiver): {role: score}}``,
+        the roles (:data:`~circuits.relations.roles.ROLES`) each edge is kept
+        at; ``edges`` then holds the sum of those scores. ``None`` for a
+        circuit of edges summed over positions.
 
     Raises
     ------
@@ -137,6 +157,7 @@ class Circuit:
     params: dict[str, Any] = field(default_factory=dict)
     faithfulness: float | None = None
     name: str = ""
+    roles: dict[Edge, dict[str, float]] | None = None
 
     def __post_init__(self) -> None:
         senders, receivers, mask = graph_index(self.shape)
@@ -160,6 +181,9 @@ class Circuit:
                 )
             clean[(str(sender), str(receiver))] = float(score)
         self.edges = clean
+        if self.roles is not None:
+            self.roles = self._check_roles(self.roles)
+            self.edges = {e: float(sum(self.roles[e].values())) for e in clean}
         present = {s for s, _ in clean}
         unknown = set(self.node_scores) - present
         if unknown:
@@ -170,11 +194,50 @@ class Circuit:
         if self.faithfulness is not None:
             self.faithfulness = float(self.faithfulness)
 
+    def _check_roles(self, roles: dict[Edge, dict[str, float]]) -> dict[Edge, dict[str, float]]:
+        """Per-edge role scores in :data:`ROLES` order; every edge needs one role or more, no other edge any."""
+        out: dict[Edge, dict[str, float]] = {}
+        for edge in self.edges:
+            kept = roles.get(edge) or roles.get((str(edge[0]), str(edge[1])))
+            if not kept:
+                raise InputError(f"position-aware edge {edge!r} is kept at no role; give it one or more of "
+                                 f"{', '.join(ROLES)}")  # fmt: skip
+            unknown = set(kept) - set(ROLES)
+            if unknown:
+                raise InputError(f"edge {edge!r}: unknown roles {sorted(unknown)}; valid: {', '.join(ROLES)}")
+            out[edge] = {r: float(kept[r]) for r in ROLES if r in kept}
+        extra = {(str(s), str(r)) for s, r in roles} - set(self.edges)
+        if extra:
+            raise InputError(f"roles name edges the circuit does not keep: {sorted(extra)[:3]}")
+        return out
+
     # ------------------------------------------------------------- queries
     @property
     def n_edges(self) -> int:
         """Number of edges."""
         return len(self.edges)
+
+    @property
+    def positions(self) -> str:
+        """``"roles"`` for a position-aware circuit, else ``"summed"``."""
+        return ROLE_POSITIONS if self.roles is not None else SUMMED
+
+    @property
+    def n_units(self) -> int:
+        """Number of (edge, role) units of a position-aware circuit; the edge count otherwise."""
+        return self.n_edges if self.roles is None else sum(len(r) for r in self.roles.values())
+
+    def units(self) -> set[tuple[str, ...]]:
+        """The circuit's units: ``(sender, receiver, role)`` when position-aware, else ``(sender, receiver)``."""
+        if self.roles is None:
+            return set(self.edges)
+        return {(s, r, role) for (s, r), kept in self.roles.items() for role in kept}
+
+    def role_counts(self) -> dict[str, int]:
+        """How many units each role keeps (every edge at ``"all"`` for a summed circuit)."""
+        if self.roles is None:
+            return {"all": self.n_edges}
+        return {role: sum(role in kept for kept in self.roles.values()) for role in ROLES}
 
     @property
     def model(self) -> str | None:
@@ -215,7 +278,8 @@ class Circuit:
         return {"name": self.name, "model": self.model, "relation": self.relation,
                 "extract_method": self.extract_method, "params": self.params, "n_edges": self.n_edges,
                 "n_nodes": len(self.nodes()), "n_heads": len(self.heads()), "n_mlps": len(self.mlps()),
-                "faithfulness": self.faithfulness}  # fmt: skip
+                "faithfulness": self.faithfulness, "positions": self.positions,
+                "n_units": self.n_units}  # fmt: skip
 
     # ------------------------------------------------------------- masks
     def to_mask(self) -> np.ndarray:
@@ -224,6 +288,17 @@ class Circuit:
         keep = np.zeros(mask.shape, dtype=bool)
         for sender, receiver in self.edges:
             keep[senders[sender], receivers[receiver]] = True
+        return keep
+
+    def to_unit_mask(self) -> np.ndarray:
+        """Boolean ``[n_roles, senders, receivers]`` mask of a position-aware circuit (else :meth:`to_mask`)."""
+        if self.roles is None:
+            return self.to_mask()
+        senders, receivers, mask = graph_index(self.shape)
+        keep = np.zeros((len(ROLES), *mask.shape), dtype=bool)
+        for (sender, receiver), kept in self.roles.items():
+            for role in kept:
+                keep[ROLES.index(role), senders[sender], receivers[receiver]] = True
         return keep
 
     @classmethod
@@ -236,11 +311,26 @@ class Circuit:
         params: dict[str, Any] | None = None,
         name: str = "",
     ) -> Circuit:
-        """The circuit of the edges of ``graph`` where ``keep`` is true (non-edges are ignored)."""
+        """The circuit of the edges of ``graph`` where ``keep`` is true (non-edges are ignored).
+
+        A ``[n_roles, senders, receivers]`` mask of a position-aware graph gives
+        a position-aware circuit of those (edge, role) units.
+        """
         keep = np.asarray(keep, dtype=bool)
+        names_s, names_r = graph.shape.sender_names(), graph.shape.receiver_names()
+        if keep.ndim == 3:
+            role_scores = graph.unit_scores(ROLE_POSITIONS)
+            if keep.shape != role_scores.shape:
+                raise InputError(
+                    f"a position-aware circuit mask has shape {role_scores.shape}, not {keep.shape}"
+                )
+            roles: dict[Edge, dict[str, float]] = {}
+            for role, s, r in zip(*np.nonzero(keep & graph.mask), strict=True):
+                roles.setdefault((names_s[s], names_r[r]), {})[ROLES[role]] = float(role_scores[role, s, r])
+            return cls.from_edges(graph, {e: 0.0 for e in roles}, extract_method=extract_method, params=params,
+                                  name=name, roles=roles)  # fmt: skip
         if keep.shape != graph.mask.shape:
             raise InputError(f"a circuit mask has shape {graph.mask.shape}, not {keep.shape}")
-        names_s, names_r = graph.shape.sender_names(), graph.shape.receiver_names()
         rows, cols = np.nonzero(keep & graph.mask)
         edges = {(names_s[s], names_r[r]): float(graph.scores[s, r]) for s, r in zip(rows, cols, strict=True)}
         return cls.from_edges(graph, edges, extract_method=extract_method, params=params, name=name)
@@ -254,25 +344,43 @@ class Circuit:
         extract_method: str = "custom",
         params: dict[str, Any] | None = None,
         name: str = "",
+        roles: dict[Edge, dict[str, float]] | None = None,
     ) -> Circuit:
-        """A circuit of ``graph``'s edges (a list takes the scores from ``graph``)."""
+        """A circuit of ``graph``'s edges (a list takes the scores from ``graph``); ``roles`` as in the class."""
         if not isinstance(edges, dict):
             senders, receivers, _ = graph_index(graph.shape)
             edges = {e: float(graph.scores[senders[e[0]], receivers[e[1]]]) for e in edges}
         nodes = graph.node_scores()
         present = {s for s, _ in edges}
         return cls(graph.shape, dict(edges), {n: nodes[n] for n in present}, dict(graph.metadata),
-                   extract_method, dict(params or {}), None, name)  # fmt: skip
+                   extract_method, dict(params or {}), None, name, roles)  # fmt: skip
 
     def with_edges(self, keys: list[Edge] | set[Edge], **changes: Any) -> Circuit:
-        """A copy keeping only ``keys`` (a subset of the edges), with fields changed."""
+        """A copy keeping only ``keys`` (a subset of the edges, at all their roles), with fields changed."""
         wanted = set(keys)
-        edges = {k: v for k, v in self.edges.items() if k in wanted}
+        if self.roles is not None:
+            return self.with_units({u for u in self.units() if u[:2] in wanted}, **changes)
+        return self._with(set(self.edges) & wanted, None, changes)
+
+    def with_units(self, keys: set[tuple[str, ...]], **changes: Any) -> Circuit:
+        """A copy keeping only the units ``keys`` (a subset of :meth:`units`), with fields changed."""
+        if self.roles is None:
+            return self._with(set(self.edges) & {(k[0], k[1]) for k in keys}, None, changes)
+        roles: dict[Edge, dict[str, float]] = {}
+        for s, r, role in keys:
+            if role in self.roles.get((s, r), {}):
+                roles.setdefault((s, r), {})[role] = self.roles[(s, r)][role]
+        return self._with(set(roles), roles, changes)
+
+    def _with(
+        self, kept: set[Edge], roles: dict[Edge, dict[str, float]] | None, changes: dict[str, Any]
+    ) -> Circuit:
+        edges = {k: v for k, v in self.edges.items() if k in kept}
         present = {s for s, _ in edges}
         fields: dict[str, Any] = {"shape": self.shape, "edges": edges,
                                   "node_scores": {n: v for n, v in self.node_scores.items() if n in present},
                                   "provenance": self.provenance, "extract_method": self.extract_method, "params": self.params,
-                                  "faithfulness": None, "name": self.name}  # fmt: skip
+                                  "faithfulness": None, "name": self.name, "roles": roles}  # fmt: skip
         fields.update(changes)
         return Circuit(**fields)
 
@@ -293,7 +401,8 @@ class Circuit:
         g = nx.DiGraph()
         g.graph.update({"format": FORMAT, "name": self.name, "extract_method": self.extract_method,
                         "params": self.params, "provenance": self.provenance,
-                        "shape": self.shape.as_dict(), "faithfulness": self.faithfulness})  # fmt: skip
+                        "shape": self.shape.as_dict(), "faithfulness": self.faithfulness,
+                       "positions": self.positions})  # fmt: skip
         components = self.nodes()
         for sender, receiver in self.edges:
             for name in (sender, receiver):
@@ -304,7 +413,10 @@ class Circuit:
                 g.add_node(name, **self._node_attrs(name))
         for (sender, receiver), score in self.edges.items():
             edge_qkv = receiver[-2] if receiver.endswith(">") else ""
-            g.add_edge(sender, receiver, score=score, weight=abs(score), qkv=edge_qkv, internal=False)
+            extra = {} if self.roles is None else {"roles": dict(self.roles[(sender, receiver)])}
+            g.add_edge(
+                sender, receiver, score=score, weight=abs(score), qkv=edge_qkv, internal=False, **extra
+            )
         group = self.shape.group
         for name in list(g.nodes):
             _, layer, index, qkv = parse_node(name)
@@ -334,17 +446,25 @@ class Circuit:
         except (KeyError, TypeError) as error:
             raise InputError(f"graph attribute 'shape' is missing or invalid: {error}") from None
         edges = {}
+        position_aware = check_positions(meta.get("positions", SUMMED)) == ROLE_POSITIONS
+        roles: dict[Edge, dict[str, float]] | None = {} if position_aware else None
         for u, v, data in g.edges(data=True):
             if data.get("internal"):
                 continue
             if "score" not in data:
                 raise InputError(f"edge ({u!r}, {v!r}) has no 'score' attribute")
             edges[(u, v)] = data["score"]
+            if roles is not None:
+                kept = data.get("roles")
+                if not isinstance(kept, dict) or not all(isinstance(x, (int, float)) for x in kept.values()):
+                    raise InputError(f"position-aware edge ({u!r}, {v!r}) needs 'roles': {{role: score}}, "
+                                     f"not {kept!r}")  # fmt: skip
+                roles[(u, v)] = kept
         node_scores = {n: d["score"] for n, d in g.nodes(data=True) if d.get("score") is not None}
         provenance = upgrade_metadata(dict(meta.get("provenance") or {}))
         extract_method = str(meta.get("extract_method", meta.get("method", "custom")))  # "method" before 0.2
         return cls(shape, edges, node_scores, provenance, extract_method, meta.get("params") or {},
-                   meta.get("faithfulness"), meta.get("name", ""))  # fmt: skip
+                   meta.get("faithfulness"), meta.get("name", ""), roles)  # fmt: skip
 
     # ------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:

@@ -130,3 +130,78 @@ def test_a_scored_relation_keeps_its_role_scores_through_the_store(tiny_llama):
         summed.ranked(positions="roles")
     with pytest.raises(InputError, match="positions must be"):
         ScoreSettings(positions="tokens")
+
+
+def role_graph(model):
+    from circuits import ScoreSettings, heldout_evaluator, score_relation
+
+    settings = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9, positions="roles")
+    graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
+    return graph, heldout_evaluator(model, graph, pairs)
+
+
+def test_pruning_units_keeps_faithfulness(tiny):
+    """Units off every input -> logits path (by role reachability) change nothing when removed."""
+    from circuits.extract.masks import prune_mask
+
+    graph, evaluator = role_graph(tiny)
+    rng = np.random.default_rng(1)
+    every = np.broadcast_to(graph.mask, (N_ROLES, *graph.mask.shape))
+    dropped = 0
+    for share in (0.1, 0.3, 0.6):
+        keep = every & (rng.random(every.shape) < share)
+        pruned = prune_mask(graph.shape, keep)
+        assert not (pruned & ~keep).any()
+        dropped += int(keep.sum() - pruned.sum())
+        assert evaluator.run_mask(pruned).metric == pytest.approx(evaluator.run_mask(keep).metric, abs=1e-5)
+    assert dropped > 0
+
+
+def test_extraction_on_units(tiny_llama):
+    from circuits.circuit import Circuit
+    from circuits.extract import extract
+
+    graph, evaluator = role_graph(tiny_llama)
+    for method in ("top-n", "greedy"):
+        circuit = extract(graph, method, size=30)
+        assert circuit.positions == "roles" and 0 < circuit.n_units <= 30
+        assert circuit.n_edges <= circuit.n_units
+        assert Circuit.from_json(circuit.to_json()) == circuit
+        mask = circuit.to_unit_mask()
+        assert int(mask.sum()) == circuit.n_units
+        for (sender, receiver), kept in circuit.roles.items():
+            assert circuit.edges[(sender, receiver)] == pytest.approx(sum(kept.values()), abs=1e-6)
+        assert sum(circuit.role_counts().values()) == circuit.n_units
+    top = extract(graph, "top-n", size=30, pruned=False)
+    best = graph.ranked(by="signed", positions="roles")[:30]
+    assert set(np.flatnonzero(top.to_unit_mask())) == set(best.tolist())
+    minimal = extract(graph, "minimal", target=0.6, evaluate=evaluator)
+    assert minimal.faithfulness >= 0.6 and minimal.positions == "roles"
+    assert evaluator.run_mask(minimal.to_unit_mask()).faithfulness == pytest.approx(minimal.faithfulness)
+    summed = extract(graph, "top-n", size=30, positions="summed")
+    assert summed.positions == "summed" and summed.roles is None
+    with pytest.raises(InputError, match="positions 'roles'"):
+        extract(graph, "paths", size=3)
+
+
+def test_circuit_json_refuses_bad_roles():
+    from circuits.circuit import Circuit
+    from circuits.graph import GraphShape
+
+    shape = GraphShape(1, 1, 1)
+    with pytest.raises(InputError, match="unknown roles"):
+        Circuit(shape, {("input", "logits"): 0.0}, roles={("input", "logits"): {"object": 1.0}})
+    with pytest.raises(InputError, match="kept at no role"):
+        Circuit(shape, {("input", "logits"): 0.0}, roles={("input", "logits"): {}})
+    circuit = Circuit(
+        shape, {("input", "logits"): 0.0}, roles={("input", "logits"): {"last": -1.0, "first": 0.5}}
+    )
+    assert circuit.edges[("input", "logits")] == -0.5 and list(circuit.roles[("input", "logits")]) == [
+        "first",
+        "last",
+    ]
+    text = circuit.to_json(indent=None)
+    with pytest.raises(InputError, match="needs 'roles'"):
+        Circuit.from_json(text.replace('"roles": {', '"places": {'))
+    with pytest.raises(InputError, match="positions must be"):
+        Circuit.from_json(text.replace('"positions": "roles"', '"positions": "tokens"'))

@@ -24,7 +24,7 @@ from circuits.extract.select import (
     threshold,
     top_n,
 )
-from circuits.graph import ScoredGraph
+from circuits.graph import ROLE_POSITIONS, ScoredGraph, check_positions
 from circuits.vocab import ExtractMethod, InputError
 
 __all__ = [
@@ -57,6 +57,7 @@ def extract(
     evaluate: Any = None,
     by: str = "signed",
     pruned: bool = True,
+    positions: str | None = None,
 ) -> Circuit:
     """Choose a circuit from a scored graph by any extraction method (what the command line calls).
 
@@ -94,6 +95,11 @@ def extract(
         Keep only the edges on some ``input -> logits`` path of the result
         (dangling edges change nothing under counterfactual ablation), so a
         pruned circuit may have fewer than ``size`` edges.
+    positions : {"summed", "roles"}, optional
+        ``"roles"`` chooses units (edge, role) from a graph scored with
+        position roles (``size`` then counts units; ``top-n``, ``threshold``,
+        ``greedy`` and ``minimal`` support it); ``"summed"`` chooses edges.
+        Default: the graph's own (:attr:`~circuits.graph.ScoredGraph.positions`).
 
     Returns
     -------
@@ -133,21 +139,28 @@ def extract(
     """
     if extract_method not in METHODS:
         raise InputError(f"unknown extraction method {extract_method!r}; valid: {', '.join(METHODS)}")
+    positions = graph.positions if positions is None else check_positions(positions)
+    if positions == ROLE_POSITIONS and extract_method in ("paths", "nodes"):
+        raise InputError(f"extraction method {extract_method!r} chooses edges summed over positions; with "
+                         "positions 'roles' use top-n, threshold, greedy or minimal")  # fmt: skip
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise InputError(f"fraction must lie in (0, 1], not {fraction}")
-        size = max(1, round(fraction * graph.n_edges))
+        size = max(1, round(fraction * graph.n_units(positions)))
     if extract_method == ExtractMethod.MINIMAL.value:
         if target is None or evaluate is None:
             raise InputError("extraction method 'minimal' needs a target faithfulness and an evaluator")
-        return minimal_circuit(graph, evaluate, target, by=by, pruned=pruned, max_size=size)
+        return minimal_circuit(
+            graph, evaluate, target, by=by, pruned=pruned, max_size=size, positions=positions
+        )
     if extract_method == ExtractMethod.THRESHOLD.value:
         if value is None:
             raise InputError("extraction method 'threshold' needs a threshold value")
-        circuit = threshold(graph, value, by=by)
+        circuit = threshold(graph, value, by=by, positions=positions)
+    elif size is None:
+        raise InputError(f"extraction method {extract_method!r} needs a size (or a fraction)")
+    elif extract_method in ("paths", "nodes"):
+        circuit = (path_circuit if extract_method == "paths" else node_circuit)(graph, size, by=by)
     else:
-        if size is None:
-            raise InputError(f"extraction method {extract_method!r} needs a size (or a fraction)")
-        functions = {"top-n": top_n, "greedy": greedy, "paths": path_circuit, "nodes": node_circuit}
-        circuit = functions[extract_method](graph, size, by=by)
+        circuit = (top_n if extract_method == "top-n" else greedy)(graph, size, by=by, positions=positions)
     return prune(circuit) if pruned else circuit

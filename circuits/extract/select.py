@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from circuits.circuit import Circuit
-from circuits.extract.masks import pruned_top_mask
-from circuits.graph import GraphShape, ScoredGraph
+from circuits.extract.masks import input_sources, prune_mask, pruned_top_mask
+from circuits.graph import N_ROLES, ROLE_POSITIONS, SUMMED, GraphShape, ScoredGraph, check_positions
+from circuits.relations.roles import ROLES
 from circuits.vocab import INPUT, LOGITS, InputError
 
 __all__ = [
@@ -69,8 +70,8 @@ def _count(n: Any, what: str = "n") -> int:
     return int(n)
 
 
-def top_n(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
-    """The ``n`` best edges.
+def top_n(graph: ScoredGraph, n: int, *, by: str = "signed", positions: str = SUMMED) -> Circuit:
+    """The ``n`` best edges (or (edge, role) units with ``positions="roles"``).
 
     >>> g = ScoredGraph(GraphShape(1, 1, 1), np.zeros((3, 5)))
     >>> g.scores[0, 4], g.scores[1, 4], g.scores[0, 0] = -3.0, 2.0, -1.0
@@ -80,15 +81,15 @@ def top_n(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
     [('a0.h0', 'logits'), ('input', 'logits')]
     """
     n = _count(n)
-    mask = graph.top_mask(n, by=_check_by(by))
+    mask = graph.top_mask(n, by=_check_by(by), positions=positions)
     return Circuit.from_mask(graph, mask, extract_method="top-n", params={"n": n, "by": by})
 
 
-def threshold(graph: ScoredGraph, value: float, *, by: str = "signed") -> Circuit:
-    """Every edge with ``-score >= value`` (``signed``) or ``|score| >= value`` (``abs``)."""
+def threshold(graph: ScoredGraph, value: float, *, by: str = "signed", positions: str = SUMMED) -> Circuit:
+    """Every edge (or unit) with ``-score >= value`` (``signed``) or ``|score| >= value`` (``abs``)."""
     if not math.isfinite(value):
         raise InputError(f"threshold must be a finite number, not {value!r}")
-    keep = (_key(graph.scores, by) >= value) & graph.mask
+    keep = (_key(graph.unit_scores(positions), by) >= value) & graph.unit_mask(positions)
     return Circuit.from_mask(
         graph, keep, extract_method="threshold", params={"threshold": float(value), "by": by}
     )
@@ -112,12 +113,16 @@ def _columns_read_by(shape: GraphShape, sender: int) -> list[int]:
     return []
 
 
-def greedy(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
+def greedy(graph: ScoredGraph, n: int, *, by: str = "signed", positions: str = SUMMED) -> Circuit:
     """Grow ``n`` edges from the logits backwards.
 
     Starting with the edges into ``logits``, repeatedly add the best edge whose
     receiver is already connected (``logits``, or a node that sends a chosen
-    edge; a key/value input is connected when any head of its group is).
+    edge; a key/value input is connected when any head of its group is). With
+    ``positions="roles"`` units ``(edge, role)`` grow the same way from the
+    logits at the ``last`` role: a node's output at role ``r`` connects its
+    ``<q>`` and MLP inputs at ``r`` and its ``<k>``/``<v>`` inputs at every
+    role ``r`` may attend to.
 
     >>> g = ScoredGraph(GraphShape(1, 1, 1), np.zeros((3, 5)))
     >>> g.scores[0, 0], g.scores[1, 4], g.scores[0, 4] = -5.0, -1.0, -0.5
@@ -125,30 +130,37 @@ def greedy(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
     [('a0.h0', 'logits'), ('input', 'a0.h0<q>')]
     """
     n, shape = _count(n), graph.shape
-    key = _key(graph.scores, by)
-    heap: list[tuple[float, int, int]] = []
+    units = check_positions(positions) == ROLE_POSITIONS
+    n_roles = N_ROLES if units else 1
+    key = _key(graph.unit_scores(positions), by).reshape(n_roles, shape.n_senders, shape.n_receivers)
+    sources = input_sources(shape, n_roles)
+    heap: list[tuple[float, int, int, int]] = []
     pushed: set[int] = set()
 
-    def push(column: int) -> None:
-        if column in pushed:
+    def push(into: int) -> None:
+        """Offer every unit into receiver input ``column * n_roles + role``."""
+        if into in pushed:
             return
-        pushed.add(column)
+        pushed.add(into)
+        column, role = divmod(into, n_roles)
         for row in np.nonzero(graph.mask[:, column])[0]:
-            heapq.heappush(heap, (-key[row, column], int(row), column))
+            heapq.heappush(heap, (-key[role, row, column], role, int(row), column))
 
-    push(shape.logits_receiver)
+    push(shape.logits_receiver * n_roles + n_roles - 1)
     connected: set[int] = set()
-    keep = np.zeros_like(graph.mask)
+    keep = np.zeros((n_roles, *graph.mask.shape), dtype=bool)
     chosen = 0
     while heap and chosen < n:
-        _, row, column = heapq.heappop(heap)
-        keep[row, column] = True
+        _, role, row, column = heapq.heappop(heap)
+        keep[role, row, column] = True
         chosen += 1
-        if row not in connected:
-            connected.add(row)
-            for c in _columns_read_by(shape, row):
-                push(c)
-    return Circuit.from_mask(graph, keep, extract_method="greedy", params={"n": n, "by": by})
+        node = row * n_roles + role
+        if node not in connected:
+            connected.add(node)
+            for into in sources[node]:
+                push(into)
+    return Circuit.from_mask(graph, keep if units else keep[0], extract_method="greedy",
+                             params={"n": n, "by": by})  # fmt: skip
 
 
 def prune(circuit: Circuit) -> Circuit:
@@ -159,8 +171,16 @@ def prune(circuit: Circuit) -> Circuit:
     ...                     ("a1.h0", "logits"): -3.0, ("input", "m1"): -2.0})
     >>> sorted(prune(c).edges)
     [('a0.h0', 'logits'), ('input', 'a0.h0<q>')]
+
+    A position-aware circuit is pruned as units (edge, role)
+    (:func:`~circuits.extract.masks.prune_units`).
     """
     import networkx as nx
+
+    params = {**circuit.params, "pruned": True, "n_before_pruning": circuit.n_units}
+    if circuit.roles is not None:
+        kept = prune_mask(circuit.shape, circuit.to_unit_mask())
+        return circuit.with_units(unit_names(circuit.shape, kept), params=params)
 
     g = circuit.to_networkx()
     if INPUT not in g or LOGITS not in g:
@@ -169,11 +189,10 @@ def prune(circuit: Circuit) -> Circuit:
         forward = nx.descendants(g, INPUT) | {INPUT}
         backward = nx.ancestors(g, LOGITS) | {LOGITS}
         keys = {(u, v) for u, v in circuit.edges if u in forward and v in backward}
-    params = {**circuit.params, "pruned": True, "n_before_pruning": circuit.n_edges}
     return circuit.with_edges(keys, params=params)
 
 
-def pruned_top_n(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
+def pruned_top_n(graph: ScoredGraph, n: int, *, by: str = "signed", positions: str = SUMMED) -> Circuit:
     """The largest pruned top-m circuit with at most ``n`` edges.
 
     The pruned top-m circuit only grows with m, and has at most m edges, so m
@@ -191,7 +210,10 @@ def pruned_top_n(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:
     0
     """
     n = _count(n)
-    mask, m = pruned_top_mask(graph.shape, graph.ranked(by=_check_by(by)), n)
+    units = check_positions(positions) == ROLE_POSITIONS
+    mask, m = pruned_top_mask(
+        graph.shape, graph.ranked(by=_check_by(by), positions=positions), n, units=units
+    )
     params = {"n": m, "by": by, "pruned": True, "n_before_pruning": m, "max_edges": n}
     return Circuit.from_mask(graph, mask, extract_method="top-n", params=params)
 
@@ -214,6 +236,7 @@ def minimal_circuit(
     pruned: bool = True,
     sizes: Sequence[int] | None = None,
     max_size: int | None = None,
+    positions: str = SUMMED,
 ) -> Circuit:
     """The smallest top-n circuit whose measured faithfulness reaches ``target``.
 
@@ -224,20 +247,22 @@ def minimal_circuit(
     monotonically with size, so the answer is the smallest size found by that
     search. With ``sizes``, they are tried in increasing order. No candidate
     has more than ``max_size`` edges (default: all of them). Every measured
-    ``(n, F)`` is kept in ``params["search"]``.
+    ``(n, F)`` is kept in ``params["search"]``. With ``positions="roles"``
+    the candidates are top-n (edge, role) units, evaluated as such.
     """
     if not math.isfinite(target) or target <= 0:
         raise InputError(f"target faithfulness must be a positive number, not {target!r}")
     run = as_evaluate(evaluate)
-    total = graph.n_edges if max_size is None else min(graph.n_edges, _count(max_size, "max_size"))
+    n_units = graph.n_units(positions)
+    total = n_units if max_size is None else min(n_units, _count(max_size, "max_size"))
     seen: dict[int, tuple[float, Circuit]] = {}
 
     def measure(n: int) -> float:
         if n not in seen:
-            circuit = top_n(graph, n, by=by)
+            circuit = top_n(graph, n, by=by, positions=positions)
             if pruned:
                 circuit = prune(circuit)
-            seen[n] = (run(circuit.to_mask()), circuit)
+            seen[n] = (run(circuit.to_unit_mask()), circuit)
             log.info("minimal circuit: %d edges -> F = %.4f", n, seen[n][0])
         return seen[n][0]
 
@@ -262,12 +287,22 @@ def minimal_circuit(
             found = high
     if found is None:
         best = max(f for f, _ in seen.values())
-        within = f" within {total} edges" if total < graph.n_edges else ""
+        within = (
+            f" within {total} {'units' if positions == ROLE_POSITIONS else 'edges'}"
+            if total < n_units
+            else ""
+        )
         raise InputError(f"no circuit reaches faithfulness {target}{within}; the best measured is {best:.4f} "
                          "(targets above 1 are reachable only when the full model is exceeded)")  # fmt: skip
     faith, circuit = seen[found]
     params = {**circuit.params, "target": target, "search": [[k, v[0]] for k, v in sorted(seen.items())]}
-    return circuit.with_edges(set(circuit.edges), extract_method="minimal", params=params, faithfulness=faith)
+    return circuit.with_units(circuit.units(), extract_method="minimal", params=params, faithfulness=faith)
+
+
+def unit_names(shape: GraphShape, keep: np.ndarray) -> set[tuple[str, str, str]]:
+    """The ``(sender, receiver, role)`` names of a ``[n_roles, senders, receivers]`` unit mask."""
+    senders, receivers = shape.sender_names(), shape.receiver_names()
+    return {(senders[s], receivers[r], ROLES[role]) for role, s, r in zip(*np.nonzero(keep), strict=True)}
 
 
 def node_circuit(graph: ScoredGraph, n: int, *, by: str = "signed") -> Circuit:

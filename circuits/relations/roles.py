@@ -21,6 +21,7 @@ from typing import Any
 from circuits.vocab import InputError
 
 __all__ = [
+    "READERS",
     "ROLES",
     "parse_source_sets",
     "role_index",
@@ -30,6 +31,21 @@ __all__ = [
 ]
 
 ROLES = ("first", "subject", "relation", "last")
+
+
+READERS: dict[str, tuple[str, ...]] = {
+    "first": ROLES,
+    "subject": ("subject", "relation", "last"),
+    "relation": ("subject", "relation", "last"),
+    "last": ("last",),
+}
+"""For a key/value role, the query roles whose positions may attend to it (causal attention).
+
+``first`` is position 0, read by every later position; subject and relation
+tokens interleave (``"The capital of {}"`` puts relation words before the
+subject, ``"{} is located in"`` after it), so each may read the other; only
+the last position reads the last position.
+"""
 
 
 def role_positions(roles: Any) -> dict[str, list[int]]:
