@@ -10,6 +10,7 @@ from typing import Any
 from circuits.cli import options
 from circuits.compare.families import SIMILARITIES
 from circuits.draw.graphviz import FORMATS
+from circuits.graph import POSITIONS
 from circuits.uncertainty import format_stored as _iv
 from circuits.vocab import ExtractMethod, ScoreMethod
 
@@ -25,7 +26,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         args.dir, extract_method=args.extract_method, size=args.size, fraction=args.fraction,
         threshold=args.threshold, target_faithfulness=args.target_faithfulness, by=args.by,
         pruned=not args.no_prune, evaluate=args.evaluate, name=args.name, out=args.out, store=args.store,
-        formats=tuple(args.format or ["svg"]),
+        formats=tuple(args.format or ["svg"]), positions=args.positions,
     )  # fmt: skip
     s = circuit.summary()
     if args.json:
@@ -35,7 +36,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if message:
         print(message)
     faith = "" if s["faithfulness"] is None else f", faithfulness {s['faithfulness']:.3f}"
-    print(f"{s['name']}: {s['n_edges']} edges, {s['n_heads']} heads, {s['n_mlps']} MLPs{faith} -> {out}")
+    units = f" ({s['n_units']} (edge, role) units)" if s["positions"] == "roles" else ""
+    print(
+        f"{s['name']}: {s['n_edges']} edges{units}, {s['n_heads']} heads, {s['n_mlps']} MLPs{faith} -> {out}"
+    )
     return 0
 
 
@@ -95,7 +99,7 @@ def cmd_reuse(args: argparse.Namespace) -> int:
 
     settings = ScoreSettings(score_method=args.score_method, max_pairs=args.max_pairs, seed=args.seed,
                              ig_steps=args.ig_steps, batch_size=args.batch_size, max_rank=args.max_rank,
-                             min_prob=args.min_prob)  # fmt: skip
+                             min_prob=args.min_prob, positions=args.positions)  # fmt: skip
     noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
     report = run_reuse(args.relations, model=load_model(args.model, device=args.device), settings=settings,
                        extract_method=args.extract_method, size=args.size, fraction=args.fraction,
@@ -111,8 +115,10 @@ def cmd_reuse(args: argparse.Namespace) -> int:
             if row["faithfulness_interval"]
             else f"{row['faithfulness']:.3f}"
         )
-        print(f"  {row['relation']:<28}{row['n_edges']:>6} edges{row['n_heads']:>4} heads  "
-              f"F {faith}  ({row['source']})")  # fmt: skip
+        size = (
+            f"{row['n_units']:>6} units" if row.get("positions") == "roles" else f"{row['n_edges']:>6} edges"
+        )
+        print(f"  {row['relation']:<28}{size}{row['n_heads']:>4} heads  F {faith}  ({row['source']})")
     print(f"{report['metric']} matrix:")
     print(report["matrix_csv"], end="")
     if report["noise"] is not None:
@@ -178,6 +184,9 @@ def register(add: Any) -> None:
                    help="how edges are chosen (default top-n)")  # fmt: skip
     _sized(p, target=True)
     p.add_argument("--no-prune", action="store_true", help="keep dead and dangling edges")
+    p.add_argument("--positions", choices=list(POSITIONS), default=None,
+                   help="roles: choose (edge, role) units (needs a graph scored with --positions roles); "
+                        "summed: edges (default: how the graph was scored)")  # fmt: skip
     p.add_argument("--evaluate", action="store_true", help="measure held-out faithfulness (runs the model)")
     p.add_argument("--name", help="circuit name (default: extraction method-by-size)")
     p.add_argument("--out", type=Path, help="circuit JSON path (default: DIR/NAME.circuit.json)")
@@ -216,6 +225,8 @@ def register(add: Any) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--store", type=Path, default=Path("graphs"), help="store root (default graphs/)")
     p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
+    p.add_argument("--positions", choices=list(POSITIONS), default="summed",
+                   help="roles: score by position role and compare (edge, role) units (--size counts units)")  # fmt: skip
     _noise_options(p)
     p.add_argument("--heatmap", default="similarity", choices=["similarity", "relative"],
                    help="heatmap.svg shows the similarity or the similarity relative to the ceilings "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from circuits.cli import options
+from circuits.graph import N_ROLES, POSITIONS, SUMMED
 from circuits.vocab import Ablation, Metric, ScoreMethod
 
 __all__ = ["register"]
@@ -22,12 +23,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     settings = ScoreSettings(score_method=args.score_method, metric=args.metric, ablation=args.ablation,
                              ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
                              max_pairs=args.max_pairs, exact_top=args.exact_top,
-                             max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
+                             max_rank=args.max_rank, min_prob=args.min_prob,
+                             positions=args.positions)  # fmt: skip
     graph, pairs = score_relation(model, args.relation, settings, template=args.template,
                                   progress=not args.quiet)  # fmt: skip
     out = save_scored(args.out, graph, pairs.relation)
     meta = graph.metadata
-    print(f"scored {graph.n_edges} edges of {model.name} on {meta['relation']} "
+    units = f" x {N_ROLES} roles" if graph.role_scores is not None else ""
+    print(f"scored {graph.n_edges} edges{units} of {model.name} on {meta['relation']} "
           f"({meta['n_pairs_scoring']} pairs, {meta['score_method']}) in {meta['seconds']} s -> {out}")  # fmt: skip
     return 0
 
@@ -53,7 +56,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"{args.split} pairs, clean {meta['metric']} {cell(result.clean_metric, 'clean_metric')}, "
           f"corrupted {cell(result.corrupt_metric, 'corrupt_metric')}")  # fmt: skip
     w, h = (23, 20) if ivs is not None else (10, 8)
-    print(f"{'edges %':>8}{'edges':>8}{'F signed':>{w}}{'F |s|':>{w}}{'F random':>{w}}{'Hit@10':>{h}}")
+    unit = "units" if graph.role_scores is not None else "edges"
+    print(f"{unit + ' %':>8}{unit:>8}{'F signed':>{w}}{'F |s|':>{w}}{'F random':>{w}}{'Hit@10':>{h}}")
     for i, (f, s, a, r, hit) in enumerate(zip(result.fractions, result.signed, result.absolute, result.random,
                                               result.hit_at_10, strict=True)):  # fmt: skip
         n = max(1, round(f * result.n_edges))
@@ -79,6 +83,9 @@ def register(add: Any) -> None:
     p.add_argument("--exact-top", type=int, default=500,
                    help="with --score-method exact: edges re-scored exactly (0 = all)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--positions", default=SUMMED, choices=list(POSITIONS),
+                   help="summed: one score per edge (default); roles: also split by the role of the position "
+                        "(first, subject, relation, last), for position-aware circuits")  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="directory to write the scored graph to")
     p.set_defaults(func=cmd_score)
 

@@ -147,7 +147,7 @@ def family_noise(
     """
     settings = settings or NoiseSettings()
     names = list(circuits)
-    sizes = {r: int(c.params.get("max_edges", c.n_edges)) for r, c in circuits.items()}
+    sizes = {r: int(c.params.get("max_edges", c.n_units)) for r, c in circuits.items()}
     by = {r: str(c.params.get("by", "signed")) for r, c in circuits.items()}
     if len(set(by.values())) > 1:
         raise InputError(f"the circuits rank edges differently ({by}); compare circuits of one ranking")

@@ -81,15 +81,19 @@ def cross_task_faithfulness(
 
     ``evaluate_b`` is B's Evaluator (or a mask -> faithfulness function). B's
     own circuit is ``pruned_top_n(graph_b, circuit.n_edges, by=by)`` (``by``
-    defaults to the circuit's own selection) unless ``own`` is given.
+    defaults to the circuit's own selection) unless ``own`` is given; for a
+    position-aware circuit, B's own has as many (edge, role) units.
     """
     if circuit.shape != graph_b.shape:
         raise InputError(f"circuit of {circuit.model!r} and graph of {graph_b.metadata.get('model')!r} "
                          "have different shapes")  # fmt: skip
     if own is None:
-        own = pruned_top_n(graph_b, circuit.n_edges, by=by or circuit.params.get("by", "signed"))
-    transferred, mine, intervals = _measure(evaluate_b, circuit.to_mask(), own.to_mask(), n_boot, seed, {})
-    return CrossTask(circuit.label(), str(graph_b.metadata.get("relation", "B")), circuit.n_edges,
+        own = pruned_top_n(graph_b, circuit.n_units, by=by or circuit.params.get("by", "signed"),
+                           positions=circuit.positions)  # fmt: skip
+    transferred, mine, intervals = _measure(
+        evaluate_b, circuit.to_unit_mask(), own.to_unit_mask(), n_boot, seed, {}
+    )
+    return CrossTask(circuit.label(), str(graph_b.metadata.get("relation", "B")), circuit.n_units,
                      transferred, mine, intervals)  # fmt: skip
 
 
@@ -114,19 +118,21 @@ def cross_task_matrix(
     values = np.full((len(names), len(names)), np.nan)
     results = []
     for j, target in enumerate(names):
-        own_masks: dict[int, np.ndarray] = {}
+        own_masks: dict[tuple[int, str], np.ndarray] = {}
         runs: dict[Any, Any] = {}
         for i, source in enumerate(names):
             c = circuits[source]
-            if c.n_edges not in own_masks:
-                if circuits[target].n_edges == c.n_edges:
-                    own_masks[c.n_edges] = circuits[target].to_mask()
+            size = (c.n_units, c.positions)
+            if size not in own_masks:
+                if (circuits[target].n_units, circuits[target].positions) == size:
+                    own_masks[size] = circuits[target].to_unit_mask()
                 else:
-                    mine = pruned_top_n(graphs[target], c.n_edges, by=by or c.params.get("by", "signed"))
-                    own_masks[c.n_edges] = mine.to_mask()
-            transferred, own, intervals = _measure(evaluators[target], c.to_mask(), own_masks[c.n_edges],
+                    mine = pruned_top_n(graphs[target], c.n_units, by=by or c.params.get("by", "signed"),
+                                        positions=c.positions)  # fmt: skip
+                    own_masks[size] = mine.to_unit_mask()
+            transferred, own, intervals = _measure(evaluators[target], c.to_unit_mask(), own_masks[size],
                                                    n_boot, seed, runs)  # fmt: skip
-            result = CrossTask(source, target, c.n_edges, transferred, own, intervals)
+            result = CrossTask(source, target, c.n_units, transferred, own, intervals)
             results.append(result)
             values[i, j] = result.ratio
             if progress is not None:

@@ -32,11 +32,23 @@ __all__ = [
 ]
 
 
-def _scores_by_edge(circuits: Sequence[Circuit]) -> dict[tuple[str, str], list[float]]:
-    out: dict[tuple[str, str], list[float]] = {}
+def _by_unit(circuits: Sequence[Circuit]) -> bool:
+    """Whether a family is compared unit by unit: every circuit is position-aware."""
+    return all(c.roles is not None for c in circuits)
+
+
+def _scores_by_edge(circuits: Sequence[Circuit]) -> dict[tuple[str, ...], list[float]]:
+    """Each edge's scores in the circuits that keep it (each unit's, for position-aware circuits)."""
+    out: dict[tuple[str, ...], list[float]] = {}
+    units = _by_unit(circuits)
     for c in circuits:
-        for e, s in c.edges.items():
-            out.setdefault(e, []).append(s)
+        if units:
+            for (sender, receiver), kept in c.roles.items():  # type: ignore[union-attr]
+                for role, v in kept.items():
+                    out.setdefault((sender, receiver, role), []).append(v)
+        else:
+            for e, v in c.edges.items():
+                out.setdefault(e, []).append(v)
     return out
 
 
@@ -67,7 +79,8 @@ def shared_core(circuits: Sequence[Circuit], k: int | None = None, *, name: str 
     -------
     Circuit
         The shared edges, each scored by its mean score over the circuits that
-        have it (node scores likewise); ``extract_method="shared-core"``,
+        have it (node scores likewise); for position-aware circuits, the
+        shared (edge, role) units; ``extract_method="shared-core"``,
         ``params={"k": k, "n": N}``; ``provenance`` names the model (when all
         circuits share one) and the circuits' labels under ``relations``.
 
@@ -107,7 +120,15 @@ def shared_core(circuits: Sequence[Circuit], k: int | None = None, *, name: str 
     if not 1 <= k <= len(circuits):
         raise InputError(f"k must lie in 1..{len(circuits)} (the number of circuits), not {k}")
     scores = _scores_by_edge(circuits)
-    edges = {e: float(np.mean(v)) for e, v in scores.items() if len(v) >= k}
+    kept = {e: float(np.mean(v)) for e, v in scores.items() if len(v) >= k}
+    roles: dict[tuple[str, str], dict[str, float]] | None = None
+    if _by_unit(circuits):
+        roles = {}
+        for (sender, receiver, role), v in kept.items():
+            roles.setdefault((sender, receiver), {})[role] = v
+        edges = {e: sum(r.values()) for e, r in roles.items()}
+    else:
+        edges = kept  # type: ignore[assignment]
     node_scores: dict[str, list[float]] = {}
     for c in circuits:
         for n, v in c.node_scores.items():
@@ -118,16 +139,16 @@ def shared_core(circuits: Sequence[Circuit], k: int | None = None, *, name: str 
                   "relations": [c.label() for c in circuits]}  # fmt: skip
     return Circuit(circuits[0].shape, edges,
                    {n: float(np.mean(v)) for n, v in node_scores.items() if n in senders}, provenance,
-                   "shared-core", {"k": k, "n": len(circuits)}, None, name)  # fmt: skip
+                   "shared-core", {"k": k, "n": len(circuits)}, None, name, roles)  # fmt: skip
 
 
 def specific_parts(circuits: Sequence[Circuit], k: int | None = None) -> dict[str, Circuit]:
-    """Each circuit's edges that are not in the shared core of ``k`` (keyed by label)."""
-    core = set(shared_core(circuits, k).edges)
+    """Each circuit's edges (units, when position-aware) that are not in the shared core of ``k`` (keyed by label)."""
+    core = shared_core(circuits, k).units()
     out = {}
     for c in circuits:
-        own = set(c.edges) - core
-        out[c.label()] = c.with_edges(own, extract_method="specific", params={**c.params, "core_k": k},
+        own = c.units() - core
+        out[c.label()] = c.with_units(own, extract_method="specific", params={**c.params, "core_k": k},
                                       name=f"{c.label()}-specific")  # fmt: skip
     return out
 

@@ -43,6 +43,7 @@ import numpy as np
 from circuits.circuit import Circuit
 from circuits.extract.masks import pruned_top_mask
 from circuits.graph import GraphShape, ScoredGraph, edge_mask
+from circuits.relations.roles import ROLES
 from circuits.uncertainty import (
     DEFAULT_BOOT,
     Interval,
@@ -84,6 +85,8 @@ class PairRows:
     ``rows[i]`` are pair ``i``'s scores of the candidate edges ``edges`` (flat
     indices); ``rest`` holds the dense scores used for every non-candidate
     edge. :meth:`scores` gives the dense scores of any weighting of the pairs.
+    For a position-aware graph ``rest`` is ``[n_roles, S, R]`` and the
+    candidates are (edge, role) units.
     """
 
     shape: GraphShape
@@ -93,7 +96,9 @@ class PairRows:
     metadata: dict[str, Any]
 
     def __post_init__(self) -> None:
-        self.mask = edge_mask(self.shape)
+        self.units = self.rest.ndim == 3
+        mask = edge_mask(self.shape)
+        self.mask = np.broadcast_to(mask, self.rest.shape) if self.units else mask
         self._by_index = np.argsort(self.edges)
         self._sorted = self.edges[self._by_index]
 
@@ -107,7 +112,7 @@ class PairRows:
         return (w @ self.rows) / w.sum()
 
     def scores(self, weights: np.ndarray) -> np.ndarray:
-        """Dense ``[S, R]`` scores with the candidates averaged over the pairs, weighted by ``weights``."""
+        """Dense ``[S, R]`` (or unit) scores with the candidates averaged over the pairs, weighted by ``weights``."""
         out = self.rest.copy().ravel()
         out[self.edges] = self.means(weights)
         return out.reshape(self.rest.shape)
@@ -138,8 +143,8 @@ def _need_pairs(graph: ScoredGraph) -> Any:
 def pair_rows(graph: ScoredGraph) -> PairRows:
     """One graph's per-pair rows (:class:`PairRows`); an :class:`InputError` when it has none."""
     ps = _need_pairs(graph)
-    return PairRows(graph.shape, ps.edges, ps.values.astype(np.float64), graph.scores.astype(np.float64),
-                    graph.metadata)  # fmt: skip
+    rest = graph.unit_scores(graph.positions).astype(np.float64)
+    return PairRows(graph.shape, ps.edges, ps.values.astype(np.float64), rest, graph.metadata)
 
 
 def pooled_rows(a: ScoredGraph, b: ScoredGraph) -> PairRows:
@@ -151,17 +156,21 @@ def pooled_rows(a: ScoredGraph, b: ScoredGraph) -> PairRows:
     """
     if a.shape != b.shape:
         raise InputError(f"graphs of different shapes cannot be pooled: {a.shape} and {b.shape}")
+    if a.positions != b.positions:
+        raise InputError(f"a graph scored by position role cannot be pooled with one summed over positions "
+                         f"({a.metadata.get('relation')}: {a.positions}, {b.metadata.get('relation')}: {b.positions})")  # fmt: skip
     pa, pb = _need_pairs(a), _need_pairs(b)
     union = np.union1d(pa.edges, pb.edges)
+    dense_a, dense_b = (g.unit_scores(g.positions).astype(np.float64) for g in (a, b))
 
-    def rows(graph: ScoredGraph, ps: Any) -> np.ndarray:
-        out = np.broadcast_to(graph.scores.ravel()[union].astype(np.float64), (ps.n_pairs, union.size)).copy()
+    def rows(dense: np.ndarray, ps: Any) -> np.ndarray:
+        out = np.broadcast_to(dense.ravel()[union], (ps.n_pairs, union.size)).copy()
         out[:, np.searchsorted(union, ps.edges)] = ps.values
         return out
 
     na, nb = pa.n_pairs, pb.n_pairs
-    rest = (na * a.scores.astype(np.float64) + nb * b.scores.astype(np.float64)) / (na + nb)
-    return PairRows(a.shape, union, np.vstack([rows(a, pa), rows(b, pb)]), rest, dict(a.metadata))
+    rest = (na * dense_a + nb * dense_b) / (na + nb)
+    return PairRows(a.shape, union, np.vstack([rows(dense_a, pa), rows(dense_b, pb)]), rest, dict(a.metadata))
 
 
 @dataclass(frozen=True)
@@ -242,17 +251,21 @@ class Redraws:
         means = self.rows.means(weights)
         for full in (False, True):
             order = self._order(means, full)
-            mask, m = pruned_top_mask(self.rows.shape, order, self.n, start=self.start)
+            mask, m = pruned_top_mask(self.rows.shape, order, self.n, start=self.start, units=self.rows.units)
             if m < order.size or order.size == self.all.size:
                 break
         self.start = m  # resamples of one graph need similar m: start the next search there
         flat = np.flatnonzero(mask)
-        rows, cols = np.divmod(flat, self.rows.shape.n_receivers)
+        roles, rest = np.divmod(flat, self.rows.shape.n_senders * self.rows.shape.n_receivers)
+        rows, cols = np.divmod(rest, self.rows.shape.n_receivers)
         values = self.rows.values_at(means, flat)
-        edges = {(self.senders[s], self.receivers[r]): float(v)
-                 for s, r, v in zip(rows.tolist(), cols.tolist(), values.tolist(), strict=True)}  # fmt: skip
+        units: dict[tuple[str, str], dict[str, float]] = {}
+        for role, s, r, v in zip(roles.tolist(), rows.tolist(), cols.tolist(), values.tolist(), strict=True):
+            units.setdefault((self.senders[s], self.receivers[r]), {})[ROLES[role]] = float(v)
+        edges = {e: sum(kept.values()) for e, kept in units.items()}
         circuit = Circuit(self.rows.shape, edges, {}, {"relation": self.rows.metadata.get("relation")}, "top-n",
-                          {"n": m, "by": self.by, "pruned": True, "max_edges": self.n})  # fmt: skip
+                          {"n": m, "by": self.by, "pruned": True, "max_edges": self.n},
+                          roles=units if self.rows.units else None)  # fmt: skip
         return Draw(circuit, np.asarray(weights, dtype=np.float64), self.rows, means)
 
 

@@ -11,6 +11,11 @@ Set similarities of two circuits ``A`` and ``B`` (each in ``[0, 1]``, symmetric,
 
 :func:`rank_correlation` compares two *scored graphs* over every edge
 (Spearman, in ``[-1, 1]``).
+
+Two position-aware circuits are compared unit by unit: their "edges" are
+their (edge, role) units, so the same edge kept at different roles counts as
+different. A position-aware circuit against a summed one compares the edges
+the first keeps at any role.
 """
 
 from __future__ import annotations
@@ -57,9 +62,28 @@ def _overlap(a: set[Any] | frozenset[Any], b: set[Any] | frozenset[Any]) -> floa
     return len(a & b) / smaller
 
 
+def _weights(a: Circuit, b: Circuit) -> tuple[dict[Any, float], dict[Any, float]]:
+    """Each circuit's ``{edge or unit: score}``: units when both are position-aware, else edges."""
+    if a.roles is not None and b.roles is not None:
+        return tuple(  # type: ignore[return-value]
+            {(s, r, role): v for (s, r), kept in c.roles.items() for role, v in kept.items()}  # type: ignore[union-attr]
+            for c in (a, b)
+        )
+    return a.edges, b.edges
+
+
 def edge_jaccard(a: Circuit, b: Circuit) -> float:
-    """Jaccard similarity of the two edge sets."""
-    return jaccard(set(a.edges), set(b.edges))
+    """Jaccard similarity of the two edge sets (unit sets of two position-aware circuits).
+
+    >>> from circuits.graph import GraphShape
+    >>> s = GraphShape(1, 1, 1)
+    >>> a = Circuit(s, {("input", "logits"): 0.0}, roles={("input", "logits"): {"last": -1.0}})
+    >>> b = Circuit(s, {("input", "logits"): 0.0}, roles={("input", "logits"): {"last": -1.0, "subject": -0.5}})
+    >>> edge_jaccard(a, b)
+    0.5
+    """
+    x, y = _weights(a, b)
+    return jaccard(set(x), set(y))
 
 
 def node_jaccard(a: Circuit, b: Circuit) -> float:
@@ -70,7 +94,8 @@ def node_jaccard(a: Circuit, b: Circuit) -> float:
 def overlap_coefficient(a: Circuit, b: Circuit, *, level: str = "edge") -> float:
     """``|A ∩ B| / min(|A|, |B|)`` of edges (``level="edge"``) or nodes (``"node"``)."""
     if level == "edge":
-        return _overlap(set(a.edges), set(b.edges))
+        x, y = _weights(a, b)
+        return _overlap(set(x), set(y))
     if level == "node":
         return _overlap(a.nodes(), b.nodes())
     raise InputError(f"overlap level is 'edge' or 'node', not {level!r}")
@@ -86,9 +111,10 @@ def weighted_jaccard(a: Circuit, b: Circuit) -> float:
     >>> weighted_jaccard(a, b)
     0.3333333333333333
     """
-    union = set(a.edges) | set(b.edges)
-    low = sum(min(abs(a.edges.get(e, 0.0)), abs(b.edges.get(e, 0.0))) for e in union)
-    high = sum(max(abs(a.edges.get(e, 0.0)), abs(b.edges.get(e, 0.0))) for e in union)
+    x, y = _weights(a, b)
+    union = set(x) | set(y)
+    low = sum(min(abs(x.get(e, 0.0)), abs(y.get(e, 0.0))) for e in union)
+    high = sum(max(abs(x.get(e, 0.0)), abs(y.get(e, 0.0))) for e in union)
     return low / high if high > 0 else edge_jaccard(a, b)
 
 
@@ -186,7 +212,8 @@ def compare(a: Circuit, b: Circuit) -> dict[str, Any]:
         similarity of :data:`METRICS`, each in ``[0, 1]`` and 1 for a circuit
         against itself (``edge_jaccard``, ``node_jaccard``, ``edge_overlap``,
         ``node_overlap``, ``weighted_jaccard`` of ``|score|``,
-        ``head_share``); ``common_heads`` (in ``a``'s forward order) and
+        ``head_share``; on units when both circuits are position-aware, which
+        also adds ``units_a``, ``units_b`` and ``common_units``); ``common_heads`` (in ``a``'s forward order) and
         ``heads_of_a_in_b`` / ``heads_of_b_in_a``, the share of one circuit's
         heads that the other keeps.
 
@@ -219,6 +246,8 @@ def compare(a: Circuit, b: Circuit) -> dict[str, Any]:
     out: dict[str, Any] = {"a": a.label(), "b": b.label(), "edges_a": a.n_edges, "edges_b": b.n_edges,
                            "nodes_a": len(a.nodes()), "nodes_b": len(b.nodes()),
                            "common_edges": len(set(a.edges) & set(b.edges))}  # fmt: skip
+    if a.roles is not None and b.roles is not None:
+        out.update({"units_a": a.n_units, "units_b": b.n_units, "common_units": len(a.units() & b.units())})
     out.update({name: fn(a, b) for name, fn in METRICS.items()})
     out["common_heads"] = [h for h in a.heads() if h in heads_b]
     out["heads_of_a_in_b"] = len(heads_a & heads_b) / len(heads_a) if heads_a else 1.0

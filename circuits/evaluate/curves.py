@@ -18,7 +18,7 @@ import numpy as np
 from torch import Tensor
 
 from circuits.evaluate.forward import FRACTIONS, CircuitRun, Evaluator
-from circuits.graph import ScoredGraph
+from circuits.graph import SUMMED, ScoredGraph
 from circuits.uncertainty import DEFAULT_BOOT, Interval, percentile_interval
 from circuits.vocab import InputError
 
@@ -180,6 +180,7 @@ def evaluate_graph(
     seed: int = 0,
     progress: Any = None,
     n_boot: int = DEFAULT_BOOT,
+    positions: str = SUMMED,
 ) -> Evaluation:
     """Faithfulness curves (signed, absolute, random), CPR, CMD and Hit@10 of ``graph``.
 
@@ -207,6 +208,9 @@ def evaluate_graph(
     n_boot : int
         Bootstrap resamples over the pairs (default
         :data:`~circuits.uncertainty.DEFAULT_BOOT`); 0 gives no intervals.
+    positions : {"summed", "roles"}
+        ``"roles"`` ranks the (edge, role) units of a position-aware graph
+        instead of its edges: fractions and ``n_edges`` then count units.
 
     Returns
     -------
@@ -234,18 +238,19 @@ def evaluate_graph(
     """
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
         raise InputError(f"the number of bootstrap resamples must be a non-negative integer, not {n_boot!r}")
-    total = graph.n_edges
+    total = graph.n_units(positions)
     rng = np.random.default_rng(seed)
-    real = np.nonzero(graph.mask.ravel())[0]
+    unit_mask = graph.unit_mask(positions)
+    real = np.nonzero(unit_mask.ravel())[0]
     signed, absolute, random_curve, hits = [], [], [], []
     runs: tuple[list[CircuitRun], list[CircuitRun], list[CircuitRun]] = ([], [], [])
     for fraction in fractions:
         n = max(1, round(fraction * total))
-        run_signed = evaluator.run_mask(graph.top_mask(n, by="signed"))
-        run_abs = evaluator.run_mask(graph.top_mask(n, by="abs"))
-        chosen = np.zeros(graph.mask.size, dtype=bool)
+        run_signed = evaluator.run_mask(graph.top_mask(n, by="signed", positions=positions))
+        run_abs = evaluator.run_mask(graph.top_mask(n, by="abs", positions=positions))
+        chosen = np.zeros(unit_mask.size, dtype=bool)
         chosen[rng.choice(real, size=n, replace=False)] = True
-        run_random = evaluator.run_mask(chosen.reshape(graph.mask.shape))
+        run_random = evaluator.run_mask(chosen.reshape(unit_mask.shape))
         for kept, run in zip(runs, (run_signed, run_abs, run_random), strict=True):
             kept.append(run)
         signed.append(run_signed.faithfulness)

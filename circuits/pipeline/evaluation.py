@@ -184,8 +184,9 @@ def evaluate_scored(
                          f"differs from {model.name!r}")  # fmt: skip
     evaluator = heldout_evaluator(model, graph, relation_file=Path(directory) / RELATION, split=split)
     bar = progress_bar(len(FRACTIONS), "evaluating", enabled=progress)
-    result = evaluate_graph(evaluator, graph, seed=meta.get("seed", 0), progress=bar, n_boot=n_boot)
+    result = evaluate_graph(evaluator, graph, seed=meta.get("seed", 0), progress=bar, n_boot=n_boot,
+                            positions=graph.positions)  # fmt: skip
     bar.close()
     result.extra = {"split": split, "relation": meta["relation"], "model": meta["model"],
-                    "score_method": meta["score_method"]}  # fmt: skip
+                    "score_method": meta["score_method"], "positions": graph.positions}  # fmt: skip
     return result, graph

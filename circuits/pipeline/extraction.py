@@ -61,8 +61,12 @@ def extract_stored(
     formats: tuple[str, ...] = ("svg",),
     n_boot: int = DEFAULT_BOOT,
     model: Any = None,
+    positions: str | None = None,
 ) -> tuple[Circuit, Path, str]:
     """Extract a circuit from a scored-graph directory and save it.
+
+    ``positions`` (default: the graph's own) chooses (edge, role) units from a
+    graph scored with position roles (``"roles"``) or edges (``"summed"``).
 
     With ``target_faithfulness`` the smallest top-n circuit reaching it is
     searched for on the graph's scoring pairs (extraction method ``minimal``,
@@ -109,7 +113,8 @@ def extract_stored(
     if target_faithfulness is not None:
         extract_method = ExtractMethod.MINIMAL.value
     circuit = extract(graph, extract_method, size=size, fraction=fraction, value=threshold,
-                      target=target_faithfulness, evaluate=search, by=by, pruned=pruned)  # fmt: skip
+                      target=target_faithfulness, evaluate=search, by=by, pruned=pruned,
+                      positions=positions)  # fmt: skip
     if search is not None:  # what the search measured was on the scoring pairs; held-out F comes below
         circuit.params = {
             **circuit.params,
@@ -122,7 +127,7 @@ def extract_stored(
     if evaluator is not None:
         from circuits.evaluate import faithfulness_interval
 
-        interval = faithfulness_interval(evaluator, circuit.to_mask(), n_boot=n_boot,
+        interval = faithfulness_interval(evaluator, circuit.to_unit_mask(), n_boot=n_boot,
                                          seed=graph.metadata.get("seed", 0))  # fmt: skip
         if circuit.faithfulness is None:
             circuit.faithfulness = interval.value

@@ -84,7 +84,8 @@ def run_reuse(
         same size after pruning where the graphs allow it.
     size, fraction
         Circuit size in edges, or as a fraction of all edges; neither means
-        200 edges.
+        200 edges. With ``settings.positions == "roles"`` the circuits keep
+        (edge, role) units and the sizes count units.
     by : {"signed", "abs"}
         Rank edges by signed score (most negative, i.e. most relied-on, first)
         or by ``|score|``.
@@ -192,12 +193,12 @@ def run_reuse(
             bar.update(1)
             continue
         if extract_method == ExtractMethod.TOP_N.value:  # equal sizes after pruning, for fair comparisons
-            n = size if size is not None else max(1, round((fraction or 0) * graph.n_edges))
-            circuit = pruned_top_n(graph, n, by=by)
+            n = size if size is not None else max(1, round((fraction or 0) * graph.n_units(graph.positions)))
+            circuit = pruned_top_n(graph, n, by=by, positions=graph.positions)
         else:
             circuit = extract(graph, extract_method, size=size, fraction=fraction, by=by)
         n_boot = 0 if noise is None else noise.n_boot
-        interval = faithfulness_interval(evaluator, circuit.to_mask(), n_boot=n_boot, seed=settings.seed)
+        interval = faithfulness_interval(evaluator, circuit.to_unit_mask(), n_boot=n_boot, seed=settings.seed)
         circuit.faithfulness = interval.value if circuit.faithfulness is None else circuit.faithfulness
         if n_boot:
             circuit.params = {**circuit.params, "faithfulness_interval": {**interval.as_dict(), "n_boot": n_boot,

@@ -64,12 +64,14 @@ def safe_name(name: str) -> str:
 
 
 def circuit_name(circuit: Circuit) -> str:
-    """The circuit's name, else ``{extract_method}-{by}-{size}`` from how it was extracted."""
+    """The circuit's name, else ``{extract_method}-{by}-{size}`` from how it was extracted (``-roles`` for units)."""
     if circuit.name:
         return safe_name(circuit.name)
     p = circuit.params
     size = p.get("max_edges", p.get("n", p.get("k", p.get("threshold", circuit.n_edges))))
-    return safe_name("-".join(str(x) for x in (circuit.extract_method, p.get("by"), size) if x is not None))
+    roles = "roles" if circuit.roles is not None else None
+    parts = (circuit.extract_method, p.get("by"), size, roles)
+    return safe_name("-".join(str(x) for x in parts if x is not None))
 
 
 def _now() -> str:
