@@ -71,7 +71,7 @@ def test_settings_steps_and_what_a_stored_graph_must_match():
                     "ig_steps": 3, "seed": 2, "max_pairs": 8, "heldout_fraction": 0.4,
                     "relation_source": "bundled:x",
                     "known_filter": {"max_rank": 1, "min_prob": 0.0, "heldout_fraction": 0.4},
-                    "pair_edges": 4096}  # fmt: skip
+                    "pair_edges": 4096, "positions": "summed"}  # fmt: skip
     with pytest.raises(InputError, match="at least 1"):
         ScoreSettings(ig_steps=0)
     with pytest.raises(InputError, match="at least 1"):
@@ -97,7 +97,7 @@ def test_score_metadata_and_evaluation_curve(tiny_llama, tiny_gpt2, tmp_path):
     assert result.n_edges == graph.n_edges
     assert result.absolute[-1] == pytest.approx(1.0, abs=1e-4)  # every edge kept
     assert result.extra == {"split": "heldout", "relation": "country_capital_city", "model": "tiny-llama",
-                            "score_method": "eap"}  # fmt: skip
+                            "score_method": "eap", "positions": "summed"}  # fmt: skip
     scoring, _ = evaluate_scored(tmp_path, model=tiny_llama, progress=False, split="scoring")
     assert scoring.n_pairs == len(pairs.scoring)
     with pytest.raises(InputError, match="shape"):

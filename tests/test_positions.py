@@ -205,3 +205,76 @@ def test_circuit_json_refuses_bad_roles():
         Circuit.from_json(text.replace('"roles": {', '"places": {'))
     with pytest.raises(InputError, match="positions must be"):
         Circuit.from_json(text.replace('"positions": "roles"', '"positions": "tokens"'))
+
+
+def test_similarities_and_shared_core_count_units():
+    from circuits.compare.families import shared_core, specific_parts
+    from circuits.compare.similarity import compare
+    from circuits.graph import GraphShape
+
+    shape = GraphShape(1, 1, 1)
+    edge, other = ("input", "logits"), ("a0.h0", "logits")
+    a = role_circuit(shape, {edge: {"last": -1.0, "subject": -0.5}, other: {"last": -2.0}}, "a")
+    b = role_circuit(shape, {edge: {"last": -3.0}}, "b")
+    result = compare(a, b)
+    assert result["common_units"] == 1 and result["units_a"] == 3 and result["units_b"] == 1
+    assert result["edge_jaccard"] == pytest.approx(1 / 3)  # by edges it would be 1/2
+    assert result["edge_overlap"] == 1.0
+    assert result["weighted_jaccard"] == pytest.approx(1.0 / (3.0 + 0.5 + 2.0))
+    core = shared_core([a, b])
+    assert core.roles == {edge: {"last": -2.0}}
+    assert specific_parts([a, b])["a"].units() == {(*edge, "subject"), (*other, "last")}
+    assert specific_parts([a, b])["b"].n_units == 0
+
+
+def role_circuit(shape, roles, name):
+    from circuits.circuit import Circuit
+
+    return Circuit(shape, dict.fromkeys(roles, 0.0), roles=roles, name=name)
+
+
+def test_noise_references_redraw_unit_circuits(tiny_llama):
+    from circuits import ScoreSettings, score_relation
+    from circuits.compare.ceilings import NoiseSettings, family_noise
+    from circuits.compare.noise import redraw_bootstrap
+    from circuits.extract import pruned_top_n
+
+    settings = ScoreSettings(ig_steps=2, max_pairs=10, max_rank=10**9, positions="roles")
+    graphs = {r: score_relation(tiny_llama, r, settings, progress=False)[0]
+              for r in ("country_capital_city", "country_currency")}  # fmt: skip
+    draws = redraw_bootstrap(graphs["country_capital_city"], 20, "signed", n_boot=5)
+    assert all(d.circuit.positions == "roles" and 0 < d.circuit.n_units <= 20 for d in draws)
+    # a redraw with every pair at weight 1 is the graph's own pruned top-n unit circuit
+    own = pruned_top_n(graphs["country_capital_city"], 20, positions="roles")
+    from circuits.compare.noise import Redraws, pair_rows
+
+    rows = pair_rows(graphs["country_capital_city"])
+    again = Redraws(rows, 20, "signed").draw(np.ones(rows.n_pairs)).circuit
+    assert again.units() == own.units()
+    circuits = {r: pruned_top_n(g, 20, positions="roles") for r, g in graphs.items()}
+    family = family_noise(graphs, circuits, ["edge_jaccard"], settings=NoiseSettings(20, 4, 5, 0))
+    sim = family.pairs[("country_capital_city", "country_currency")]["edge_jaccard"]
+    assert 0.0 <= sim.interval.value <= 1.0 and sim.null is not None
+    summed = score_relation(tiny_llama, "country_language", ScoreSettings(ig_steps=2, max_pairs=10, max_rank=10**9),
+                            progress=False)[0]  # fmt: skip
+    from circuits.compare.noise import pooled_rows
+
+    with pytest.raises(InputError, match="cannot be pooled"):
+        pooled_rows(graphs["country_capital_city"], summed)
+
+
+def test_cross_task_faithfulness_of_a_unit_circuit(tiny_llama):
+    from circuits import ScoreSettings, heldout_evaluator, score_relation
+    from circuits.compare.cross_task import cross_task_faithfulness
+    from circuits.extract import pruned_top_n
+
+    settings = ScoreSettings(ig_steps=2, max_pairs=10, max_rank=10**9, positions="roles")
+    graph_a, _ = score_relation(tiny_llama, "country_capital_city", settings, progress=False)
+    graph_b, pairs_b = score_relation(tiny_llama, "country_currency", settings, progress=False)
+    circuit = pruned_top_n(graph_a, 25, positions="roles")
+    evaluator = heldout_evaluator(tiny_llama, graph_b, pairs_b)
+    result = cross_task_faithfulness(circuit, graph_b, evaluator)
+    assert result.n_edges == circuit.n_units
+    assert result.transferred == pytest.approx(evaluator.run_mask(circuit.to_unit_mask()).faithfulness)
+    own = pruned_top_n(graph_b, 25, positions="roles")
+    assert result.own == pytest.approx(evaluator.run_mask(own.to_unit_mask()).faithfulness)

@@ -63,6 +63,10 @@ def safe_name(name: str) -> str:
     return text
 
 
+IMPLIED = {"positions": "summed"}
+"""Metadata that graphs stored before a key existed hold implicitly (scores summed over positions)."""
+
+
 def circuit_name(circuit: Circuit) -> str:
     """The circuit's name, else ``{extract_method}-{by}-{size}`` from how it was extracted (``-roles`` for units)."""
     if circuit.name:
@@ -192,7 +196,8 @@ class Gallery:
         except InputError as error:
             log.warning("ignoring stored graph %s: %s", folder, error)
             return None
-        differs = {k: (graph.metadata.get(k), v) for k, v in want.items() if graph.metadata.get(k) != v}
+        stored = {**IMPLIED, **graph.metadata}
+        differs = {k: (stored.get(k), v) for k, v in want.items() if stored.get(k) != v}
         if differs:
             log.info("stored graph %s does not match (stored, wanted): %s", folder, differs)
             return None
