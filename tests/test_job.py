@@ -91,7 +91,8 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
     home = out / "tiny-llama"
     for rel in ("country_capital_city", "country_currency"):
         for path in ("scored/scores.safetensors", "evaluation/evaluation.json", "evaluation/evaluation.svg",
-                     "mechanisms/knockout.json", "mechanisms/dla.svg"):  # fmt: skip
+                     "mechanisms/knockout.json", "mechanisms/dla.svg", "positions/positions.json",
+                     "positions/positions.svg"):  # fmt: skip
             assert (home / rel / path).is_file(), (rel, path)
         evaluation = json.loads((home / rel / "evaluation" / "evaluation.json").read_text())
         row = next(r for r in summary["relations"] if r["relation"] == rel)
@@ -99,6 +100,13 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
         assert evaluation["circuit"]["faithfulness"] == row["faithfulness"]
         assert (home / rel / row["circuit"] / "circuit.json").is_file()
         assert set(row["findings"]) == {"knockout", "dla"} and all(row["findings"].values())
+        positions = json.loads((home / rel / "positions" / "positions.json").read_text())
+        stored = json.loads((home / rel / positions["circuit"]["folder"] / "circuit.json").read_text())
+        assert (
+            stored["graph"]["positions"] == "roles"
+            and row["positions"]["n_units"] == positions["circuit"]["n_units"]
+        )
+        assert row["positions"]["summed_edges"] == positions["summed_circuit"]["n_edges"]
     assert (home / "reuse" / "report.json").is_file() and (home / "reuse" / "noise.csv").is_file()
     channels = json.loads((home / "channels" / "channels.json").read_text())
     assert [r["relation"] for r in channels["validation"]] == ["country_capital_city", "country_currency"]
@@ -119,7 +127,8 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
                     progress=False, report=False)  # fmt: skip
     ran = {name for name, s in third["stages"].items() if not s["reused"]}
     assert ran == {"score/country_currency", "circuit/country_currency", "evaluation/country_currency",
-                   "knockout/country_currency", "dla/country_currency", "reuse", "channels"}  # fmt: skip
+                   "positions/country_currency", "knockout/country_currency", "dla/country_currency", "reuse",
+                   "channels"}  # fmt: skip
 
 
 def test_run_command_prints_the_summary(tiny_llama, tmp_path: Path, capsys) -> None:

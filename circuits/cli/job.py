@@ -31,6 +31,19 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"{settings.get('max_edges')} edges)")  # fmt: skip
     for name, why in s["skipped"].items():
         lines.append(f"skipped {name}: {why}")
+    rows = [r for r in s["relations"] if r.get("positions")]
+    if rows:
+        lines += ["", f"{'position-aware':<22} {'units':>6} {'on edges':>9}  {'held-out F':<20} "
+                  f"{'summed edges':>12}  {'summed F':<20} units by role (subject/last)"]  # fmt: skip
+        for r in rows:
+            p = r["positions"]
+            units = f"{p['n_units']}{'' if p.get('target_reached', True) else '*'}"
+            roles = p["role_counts"]
+            lines.append(f"{r['relation']:<22} {units:>6} {p['n_edges']:>9}  {_iv(p['faithfulness']):<20} "
+                         f"{p['summed_edges']:>12}  {_iv(p['summed_faithfulness']):<20} "
+                         f"{roles.get('subject', 0)}/{roles.get('last', 0)}")  # fmt: skip
+        lines.append("(smallest circuits of (edge, role) units and of edges reaching the target on the same "
+                     "role-scored graph)")  # fmt: skip
     lines += ["", "what was found:"]
     for r in s["relations"]:
         lines.append(f"  {r['relation']}: strongest heads {', '.join(r['heads'][:6])}")
@@ -62,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                            max_edges=args.max_edges,
                            reuse_size=args.size, analysis_pairs=args.analysis_pairs, n_boot=args.boot,
                            n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
-                           **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
+                           positions=not args.no_positions, **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
     model = load_model(args.model, device=args.device)
     summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
@@ -93,5 +106,7 @@ def register(add: Any) -> None:
     p.add_argument("--permutations", type=int, default=50, help="permutation shuffles for nulls (default 50)")
     p.add_argument("--max-rank", type=int, default=1,
                    help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
+    p.add_argument("--no-positions", action="store_true",
+                   help="skip the position-aware circuits (scored by role: first, subject, relation, last)")  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
     p.set_defaults(func=cmd_run)

@@ -81,6 +81,11 @@ class JobSettings:
         ceilings) and permutation shuffles (nulls).
     channels_top : int
         How many weight channels are predicted and drawn.
+    positions : bool
+        Also score each relation by position role and extract its
+        position-aware circuit (same target, at most ``max_edges`` units),
+        set against summed circuits of equal size
+        (:func:`~circuits.pipeline.positions.run_positions`).
     seed : int
         Seeds every split, resample and shuffle.
     max_rank : int
@@ -100,6 +105,7 @@ class JobSettings:
     n_splits: int = 20
     n_perm: int = 50
     channels_top: int = 10
+    positions: bool = True
     seed: int = 0
     max_rank: int = 1
 
@@ -247,6 +253,26 @@ class _Job:
         inputs = {"relation": digest, "choice": choice.as_dict(), "n_boot": s.n_boot, "analysis": name}
         return self.stage(f"{name}/{rel.name}", inputs, work)
 
+    def positions(self, arg: str, rel: Relation, digest: str) -> dict[str, Any]:
+        from circuits.pipeline.positions import run_positions
+
+        s = self.settings
+
+        def work() -> dict[str, Any]:
+            record, _, files = run_positions(self.model, arg, self.score, target=s.target_faithfulness,
+                                             max_units=s.max_edges, n_boot=s.n_boot, store=self.gallery.root,
+                                             progress=self.progress)  # fmt: skip
+            c, summed = record["circuit"], record["summed_circuit"]
+            return {"circuit": c["name"], "n_units": c["n_units"], "n_edges": c["n_edges"],
+                    "role_counts": c["role_counts"], "faithfulness": c["faithfulness_interval"],
+                    "target_reached": record["target_reached"], "summed_edges": summed["n_edges"],
+                    "summed_faithfulness": summed["faithfulness_interval"],
+                    "files": [self.rel(files["record"]), self.rel(files["circuit"] / "circuit.json")]}  # fmt: skip
+
+        inputs = {"relation": digest, "score": _settings_dict(self.score), "target": s.target_faithfulness,
+                  "max_units": s.max_edges, "n_boot": s.n_boot}  # fmt: skip
+        return self.stage(f"positions/{rel.name}", inputs, work)
+
     # ------------------------------------------------------------ across relations
     def reuse(self, args: list[str], digests: dict[str, str]) -> dict[str, Any]:
         from circuits.pipeline.reuse import run_reuse
@@ -318,7 +344,7 @@ def run_job(
     job = _Job(loaded, settings, Path(out), progress)
     relations = [(arg, load_relation(arg)) for arg in settings.relations]
     digests = {rel.name: relation_digest(rel) for _, rel in relations}
-    per_relation = 3 + len(settings.analyses)
+    per_relation = 3 + len(settings.analyses) + settings.positions
     bar = progress_bar(per_relation * len(relations) + 2, "main job", enabled=progress)
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
@@ -337,6 +363,11 @@ def run_job(
         bar.update(1)
         evaluation = job.evaluation(rel, digest, circuit)
         bar.update(1)
+        positions = None
+        if settings.positions:
+            bar.set_description(f"main job: {rel.name} positions")
+            positions = job.positions(arg, rel, digest)
+            bar.update(1)
         findings = {}
         for name in settings.analyses:
             bar.set_description(f"main job: {rel.name} {name}")
@@ -347,7 +378,8 @@ def run_job(
                      "faithfulness": circuit["faithfulness_interval"], "target": circuit["target"],
                      "target_reached": circuit["target_reached"],
                      "search_faithfulness": circuit["search_faithfulness"], "heads": circuit["heads"],
-                     "cpr": evaluation["cpr"], "cmd": evaluation["cmd"], "findings": findings})  # fmt: skip
+                     "cpr": evaluation["cpr"], "cmd": evaluation["cmd"], "findings": findings,
+                     "positions": positions and {k: v for k, v in positions.items() if k != "files"}})  # fmt: skip
     done = [(arg, rel) for arg, rel in relations if rel.name not in skipped]
     if len(done) < 2:
         bar.close()
