@@ -7,6 +7,7 @@ Layout (the gallery's, see :mod:`circuits.store.gallery`)::
     DIR/<model>/<relation>/<circuit>/circuit.json      one folder per circuit (+ circuit.svg)
     DIR/<model>/<relation>/evaluation/evaluation.json  held-out evaluation (+ evaluation.svg)
     DIR/<model>/<relation>/mechanisms/<analysis>.json  mechanism records (+ <analysis>.svg)
+    DIR/<model>/<relation>/positions/positions.json    the position-aware circuit's record (+ positions.svg)
     DIR/<model>/{reuse,channels,suppression,reuse_test}/, DIR/<model>/job.json
 
 Anything absent is skipped; a malformed JSON file is an
@@ -24,7 +25,15 @@ from circuits.circuit import Circuit
 from circuits.io import read_json
 from circuits.report.figures import Figure, svg_size
 
-__all__ = ["CircuitInfo", "Evaluation", "RelationData", "caption_of", "is_relation", "read_relation"]
+__all__ = [
+    "CircuitInfo",
+    "Evaluation",
+    "Positions",
+    "RelationData",
+    "caption_of",
+    "is_relation",
+    "read_relation",
+]
 
 MODEL_PARTS = ("reuse", "channels", "suppression", "reuse_test")
 NOT_RELATIONS = (*MODEL_PARTS, "stages", "report")  # "stages": the main job's record of finished stages
@@ -75,6 +84,16 @@ class Evaluation:
         return intervals.get(name, self.data.get(name))
 
 
+@dataclass(frozen=True)
+class Positions:
+    """A relation's position-aware circuit: its record, the comparison figure and the circuit itself."""
+
+    path: Path
+    data: dict[str, Any]
+    figure: Figure | None
+    circuit: CircuitInfo | None
+
+
 @dataclass
 class RelationData:
     """Everything stored about one relation of one model."""
@@ -86,6 +105,7 @@ class RelationData:
     circuit: CircuitInfo | None = None
     others: list[CircuitInfo] = field(default_factory=list)
     evaluation: Evaluation | None = None
+    positions: Positions | None = None
     mechanisms: list[Figure] = field(default_factory=list)
     records: list[Path] = field(default_factory=list)
 
@@ -147,6 +167,11 @@ def _read_circuit(folder: Path) -> CircuitInfo:
     title = f"Circuit {folder.name}"
     caption = (f"{summary['n_edges']} edges, {summary['n_heads']} heads, {summary['n_mlps']} MLPs "
                "(graphviz). Hover a node or an edge for its score.")  # fmt: skip
+    if circuit.roles is not None:
+        counts = ", ".join(f"{n} {role}" for role, n in circuit.role_counts().items() if n)
+        caption = (f"{summary['n_units']} (edge, role) units on {summary['n_edges']} edges ({counts}); one lane "
+                   "per position role, cross-role flow drawn through the heads' key/value inputs (graphviz). "
+                   "Hover a node or an edge for its score.")  # fmt: skip
     diagram = Figure(svg, title, caption, svg_size(svg), interactive=True) if svg.is_file() else None
     return CircuitInfo(folder.name, folder, summary["n_edges"], summary["n_nodes"], summary["n_heads"],
                        summary["n_mlps"], circuit.extract_method, dict(circuit.params), interval, diagram)  # fmt: skip
@@ -171,6 +196,22 @@ def _evaluation(folder: Path) -> Evaluation | None:
                "over edge fractions, with 95% intervals over prompt pairs.")  # fmt: skip
     fig = Figure(svg, "Faithfulness curve", caption, svg_size(svg)) if svg.is_file() else None
     return Evaluation(path, data if isinstance(data, dict) else {}, fig)
+
+
+def _positions(folder: Path, circuits: list[CircuitInfo]) -> Positions | None:
+    path = folder / "positions" / "positions.json"
+    if not path.is_file():
+        return None
+    data = read_json(path, what="position-aware record")
+    data = data if isinstance(data, dict) else {}
+    svg = path.with_suffix(".svg")
+    caption = ("Left: held-out faithfulness of position-aware circuits of n (edge, role) units against summed "
+               "circuits of n edges, 95% intervals over prompt pairs. Right: per receiver layer, each position "
+               "role's share of the circuit's |score|.")  # fmt: skip
+    fig = Figure(svg, "Position-aware circuit", caption, svg_size(svg)) if svg.is_file() else None
+    name = (data.get("circuit") or {}).get("folder")
+    circuit = next((c for c in circuits if c.name == name), None)
+    return Positions(path, data, fig, circuit)
 
 
 def _mechanisms(folder: Path) -> tuple[list[Figure], list[Path]]:
@@ -205,6 +246,9 @@ def read_relation(folder: Path, dates: dict[str, str]) -> RelationData:
         rel.lre = data if isinstance(data, dict) else {}
     rel.evaluation = _evaluation(folder)
     circuits = [_read_circuit(c) for c in _dirs(folder) if (c / "circuit.json").is_file()]
+    rel.positions = _positions(folder, circuits)
+    if rel.positions is not None and rel.positions.circuit is not None:
+        circuits.remove(rel.positions.circuit)  # shown in its own section
     if circuits:
         wanted = rel.evaluation.circuit.get("name") if rel.evaluation else None
         chosen = _choose(circuits, wanted, dates)

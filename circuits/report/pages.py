@@ -217,6 +217,7 @@ def relation_page(site: Site, model: ModelData, i: int) -> str:
         if rel.evaluation.figure is not None:
             body.append(figure_html(rel.evaluation.figure, here))
         body.append(_curve_table(rel))
+    body += _positions(rel, here)
     body.append("<h2>Mechanisms</h2>")
     body += [figure_html(f, here) for f in rel.mechanisms] or ["<p>No mechanism analyses are stored.</p>"]
     if rel.records:
@@ -227,12 +228,44 @@ def relation_page(site: Site, model: ModelData, i: int) -> str:
     return page(f"{rel.name} · {model.name}", "\n".join(body), nav=site.nav, current=current, out=site.out)
 
 
+def _positions(rel: RelationData, here: Path) -> list[str]:
+    """The position-aware circuit: its size and faithfulness against the summed one, figures, a table."""
+    pos = rel.positions
+    if pos is None:
+        return []
+    data = pos.data
+    c, summed = data.get("circuit") or {}, data.get("summed_circuit") or {}
+    out = ["<h2>Position-aware circuit</h2>"]
+    if c:
+        short = "" if data.get("target_reached", True) else " (the capped search fell short of the target)"
+        text = (f"The smallest circuit of (edge, role) units reaching F ≥ {fmt_num(data.get('target'))} on the "
+                f"scoring pairs keeps {fmt_num(c.get('n_units'))} units on {fmt_num(c.get('n_edges'))} edges"
+                f"{short}; held-out F {fmt_interval(c.get('faithfulness_interval'))}.")  # fmt: skip
+        if summed:
+            text += (f" The smallest summed circuit on the same graph keeps {fmt_num(summed.get('n_edges'))} "
+                     f"edges; held-out F {fmt_interval(summed.get('faithfulness_interval'))}.")  # fmt: skip
+        out.append(f"<p>{esc(text)}</p>")
+    if pos.circuit is not None and pos.circuit.diagram is not None:
+        out.append(figure_html(pos.circuit.diagram, here))
+    if pos.figure is not None:
+        out.append(figure_html(pos.figure, here))
+    rows = [[f"{fmt_num(100 * r['fraction'])}%", fmt_num(r.get("n")), fmt_interval(r.get("roles")),
+             fmt_interval(r.get("summed")), fmt_interval(r.get("difference"))]
+            for r in data.get("comparison") or [] if isinstance(r, dict) and "fraction" in r]  # fmt: skip
+    if rows:
+        out.append(table(["size (% of units)", "n", "F, n units [95%]", "F, n edges summed [95%]",
+                          "difference [95%, paired]"], rows))  # fmt: skip
+    return out
+
+
 def _files(rel: RelationData, here: Path) -> str:
     candidates = [rel.folder / "scored" / "graph.json", rel.folder / "scored" / "relation.json"]
     if rel.circuit is not None:
         candidates += [rel.circuit.folder / "circuit.json", rel.circuit.folder / "circuit.dot"]
     if rel.evaluation is not None:
         candidates.append(rel.evaluation.path)
+    if rel.positions is not None:
+        candidates.append(rel.positions.path)
     links = [f'<a href="{href(p, here)}">{esc(p.relative_to(rel.folder).as_posix())}</a>'
              for p in candidates if p.is_file()]  # fmt: skip
     return "<h2>Files</h2><p>" + " · ".join(links) + "</p>" if links else ""
