@@ -278,3 +278,20 @@ def test_cross_task_faithfulness_of_a_unit_circuit(tiny_llama):
     assert result.transferred == pytest.approx(evaluator.run_mask(circuit.to_unit_mask()).faithfulness)
     own = pruned_top_n(graph_b, 25, positions="roles")
     assert result.own == pytest.approx(evaluator.run_mask(own.to_unit_mask()).faithfulness)
+
+
+def test_a_stored_unit_circuit_is_drawn_in_role_lanes(tiny_llama, tmp_path):
+    from circuits import ScoreSettings, save_scored, score_relation
+    from circuits.pipeline.extraction import extract_stored, load_circuit, render_circuit_file
+
+    settings = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9, positions="roles")
+    graph, pairs = score_relation(tiny_llama, "country_capital_city", settings, progress=False)
+    folder = save_scored(tmp_path / "scored", graph, pairs.relation)
+    circuit, where, _ = extract_stored(folder, size=20, store=tmp_path / "gallery", evaluate=True, n_boot=0)
+    assert circuit.positions == "roles" and where.name.endswith("-roles")
+    dot = (where / "circuit.dot").read_text()
+    present = [role for role in ROLES if f"__{role}" in dot]
+    assert present and set(present) == {role for role, n in circuit.role_counts().items() if n}
+    assert load_circuit(where) == circuit
+    drawn = render_circuit_file(where / "circuit.json", out=tmp_path / "again")
+    assert "__last" in drawn.written[0].read_text()

@@ -81,8 +81,22 @@ def _new_graph(title: str) -> Any:
     return g
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
 def _q(text: str) -> str:
-    return '"' + text.replace('"', '\\"').replace("\n", "\\n") + '"'
+    r"""``text`` as a quoted DOT string nothing can break out of.
+
+    Backslashes are doubled (a trailing one would escape the closing quote,
+    and Graphviz reads ``\N`` or ``\G`` as names), quotes escaped, newlines kept
+    as ``\n``, other control characters blanked, and ``&`` written ``&amp;``
+    (Graphviz reads HTML entities in labels).
+
+    >>> print(_q('a"b\\'), _q("x & y"))
+    "a\"b\\" "x &amp; y"
+    """
+    clean = _CONTROL.sub(" ", str(text)).replace("\\", "\\\\").replace("&", "&amp;")
+    return '"' + clean.replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str, float]) -> None:

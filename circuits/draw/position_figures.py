@@ -50,7 +50,8 @@ def positions_figure(record: dict[str, Any]) -> str:
         _bar(left, i - 0.2, row["roles"], CYCLE[0], "position-aware (n units)" if i == 0 else "")
         _bar(left, i + 0.2, row["summed"], "#bbbbbb", "summed (n edges)" if i == 0 else "")
     left.set_xticks(range(len(rows)))
-    left.set_xticklabels([f"{100 * r['fraction']:g}% of units\nn = {r['n']:,}" for r in rows], fontsize=8)
+    left.set_xticklabels([f"{100 * r['fraction']:g}%\n{r['n']:,}" for r in rows], fontsize=8)
+    left.set_xlabel("circuit size: % of all (edge, role) units, and n", fontsize=8)
     left.axhline(1.0, color="#444444", lw=0.6)
     left.axhline(0.0, color="#444444", lw=0.6)
     left.set_ylabel("held-out faithfulness F")
@@ -80,5 +81,6 @@ def positions_figure(record: dict[str, Any]) -> str:
     right.legend(fontsize=8, frameon=False, title="role", title_fontsize=8)
     right.grid(alpha=0.25, axis="y")
     fig.suptitle(f"Position-aware circuit: {record['relation']} ({record['model']}, "
-                 f"{record['n_heldout']} held-out pairs)", fontsize=10)  # fmt: skip
+                 f"{record['n_heldout']} held-out pairs)", fontsize=10, y=0.99)  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     return to_svg(fig)

@@ -12,13 +12,14 @@ from typing import Any
 from circuits.circuit import Circuit
 from circuits.compare import METRICS, compare
 from circuits.compare.ceilings import NoiseSettings, family_noise
-from circuits.draw import Rendered, circuit_dot, diff_dot, render
+from circuits.draw import Rendered, circuit_dot, diff_dot, render, role_dot
 from circuits.extract import extract
 from circuits.store import CIRCUIT_FILE, META, RELATION, Gallery, circuit_name, load_scored, scored_dir
 from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import ExtractMethod
 
 __all__ = [
+    "circuit_diagram",
     "compare_files",
     "diagram_writer",
     "extract_stored",
@@ -36,10 +37,15 @@ def load_circuit(path: str | Path) -> Circuit:
 
 def diagram_writer(circuit: Circuit, formats: tuple[str, ...] = ("svg",), *,
                    color_by: str = "sign") -> Callable[[Path], str]:  # fmt: skip
-    """A ``draw(folder)`` for :meth:`Gallery.save_circuit`: writes ``circuit.dot`` and the diagrams."""
+    """A ``draw(folder)`` for :meth:`Gallery.save_circuit`: writes ``circuit.dot`` and the diagrams.
+
+    A position-aware circuit is drawn in role lanes (:func:`~circuits.draw.role_dot`).
+    """
 
     def draw(folder: Path) -> str:
-        return render(circuit_dot(circuit, color_by=color_by), folder / "circuit", formats=formats).message
+        return render(
+            circuit_diagram(circuit, color_by=color_by), folder / "circuit", formats=formats
+        ).message
 
     return draw
 
@@ -159,8 +165,13 @@ def render_circuit_file(
         graph = diff_dot(circuit, load_circuit(diff))
         base = base.with_name(f"{base.name}-vs-{Path(diff).with_suffix('').name}")
     else:
-        graph = circuit_dot(circuit, color_by=color_by)
+        graph = circuit_diagram(circuit, color_by=color_by)
     return render(graph, out or base, formats=formats)
+
+
+def circuit_diagram(circuit: Circuit, *, color_by: str = "sign") -> Any:
+    """The circuit's DOT graph: role lanes for a position-aware circuit (colours by sign), else layers."""
+    return role_dot(circuit) if circuit.roles is not None else circuit_dot(circuit, color_by=color_by)
 
 
 def compare_files(

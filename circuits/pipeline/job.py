@@ -35,6 +35,7 @@ from circuits.progress import progress_bar
 from circuits.relations import Relation, load_relation
 from circuits.relations.schema import relation_to_json
 from circuits.store import EVALUATION, SCORES, Gallery
+from circuits.store.gallery import IMPLIED
 from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import InputError, NotEnoughFactsError
 
@@ -151,7 +152,12 @@ def strongest_heads(circuit: Any, k: int = 12) -> list[str]:
 
 
 def _settings_dict(settings: ScoreSettings) -> dict[str, Any]:
-    return json.loads(json.dumps(dataclasses.asdict(settings), default=lambda v: getattr(v, "value", str(v))))
+    """The settings as plain JSON for a stage key; a setting added later is left out at its implied default,
+    so adding it does not invalidate stages finished before it existed."""
+    plain = json.loads(
+        json.dumps(dataclasses.asdict(settings), default=lambda v: getattr(v, "value", str(v)))
+    )
+    return {k: v for k, v in plain.items() if IMPLIED.get(k, object()) != v}
 
 
 class _Job:
