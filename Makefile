@@ -69,4 +69,5 @@ bench: setup
 	$(PY) tests/benchmarks/bench_mechanisms.py
 	$(PY) tests/benchmarks/bench_bootstrap.py
 	$(PY) tests/benchmarks/bench_reuse_noise.py
+	$(PY) tests/benchmarks/bench_positions.py
 	$(PY) tests/benchmarks/bench_main_job.py

@@ -43,7 +43,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from circuits.circuit import Circuit, component_of
-from circuits.draw.dot import ARROWS, FILLS, SHAPES, SIGN_COLOURS, _id, _q
+from circuits.draw.dot import ARROWS, FILLS, SHAPES, SIGN_COLOURS, _id, _level, _q
 from circuits.relations.roles import READERS, ROLES
 from circuits.vocab import INPUT, LOGITS, InputError, head_name, parse_node
 
@@ -63,18 +63,6 @@ Node = tuple[str, str]  # (component or key/value input, role)
 
 def _node_id(name: str, role: str) -> str:
     return f"{_id(name)}__{role}"
-
-
-def _level(name: str) -> tuple[int, int]:
-    """(layer, stage) of a drawn node: stage 0 key/value inputs, 1 heads, 2 MLPs; input and logits at the ends."""
-    kind, layer, _, qkv = parse_node(name)
-    if kind == INPUT:
-        return (-1, 0)
-    if kind == LOGITS:
-        return (10**6, 0)
-    if kind == "mlp":
-        return (layer, 2)  # type: ignore[return-value]
-    return (layer, 0 if qkv else 1)  # type: ignore[return-value]
 
 
 def _unit_order(unit: tuple[str, ...]) -> tuple[Any, ...]:
@@ -268,7 +256,7 @@ def _layout(
 
     lanes = [r for r in ROLES if any(role == r for _, role in nodes)] or ["last"]
     counts = circuit.role_counts()
-    levels: dict[tuple[int, int], list[Node]] = {(-1, 0): [], _HEADER: []}
+    levels: dict[tuple[int, int], list[Node]] = {_level(INPUT): [], _HEADER: []}
     for node in nodes:
         levels.setdefault(_level(node[0]), []).append(node)
     order = sorted(levels)
@@ -304,7 +292,7 @@ def _layout(
                 g.add_edge(pydot.Edge(_fence(i, j - 1), node_id, style="invis", weight="0"))
             if (name, role) not in outs:
                 g.add_edge(pydot.Edge(node_id, _fence(i, j + 1), style="invis", weight="0"))
-        if level == (-1, 0):
+        if level == _level(INPUT):
             same.add_node(_legend_node(hubs))
             members.append((len(lanes), "legend"))
         for i, node_id in members:
