@@ -13,7 +13,7 @@ from conftest import random_batch
 from circuits.attribution import Harness, attribute_edges
 from circuits.attribution.scoring import exact_edges
 from circuits.evaluate import Evaluator
-from circuits.graph import N_ROLES, ScoredGraph
+from circuits.graph import N_ROLES, GraphShape, ScoredGraph
 from circuits.relations.roles import ROLES
 from circuits.vocab import InputError
 
@@ -295,3 +295,11 @@ def test_a_stored_unit_circuit_is_drawn_in_role_lanes(tiny_llama, tmp_path):
     assert load_circuit(where) == circuit
     drawn = render_circuit_file(where / "circuit.json", out=tmp_path / "again")
     assert "__last" in drawn.written[0].read_text()
+
+
+def test_exporting_a_unit_circuit_to_mib_is_refused():
+    from circuits.store.mib_json import to_mib_json
+
+    circuit = role_circuit(GraphShape(1, 1, 1), {("input", "logits"): {"last": -1.0}}, "u")
+    with pytest.raises(InputError, match="no position roles"):
+        to_mib_json(circuit)

@@ -49,6 +49,8 @@ def positions_figure(record: dict[str, Any]) -> str:
     for i, row in enumerate(rows):
         _bar(left, i - 0.2, row["roles"], CYCLE[0], "position-aware (n units)" if i == 0 else "")
         _bar(left, i + 0.2, row["summed"], "#bbbbbb", "summed (n edges)" if i == 0 else "")
+    tops = [r[k].get("high") or r[k]["value"] for r in rows for k in ("roles", "summed")]
+    left.set_ylim(top=max([1.4, *(t + 0.3 for t in tops if t == t)]))  # room for the legend above the bars
     left.set_xticks(range(len(rows)))
     left.set_xticklabels([f"{100 * r['fraction']:g}%\n{r['n']:,}" for r in rows], fontsize=8)
     left.set_xlabel("circuit size: % of all (edge, role) units, and n", fontsize=8)
@@ -65,7 +67,7 @@ def positions_figure(record: dict[str, Any]) -> str:
                   f"F {summed['faithfulness_interval']['value']:.2f}")  # fmt: skip
     left.set_title(f"equal size: roles vs summed\nposition-aware circuit: {c['n_units']} units on {c['n_edges']} "
                    f"edges, F {f['value']:.2f}{short}{versus}", fontsize=8)  # fmt: skip
-    left.legend(fontsize=8, frameon=False, loc="lower right")
+    left.legend(fontsize=8, frameon=False, loc="upper left")
     left.grid(alpha=0.25, axis="y")
 
     layers = record["profile"]["layers"]
@@ -82,5 +84,5 @@ def positions_figure(record: dict[str, Any]) -> str:
     right.grid(alpha=0.25, axis="y")
     fig.suptitle(f"Position-aware circuit: {record['relation']} ({record['model']}, "
                  f"{record['n_heldout']} held-out pairs)", fontsize=10, y=0.99)  # fmt: skip
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     return to_svg(fig)

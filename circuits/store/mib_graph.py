@@ -132,6 +132,10 @@ class MibGraph:
         """
         if isinstance(source, Circuit):
             shape = source.shape
+            if source.roles is not None:
+                raise InputError(f"{source.label()}: the MIB and EAP-IG graph formats have no position roles, so a "
+                                 "position-aware circuit would lose them; export a circuit extracted with "
+                                 "--positions summed")  # fmt: skip
             if scored is not None and scored.shape != shape:
                 raise InputError(
                     f"the circuit's graph is {shape} but the scored graph given is {scored.shape}"
