@@ -303,3 +303,21 @@ def test_exporting_a_unit_circuit_to_mib_is_refused():
     circuit = role_circuit(GraphShape(1, 1, 1), {("input", "logits"): {"last": -1.0}}, "u")
     with pytest.raises(InputError, match="no position roles"):
         to_mib_json(circuit)
+
+
+def test_compare_files_skips_intervals_when_a_unit_circuit_sits_beside_a_summed_graph(tiny_llama, tmp_path):
+    from circuits import ScoreSettings, save_scored, score_relation
+    from circuits.compare.ceilings import NoiseSettings
+    from circuits.extract import pruned_top_n
+    from circuits.pipeline.extraction import compare_files
+
+    summed = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9)
+    graph, pairs = score_relation(tiny_llama, "country_capital_city", summed, progress=False)
+    folder = save_scored(tmp_path / "scored", graph, pairs.relation)
+    roles_settings = dataclasses.replace(summed, positions="roles")
+    roles, _ = score_relation(tiny_llama, "country_capital_city", roles_settings, progress=False)
+    a = pruned_top_n(roles, 15, positions="roles").save(folder / "a.circuit.json")
+    b = pruned_top_n(roles, 25, positions="roles").save(folder / "b.circuit.json")
+    result = compare_files(a, b, noise=NoiseSettings(10, 2, 2, 0))
+    assert "differ in positions" in result["noise"]["skipped"]
+    assert result["common_units"] <= min(result["units_a"], result["units_b"])

@@ -65,11 +65,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"A: {result['a']} ({result['edges_a']} edges, {result['nodes_a']} nodes)")
-    print(f"B: {result['b']} ({result['edges_b']} edges, {result['nodes_b']} nodes)")
+    for side in "ab":
+        units = f"{result[f'units_{side}']} (edge, role) units on " if "common_units" in result else ""
+        print(
+            f"{side.upper()}: {result[side]} ({units}{result[f'edges_{side}']} edges, {result[f'nodes_{side}']} nodes)"
+        )
+    if "common_units" in result:
+        print("(both circuits are position-aware: the edge similarities below compare (edge, role) units)")
     sims = (result.get("noise") or {}).get("similarities", {})
-    for key in ("common_edges", "edge_jaccard", "node_jaccard", "edge_overlap", "node_overlap",
+    for key in ("common_units", "common_edges", "edge_jaccard", "node_jaccard", "edge_overlap", "node_overlap",
                 "weighted_jaccard", "head_share", "heads_of_a_in_b", "heads_of_b_in_a"):  # fmt: skip
+        if key not in result:
+            continue
         value = result[key]
         if key in sims:
             print(f"{key:<18}{_iv(sims[key])}  {_references(sims[key])}")

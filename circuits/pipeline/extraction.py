@@ -220,6 +220,9 @@ def _compare_noise(paths: tuple[str | Path, str | Path], circuits: tuple[Circuit
         return {
             "skipped": "a scored graph keeps no per-pair scores (scored before version 0.3); score it again"
         }
+    if any(c.positions != g.positions for c, g in zip(circuits, graphs, strict=True)):
+        return {"skipped": "a circuit and the scored graph beside it differ in positions (summed vs roles); "
+                           "intervals redraw circuits from that graph, so they need the graph the circuit came from"}  # fmt: skip
     if circuits[0].params.get("by", "signed") != circuits[1].params.get("by", "signed"):
         return {"skipped": "the circuits rank edges differently (signed vs abs)"}
     names = ["A", "B"]
