@@ -48,7 +48,7 @@ from circuits.graph import (
 from circuits.relations.roles import ROLES
 from circuits.vocab import InputError, head_name, parse_node
 
-__all__ = ["FORMAT", "Circuit", "component_of", "graph_index"]
+__all__ = ["FORMAT", "Circuit", "component_of", "graph_index", "group_units"]
 
 FORMAT = "circuits.circuit/1"
 
@@ -76,6 +76,18 @@ def component_of(receiver: str) -> str | None:
     if kind == "head":
         return head_name(layer, head) if qkv == "q" else None  # type: ignore[arg-type]
     return receiver
+
+
+def group_units(units: dict[tuple[str, str, str], float]) -> dict[Edge, dict[str, float]]:
+    """``{(sender, receiver, role): score}`` grouped by edge, as :attr:`Circuit.roles` holds them.
+
+    >>> group_units({("input", "logits", "last"): -1.0, ("input", "logits", "subject"): 0.5})
+    {('input', 'logits'): {'last': -1.0, 'subject': 0.5}}
+    """
+    out: dict[Edge, dict[str, float]] = {}
+    for (sender, receiver, role), score in units.items():
+        out.setdefault((sender, receiver), {})[role] = score
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -227,11 +239,15 @@ class Circuit:
         """Number of (edge, role) units of a position-aware circuit; the edge count otherwise."""
         return self.n_edges if self.roles is None else sum(len(r) for r in self.roles.values())
 
-    def units(self) -> set[tuple[str, ...]]:
-        """The circuit's units: ``(sender, receiver, role)`` when position-aware, else ``(sender, receiver)``."""
+    def unit_scores(self) -> dict[tuple[str, ...], float]:
+        """Each unit's score: ``(sender, receiver, role)`` when position-aware, else the edges ``(sender, receiver)``."""
         if self.roles is None:
-            return set(self.edges)
-        return {(s, r, role) for (s, r), kept in self.roles.items() for role in kept}
+            return dict(self.edges)
+        return {(s, r, role): v for (s, r), kept in self.roles.items() for role, v in kept.items()}
+
+    def units(self) -> set[tuple[str, ...]]:
+        """The circuit's units (the keys of :meth:`unit_scores`)."""
+        return set(self.unit_scores())
 
     def role_counts(self) -> dict[str, int]:
         """How many units each role keeps (every edge at ``"all"`` for a summed circuit)."""
@@ -324,9 +340,8 @@ class Circuit:
                 raise InputError(
                     f"a position-aware circuit mask has shape {role_scores.shape}, not {keep.shape}"
                 )
-            roles: dict[Edge, dict[str, float]] = {}
-            for role, s, r in zip(*np.nonzero(keep & graph.mask), strict=True):
-                roles.setdefault((names_s[s], names_r[r]), {})[ROLES[role]] = float(role_scores[role, s, r])
+            roles = group_units({(names_s[s], names_r[r], ROLES[role]): float(role_scores[role, s, r])
+                                 for role, s, r in zip(*np.nonzero(keep & graph.mask), strict=True)})  # fmt: skip
             return cls.from_edges(graph, {e: 0.0 for e in roles}, extract_method=extract_method, params=params,
                                   name=name, roles=roles)  # fmt: skip
         if keep.shape != graph.mask.shape:
@@ -366,10 +381,7 @@ class Circuit:
         """A copy keeping only the units ``keys`` (a subset of :meth:`units`), with fields changed."""
         if self.roles is None:
             return self._with(set(self.edges) & {(k[0], k[1]) for k in keys}, None, changes)
-        roles: dict[Edge, dict[str, float]] = {}
-        for s, r, role in keys:
-            if role in self.roles.get((s, r), {}):
-                roles.setdefault((s, r), {})[role] = self.roles[(s, r)][role]
+        roles = group_units({u: v for u, v in self.unit_scores().items() if u in keys})  # type: ignore[misc]
         return self._with(set(roles), roles, changes)
 
     def _with(

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from circuits.circuit import Circuit
+from circuits.circuit import Circuit, group_units
 from circuits.compare.similarity import METRICS, TOP_EDGES, rank_correlation
 from circuits.graph import ScoredGraph
 from circuits.vocab import InputError
@@ -42,13 +42,8 @@ def _scores_by_edge(circuits: Sequence[Circuit]) -> dict[tuple[str, ...], list[f
     out: dict[tuple[str, ...], list[float]] = {}
     units = _by_unit(circuits)
     for c in circuits:
-        if units:
-            for (sender, receiver), kept in c.roles.items():  # type: ignore[union-attr]
-                for role, v in kept.items():
-                    out.setdefault((sender, receiver, role), []).append(v)
-        else:
-            for e, v in c.edges.items():
-                out.setdefault(e, []).append(v)
+        for key, v in (c.unit_scores() if units else c.edges).items():
+            out.setdefault(key, []).append(v)
     return out
 
 
@@ -123,9 +118,7 @@ def shared_core(circuits: Sequence[Circuit], k: int | None = None, *, name: str 
     kept = {e: float(np.mean(v)) for e, v in scores.items() if len(v) >= k}
     roles: dict[tuple[str, str], dict[str, float]] | None = None
     if _by_unit(circuits):
-        roles = {}
-        for (sender, receiver, role), v in kept.items():
-            roles.setdefault((sender, receiver), {})[role] = v
+        roles = group_units(kept)  # type: ignore[arg-type]
         edges = {e: sum(r.values()) for e, r in roles.items()}
     else:
         edges = kept  # type: ignore[assignment]

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from circuits.circuit import Circuit
+from circuits.circuit import Circuit, group_units
 from circuits.extract.masks import pruned_top_mask
 from circuits.graph import GraphShape, ScoredGraph, edge_mask
 from circuits.relations.roles import ROLES
@@ -259,9 +259,9 @@ class Redraws:
         roles, rest = np.divmod(flat, self.rows.shape.n_senders * self.rows.shape.n_receivers)
         rows, cols = np.divmod(rest, self.rows.shape.n_receivers)
         values = self.rows.values_at(means, flat)
-        units: dict[tuple[str, str], dict[str, float]] = {}
-        for role, s, r, v in zip(roles.tolist(), rows.tolist(), cols.tolist(), values.tolist(), strict=True):
-            units.setdefault((self.senders[s], self.receivers[r]), {})[ROLES[role]] = float(v)
+        units = group_units({(self.senders[s], self.receivers[r], ROLES[role]): float(v)
+                             for role, s, r, v in zip(roles.tolist(), rows.tolist(), cols.tolist(), values.tolist(),
+                                                      strict=True)})  # fmt: skip
         edges = {e: sum(kept.values()) for e, kept in units.items()}
         circuit = Circuit(self.rows.shape, edges, {}, {"relation": self.rows.metadata.get("relation")}, "top-n",
                           {"n": m, "by": self.by, "pruned": True, "max_edges": self.n},

@@ -65,10 +65,7 @@ def _overlap(a: set[Any] | frozenset[Any], b: set[Any] | frozenset[Any]) -> floa
 def _weights(a: Circuit, b: Circuit) -> tuple[dict[Any, float], dict[Any, float]]:
     """Each circuit's ``{edge or unit: score}``: units when both are position-aware, else edges."""
     if a.roles is not None and b.roles is not None:
-        return tuple(  # type: ignore[return-value]
-            {(s, r, role): v for (s, r), kept in c.roles.items() for role, v in kept.items()}  # type: ignore[union-attr]
-            for c in (a, b)
-        )
+        return a.unit_scores(), b.unit_scores()
     return a.edges, b.edges
 
 
