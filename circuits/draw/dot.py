@@ -14,9 +14,10 @@ the heads of its group that are in the circuit.
 :func:`diff_dot` draws two circuits at once: shared edges, edges only in A,
 edges only in B, in three styles. :func:`channels_dot` draws weight-predicted
 channels (dashed, coloured by composition type, labelled with z-score and
-rank) on the same layer layout, alone or over a circuit. Every name is quoted
-by pydot before it reaches DOT. :mod:`circuits.draw.graphviz` turns the result
-into files.
+rank) on the same layer layout, alone or over a circuit. Every text reaching
+DOT goes through :mod:`circuits.draw.quote` (:func:`~circuits.draw.quote.dot_string`,
+:func:`~circuits.draw.quote.dot_html` in the legend), and node ids are made of
+``[A-Za-z0-9_]`` only. :mod:`circuits.draw.graphviz` turns the result into files.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ import itertools
 import re
 from collections.abc import Sequence
 from typing import Any
-from xml.sax.saxutils import escape
 
 from circuits.circuit import Circuit
+from circuits.draw.quote import dot_html, dot_string
 from circuits.graph import GraphShape
 from circuits.vocab import INPUT, LOGITS, InputError, head_name, parse_node
 
@@ -47,8 +48,14 @@ FILLS = {
 
 
 def _id(name: str) -> str:
-    """A DOT identifier for a node name (``a3.h1<q>`` -> ``a3_h1_q``)."""
-    return "n_" + re.sub(r"\W", "_", name).strip("_")
+    """A DOT identifier for a node name (``a3.h1<q>`` -> ``n_a3_h1_q``): ``[A-Za-z0-9_]`` whatever the name.
+
+    An id needs no quoting and cannot end a statement, and the ``n_`` prefix keeps it off DOT's keywords.
+
+    >>> _id("a3.h1<q>"), _id('x"]; evil [URL="javascript:alert(1)"] é')
+    ('n_a3_h1_q', 'n_x____evil__URL__javascript_alert_1')
+    """
+    return "n_" + re.sub(r"\W", "_", name, flags=re.ASCII).strip("_")
 
 
 def _target(circuit: Circuit, receiver: str) -> str:
@@ -75,28 +82,10 @@ def _new_graph(title: str) -> Any:
     import pydot
 
     g = pydot.Dot(graph_type="digraph", rankdir="BT", newrank="true", ranksep="0.45", nodesep="0.18")
-    g.set_graph_defaults(label=_q(title), labelloc="t", fontname="Helvetica", fontsize="14")
+    g.set_graph_defaults(label=dot_string(title), labelloc="t", fontname="Helvetica", fontsize="14")
     g.set_node_defaults(fontname="Helvetica", fontsize="10", style="filled", height="0.3")
     g.set_edge_defaults(arrowsize="0.6")
     return g
-
-
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
-
-
-def _q(text: str) -> str:
-    r"""``text`` as a quoted DOT string nothing can break out of.
-
-    Backslashes are doubled (a trailing one would escape the closing quote,
-    and Graphviz reads ``\N`` or ``\G`` as names), quotes escaped, newlines kept
-    as ``\n``, other control characters blanked, and ``&`` written ``&amp;``
-    (Graphviz reads HTML entities in labels).
-
-    >>> print(_q('a"b\\'), _q("x & y"))
-    "a\"b\\" "x &amp; y"
-    """
-    clean = _CONTROL.sub(" ", str(text)).replace("\\", "\\\\").replace("&", "&amp;")
-    return '"' + clean.replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str, float]) -> None:
@@ -114,7 +103,7 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
         if 0 <= layer < 10**6:
             anchor = f"axis_{layer}_{stage}"
             text = ("", f"L{layer} attn", f"L{layer} mlp")[stage]
-            rank.add_node(pydot.Node(anchor, label=_q(text), shape="plaintext", style="solid",
+            rank.add_node(pydot.Node(anchor, label=dot_string(text), shape="plaintext", style="solid",
                                      fontcolor="#888888", fontsize="9", height="0.1"))  # fmt: skip
             axis.append(anchor)
         for name in sorted(levels[level], key=lambda n: (parse_node(n)[2] or 0, n)):
@@ -124,8 +113,8 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
             tip = f"{name} ({kind}" + (f", layer {layer_})" if layer_ is not None else ")")
             tip += f" score {score:+.4g}" if score is not None else ""
             label = f"a{layer_} kv{head} {qkv}" if qkv else name
-            attrs: dict[str, Any] = {"label": _q(label), "shape": SHAPES[kind], "fillcolor": _q(FILLS[kind]),
-                                     "tooltip": _q(tip)}  # fmt: skip
+            attrs: dict[str, Any] = {"label": dot_string(label), "shape": SHAPES[kind],
+                                     "fillcolor": dot_string(FILLS[kind]), "tooltip": dot_string(tip)}  # fmt: skip
             if kind == "head_input":
                 attrs.update(fontsize="8", height="0.2")
             rank.add_node(pydot.Node(_id(name), **attrs))
@@ -146,7 +135,8 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
 def _legend(g: Any, rows: list[tuple[str, str]]) -> None:
     import pydot
 
-    cells = "".join(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{c}">{escape(t)}</FONT></TD></TR>' for t, c in rows)
+    cells = "".join(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{dot_html(c)}">{dot_html(t)}</FONT></TD></TR>'
+                    for t, c in rows)  # fmt: skip
     box = pydot.Cluster("legend", label='"legend"', fontsize="10", color="#bbbbbb", style="rounded")
     box.add_node(pydot.Node("legend", shape="plaintext", style="solid", fontsize="9",
                             label=f'<<TABLE BORDER="0" CELLSPACING="1">{cells}</TABLE>>'))  # fmt: skip
@@ -164,7 +154,8 @@ def _draw_edges(g: Any, circuit: Circuit, styler: Any) -> set[str]:
         names |= {sender, target}
         edge_qkv = receiver[-2] if receiver.endswith(">") else ""
         attrs = {"penwidth": f"{0.6 + 4.4 * abs(score) / top:.3f}",
-                 "tooltip": _q(f"{sender} → {receiver}: score {score:+.4g}"), **styler(sender, receiver, edge_qkv, score)}  # fmt: skip
+                 "tooltip": dot_string(f"{sender} → {receiver}: score {score:+.4g}"),
+                 **styler(sender, receiver, edge_qkv, score)}  # fmt: skip
         g.add_edge(pydot.Edge(_id(sender), _id(target), **attrs))
     group = circuit.shape.group
     heads = {n for n in names if parse_node(n)[0] == "head" and parse_node(n)[3] is None}
@@ -174,7 +165,7 @@ def _draw_edges(g: Any, circuit: Circuit, styler: Any) -> set[str]:
             if head_name(layer, h) in heads:  # type: ignore[arg-type]
                 g.add_edge(pydot.Edge(_id(name), _id(head_name(layer, h)), style="dashed",  # type: ignore[arg-type]
                                       color='"#aaaaaa"', arrowhead=ARROWS[qkv or ""],
-                                      tooltip=_q(f"{name} feeds {head_name(layer, h)}")))  # type: ignore[arg-type]  # fmt: skip
+                                      tooltip=dot_string(f"{name} feeds {head_name(layer, h)}")))  # type: ignore[arg-type]  # fmt: skip
     return names
 
 
@@ -243,8 +234,8 @@ def circuit_dot(circuit: Circuit, *, color_by: str = "sign", title: str | None =
     def styler(sender: str, receiver: str, qkv: str, score: float) -> dict[str, str]:
         sign = "neg" if score < 0 else "pos"
         if color_by == "sign":
-            return {"color": _q(SIGN_COLOURS[sign]), "arrowhead": ARROWS[qkv]}
-        return {"color": _q(QKV_COLOURS[qkv]), "arrowhead": ARROWS[qkv],
+            return {"color": dot_string(SIGN_COLOURS[sign]), "arrowhead": ARROWS[qkv]}
+        return {"color": dot_string(QKV_COLOURS[qkv]), "arrowhead": ARROWS[qkv],
                 "style": "solid" if sign == "neg" else "dashed"}  # fmt: skip
 
     g = _new_graph(title or _title(circuit))
@@ -274,7 +265,7 @@ def diff_dot(a: Circuit, b: Circuit, *, labels: tuple[str, str] | None = None) -
 
     def styler(sender: str, receiver: str, qkv: str, score: float) -> dict[str, str]:
         colour, style = DIFF_STYLES[where[(sender, receiver)]]
-        return {"color": _q(colour), "style": style, "arrowhead": ARROWS[qkv]}
+        return {"color": dot_string(colour), "style": style, "arrowhead": ARROWS[qkv]}
 
     counts = {k: sum(1 for v in where.values() if v == k) for k in DIFF_STYLES}
     g = _new_graph(f"{la} vs {lb}\n{counts['shared']} shared, {counts['a']} only in {la}, "
@@ -322,14 +313,14 @@ def channels_dot(
         channel = by_edge.get((sender, receiver))
         if channel is None:
             colour, style = CHANNEL_STYLES["circuit"]
-            return {"color": _q(colour), "style": style, "arrowhead": ARROWS[qkv], "penwidth": "1.2"}
+            return {"color": dot_string(colour), "style": style, "arrowhead": ARROWS[qkv], "penwidth": "1.2"}
         colour, style = CHANNEL_STYLES["both"] if (sender, receiver) in own else (QKV_COLOURS[qkv], "dashed")
         width = 0.8 + 3.2 * abs(channel.z) / top_z
-        return {"color": _q(colour), "style": style, "arrowhead": ARROWS[qkv], "fontsize": "8",
+        return {"color": dot_string(colour), "style": style, "arrowhead": ARROWS[qkv], "fontsize": "8",
                 "penwidth": f"{width:.3f}",
-                "label": _q(f"z={channel.z:.1f} r={channel.rank}"),
-                "tooltip": _q(f"{sender} → {receiver}: {channel.kind}-composition z={channel.z:.2f}, "
-                              f"rank {channel.rank}")}  # fmt: skip
+                "label": dot_string(f"z={channel.z:.1f} r={channel.rank}"),
+                "tooltip": dot_string(f"{sender} → {receiver}: {channel.kind}-composition "
+                                      f"z={channel.z:.2f}, rank {channel.rank}")}  # fmt: skip
 
     n_shared = sum(1 for e in by_edge if e in own)
     default = f"{len(by_edge)} predicted channels" + (

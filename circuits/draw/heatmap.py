@@ -1,12 +1,16 @@
-"""Reuse matrices as small self-contained SVG heatmaps (no plotting library), with a dendrogram."""
+"""Reuse matrices as small self-contained SVG heatmaps (no plotting library), with a dendrogram.
+
+Every name, title and tooltip is written through :func:`circuits.draw.quote.markup`.
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any
-from xml.sax.saxutils import escape
 
 import numpy as np
+
+from circuits.draw.quote import markup
 
 __all__ = ["heatmap_svg"]
 
@@ -54,16 +58,16 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
            f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
-           f'<text x="8" y="18" font-size="13">{escape(title or matrix.metric)}</text>']  # fmt: skip
+           f'<text x="8" y="18" font-size="13">{markup(title or matrix.metric)}</text>']  # fmt: skip
     for col, j in enumerate(order):
         x = label_w + col * cell + cell / 2
         out.append(
-            f'<text transform="translate({x + 4:.1f},{top - 4}) rotate(-90)">{escape(names[j])}</text>'
+            f'<text transform="translate({x + 4:.1f},{top - 4}) rotate(-90)">{markup(names[j])}</text>'
         )
     for row, i in enumerate(order):
         y = top + row * cell
         out.append(
-            f'<text x="{label_w - 6}" y="{y + cell / 2 + 4:.1f}" text-anchor="end">{escape(names[i])}</text>'
+            f'<text x="{label_w - 6}" y="{y + cell / 2 + 4:.1f}" text-anchor="end">{markup(names[i])}</text>'
         )
         for col, j in enumerate(order):
             v = values[i, j]
@@ -72,7 +76,7 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
             tip = tips[i][j] if tips else (text or "n/a")
             ink = "white" if not math.isnan(v) and abs(v) > 0.6 else "black"
             out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_colour(v, low)}" '
-                       f'stroke="white"><title>{escape(names[i])} / {escape(names[j])}: {escape(tip)}</title></rect>'
+                       f'stroke="white"><title>{markup(names[i])} / {markup(names[j])}: {markup(tip)}</title></rect>'
                        f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" '
                        f'font-size="9" fill="{ink}">{text}</text>')  # fmt: skip
     if dendro:
@@ -83,6 +87,6 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
                               for x, y in zip(xs, ys, strict=True))  # fmt: skip
             out.append(f'<polyline points="{points}" fill="none" stroke="#444444"/>')
     out.append(f'<text x="8" y="{height - 14}" font-size="9" fill="#666666">'
-               f'{escape(matrix.metric)}; scale {"-1 (red) .. " if low < 0 else ""}0 (white) .. 1 (blue)</text>')  # fmt: skip
+               f'{markup(matrix.metric)}; scale {"-1 (red) .. " if low < 0 else ""}0 (white) .. 1 (blue)</text>')  # fmt: skip
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -27,8 +27,9 @@ it (``kv_hubs``).
 Colours and arrowheads follow :func:`circuits.draw.dot.circuit_dot`: blue for
 negative scores, red for positive, arrowhead normal / diamond / dot for q / k / v;
 pen width grows with the unit's ``|score|``. In SVG every node and edge has a
-tooltip with its names, role and score. Every text reaching DOT is quoted and
-escaped (backslashes included).
+tooltip with its names, role and score. Every text reaching DOT goes through
+:mod:`circuits.draw.quote` (backslashes, quotes, control characters and
+entities included); node ids are made of ``[A-Za-z0-9_]`` only.
 
 Lanes are kept in order by invisible fences: at every rank a chain of
 invisible points ordered by flat edges, the lanes' nodes between them, joined
@@ -40,10 +41,10 @@ from __future__ import annotations
 
 import itertools
 from typing import Any
-from xml.sax.saxutils import escape
 
 from circuits.circuit import Circuit, component_of
-from circuits.draw.dot import ARROWS, FILLS, SHAPES, SIGN_COLOURS, _id, _level, _q
+from circuits.draw.dot import ARROWS, FILLS, SHAPES, SIGN_COLOURS, _id, _level
+from circuits.draw.quote import dot_html, dot_string
 from circuits.relations.roles import READERS, ROLES
 from circuits.vocab import INPUT, LOGITS, InputError, head_name, parse_node
 
@@ -102,7 +103,7 @@ def _graph(title: str) -> Any:
 
     g = pydot.Dot(graph_type="digraph", rankdir="BT", newrank="true", ranksep="0.28", nodesep="0.14",
                   outputorder="edgesfirst")  # fmt: skip
-    g.set_graph_defaults(label=_q(title), labelloc="t", fontname="Helvetica", fontsize="14")
+    g.set_graph_defaults(label=dot_string(title), labelloc="t", fontname="Helvetica", fontsize="14")
     g.set_node_defaults(
         fontname="Helvetica", fontsize="10", style="filled", height="0.26", margin='"0.05,0.02"'
     )
@@ -214,9 +215,9 @@ def role_dot(circuit: Circuit, *, title: str | None = None, kv_hubs: bool | None
             elif receiver == LOGITS and role != "last":
                 tip += " (logits are read at the last position only)"
             width = 0.7 + 3.8 * abs(score) / top
-            attrs: dict[str, Any] = {"color": _q(SIGN_COLOURS["neg" if score < 0 else "pos"]), "arrowhead": ARROWS[qkv],
-                     "penwidth": f"{max(width, 1.2) if cross else width:.3f}",
-                     "tooltip": _q(f"{tip}: score {score:+.4g}"), "weight": "1" if cross else "3"}  # fmt: skip
+            attrs: dict[str, Any] = {"color": dot_string(SIGN_COLOURS["neg" if score < 0 else "pos"]),
+                     "arrowhead": ARROWS[qkv], "penwidth": f"{max(width, 1.2) if cross else width:.3f}",
+                     "tooltip": dot_string(f"{tip}: score {score:+.4g}"), "weight": "1" if cross else "3"}  # fmt: skip
             if cross:
                 attrs["style"] = CROSS_STYLE
             edges.append(((sender, role), target, attrs))
@@ -225,9 +226,10 @@ def role_dot(circuit: Circuit, *, title: str | None = None, kv_hubs: bool | None
         for head, rho in reads:
             nodes.add((head, rho))
             edges.append(((kv_input, role), (head, rho), {
-                "color": _q(HUB_COLOUR), "style": CROSS_STYLE if rho != role else "solid",
+                "color": dot_string(HUB_COLOUR), "style": CROSS_STYLE if rho != role else "solid",
                 "penwidth": "1.4" if rho != role else "0.8", "arrowhead": "vee", "weight": "1", "minlen": "2",
-                "tooltip": _q(f"a{layer} key/value head {kv} read at {role} feeds {head}'s output at {rho}")}))  # fmt: skip
+                "tooltip": dot_string(f"a{layer} key/value head {kv} read at {role} feeds {head}'s output "
+                                      f"at {rho}")}))  # fmt: skip
 
     g = _graph(title or _title(circuit))
     _layout(g, circuit, nodes, sent, bool(hubs), {(s, t) for s, t, _ in edges})
@@ -266,7 +268,7 @@ def _layout(
         same = pydot.Subgraph(rank="same")
         if 0 <= layer < 10**6:
             text = (f"L{layer} k/v", f"L{layer} attn", f"L{layer} mlp")[stage]
-            axis = pydot.Node(f"axis_{j}", label=_q(text), shape="plaintext", style="solid",
+            axis = pydot.Node(f"axis_{j}", label=dot_string(text), shape="plaintext", style="solid",
                               fontcolor='"#888888"', fontsize="9", height="0.1")  # fmt: skip
         else:
             axis = pydot.Node(f"axis_{j}", label='""', shape="point", style="invis", width="0.01")
@@ -280,9 +282,9 @@ def _layout(
         members: list[tuple[int, str]] = []
         if level == _HEADER:
             for i, lane in enumerate(lanes):
-                same.add_node(pydot.Node(f"lane_{lane}", label=_q(f"{lane}\n{_units(counts[lane])}"),
+                same.add_node(pydot.Node(f"lane_{lane}", label=dot_string(f"{lane}\n{_units(counts[lane])}"),
                                          shape="plaintext", style="solid", fontsize="13",
-                                         tooltip=_q(f"role {lane}: {_units(counts[lane])}")))  # fmt: skip
+                                         tooltip=dot_string(f"role {lane}: {_units(counts[lane])}")))  # fmt: skip
                 members.append((i, f"lane_{lane}"))
         for name, role in sorted(levels[level], key=lambda n: (ROLES.index(n[1]), _head_index(n[0]), n[0])):
             same.add_node(_draw_node(name, role, sent.get((name, role), [])))
@@ -343,7 +345,8 @@ def _legend_node(hubs: bool) -> Any:
             ("   the head's output at another", "#555555"),
         ]
     rows += [("node: component at the lane's role", "#555555"), ("ellipse head, box MLP", "#555555")]
-    cells = "".join(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{c}">{escape(t)}</FONT></TD></TR>' for t, c in rows)
+    cells = "".join(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{dot_html(c)}">{dot_html(t)}</FONT></TD></TR>'
+                    for t, c in rows)  # fmt: skip
     label = f'<<TABLE BORDER="1" COLOR="#bbbbbb" CELLSPACING="1" CELLBORDER="0">{cells}</TABLE>>'
     return pydot.Node("legend", shape="plaintext", style="solid", fontsize="9", label=label)
 
@@ -355,12 +358,12 @@ def _draw_node(name: str, role: str, sent: list[float]) -> Any:
     if qkv:
         label = f"a{layer} kv{head}"
         tip = f"key/value head {head} of layer {layer} (its k and v inputs) read at {role}"
-        attrs: dict[str, Any] = {"shape": SHAPES["head_input"], "fillcolor": _q(FILLS["head_input"]),
+        attrs: dict[str, Any] = {"shape": SHAPES["head_input"], "fillcolor": dot_string(FILLS["head_input"]),
                                  "fontsize": "8", "height": "0.2"}  # fmt: skip
     else:
         label = name
         tip = f"{name} at {role} ({kind}" + (f", layer {layer})" if layer is not None else ")")
         if sent:
             tip += f"; sends {len(sent)} unit{'s' * (len(sent) > 1)} at {role}, score sum {sum(sent):+.4g}"
-        attrs = {"shape": SHAPES[kind], "fillcolor": _q(FILLS[kind])}
-    return pydot.Node(_node_id(name, role), label=_q(label), tooltip=_q(tip), **attrs)
+        attrs = {"shape": SHAPES[kind], "fillcolor": dot_string(FILLS[kind])}
+    return pydot.Node(_node_id(name, role), label=dot_string(label), tooltip=dot_string(tip), **attrs)

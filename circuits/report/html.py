@@ -1,15 +1,16 @@
 """HTML pieces of the report: escaping, relative links, numbers, tables, figures and the page skeleton.
 
-Every text that reaches a page passes through :func:`esc` (names and numbers
-come from files someone else wrote); every link is relative to the page that
-holds it and percent-encoded, so the report opens from ``file://`` wherever
-the results folder is moved. The style sheet is inline and nothing is
+Every text that reaches a page passes through :func:`esc`, the report's name
+for :func:`circuits.draw.quote.markup` (names and numbers come from files
+someone else wrote); every link is :func:`href`: relative to the page that
+holds it, percent-encoded (so no name can make a ``javascript:`` or any other
+scheme) and then escaped, so the report opens from ``file://`` wherever the
+results folder is moved. The style sheet is inline and nothing is
 fetched: the pages work offline.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from circuits.draw.quote import markup
 from circuits.uncertainty import Interval
 
 __all__ = ["Nav", "NavItem", "esc", "fmt_interval", "fmt_num", "href", "page", "table", "value_html"]
@@ -87,17 +89,25 @@ class Nav:
 def esc(value: Any) -> str:
     """``value`` as text safe inside HTML elements and quoted attributes.
 
-    >>> esc('<script>alert("x")</script> & co')
-    '&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co'
+    It is :func:`circuits.draw.quote.markup`: ``&``, ``<``, ``>`` and both quotes
+    escaped, control characters other than tab and newline removed.
+
+    >>> esc('<script>alert("x")</script> & co'), esc("it's\\x00")
+    ('&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; co', 'it&#x27;s')
     """
-    return html.escape(str(value), quote=True)
+    return markup(value)
 
 
 def href(target: Path, here: Path) -> str:
     """A link to ``target`` from a page in folder ``here``: relative, percent-encoded and escaped.
 
+    Every character but letters, digits, ``_.-~`` and ``/`` is percent-encoded, ``:`` included, so
+    a link made from a name never has a scheme (``javascript:`` or any other) nor a host.
+
     >>> href(Path("/r/m/a b/c#1.svg"), Path("/r/report/m"))
     '../../m/a%20b/c%231.svg'
+    >>> href(Path("/r/javascript:alert(1)/x.svg"), Path("/r")), href(Path('/r/"><b>'), Path("/r"))
+    ('javascript%3Aalert%281%29/x.svg', '%22%3E%3Cb%3E')
     """
     rel = Path(os.path.relpath(target, here)).as_posix()
     return esc(quote(rel, safe="/"))

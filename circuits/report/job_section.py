@@ -16,8 +16,9 @@ def _pair(label: str, p: Any) -> str:
     relative = noise.get("relative")
     extra = f"; relative to the two split-half ceilings {fmt_num(relative)}" if relative is not None else ""
     interval = f" {esc(fmt_interval(noise))}" if noise.get("low") is not None else ""
-    return (f"<li><b>{esc(label)}</b>: {esc(p['a'])} and {esc(p['b'])}, edge Jaccard{interval or ' ' + fmt_num(p.get('value'))}"
-            f"{esc(extra)}; share of heads {fmt_num(p.get('head_share'))}</li>")  # fmt: skip
+    value = interval or " " + esc(fmt_num(p.get("value")))
+    return (f"<li><b>{esc(label)}</b>: {esc(p['a'])} and {esc(p.get('b', '—'))}, edge Jaccard{value}"
+            f"{esc(extra)}; share of heads {esc(fmt_num(p.get('head_share')))}</li>")  # fmt: skip
 
 
 def job_section(job: dict[str, Any], link: str) -> str:
@@ -32,16 +33,17 @@ def job_section(job: dict[str, Any], link: str) -> str:
     """
     out = [f'<h3>What the main job found (<a href="{link}">job.json</a>)</h3>']
     if isinstance(job.get("seconds"), int | float):
-        out.append(f"<p>{fmt_num(job.get('stages_run'))} stages ran and {fmt_num(job.get('stages_reused'))} were "
-                   f"read back from disk, in {fmt_num(job['seconds'], 0)} s.</p>")  # fmt: skip
+        ran, reused = esc(fmt_num(job.get("stages_run"))), esc(fmt_num(job.get("stages_reused")))
+        seconds = fmt_num(job["seconds"], 0)
+        out.append(f"<p>{ran} stages ran and {reused} were read back from disk, in {seconds} s.</p>")
     reuse = job.get("reuse") if isinstance(job.get("reuse"), dict) else {}
     items = [_pair("most similar circuits", reuse.get("most_similar")),
              _pair("least similar circuits", reuse.get("least_similar"))]  # fmt: skip
     core = reuse.get("core")
     if isinstance(core, dict) and "n_edges" in core:
-        heads = ", ".join(str(h) for h in (core.get("heads") or [])[:10])
-        items.append(f"<li><b>shared core</b>: {fmt_num(core['n_edges'])} edges in at least {fmt_num(core.get('k'))} "
-                     f"circuits; heads {esc(heads)}</li>")  # fmt: skip
+        heads = ", ".join(str(h) for h in (core["heads"] if isinstance(core.get("heads"), list) else [])[:10])
+        items.append(f"<li><b>shared core</b>: {esc(fmt_num(core['n_edges']))} edges in at least "
+                     f"{esc(fmt_num(core.get('k')))} circuits; heads {esc(heads)}</li>")  # fmt: skip
     if any(items):
         out.append("<ul>" + "".join(items) + "</ul>")
     channels = job.get("channels")
