@@ -36,6 +36,17 @@ from typing import Any
 
 import numpy as np
 
+from circuits.checks import (
+    check_metadata,
+    check_node_link,
+    check_params,
+    finite_number,
+    is_number,
+    name_problem,
+    non_finite,
+    shape_ranges,
+    short,
+)
 from circuits.graph import (
     ROLE_POSITIONS,
     SUMMED,
@@ -177,20 +188,17 @@ class Circuit:
         for key, score in self.edges.items():
             sender, receiver = key
             s, r = senders.get(sender), receivers.get(receiver)
-            size = (f"{self.shape.n_layers} layers, {self.shape.n_heads} heads, "
-                    f"{self.shape.n_kv_heads} key/value heads")  # fmt: skip
-            if s is None:
-                raise InputError(f"{sender!r} is not a sender of a graph with {size}; senders are "
-                                 "'input', 'a{layer}.h{head}' and 'm{layer}'")  # fmt: skip
-            if r is None:
-                raise InputError(f"{receiver!r} is not a receiver of a graph with {size}; receivers are "
-                                 "'a{layer}.h{head}<q>', 'a{layer}.h{kv_head}<k|v>', 'm{layer}' and 'logits'")  # fmt: skip
+            for name, index, side in ((sender, s, "sender"), (receiver, r, "receiver")):
+                if index is None:
+                    why = name_problem(name, self.shape, side) or "unknown name"
+                    raise InputError(f"edge ({sender!r}, {receiver!r}): {name!r} is not a {side} of the graph "
+                                     f"({shape_ranges(self.shape)}): {why}")  # fmt: skip
             if not mask[s, r]:
-                raise InputError(
-                    f"({sender!r}, {receiver!r}) is not an edge of a graph with {self.shape.n_layers} "
-                    f"layers, {self.shape.n_heads} heads and {self.shape.n_kv_heads} key/value heads; "
-                    "a sender must come before its receiver in the forward order"
-                )
+                raise InputError(f"edge ({sender!r}, {receiver!r}) is not an edge of the graph "
+                                 f"({shape_ranges(self.shape)}): a sender must come before its receiver in the "
+                                 "forward order (a head or MLP "
+                                 "of layer l feeds later layers and logits; an MLP reads its own layer's heads "
+                                 "unless the block is parallel)")  # fmt: skip
             clean[(str(sender), str(receiver))] = float(score)
         self.edges = clean
         if self.roles is not None:
@@ -449,14 +457,38 @@ class Circuit:
 
     @classmethod
     def from_networkx(cls, g: Any) -> Circuit:
-        """The circuit of a ``DiGraph`` made by :meth:`to_networkx` (internal edges are skipped)."""
-        meta = dict(g.graph)
+        """The circuit of a ``DiGraph`` made by :meth:`to_networkx` (internal edges are skipped).
+
+        Every field is checked before it is used: the shape against sane
+        bounds (:meth:`GraphShape.from_dict`) before anything of its size is
+        allocated, every node's name against the shape, every score (edge,
+        node, role, faithfulness, numbers in ``params``) is a finite number,
+        and the provenance's fields the engine reads have their types
+        (:func:`~circuits.checks.check_metadata`).
+        """
+        meta = g.graph
+        if not isinstance(meta, dict):
+            raise InputError(f"the graph attributes must be an object, not {type(meta).__name__}")
         if meta.get("format") != FORMAT:
             raise InputError(f"graph attribute 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
-        try:
-            shape = GraphShape(**meta["shape"])
-        except (KeyError, TypeError) as error:
-            raise InputError(f"graph attribute 'shape' is missing or invalid: {error}") from None
+        if "shape" not in meta:
+            raise InputError(
+                "graph attribute 'shape' is missing; it holds n_layers, n_heads, n_kv_heads, parallel"
+            )
+        shape = GraphShape.from_dict(meta["shape"], source="graph attribute 'shape' is invalid")
+        size = shape_ranges(shape)
+        for u, v, data in g.edges(data=True):
+            for name, side in ((u, "sender"), (v, "receiver")):
+                why = None if data.get("internal") else name_problem(name, shape, side)
+                if why is not None:
+                    raise InputError(
+                        f"edge ({u!r}, {v!r}): {name!r} is not a {side} of the graph ({size}): {why}"
+                    )
+        senders, receivers, _ = graph_index(shape)
+        for node in g.nodes:
+            if not isinstance(node, str) or (node not in senders and node not in receivers):
+                raise InputError(f"node {node!r} is not a node of the graph ({size}): "
+                                 f"{name_problem(node, shape) or 'unknown name'}")  # fmt: skip
         edges = {}
         position_aware = check_positions(meta.get("positions", SUMMED)) == ROLE_POSITIONS
         roles: dict[Edge, dict[str, float]] | None = {} if position_aware else None
@@ -465,18 +497,40 @@ class Circuit:
                 continue
             if "score" not in data:
                 raise InputError(f"edge ({u!r}, {v!r}) has no 'score' attribute")
-            edges[(u, v)] = data["score"]
+            edges[(u, v)] = finite_number(data["score"], f"edge ({u!r}, {v!r}): 'score'")
             if roles is not None:
                 kept = data.get("roles")
-                if not isinstance(kept, dict) or not all(isinstance(x, (int, float)) for x in kept.values()):
-                    raise InputError(f"position-aware edge ({u!r}, {v!r}) needs 'roles': {{role: score}}, "
-                                     f"not {kept!r}")  # fmt: skip
+                if not isinstance(kept, dict) or not all(is_number(x) for x in kept.values()):
+                    raise InputError(f"position-aware edge ({u!r}, {v!r}) needs 'roles': {{role: score}} with "
+                                     f"finite numbers as scores, not {short(kept)}")  # fmt: skip
                 roles[(u, v)] = kept
-        node_scores = {n: d["score"] for n, d in g.nodes(data=True) if d.get("score") is not None}
-        provenance = upgrade_metadata(dict(meta.get("provenance") or {}))
-        extract_method = str(meta.get("extract_method", meta.get("method", "custom")))  # "method" before 0.2
-        return cls(shape, edges, node_scores, provenance, extract_method, meta.get("params") or {},
-                   meta.get("faithfulness"), meta.get("name", ""), roles)  # fmt: skip
+        node_scores = {n: finite_number(d["score"], f"node {n!r}: 'score'")
+                       for n, d in g.nodes(data=True) if d.get("score") is not None}  # fmt: skip
+        provenance = meta.get("provenance")
+        if not isinstance(provenance, dict | None):
+            raise InputError(f"graph attribute 'provenance' must be an object, not {short(provenance)}")
+        provenance = upgrade_metadata(dict(provenance or {}))
+        check_metadata(provenance, "graph attribute 'provenance'", names_may_be_null=True)
+        extract_method = meta.get("extract_method", meta.get("method", "custom"))  # "method" before 0.2
+        name = meta.get("name", "")
+        for key, value in (("extract_method", extract_method), ("name", name)):
+            if not isinstance(value, str):
+                raise InputError(f"graph attribute {key!r} must be a string, not {short(value)}")
+        params = meta.get("params") or {}
+        if not isinstance(params, dict):
+            raise InputError(f"graph attribute 'params' must be an object, not {short(params)}")
+        where = non_finite(params)
+        if where is not None:
+            raise InputError(
+                f"graph attribute 'params': field {where[0]!r} is {where[1]}; numbers must be finite"
+            )
+        check_params(params)
+        faithfulness = meta.get("faithfulness")
+        if faithfulness is not None:
+            faithfulness = finite_number(faithfulness, "graph attribute 'faithfulness'", "a number or null")
+        return cls(
+            shape, edges, node_scores, provenance, str(extract_method), params, faithfulness, str(name), roles
+        )
 
     # ------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -487,14 +541,37 @@ class Circuit:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "circuit") -> Circuit:
+        """The circuit of node-link data written by :meth:`to_dict`; every error starts with ``source``.
+
+        The structure (``graph``, ``nodes`` and ``edges`` and their fields) is
+        checked before networkx reads it, and no number anywhere may be NaN
+        or infinite (Python writes ``NaN`` into JSON; it is refused, naming
+        the field); then :meth:`from_networkx` checks the values.
+
+        >>> data = Circuit(GraphShape(1, 1, 1), {("input", "logits"): -1.0}).to_dict()
+        >>> data["edges"][0]["score"] = float("nan")
+        >>> Circuit.from_dict(data, source="c.json")
+        Traceback (most recent call last):
+        ...
+        circuits.vocab.InputError: c.json: edge ('input', 'logits'): 'score' is NaN; numbers must be finite
+        >>> data["edges"][0]["score"] = "-1.0"
+        >>> Circuit.from_dict(data, source="c.json")
+        Traceback (most recent call last):
+        ...
+        circuits.vocab.InputError: c.json: edge ('input', 'logits'): 'score' is '-1.0'; valid: a finite number
+        """
         import networkx as nx
 
         if not isinstance(data, dict) or "nodes" not in data or "edges" not in data:
             raise InputError(f"{source}: not circuit JSON (expected node-link data with 'nodes' "
                              "and 'edges', as written by Circuit.to_json)")  # fmt: skip
         try:
+            check_node_link(data)
+        except InputError as error:
+            raise InputError(f"{source}: {error}") from None
+        try:
             g = nx.node_link_graph(data, edges="edges")
-        except (KeyError, TypeError) as error:
+        except (KeyError, TypeError, ValueError) as error:
             raise InputError(f"{source}: malformed node-link data: {error!r}") from None
         try:
             return cls.from_networkx(g)
@@ -509,10 +586,15 @@ class Circuit:
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "circuit") -> Circuit:
+        """The circuit of JSON written by :meth:`to_json` (a byte-order mark is allowed); see :meth:`from_dict`."""
         try:
-            data = json.loads(text)
+            data = json.loads(text.removeprefix("\ufeff"))
         except json.JSONDecodeError as error:
             raise InputError(f"{source}: malformed JSON at line {error.lineno}: {error.msg}") from None
+        except RecursionError:
+            raise InputError(f"{source}: malformed JSON: nested too deeply to be a circuit") from None
+        except ValueError as error:  # e.g. an integer of more digits than Python converts
+            raise InputError(f"{source}: malformed JSON: {error}") from None
         return cls.from_dict(data, source=source)
 
     def save(self, path: str | Path) -> Path:
@@ -524,7 +606,19 @@ class Circuit:
 
     @classmethod
     def load(cls, path: str | Path) -> Circuit:
+        """The circuit of a JSON file written by :meth:`save`; a file that is not one is an :class:`InputError`."""
         path = Path(path)
         if not path.is_file():
             raise InputError(f"{path}: no such circuit file (write one with `circuits extract`)")
-        return cls.from_json(path.read_text(encoding="utf-8"), source=str(path))
+        try:
+            raw = path.read_bytes()
+        except OSError as error:
+            raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = raw[: error.start].count(b"\n") + 1
+            raise InputError(f"{path}: not UTF-8 text (line {line}, byte {error.start} is "
+                             f"0x{raw[error.start]:02x}); not a circuit file written by `circuits extract`"
+                             ) from None  # fmt: skip
+        return cls.from_json(text, source=str(path))

@@ -30,10 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from circuits.checks import is_whole, short
 from circuits.relations.roles import ROLES
 from circuits.vocab import INPUT, LOGITS, InputError, head_name, mlp_name, qkv_name
 
 __all__ = [
+    "MAX_GRAPH_ENTRIES",
+    "MAX_HEADS",
+    "MAX_LAYERS",
     "N_ROLES",
     "PAIR_EDGES",
     "POSITIONS",
@@ -57,6 +61,19 @@ SUMMED = "summed"
 ROLE_POSITIONS = "roles"
 POSITIONS = (SUMMED, ROLE_POSITIONS)
 """How edge scores treat positions: summed over every position, or split by position role."""
+
+MAX_LAYERS = 1024
+"""The most layers a shape read from a file may have (Llama 3.1 405B has 126, GPT-3 96)."""
+MAX_HEADS = 1024
+"""The most query heads per layer a shape read from a file may have (Llama 3.1 405B has 128, Falcon 180B 232)."""
+MAX_GRAPH_ENTRIES = 2**30
+"""The most ``senders x receivers`` entries a shape read from a file may have.
+
+About twice the largest real model's: Megatron-Turing NLG 530B (105 layers,
+128 heads, no key/value grouping) has 5.5e8, Llama 3.1 405B (126 layers, 128
+query and 8 key/value heads) 3.0e8. A dense float32 score matrix this size
+takes 4 GiB; anything larger in a file is a mistake or an attack.
+"""
 
 
 def check_positions(positions: str) -> str:
@@ -123,10 +140,92 @@ class GraphShape:
     parallel: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("n_layers", "n_heads", "n_kv_heads"):
+            value = getattr(self, name)
+            if not is_whole(value):
+                raise InputError(f"{name} must be a whole number, not {value!r}")
+            object.__setattr__(self, name, int(value))
+        if not isinstance(self.parallel, (bool, np.bool_)):
+            raise InputError(f"parallel must be true or false, not {self.parallel!r}")
+        object.__setattr__(self, "parallel", bool(self.parallel))
         if min(self.n_layers, self.n_heads, self.n_kv_heads) < 1:
             raise InputError(f"a graph needs at least one layer and head, not {self}")
         if self.n_heads % self.n_kv_heads:
             raise InputError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "shape") -> GraphShape:
+        """The shape of a file's ``{"n_layers", "n_heads", "n_kv_heads", "parallel"}``, checked and bounded.
+
+        Every field must have its type (whole numbers; ``parallel`` true or
+        false, false when left out) and the shape must stay within
+        :data:`MAX_LAYERS`, :data:`MAX_HEADS` and :data:`MAX_GRAPH_ENTRIES`, so a
+        careless or hostile file is refused before anything of its size is
+        allocated. ``source`` starts every message (the file and the field).
+
+        >>> GraphShape.from_dict({"n_layers": 2, "n_heads": 4, "n_kv_heads": 2})
+        GraphShape(n_layers=2, n_heads=4, n_kv_heads=2, parallel=False)
+        >>> GraphShape.from_dict({"n_layers": 10**7, "n_heads": 4, "n_kv_heads": 4}, source="c.json: shape")
+        Traceback (most recent call last):
+        ...
+        circuits.vocab.InputError: c.json: shape: n_layers is 10000000; valid: 1 to 1024
+        >>> GraphShape.from_dict({"n_layers": 2, "n_heads": "4", "n_kv_heads": 4}, source="g.json: shape")
+        Traceback (most recent call last):
+        ...
+        circuits.vocab.InputError: g.json: shape: n_heads must be a whole number, not '4'
+        """
+        names = ("n_layers", "n_heads", "n_kv_heads")
+        if not isinstance(data, dict):
+            raise InputError(f"{source}: must be an object with {', '.join(names)} and parallel, "
+                             f"not {short(data)}")  # fmt: skip
+        missing = [n for n in names if n not in data]
+        unknown = sorted(str(k) for k in data if k not in (*names, "parallel"))
+        if missing or unknown:
+            what = f"misses {', '.join(missing)}" if missing else f"has unknown fields {', '.join(unknown)}"
+            raise InputError(f"{source}: {what}; a shape has {', '.join(names)} and parallel")
+        for name, top in (("n_layers", MAX_LAYERS), ("n_heads", MAX_HEADS), ("n_kv_heads", MAX_HEADS)):
+            value = data[name]
+            if is_whole(value) and not 1 <= value <= top:
+                raise InputError(f"{source}: {name} is {value}; valid: 1 to {top}")
+        try:
+            shape = cls(data["n_layers"], data["n_heads"], data["n_kv_heads"], data.get("parallel", False))
+        except InputError as error:
+            raise InputError(f"{source}: {error}") from None
+        return shape.check_bounds(source)
+
+    def check_bounds(self, source: str = "shape") -> GraphShape:
+        """``self`` when it is no larger than any real model's graph (see :data:`MAX_GRAPH_ENTRIES`).
+
+        Call it on a shape read from a file before allocating anything of its size.
+
+        >>> GraphShape(126, 128, 8).check_bounds().n_edges  # Llama 3.1 405B
+        147352528
+        >>> GraphShape(1000, 100, 100).check_bounds("x.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        circuits.vocab.InputError: x.json: a graph of 1000 layers, 100 heads and 100 key/value heads has 3.0e+10 ...
+        """
+        if self.n_layers > MAX_LAYERS or self.n_heads > MAX_HEADS:
+            raise InputError(f"{source}: a graph of {self.n_layers} layers and {self.n_heads} heads is larger "
+                             f"than any model; valid: at most {MAX_LAYERS} layers and {MAX_HEADS} heads")  # fmt: skip
+        entries = self.n_senders * self.n_receivers
+        if entries > MAX_GRAPH_ENTRIES:
+            raise InputError(f"{source}: a graph of {self.n_layers} layers, {self.n_heads} heads and "
+                             f"{self.n_kv_heads} key/value heads has {entries:.1e} senders x receivers "
+                             f"entries; valid: at most {MAX_GRAPH_ENTRIES:.1e} (twice the largest real "
+                             "model's)")  # fmt: skip
+        return self
+
+    @property
+    def n_edges(self) -> int:
+        """Number of edges, counted without building the mask (:func:`edge_mask` has this many true entries).
+
+        >>> GraphShape(12, 12, 12).n_edges, GraphShape(30, 9, 3).n_edges  # GPT-2 small, SmolLM2-135M
+        (32491, 70651)
+        """
+        before = self.n_layers + (self.n_heads + 1) * self.n_layers * (self.n_layers - 1) // 2
+        own_heads = 0 if self.parallel else self.n_layers * self.n_heads
+        return (self.n_heads + 2 * self.n_kv_heads + 1) * before + own_heads + self.n_senders
 
     @classmethod
     def of(cls, model: Any) -> GraphShape:

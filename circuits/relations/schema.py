@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import importlib.resources
+import io
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +22,15 @@ from typing import Any
 
 from circuits.vocab import InputError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "Fact",
     "Relation",
     "bundled_relations",
     "check_template",
     "load_relation",
+    "load_relations",
     "relation_from_csv",
     "relation_to_json",
 ]
@@ -154,7 +159,7 @@ def load_relation(name_or_path: str | Path, *, template: str | None = None) -> R
         return relation_from_csv(text_name, template)
     if text_name in bundled_relations():
         entry = importlib.resources.files("circuits.relations") / f"{text_name}.json"
-        return _parse_lre(entry.read_text(encoding="utf-8"), source=f"bundled:{text_name}",
+        return _parse_lre(entry.read_text(encoding="utf-8-sig"), source=f"bundled:{text_name}",
                           name=text_name)  # fmt: skip
     path = Path(name_or_path)
     if not path.is_file():
@@ -162,11 +167,34 @@ def load_relation(name_or_path: str | Path, *, template: str | None = None) -> R
             f"relation {text_name!r} is neither a bundled relation nor a file; bundled: "
             f"{', '.join(bundled_relations())}"
         )
+    return _parse_lre(_read_text(path), source=str(path), name=path.stem)
+
+
+def _read_text(path: Path) -> str:
+    """The text of a UTF-8 file (a byte-order mark is dropped); else an :class:`InputError` saying where it is not.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "latin.csv"
+    >>> _ = path.write_bytes(b"subject,object\\nFr\\xe9nce,Paris\\n")
+    >>> _read_text(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    circuits.vocab.InputError: .../latin.csv: line 2 is not UTF-8 (byte 17 of the file is 0xe9); re-save it as UTF-8 ...
+    >>> _ = path.write_bytes("\\ufeffsubject,object\\n".encode())
+    >>> _read_text(path)
+    'subject,object\\n'
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not UTF-8 text ({error.reason})") from None
-    return _parse_lre(text, source=str(path), name=path.stem)
+        line = raw[: error.start].count(b"\n") + 1
+        raise InputError(f"{path}: line {line} is not UTF-8 (byte {error.start} of the file is "
+                         f"0x{raw[error.start]:02x}); re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`, "
+                         "or 'CSV UTF-8' in a spreadsheet)") from None  # fmt: skip
 
 
 def _parse_lre(text: str, *, source: str, name: str) -> Relation:
@@ -176,6 +204,10 @@ def _parse_lre(text: str, *, source: str, name: str) -> Relation:
         raise InputError(
             f"{source}: malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}"
         ) from None
+    except RecursionError:
+        raise InputError(f"{source}: malformed JSON: nested too deeply to be a relation") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise InputError(f"{source}: malformed JSON: {error}") from None
     if not isinstance(data, dict):
         raise InputError(f"{source}: the top level must be an object with 'samples' and "
                          f"'prompt_templates', not {type(data).__name__}")  # fmt: skip
@@ -232,14 +264,28 @@ def _relation(
     if not facts:
         raise InputError(f"{source}: the relation has no facts; add samples "
                          '[{"subject": ..., "object": ...}]')  # fmt: skip
-    seen: set[str] = set()
-    unique = []
+    first: dict[str, Fact] = {}
+    objects: dict[str, list[str]] = {}
     for fact in facts:
-        if fact.subject not in seen:
-            seen.add(fact.subject)
-            unique.append(fact)
+        first.setdefault(fact.subject, fact)
+        known = objects.setdefault(fact.subject, [])
+        if fact.object not in known:
+            known.append(fact.object)
+    unique = list(first.values())
+    _warn_ambiguous(name, source, {s: o for s, o in objects.items() if len(o) > 1})
     return Relation(name, title, tuple(templates), tuple(zero_shot), dict(properties),
                     tuple(unique), source)  # fmt: skip
+
+
+def _warn_ambiguous(name: str, source: str, ambiguous: dict[str, list[str]]) -> None:
+    """Log a warning naming the subjects given more than one object (only the first is kept)."""
+    if not ambiguous:
+        return
+    shown = "; ".join(f"{s}: {', '.join(o)}" for s, o in list(ambiguous.items())[:3])
+    more = "; ..." if len(ambiguous) > 3 else ""
+    count = "1 subject has" if len(ambiguous) == 1 else f"{len(ambiguous)} subjects have"
+    log.warning("relation %s (file %s): %s more than one object (%s%s); the first is kept", name, source, count,
+                shown, more)  # fmt: skip
 
 
 def check_template(template: str, where: str) -> None:
@@ -258,8 +304,9 @@ def relation_from_csv(path: str | Path, template: str, *, name: str | None = Non
     if not path.is_file():
         raise InputError(f"{path}: no such CSV file")
     facts = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        for line_no, row in enumerate(reader, start=1):
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != 2:
@@ -271,6 +318,10 @@ def relation_from_csv(path: str | Path, template: str, *, name: str | None = Non
             if not subject or not obj:
                 raise InputError(f"{path}: line {line_no} has an empty subject or object")
             facts.append(Fact(subject, obj))
+    except csv.Error as error:
+        raise InputError(
+            f"{path}: line {reader.line_num} is not CSV ({error}); expected subject,object rows"
+        ) from None
     props = {"relation_type": "custom", "domain_name": "subject", "range_name": "object",
              "symmetric": False}  # fmt: skip
     return _relation(name or path.stem, name or path.stem, [template], [], props, facts, str(path))
@@ -291,3 +342,27 @@ def relation_to_json(relation: Relation) -> dict[str, Any]:
         "properties": relation.properties,
         "samples": [{"subject": f.subject, "object": f.object} for f in relation.facts],
     }
+
+
+def load_relations(names_or_paths: Sequence[str | Path]) -> list[tuple[str | Path, Relation]]:
+    """Each argument with its loaded relation; the same relation named twice is an :class:`InputError`.
+
+    Commands that compare relations key everything by the relation's name, so
+    a relation given twice (by name, or by two files of the same name) would
+    silently count once.
+
+    >>> [rel.name for _, rel in load_relations(["country_capital_city", "country_language"])]
+    ['country_capital_city', 'country_language']
+    >>> load_relations(["country_capital_city", "country_capital_city"])
+    Traceback (most recent call last):
+    ...
+    circuits.vocab.InputError: relation country_capital_city is given twice (country_capital_city, country_capital_city); name each relation once
+    """
+    loaded = [(arg, load_relation(arg)) for arg in names_or_paths]
+    seen: dict[str, list[str]] = {}
+    for arg, rel in loaded:
+        seen.setdefault(rel.name, []).append(str(arg))
+    for name, args in seen.items():
+        if len(args) > 1:
+            raise InputError(f"relation {name} is given twice ({', '.join(args)}); name each relation once")
+    return loaded

@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from circuits.checks import is_number, is_whole
 from circuits.graph import GraphShape, edge_mask
 from circuits.vocab import LOGITS, InputError, mlp_name, qkv_name
 
@@ -81,8 +82,6 @@ __all__ = [
     "bad_value",
     "check_engine",
     "describe_shape",
-    "is_int",
-    "is_number",
     "mib_cfg",
     "mib_layout",
     "mib_n_edges",
@@ -199,16 +198,6 @@ def bad_value(source: str, where: str, value: Any, valid: str) -> InputError:
     return InputError(f"{source}: {where} is {text}; {valid}")
 
 
-def is_int(value: Any) -> bool:
-    """An ``int`` that is not a ``bool``."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    """An ``int`` or ``float`` that is not a ``bool``."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def describe_shape(shape: GraphShape) -> str:
     """``"{n} layers and {h} heads"``, for error messages."""
     return f"{shape.n_layers} layers and {shape.n_heads} heads"
@@ -267,28 +256,30 @@ def parse_cfg(
             raise InputError(f"{source}: cfg has no {key!r}; EAP-IG's cfg needs n_layers, n_heads, "
                              "parallel_attn_mlp and d_model")  # fmt: skip
     for key in ("n_layers", "n_heads"):
-        if not is_int(cfg[key]) or cfg[key] < 1:
+        if not is_whole(cfg[key]) or cfg[key] < 1:
             raise bad_value(source, f"cfg[{key!r}]", cfg[key], "it must be a positive integer")
     if not isinstance(cfg["parallel_attn_mlp"], bool):
         raise bad_value(
             source, "cfg['parallel_attn_mlp']", cfg["parallel_attn_mlp"], "it must be true or false"
         )
     d_model = cfg.get("d_model")
-    if d_model is not None and (not is_int(d_model) or d_model < 0):
+    if d_model is not None and (not is_whole(d_model) or d_model < 0):
         raise bad_value(source, "cfg['d_model']", d_model, "it must be a non-negative integer")
     n_heads = cfg["n_heads"]
     stated = cfg.get("n_key_value_heads")
     if stated is not None:
-        if not is_int(stated) or stated < 1 or n_heads % stated:
+        if not is_whole(stated) or stated < 1 or n_heads % stated:
             raise bad_value(source, "cfg['n_key_value_heads']", stated,
                             f"it must be a positive divisor of n_heads ({n_heads}) or null")  # fmt: skip
         if kv_heads is not None and kv_heads != stated:
             raise InputError(f"{source}: --kv-heads {kv_heads} contradicts cfg['n_key_value_heads'] = {stated}; "
                              "leave --kv-heads out")  # fmt: skip
-    elif kv_heads is not None and (not is_int(kv_heads) or kv_heads < 1 or n_heads % kv_heads):
+    elif kv_heads is not None and (not is_whole(kv_heads) or kv_heads < 1 or n_heads % kv_heads):
         raise InputError(f"--kv-heads must be a positive divisor of n_heads ({n_heads}), not {kv_heads}")
     n_kv = stated if stated is not None else (kv_heads if kv_heads is not None else n_heads)
-    shape = GraphShape(cfg["n_layers"], n_heads, n_kv, cfg["parallel_attn_mlp"])
+    shape = GraphShape(cfg["n_layers"], n_heads, n_kv, cfg["parallel_attn_mlp"]).check_bounds(
+        f"{source}: cfg"
+    )
     return shape, cfg.get(KV_MARKER) == ENGINE_NAME
 
 
@@ -301,11 +292,11 @@ def resolve_d_model(metadata: dict[str, Any], d_model: int | None = None) -> int
     (99, 0)
     """
     if d_model is not None:
-        if not is_int(d_model) or d_model < 0:
+        if not is_whole(d_model) or d_model < 0:
             raise InputError(f"--d-model must be a non-negative integer, not {d_model!r}")
         return d_model
     stated = metadata.get("d_model")
-    if is_int(stated) and stated >= 0:
+    if is_whole(stated) and stated >= 0:
         return int(stated)
     return KNOWN_D_MODEL.get(str(metadata.get("model")), 0)
 

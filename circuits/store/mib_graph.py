@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from circuits.checks import is_number, is_whole
 from circuits.circuit import Circuit
 from circuits.graph import GraphShape, ScoredGraph
 from circuits.store.mib_format import (
@@ -27,8 +28,6 @@ from circuits.store.mib_format import (
     bad_value,
     check_engine,
     describe_shape,
-    is_int,
-    is_number,
     mib_cfg,
     mib_layout,
     mib_size,
@@ -207,7 +206,7 @@ class MibGraph:
         """
         if by not in ("abs", "signed"):
             raise InputError(f"rank edges by 'abs' or 'signed', not {by!r}")
-        if not is_int(n) or not 0 <= n <= self.n_edges:
+        if not is_whole(n) or not 0 <= n <= self.n_edges:
             raise InputError(f"a circuit of this graph has 0 to {self.n_edges} edges, not {n}")
         idx = np.flatnonzero(self.layout.mask.ravel())
         values = self.scores.ravel()[idx]
