@@ -103,9 +103,12 @@ def river_lre(tmp_path):
 
 
 def run_cli(capsys, *argv):
-    """``circuits ARGV...`` in-process: (exit status, stdout, stderr)."""
+    """``circuits ARGV...`` in-process: (exit status, stdout, stderr); a refusal while parsing is status 2."""
     from circuits.cli import main
 
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse refuses a bad option or value before the command runs
+        code = stop.code if isinstance(stop.code, int) else 1
     out, err = capsys.readouterr()
     return code, out, err

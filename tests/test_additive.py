@@ -195,9 +195,9 @@ def test_commands_work_on_an_lre_file_never_seen(capsys, tmp_path, river_lre):
 
 def test_command_errors_name_what_was_wrong(capsys):
     code, _, err = run_cli(capsys, "dla", "country_capital_city", *TINY, "--subject-share", "2")
-    assert code == 2 and "subject-share must be a share in [0, 1], not 2.0" in err
-    with pytest.raises(SystemExit):
-        run_cli(capsys, "dla", "country_capital_city", *TINY, "--direction", "sideways")
+    assert code == 2 and "argument --subject-share: must be a number in [0, 1], not '2'" in err
+    code, _, err = run_cli(capsys, "dla", "country_capital_city", *TINY, "--direction", "sideways")
+    assert code == 2 and "argument --direction: invalid choice: 'sideways'" in err
 
 
 # ------------------------------------------------------------ final-layer suppression
@@ -261,7 +261,7 @@ def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llam
 
 def test_suppression_errors_name_what_was_wrong(capsys):
     code, _, err = run_cli(capsys, "suppression", "country_capital_city", *TINY, "--alpha", "1.5")
-    assert code == 2 and "alpha scales the suppressors down and must lie in [0, 1], not 1.5" in err
+    assert code == 2 and "argument --alpha: must be a number in [0, 1], not '1.5'" in err
     code, _, err = run_cli(capsys, "suppression", "country_capital_city", *TINY, "--last-layers", "9")
     assert code == 2 and "--last-layers must lie in [1, 3] for tiny-llama, not 9" in err
 

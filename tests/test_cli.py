@@ -342,7 +342,9 @@ def test_channels_command(capsys):
     args = parser.parse_args(["channels", "--model", "tiny-gpt2", "--top", "2"])
     assert cmd_channels(args) == 0
     assert "writer" in capsys.readouterr().out
-    with pytest.raises(InputError, match="--share"):
-        cmd_channels(parser.parse_args(["channels", "--model", "tiny-gpt2", "--share", "2"]))
+    with pytest.raises(SystemExit) as stop:  # refused while parsing, before the model loads
+        parser.parse_args(["channels", "--model", "tiny-gpt2", "--share", "2"])
+    assert stop.value.code == 2
+    assert "argument --share: must be a number in (0, 1], not '2'" in capsys.readouterr().err
     with pytest.raises(InputError, match="--causal"):
         cmd_channels(parser.parse_args(["channels", "--model", "tiny-gpt2", "--causal", "2"]))

@@ -66,16 +66,17 @@ def test_settings_steps_and_what_a_stored_graph_must_match():
     assert eap.score_method is ScoreMethod.EAP
     assert eap.steps == 1  # EAP takes one gradient step whatever ig_steps says
     assert ScoreSettings(ig_steps=7).steps == 7
-    want = ScoreSettings(score_method="eap-ig", ig_steps=3, max_pairs=8, seed=2).stored_as("bundled:x")
+    want = ScoreSettings(score_method="eap-ig", ig_steps=3, max_pairs=8, seed=2).stored_as()
     assert want == {"score_method": "eap-ig", "metric": "logit-diff", "ablation": "counterfactual",
                     "ig_steps": 3, "seed": 2, "max_pairs": 8, "heldout_fraction": 0.4,
-                    "relation_source": "bundled:x",
                     "known_filter": {"max_rank": 1, "min_prob": 0.0, "heldout_fraction": 0.4},
                     "pair_edges": 4096, "positions": "summed"}  # fmt: skip
     with pytest.raises(InputError, match="at least 1"):
         ScoreSettings(ig_steps=0)
     with pytest.raises(InputError, match="at least 1"):
         ScoreSettings(batch_size=0)
+    with pytest.raises(InputError, match="max_pairs must be at least 2"):
+        ScoreSettings(max_pairs=1)
 
 
 def test_score_metadata_and_evaluation_curve(tiny_llama, tiny_gpt2, tmp_path):

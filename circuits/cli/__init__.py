@@ -24,6 +24,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from circuits.cli import (
     additive,
@@ -44,9 +45,16 @@ from circuits.vocab import CircuitsError, InputError
 __all__ = ["build_parser", "main"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (what was wrong, and where to look), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole parser tree of the ``circuits`` command."""
-    parser = argparse.ArgumentParser(prog="circuits", parents=[options.common()],
+    parser = _Parser(prog="circuits", parents=[options.common()],
                                      description="Circuit-discovery graph engine for transformer language "
                                      "models.")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -109,14 +109,14 @@ def cmd_suppression(args: argparse.Namespace) -> int:
 
 
 def _threshold_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--subject-share", type=float, default=0.7,
+    p.add_argument("--subject-share", type=options.in_range(0, 1), default=0.7,
                    help="a subject head takes at least this share of its positive DLA from the subject "
                    "(default 0.7)")  # fmt: skip
-    p.add_argument("--relation-share", type=float, default=0.7,
+    p.add_argument("--relation-share", type=options.in_range(0, 1), default=0.7,
                    help="... a relation head from the relation tokens (default 0.7)")  # fmt: skip
-    p.add_argument("--mixed-share", type=float, default=0.25,
+    p.add_argument("--mixed-share", type=options.in_range(0, 1), default=0.25,
                    help="... a mixed head at least this from each (default 0.25)")  # fmt: skip
-    p.add_argument("--min-share", type=float, default=0.02,
+    p.add_argument("--min-share", type=options.in_range(0, 1), default=0.02,
                    help="heads are classified when their mean DLA is at least this share of all heads' "
                    "positive DLA (default 0.02)")  # fmt: skip
 
@@ -129,7 +129,7 @@ def register(add: Any) -> None:
     p.add_argument("--direction", choices=("answer", "logit-diff"), default="answer",
                    help="the answer's centred logit, or the logit difference to the counterfactual's answer "
                    "(default answer)")  # fmt: skip
-    p.add_argument("--top", type=int, default=20, help="heads listed and drawn (default 20)")
+    p.add_argument("--top", type=options.at_least(1), default=20, help="heads listed and drawn (default 20)")
     _threshold_options(p)
     output_options(p)
     p.set_defaults(func=cmd_dla)
@@ -142,19 +142,27 @@ def register(add: Any) -> None:
     p.add_argument(
         "--template", help="a template with one '{}' for every relation (default: each one's first)"
     )
-    p.add_argument("--last-layers", type=int, default=2, help="how many final layers to examine (default 2)")
     p.add_argument(
-        "--alpha", type=float, default=0.5, help="scale of the suppressors, in [0, 1] (default 0.5)"
+        "--last-layers",
+        type=options.at_least(1),
+        default=2,
+        help="how many final layers to examine (default 2)",
     )
-    p.add_argument("--majority", type=float, default=0.5,
+    p.add_argument(
+        "--alpha",
+        type=options.in_range(0, 1),
+        default=0.5,
+        help="scale of the suppressors, in [0, 1] (default 0.5)",
+    )
+    p.add_argument("--majority", type=options.in_range(0, 1), default=0.5,
                    help="a component suppresses on a relation when negative on more than this share of its "
                    "prompts (default 0.5)")  # fmt: skip
-    p.add_argument("--relations-share", type=float, default=0.5,
+    p.add_argument("--relations-share", type=options.in_range(0, 1), default=0.5,
                    help="... and is a suppressor when it does on at least this share of the relations "
                    "(default 0.5)")  # fmt: skip
-    p.add_argument("--heldout-fraction", type=float, default=0.4,
+    p.add_argument("--heldout-fraction", type=options.in_range(0, 1), default=0.4,
                    help="share of each relation's pairs held out to measure the mitigation (default 0.4)")  # fmt: skip
-    p.add_argument("--control", type=int, default=64, metavar="N",
+    p.add_argument("--control", type=options.at_least(1), default=64, metavar="N",
                    help="control sentences from relations not analysed (default 64)")  # fmt: skip
     output_options(p)
     p.set_defaults(func=cmd_suppression)

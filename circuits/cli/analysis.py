@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from circuits.cli import options
+
 __all__ = ["finish", "heading", "output_options", "prompt_choice", "run_job"]
 
 
@@ -58,6 +60,8 @@ def heading(record: dict[str, Any]) -> str:
 
 def output_options(p: argparse.ArgumentParser) -> None:
     """``--out`` and ``--store``, on every analysis command (``--boot`` comes with :func:`options.analysis`)."""
-    p.add_argument("--out", type=Path, default=None, help="write <analysis>.json and <analysis>.svg here")
-    p.add_argument("--store", type=Path, default=None, metavar="ROOT",
+    p.add_argument(
+        "--out", type=options.out_dir, default=None, help="write <analysis>.json and <analysis>.svg here"
+    )
+    p.add_argument("--store", type=options.out_dir, default=None, metavar="ROOT",
                    help="also store them in the gallery ROOT (e.g. graphs): ROOT/<model>/<relation>/mechanisms/")  # fmt: skip

@@ -61,19 +61,21 @@ def register(add: Any) -> None:
     """Add ``channels`` through ``add(name, help, *parents)``."""
     p = add("channels", "low-rank channels between heads from weight SVD, checked against patching",
             options.model(), options.seed(), options.quiet(), options.json_output())  # fmt: skip
-    p.add_argument("--top", type=int, default=20, help="channels listed (default 20)")
-    p.add_argument("--share", type=float, default=0.9,
+    p.add_argument("--top", type=options.at_least(1), default=20, help="channels listed (default 20)")
+    p.add_argument("--share", type=options.in_range(0, 1, open_low=True), default=0.9,
                    help="share of a composition the listed components must carry (default 0.9)")  # fmt: skip
     p.add_argument("--by", default="component", choices=["component", "whole"],
                    help="rank channels by best-component or whole-matrix z-score")  # fmt: skip
     p.add_argument("--no-mlp", action="store_true", help="score attention heads only as writers")
     p.add_argument("--validate", action="append", default=[], metavar="RELATION",
                    help="bundled relation name or LRE JSON path to validate against (repeatable)")  # fmt: skip
-    p.add_argument("--max-pairs", type=int, default=None, help="prompt pairs per relation for patching")
-    p.add_argument("--top-fraction", type=float, default=0.01,
+    p.add_argument(
+        "--max-pairs", type=options.at_least(2), default=None, help="prompt pairs per relation for patching"
+    )
+    p.add_argument("--top-fraction", type=options.in_range(0, 1, open_low=True), default=0.01,
                    help="share of writer->q/k/v edges counted as important (default 0.01)")  # fmt: skip
-    p.add_argument("--causal", type=int, default=0, metavar="N",
+    p.add_argument("--causal", type=options.at_least(0), default=0, metavar="N",
                    help="with --validate: subspace-removal check of the N strongest channels")  # fmt: skip
-    p.add_argument("--random", type=int, default=4, metavar="N",
+    p.add_argument("--random", type=options.at_least(0), default=4, metavar="N",
                    help="random subspaces per causal check (default 4)")  # fmt: skip
     p.set_defaults(func=cmd_channels)

@@ -161,21 +161,25 @@ def _v(d: dict[str, Any] | None) -> str:
 
 
 def _noise_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--splits", type=int, default=50,
+    p.add_argument("--splits", type=options.at_least(0), default=50,
                    help="random halvings of each relation's pairs for its noise ceiling (default 50)")  # fmt: skip
-    p.add_argument("--permutations", type=int, default=100,
+    p.add_argument("--permutations", type=options.at_least(0), default=100,
                    help="label shuffles per pair of relations for the permutation null (default 100)")  # fmt: skip
 
 
 def _sized(p: argparse.ArgumentParser, *, target: bool) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--size", type=int, help="edges (top-n, greedy), paths (paths) or nodes (nodes)")
-    group.add_argument("--fraction", type=float, help="size as a fraction of all edges")
+    group.add_argument(
+        "--size", type=options.at_least(1), help="edges (top-n, greedy), paths (paths) or nodes (nodes)"
+    )
+    group.add_argument(
+        "--fraction", type=options.in_range(0, 1, open_low=True), help="size as a fraction of all edges"
+    )
     if target:
         group.add_argument(
             "--threshold", type=float, help="with --extract-method threshold: minimum strength"
         )
-        group.add_argument("--target-faithfulness", type=float,
+        group.add_argument("--target-faithfulness", type=options.in_range(0, 1, open_low=True),
                            help="the smallest top-n circuit reaching this faithfulness (runs the model)")  # fmt: skip
     p.add_argument("--by", default="signed", choices=["signed", "abs"],
                    help="signed: most negative scores first (relied-on edges); abs: |score|")  # fmt: skip
@@ -196,8 +200,10 @@ def register(add: Any) -> None:
                         "summed: edges (default: how the graph was scored)")  # fmt: skip
     p.add_argument("--evaluate", action="store_true", help="measure held-out faithfulness (runs the model)")
     p.add_argument("--name", help="circuit name (default: extraction method-by-size)")
-    p.add_argument("--out", type=Path, help="circuit JSON path (default: DIR/NAME.circuit.json)")
-    p.add_argument("--store", type=Path, help="save into this graphs/ store instead, with diagrams")
+    p.add_argument("--out", type=options.out_file, help="circuit JSON path (default: DIR/NAME.circuit.json)")
+    p.add_argument(
+        "--store", type=options.out_dir, help="save into this graphs/ store instead, with diagrams"
+    )
     p.add_argument("--format", action="append", default=None, choices=FORMATS,
                    help="diagram formats with --store (default svg)")  # fmt: skip
     p.set_defaults(func=cmd_extract)
@@ -207,14 +213,14 @@ def register(add: Any) -> None:
     p.add_argument("--format", default="svg", choices=FORMATS)
     p.add_argument("--color-by", default="sign", choices=["sign", "qkv"])
     p.add_argument("--diff", type=Path, help="a second circuit: draw shared, only-A and only-B edges")
-    p.add_argument("--out", type=Path, help="output path (suffix replaced by the format)")
+    p.add_argument("--out", type=options.out_file, help="output path (suffix replaced by the format)")
     p.set_defaults(func=cmd_render)
 
     p = add("compare", "similarities of two circuits, with intervals, noise ceilings and a permutation null",
             options.seed(), options.boot(), options.json_output())  # fmt: skip
     p.add_argument("a", type=Path, help="circuit JSON file or store circuit folder")
     p.add_argument("b", type=Path)
-    p.add_argument("--diff", type=Path, help="also write a diff diagram (DOT and SVG) here")
+    p.add_argument("--diff", type=options.out_file, help="also write a diff diagram (DOT and SVG) here")
     _noise_options(p)
     p.set_defaults(func=cmd_compare)
 
@@ -228,9 +234,9 @@ def register(add: Any) -> None:
                             ExtractMethod.NODES.value])  # fmt: skip
     _sized(p, target=False)
     p.add_argument("--metric", default="edge_jaccard", choices=SIMILARITIES, help="for the clustering")
-    p.add_argument("--ig-steps", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--store", type=Path, default=Path("graphs"), help="store root (default graphs/)")
+    p.add_argument("--ig-steps", type=options.at_least(1), default=5)
+    p.add_argument("--batch-size", type=options.at_least(1), default=16)
+    p.add_argument("--store", type=options.out_dir, default="graphs", help="store root (default graphs/)")
     p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
     p.add_argument("--positions", choices=list(POSITIONS), default="summed",
                    help="roles: score by position role and compare (edge, role) units (--size counts units)")  # fmt: skip

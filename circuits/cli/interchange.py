@@ -50,8 +50,8 @@ def register(add: Any) -> None:
     p = add("import", "read an EAP-IG / MIB circuit-track graph file (.json or .pt) into a scored-graph "
             "directory, with the circuit of its in_graph edges", options.json_output())  # fmt: skip
     p.add_argument("file", type=Path, help="a file written by EAP-IG's Graph.to_json or Graph.to_pt")
-    p.add_argument("--out", type=Path, required=True, help="the scored-graph directory to write")
-    p.add_argument("--kv-heads", type=int,
+    p.add_argument("--out", type=options.out_dir, required=True, help="the scored-graph directory to write")
+    p.add_argument("--kv-heads", type=options.at_least(1),
                    help="key/value heads per layer when the file's cfg has no n_key_value_heads "
                    "(default: n_heads, multi-head attention)")  # fmt: skip
     p.add_argument("--format", choices=FORMATS, help="the file's format (default: by its suffix)")
@@ -71,7 +71,9 @@ def register(add: Any) -> None:
     p.add_argument("--scored", type=Path,
                    help="with a circuit: a scored graph whose scores the edges outside it carry (default 0)")  # fmt: skip
     p.add_argument(
-        "--d-model", type=int, help="cfg's d_model (default: known for this engine's models, else 0)"
+        "--d-model",
+        type=options.at_least(0),
+        help="cfg's d_model (default: known for this engine's models, else 0)",
     )
     p.add_argument("--stem", help="with --sizes: the file name stem (default: the relation)")
     p.add_argument("--no-provenance", action="store_true",

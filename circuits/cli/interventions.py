@@ -89,7 +89,7 @@ def register(add: Any) -> None:
                    "output singular directions of its OV matrix (head) or W_out (MLP); repeatable")  # fmt: skip
     p.add_argument("--split", default="heldout", choices=["heldout", "scoring", "all"],
                    help="which pairs to measure on (default heldout)")  # fmt: skip
-    p.add_argument("--heldout-fraction", type=float, default=0.4,
+    p.add_argument("--heldout-fraction", type=options.in_range(0, 1), default=0.4,
                    help="share of the pairs held out of scoring (default 0.4, as circuits score)")  # fmt: skip
     output_options(p)
     p.set_defaults(func=cmd_intervene)
@@ -105,12 +105,14 @@ def register(add: Any) -> None:
                    help="stored circuit name, e.g. top-n-signed-150 (default: each relation's newest)")  # fmt: skip
     p.add_argument("--ablation", default="mean", choices=["mean", "zero", "counterfactual"],
                    help="what an ablated head outputs (default mean over the scoring prompts)")  # fmt: skip
-    p.add_argument("--fraction", type=float, default=0.5,
+    p.add_argument("--fraction", type=options.in_range(0, 1), default=0.5,
                    help="core = heads in at least this share of the circuits (default 0.5)")  # fmt: skip
-    p.add_argument("--max-pairs", type=int, default=None,
+    p.add_argument("--max-pairs", type=options.at_least(2), default=None,
                    help="pair cap (default and minimum: the one each circuit was scored with, so its held-out "
                    "prompts stay unseen)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=None, help="write reuse_test.json and reuse_test.svg here")
+    p.add_argument(
+        "--out", type=options.out_dir, default=None, help="write reuse_test.json and reuse_test.svg here"
+    )
     p.add_argument(
         "--save", action="store_true", help="also store them in the gallery: GALLERY/<model>/reuse_test/"
     )

@@ -90,21 +90,40 @@ def register(add: Any) -> None:
     p.add_argument("relations", nargs="*", metavar="RELATION",
                    help="bundled relation names or relation files (default: country_capital_city "
                    "country_language country_currency city_in_country)")  # fmt: skip
-    p.add_argument("--out", default="runs/demo", help="results folder (default runs/demo)")
-    p.add_argument("--max-pairs", type=int, default=24, help="prompt pairs per relation (default 24)")
-    p.add_argument("--target-faithfulness", type=float, default=0.8,
+    p.add_argument(
+        "--out", type=options.out_dir, default="runs/demo", help="results folder (default runs/demo)"
+    )
+    p.add_argument(
+        "--max-pairs", type=options.at_least(2), default=24, help="prompt pairs per relation (default 24)"
+    )
+    p.add_argument("--target-faithfulness", type=options.in_range(0, 1, open_low=True), default=0.8,
                    help="each relation's circuit is the smallest reaching this (default 0.8)")  # fmt: skip
-    p.add_argument("--max-edges", type=int, default=1000,
+    p.add_argument("--max-edges", type=options.at_least(1), default=1000,
                    help="... of at most this many edges, else the top this many (default 1000)")  # fmt: skip
-    p.add_argument("--size", type=int, default=150, help="edges of the circuits reuse compares (default 150)")
-    p.add_argument("--analysis-pairs", type=int, default=16,
+    p.add_argument(
+        "--size",
+        type=options.at_least(1),
+        default=150,
+        help="edges of the circuits reuse compares (default 150)",
+    )
+    p.add_argument("--analysis-pairs", type=options.at_least(1), default=16,
                    help="prompts of each mechanism analysis (default 16)")  # fmt: skip
     p.add_argument("--analyses", default=None,
                    help="comma-separated mechanism analyses (default all: knockout,enrichment,extraction,dla,"
                    "motif,mlp; '' for none)")  # fmt: skip
-    p.add_argument("--splits", type=int, default=20, help="split-half splits for noise ceilings (default 20)")
-    p.add_argument("--permutations", type=int, default=50, help="permutation shuffles for nulls (default 50)")
-    p.add_argument("--max-rank", type=int, default=1,
+    p.add_argument(
+        "--splits",
+        type=options.at_least(0),
+        default=20,
+        help="split-half splits for noise ceilings (default 20)",
+    )
+    p.add_argument(
+        "--permutations",
+        type=options.at_least(0),
+        default=50,
+        help="permutation shuffles for nulls (default 50)",
+    )
+    p.add_argument("--max-rank", type=options.at_least(1), default=1,
                    help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
     p.add_argument("--no-positions", action="store_true",
                    help="skip the position-aware circuits (scored by role: first, subject, relation, last)")  # fmt: skip

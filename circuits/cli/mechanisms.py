@@ -88,7 +88,7 @@ def register(add: Any) -> None:
     parents = options.analysis()
     p = add("knockout", "block attention from the last position to source roles, per window of layers "
             "(Geva et al. 2023)", *parents)  # fmt: skip
-    p.add_argument("--window", type=int, default=None,
+    p.add_argument("--window", type=options.at_least(1), default=None,
                    help="layers per window (default round(n_layers / 5); Geva used 9 of 48)")  # fmt: skip
     p.add_argument("--sources", default="subject,relation,last",
                    help="comma-separated source sets; roles first, subject, relation, last, joined with '+' "
@@ -100,14 +100,16 @@ def register(add: Any) -> None:
 
     p = add("enrichment", "attribute rate per layer at the last subject token, with early/late MLP or "
             "attention updates removed (Geva et al. 2023)", *parents)  # fmt: skip
-    p.add_argument("--top-k", type=int, default=50, help="logit-lens tokens read per layer (default 50)")
-    p.add_argument("--split", type=int, default=None,
+    p.add_argument(
+        "--top-k", type=options.at_least(1), default=50, help="logit-lens tokens read per layer (default 50)"
+    )
+    p.add_argument("--split", type=options.at_least(0), default=None,
                    help="first 'late' layer for the removal conditions (default n_layers // 2)")  # fmt: skip
     output_options(p)
     p.set_defaults(func=cmd_enrichment)
 
     p = add("extraction", "per layer, how often attention and MLP outputs at the last position decode to "
             "the answer; the heads that rank it highest (Geva et al. 2023)", *parents)  # fmt: skip
-    p.add_argument("--top", type=int, default=10, help="heads listed (default 10)")
+    p.add_argument("--top", type=options.at_least(1), default=10, help="heads listed (default 10)")
     output_options(p)
     p.set_defaults(func=cmd_extraction)

@@ -95,6 +95,6 @@ def register(add: Any) -> None:
                    help="an MLP layer to decompose; repeat it or give a comma list (default: every layer)")  # fmt: skip
     p.add_argument("--position", default="last", metavar="{last,subject}",
                    help="decompose at the last position (default) or at the last subject token")  # fmt: skip
-    p.add_argument("--top", type=int, default=5, help="parts listed per MLP (default 5)")
+    p.add_argument("--top", type=options.at_least(1), default=5, help="parts listed per MLP (default 5)")
     output_options(p)
     p.set_defaults(func=cmd_mlp)

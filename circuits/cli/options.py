@@ -9,10 +9,98 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
+from collections.abc import Callable
+from pathlib import Path
 
+from circuits.io import writable_dir, writable_file
 from circuits.models.catalog import DEFAULT_MODEL
+from circuits.vocab import InputError
 
-__all__ = ["analysis", "boot", "common", "json_output", "model", "pairs", "quiet", "relation", "seed"]
+__all__ = [
+    "analysis",
+    "at_least",
+    "boot",
+    "common",
+    "in_range",
+    "json_output",
+    "model",
+    "out_dir",
+    "out_file",
+    "pairs",
+    "quiet",
+    "relation",
+    "seed",
+]
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer no smaller than ``minimum`` (``--max-pairs -3`` is refused, not sliced).
+
+    >>> at_least(1)("3")
+    3
+    >>> at_least(1)("-3")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a whole number >= 1, not '-3'
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, not {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def out_dir(text: str) -> Path:
+    """An argparse ``type``: a directory that is, or can be made, writable (checked before any work)."""
+    try:
+        return writable_dir(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def out_file(text: str) -> Path:
+    """An argparse ``type``: a file path whose folder is, or can be made, writable (checked before any work)."""
+    try:
+        return writable_file(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def in_range(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number in ``[low, high]`` (``(low, high]`` with ``open_low``).
+
+    >>> in_range(0, 1)("0.8")
+    0.8
+    >>> in_range(0, 1, open_low=True)("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a number in (0, 1], not '0'
+    >>> in_range(0, 1)("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a number in [0, 1], not 'nan'
+    """
+    span = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (low < value if open_low else low <= value) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number in {span}, not {text!r}")
+        return value
+
+    parse.__name__ = f"number in {span}"
+    return parse
 
 
 @functools.cache
@@ -22,7 +110,7 @@ def common() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details"
     )
-    p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
+    p.add_argument("--threads", type=at_least(1), default=argparse.SUPPRESS,
                    help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")  # fmt: skip
     return p
 
@@ -64,10 +152,11 @@ def quiet() -> argparse.ArgumentParser:
 def pairs() -> argparse.ArgumentParser:
     """``--max-pairs``, ``--max-rank`` and ``--min-prob``: which prompt pairs are used."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--max-pairs", type=int, default=None, help="use at most this many prompt pairs")
-    p.add_argument("--max-rank", type=int, default=1,
+    p.add_argument("--max-pairs", type=at_least(2), default=None,
+                   help="use at most this many prompt pairs (at least 2: one scored, one held out)")  # fmt: skip
+    p.add_argument("--max-rank", type=at_least(1), default=1,
                    help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
-    p.add_argument("--min-prob", type=float, default=0.0,
+    p.add_argument("--min-prob", type=in_range(0, 1), default=0.0,
                    help="... and has at least this probability (default 0)")  # fmt: skip
     return p
 
@@ -86,7 +175,7 @@ def relation() -> argparse.ArgumentParser:
 def boot() -> argparse.ArgumentParser:
     """``--boot B``: bootstrap resamples over prompt pairs for every 95% interval (0: no intervals)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--boot", type=int, default=200, metavar="B",
+    p.add_argument("--boot", type=at_least(0), default=200, metavar="B",
                    help="bootstrap resamples over prompt pairs for the 95%% intervals (default 200)")  # fmt: skip
     return p
 

@@ -61,8 +61,8 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     from circuits.relations import load_relation
     from circuits.relations.pairs import make_pairs
 
+    relation = load_relation(args.relation, template=args.template)  # a bad file fails before the model loads
     model = load_model(args.model, device=args.device)
-    relation = load_relation(args.relation, template=args.template)
     pairs = make_pairs(model, relation, seed=args.seed, template=args.template, max_rank=args.max_rank,
                        min_prob=args.min_prob, max_pairs=args.max_pairs)  # fmt: skip
     if args.json:
@@ -97,5 +97,7 @@ def register(add: Any) -> None:
 
     p = add("prompts", "the prompt pairs of a relation for a model", options.relation(), options.model(),
             options.pairs(), options.seed(), options.json_output())  # fmt: skip
-    p.add_argument("--limit", type=int, default=10, help="pairs shown per split (text output)")
+    p.add_argument(
+        "--limit", type=options.at_least(0), default=10, help="pairs shown per split (text output)"
+    )
     p.set_defaults(func=cmd_prompts)

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from circuits.cli import options
+
 __all__ = ["cmd_report", "register"]
 
 
@@ -22,5 +24,7 @@ def register(add: Any) -> None:
     """Add ``report`` through ``add(name, help, *parents)``."""
     p = add("report", "write a static HTML report (overview, relations, reuse, channels) of stored results")
     p.add_argument("dir", type=Path, help="a results folder in the gallery layout (such as graphs)")
-    p.add_argument("--out", type=Path, default=None, help="the report's folder (default: DIR/report)")
+    p.add_argument(
+        "--out", type=options.out_dir, default=None, help="the report's folder (default: DIR/report)"
+    )
     p.set_defaults(func=cmd_report)

@@ -9,6 +9,7 @@ from typing import Any
 
 from circuits.cli import options
 from circuits.graph import N_ROLES, POSITIONS, SUMMED
+from circuits.store.scored import META, RELATION, SCORES
 from circuits.vocab import Ablation, Metric, ScoreMethod
 
 __all__ = ["register"]
@@ -17,21 +18,29 @@ __all__ = ["register"]
 def cmd_score(args: argparse.Namespace) -> int:
     from circuits.models import load_model
     from circuits.pipeline import ScoreSettings, score_relation
+    from circuits.relations import load_relation
     from circuits.store import save_scored
+    from circuits.store.outputs import check_scored_out, remove_old_run
 
+    old_run = check_scored_out(args.out, force=args.force)
+    relation = load_relation(args.relation, template=args.template)  # a bad file fails before the model loads
     model = load_model(args.model, device=args.device)
     settings = ScoreSettings(score_method=args.score_method, metric=args.metric, ablation=args.ablation,
                              ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
                              max_pairs=args.max_pairs, exact_top=args.exact_top,
                              max_rank=args.max_rank, min_prob=args.min_prob,
                              positions=args.positions)  # fmt: skip
-    graph, pairs = score_relation(model, args.relation, settings, template=args.template,
+    graph, pairs = score_relation(model, relation, settings, template=args.template,
                                   progress=not args.quiet)  # fmt: skip
     out = save_scored(args.out, graph, pairs.relation)
+    removed = remove_old_run(old_run, [out / name for name in (META, SCORES, RELATION)])
     meta = graph.metadata
     units = f" x {N_ROLES} roles" if graph.role_scores is not None else ""
     print(f"scored {graph.n_edges} edges{units} of {model.name} on {meta['relation']} "
           f"({meta['n_pairs_scoring']} pairs, {meta['score_method']}) in {meta['seconds']} s -> {out}")  # fmt: skip
+    if removed:
+        names = ", ".join(p.name for p in removed[:4]) + (", ..." if len(removed) > 4 else "")
+        print(f"replaced the previous run: removed {len(removed)} of its files ({names})")
     return 0
 
 
@@ -79,14 +88,18 @@ def register(add: Any) -> None:
                    help="how edges are scored (default eap-ig)")  # fmt: skip
     p.add_argument("--metric", default=Metric.LOGIT_DIFF.value, choices=[m.value for m in Metric])
     p.add_argument("--ablation", default=Ablation.COUNTERFACTUAL.value, choices=[a.value for a in Ablation])
-    p.add_argument("--ig-steps", type=int, default=5)
-    p.add_argument("--exact-top", type=int, default=500,
+    p.add_argument("--ig-steps", type=options.at_least(1), default=5)
+    p.add_argument("--exact-top", type=options.at_least(0), default=500,
                    help="with --score-method exact: edges re-scored exactly (0 = all)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=options.at_least(1), default=16)
     p.add_argument("--positions", default=SUMMED, choices=list(POSITIONS),
                    help="summed: one score per edge (default); roles: also split by the role of the position "
                         "(first, subject, relation, last), for position-aware circuits")  # fmt: skip
-    p.add_argument("--out", required=True, type=Path, help="directory to write the scored graph to")
+    p.add_argument(
+        "--out", required=True, type=options.out_dir, help="directory to write the scored graph to"
+    )
+    p.add_argument("--force", action="store_true",
+                   help="replace a scored graph already in --out, with the circuits and diagrams made from it")  # fmt: skip
     p.set_defaults(func=cmd_score)
 
     p = add("evaluate", "faithfulness curve, CPR, CMD and Hit@10 of a scored graph, with bootstrap intervals",

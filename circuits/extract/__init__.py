@@ -160,7 +160,24 @@ def extract(
     elif size is None:
         raise InputError(f"extraction method {extract_method!r} needs a size (or a fraction)")
     elif extract_method in ("paths", "nodes"):
+        _check_size(graph, extract_method, size, positions)
         circuit = (path_circuit if extract_method == "paths" else node_circuit)(graph, size, by=by)
     else:
+        _check_size(graph, extract_method, size, positions)
         circuit = (top_n if extract_method == "top-n" else greedy)(graph, size, by=by, positions=positions)
     return prune(circuit) if pruned else circuit
+
+
+def _check_size(graph: ScoredGraph, extract_method: str, size: int, positions: str) -> None:
+    """A size of at least one, and no more edges (units, nodes) than the graph has: never clamped silently."""
+    if size < 1:
+        raise InputError(f"extraction method {extract_method!r}: size must be at least 1, not {size}")
+    if extract_method == "paths":
+        return
+    if extract_method == "nodes":
+        n, what = graph.shape.n_layers * (graph.shape.n_heads + 1), "heads and MLPs"
+    else:
+        n, what = graph.n_units(positions), "(edge, role) units" if positions == ROLE_POSITIONS else "edges"
+    if size > n:
+        raise InputError(f"extraction method {extract_method!r}: size {size} is larger than the graph, which has "
+                         f"{n} {what}; a size is from 1 to {n} (a fraction of 1 keeps them all)")  # fmt: skip

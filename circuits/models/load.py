@@ -26,7 +26,7 @@ from circuits.models.quiet import quiet_transformer_lens
 from circuits.models.tiny import build_tiny_model
 from circuits.vocab import InputError, ModelNotAvailableError
 
-__all__ = ["LoadedModel", "Processing", "hf_module", "load_model"]
+__all__ = ["LoadedModel", "Processing", "check_device", "hf_module", "load_model"]
 
 Processing = Literal["none", "fold"]
 
@@ -197,6 +197,7 @@ def load_model(
     """
     if processing not in ("none", "fold"):
         raise InputError(f"processing must be 'none' or 'fold', not {processing!r}")
+    device = check_device(device)
     started = time.perf_counter()
     if name == DEFAULT_MODEL:
         hf_model, tokenizer, info = load_smollm2(dtype)
@@ -212,6 +213,36 @@ def load_model(
     _apply_processing(bridge, processing)
     info["load_seconds"] = round(time.perf_counter() - started, 3)
     return LoadedModel(bridge, tokenizer, name, processing, prepend_bos, info)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists here; a typo or a missing GPU is an error, never a silent CPU run.
+
+    >>> check_device("cpu")
+    device(type='cpu')
+    >>> check_device("gpu")
+    Traceback (most recent call last):
+    ...
+    circuits.vocab.InputError: unknown device 'gpu'; valid: cpu, cuda, cuda:N (a CUDA GPU), mps (Apple GPU)
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {str(device)!r}; valid: cpu, cuda, cuda:N (a CUDA GPU), "
+                         "mps (Apple GPU)") from None  # fmt: skip
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            build = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise InputError(f"device {str(device)!r}: {build} on this machine; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise InputError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                             f"cuda:{count - 1}")  # fmt: skip
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {str(device)!r}: no Apple GPU (MPS) is available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {str(device)!r} is not supported; valid: cpu, cuda, cuda:N, mps")
+    return parsed
 
 
 def _boot(name: str, hf_model: Any, tokenizer: Any, *, device: Any, dtype: torch.dtype) -> Any:
@@ -244,9 +275,40 @@ def _apply_processing(bridge: Any, processing: Processing) -> None:
         bridge.enable_compatibility_mode(disable_warnings=True)
 
 
+def _hub_unreachable(name: str) -> str | None:
+    """Why ``name`` cannot come from the hub right now (``None``: it may), decided in about a second.
+
+    A local folder or a name in the local cache needs no network; otherwise one
+    TCP connection to the hub's endpoint is tried with a short timeout, so an
+    offline machine fails at once instead of after a minute of retries.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if os.path.isdir(name) or isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return None
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set and the local cache does not hold it"
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as error:
+        return f"the hub ({host}) cannot be reached ({error.strerror or error}) and the local cache does not hold it"
+    return None
+
+
 def _load_from_hub(name: str, *, device: Any, dtype: torch.dtype, processing: Processing) -> LoadedModel:
     from transformer_lens.model_bridge import TransformerBridge
 
+    why = _hub_unreachable(name)
+    if why is not None:
+        known = ", ".join(list_models())
+        raise ModelNotAvailableError(f"cannot load model {name!r}: {why}. Models available here: {known}; "
+                                     f"the embedded default is {DEFAULT_MODEL!r}.")  # fmt: skip
     try:
         from transformers import AutoTokenizer
 

@@ -11,13 +11,14 @@ import dataclasses
 from pathlib import Path
 
 from circuits.attribution import Harness, mean_senders
+from circuits.checks import REQUIRED_METADATA, check_metadata
 from circuits.evaluate import FRACTIONS, Evaluation, Evaluator, evaluate_graph
 from circuits.graph import GraphShape, ScoredGraph
 from circuits.models import LoadedModel, load_model
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
 from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
-from circuits.store.scored import RELATION, load_scored
+from circuits.store.scored import META, RELATION, load_scored
 from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import Ablation, InputError
 
@@ -176,12 +177,15 @@ def evaluate_scored(
     True
     """
     graph = load_scored(directory)
-    meta = graph.metadata
+    meta = check_metadata(graph.metadata, str(Path(directory) / META), required=REQUIRED_METADATA)
     if model is None:
         model = load_model(meta["model"], processing=meta.get("processing", "none"))
-    if GraphShape.of(model) != graph.shape:
-        raise InputError(f"{directory}: the graph was scored on {meta['model']!r}, whose shape "
-                         f"differs from {model.name!r}")  # fmt: skip
+    here = GraphShape.of(model)
+    if here != graph.shape:
+        whose = "" if meta["model"] == model.name else f" (the graph names {meta['model']!r})"
+        raise InputError(f"{directory}: the graph's shape ({_shape_text(graph.shape)}) is not the shape of "
+                         f"{model.name!r} as loaded here ({_shape_text(here)}){whose}; the graph was edited "
+                         "or scored on another model: score it again with this one")  # fmt: skip
     evaluator = heldout_evaluator(model, graph, relation_file=Path(directory) / RELATION, split=split)
     bar = progress_bar(len(FRACTIONS), "evaluating", enabled=progress)
     result = evaluate_graph(evaluator, graph, seed=meta.get("seed", 0), progress=bar, n_boot=n_boot,
@@ -190,3 +194,7 @@ def evaluate_scored(
     result.extra = {"split": split, "relation": meta["relation"], "model": meta["model"],
                     "score_method": meta["score_method"], "positions": graph.positions}  # fmt: skip
     return result, graph
+
+
+def _shape_text(shape: GraphShape) -> str:
+    return f"{shape.n_layers} layers, {shape.n_heads} heads, {shape.n_kv_heads} key/value heads"

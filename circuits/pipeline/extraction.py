@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from circuits.checks import REQUIRED_METADATA, check_metadata
 from circuits.circuit import Circuit
 from circuits.compare import METRICS, compare
 from circuits.compare.ceilings import NoiseSettings, family_noise
@@ -16,7 +17,7 @@ from circuits.draw import Rendered, circuit_dot, diff_dot, render, role_dot
 from circuits.extract import extract
 from circuits.store import CIRCUIT_FILE, META, RELATION, Gallery, circuit_name, load_scored, scored_dir
 from circuits.uncertainty import DEFAULT_BOOT
-from circuits.vocab import ExtractMethod
+from circuits.vocab import ExtractMethod, InputError
 
 __all__ = [
     "circuit_diagram",
@@ -110,7 +111,7 @@ def extract_stored(
         from circuits.models import load_model
         from circuits.pipeline.evaluation import heldout_evaluator
 
-        meta = graph.metadata
+        meta = check_metadata(graph.metadata, str(folder / META), required=REQUIRED_METADATA)
         if model is None:
             model = load_model(meta["model"], processing=meta.get("processing", "none"))
         evaluator = heldout_evaluator(model, graph, relation_file=folder / RELATION)
@@ -189,6 +190,12 @@ def compare_files(
     or says why there are none.
     """
     first, second = load_circuit(a), load_circuit(b)
+    models = [c.provenance.get("model") for c in (first, second)]
+    if models[0] != models[1] or first.shape != second.shape:
+        a_of, b_of = (f"{m or 'an unnamed model'} ({c.shape.n_layers} layers, {c.shape.n_heads} heads)"
+                      for m, c in zip(models, (first, second), strict=True))  # fmt: skip
+        raise InputError(f"{a} is a circuit of {a_of} and {b} one of {b_of}: circuits of different models "
+                         "share no edges; compare circuits of one model")  # fmt: skip
     result = compare(first, second)
     if noise is not None:
         result["noise"] = _compare_noise((a, b), (first, second), noise)

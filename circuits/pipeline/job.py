@@ -29,11 +29,12 @@ from circuits.pipeline.findings import finding
 from circuits.pipeline.job_channels import channels_stage
 from circuits.pipeline.mechanisms import PromptChoice, run_enrichment, run_extraction, run_knockout
 from circuits.pipeline.mlp import run_mlp
+from circuits.pipeline.reuse import skipped_text
 from circuits.pipeline.score import ScoreSettings
 from circuits.pipeline.stages import StageLog, StageRun
 from circuits.progress import progress_bar
-from circuits.relations import Relation, load_relation
-from circuits.relations.schema import relation_to_json
+from circuits.relations import Relation
+from circuits.relations.schema import load_relations, relation_to_json
 from circuits.store import EVALUATION, SCORES, Gallery
 from circuits.store.gallery import IMPLIED
 from circuits.uncertainty import DEFAULT_BOOT
@@ -346,9 +347,9 @@ def run_job(
     """
     started = time.perf_counter()
     settings = settings or JobSettings()
+    relations = load_relations(settings.relations)
     loaded = load_model(model) if isinstance(model, str) else model
     job = _Job(loaded, settings, Path(out), progress)
-    relations = [(arg, load_relation(arg)) for arg in settings.relations]
     digests = {rel.name: relation_digest(rel) for _, rel in relations}
     per_relation = 3 + len(settings.analyses) + settings.positions
     bar = progress_bar(per_relation * len(relations) + 2, "main job", enabled=progress)
@@ -389,7 +390,7 @@ def run_job(
     done = [(arg, rel) for arg, rel in relations if rel.name not in skipped]
     if len(done) < 2:
         bar.close()
-        raise NotEnoughFactsError(f"fewer than 2 relations could be scored; skipped: {skipped}")
+        raise NotEnoughFactsError(f"fewer than 2 relations could be scored; {skipped_text(skipped)}")
     bar.set_description("main job: reuse")
     reuse = job.reuse([arg for arg, _ in done], {rel.name: digests[rel.name] for _, rel in done})
     bar.update(1)

@@ -32,15 +32,28 @@ from circuits.pipeline.extraction import diagram_writer
 from circuits.pipeline.reuse_noise import noise_files, noise_steps
 from circuits.pipeline.score import ScoreSettings, score_relation
 from circuits.progress import progress_bar
-from circuits.relations import load_relation
+from circuits.relations.schema import load_relations
 from circuits.store import RELATION, Gallery, circuit_name
 from circuits.vocab import ExtractMethod, InputError, NotEnoughFactsError
 
-__all__ = ["SIMILARITIES", "run_reuse"]
+__all__ = ["SIMILARITIES", "run_reuse", "skipped_text"]
 
 DEFAULT_NOISE = NoiseSettings()
 
 log = logging.getLogger(__name__)
+
+
+def skipped_text(skipped: dict[str, str]) -> str:
+    """The relations a sweep skipped and why, for an error message.
+
+    >>> skipped_text({"a": "knows 1 of 9 facts", "b": "no counterfactual"})
+    'skipped: a (knows 1 of 9 facts); b (no counterfactual)'
+    >>> skipped_text({})
+    'none was skipped'
+    """
+    if not skipped:
+        return "none was skipped"
+    return "skipped: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
 
 
 def run_reuse(
@@ -170,15 +183,15 @@ def run_reuse(
     if size is None and fraction is None:
         size = 200
     settings = settings or ScoreSettings()
+    loaded_relations = load_relations(relations)
     loaded = load_model(model) if isinstance(model, str) else model
     gallery = Gallery(store)
     graphs, circuits, evaluators, rows, skipped = {}, {}, {}, [], {}
     bar = progress_bar(len(relations), "reuse: relations", enabled=progress)
-    for arg in relations:
-        rel = load_relation(arg)
+    for arg, rel in loaded_relations:
         t0 = time.perf_counter()
         try:
-            graph = gallery.find_scored(loaded.name, rel.name, **settings.stored_as(rel.source))
+            graph = gallery.find_scored(loaded.name, rel.name, facts=rel, **settings.stored_as())
             source = "stored"
             if graph is None:
                 graph, pairs = score_relation(loaded, arg, settings, progress=False)
@@ -212,7 +225,7 @@ def run_reuse(
         bar.update(1)
     bar.close()
     if len(circuits) < 2:
-        raise NotEnoughFactsError(f"fewer than 2 relations could be scored; skipped: {skipped}")
+        raise NotEnoughFactsError(f"fewer than 2 relations could be scored; {skipped_text(skipped)}")
 
     matrices = {name: reuse_matrix(circuits, name) for name in SIMILARITIES}
     matrices["spearman"] = rank_correlation_matrix(graphs, by=by)

@@ -28,9 +28,9 @@ from circuits.graph import (
 )
 from circuits.models import LoadedModel
 from circuits.progress import progress_bar
-from circuits.relations import load_relation
+from circuits.relations import Relation, load_relation
 from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
-from circuits.vocab import Ablation, InputError, Metric, ScoreMethod, choice
+from circuits.vocab import Ablation, InputError, Metric, NotEnoughFactsError, ScoreMethod, choice
 
 __all__ = ["ScoreSettings", "score_pairs", "score_relation"]
 
@@ -122,18 +122,26 @@ class ScoreSettings:
             object.__setattr__(self, name, choice(enum, getattr(self, name), name.replace("_", " ")))
         if self.ig_steps < 1 or self.batch_size < 1 or self.pair_edges < 1:
             raise InputError("ig_steps, batch_size and pair_edges must be at least 1")
+        if self.max_pairs is not None and self.max_pairs < 2:
+            raise InputError(
+                f"max_pairs must be at least 2 (one pair to score, one held out), not {self.max_pairs}"
+            )
 
     @property
     def steps(self) -> int:
         """Gradient steps actually taken: 1 for EAP, ``ig_steps`` otherwise."""
         return 1 if self.score_method is ScoreMethod.EAP else self.ig_steps
 
-    def stored_as(self, relation_source: str) -> dict[str, Any]:
-        """The metadata a stored graph must carry to be reused for these settings."""
+    def stored_as(self) -> dict[str, Any]:
+        """The metadata a stored graph must carry to be reused for these settings.
+
+        Which relation it was scored on is checked by content, not by the file's
+        path (:meth:`~circuits.store.Gallery.find_scored` with ``facts``).
+        """
         return {"score_method": self.score_method.value, "metric": self.metric.value,
                 "ablation": self.ablation.value, "ig_steps": self.steps, "seed": self.seed,
                 "max_pairs": self.max_pairs, "heldout_fraction": self.heldout_fraction,
-                "relation_source": relation_source, "known_filter": self.known_filter,
+                "known_filter": self.known_filter,
                 "pair_edges": self.pair_edges, "positions": self.positions}  # fmt: skip
 
     @property
@@ -205,6 +213,10 @@ def score_pairs(
     """
     import circuits
 
+    if not pairs.scoring:
+        raise NotEnoughFactsError(f"relation {pairs.relation.name!r}: no prompt pair is left to score "
+                                  f"({len(pairs.pairs)} pairs, {len(pairs.heldout)} held out); use more pairs "
+                                  "or a smaller held-out fraction")  # fmt: skip
     torch.manual_seed(settings.seed)
     harness = Harness(model)
     shape = harness.shape
@@ -293,7 +305,7 @@ def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pa
 
 def score_relation(
     model: LoadedModel,
-    relation: str | Path,
+    relation: str | Path | Relation,
     settings: ScoreSettings | None = None,
     *,
     template: str | None = None,
@@ -309,8 +321,9 @@ def score_relation(
     ----------
     model : LoadedModel
         The model to score.
-    relation : str or Path
-        A bundled relation's name, an LRE JSON file or a CSV file.
+    relation : str, Path or Relation
+        A bundled relation's name, an LRE JSON file or a CSV file, or a
+        relation already loaded.
     settings : ScoreSettings, optional
         Defaults to ``ScoreSettings()`` (EAP-IG, logit difference,
         counterfactual ablation, facts known at rank 1).
@@ -345,10 +358,10 @@ def score_relation(
     ('country_capital_city', 'eap-ig', 2)
     """
     settings = settings or ScoreSettings()
-    rel = load_relation(relation, template=template)
+    rel = relation if isinstance(relation, Relation) else load_relation(relation, template=template)
     if template is not None:
         rel = dataclasses.replace(rel, prompt_templates=(template, *rel.prompt_templates[1:]))
     pairs = make_pairs(model, rel, seed=settings.seed, heldout_fraction=settings.heldout_fraction,
                        max_pairs=settings.max_pairs, max_rank=settings.max_rank,
-                       min_prob=settings.min_prob)  # fmt: skip
+                       min_prob=settings.min_prob, progress=progress)  # fmt: skip
     return score_pairs(model, pairs, settings, progress=progress), pairs

@@ -75,19 +75,46 @@ def check_facts(
     template: str | None = None,
     max_rank: int = 1,
     min_prob: float = 0.0,
+    facts: Sequence[Fact] | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
 ) -> list[FactCheck]:
-    """Rank and probability of every fact's answer; ``known`` by the thresholds."""
+    """Rank and probability of every fact's answer; ``known`` by the thresholds.
+
+    The facts are tokenized and run ``batch_size`` at a time and only each
+    one's rank and probability are kept, so memory stays flat however many
+    facts a relation has (a progress bar with ``progress``). ``facts``
+    (default: all of the relation's) checks a subset.
+
+    >>> from circuits import load_model, load_relation
+    >>> model, relation = load_model("tiny-llama"), load_relation("country_capital_city")
+    >>> checks = check_facts(model, relation, max_rank=10**9, batch_size=7)
+    >>> len(checks) == len(relation.facts), all(c.known for c in checks)
+    (True, True)
+    >>> again = check_facts(model, relation, max_rank=10**9, facts=relation.facts[:3])
+    >>> [(c.rank, round(c.prob, 6)) for c in again] == [(c.rank, round(c.prob, 6)) for c in checks[:3]]
+    True
+    """
+    from circuits.progress import progress_bar
+
     template = template or relation.template
     check_template(template, f"{relation.source}: template")
-    tokens = [tuple(model.encode(template.replace("{}", f.subject))) for f in relation.facts]
-    answers = [answer_token(model, f.object, where=f"{relation.source}: ") for f in relation.facts]
-    logits = last_logits(model, tokens)
-    probs = logits.softmax(-1)
-    answer_ids = torch.tensor(answers)
-    answer_logit = logits[torch.arange(len(answers)), answer_ids]
-    ranks = (logits > answer_logit[:, None]).sum(-1) + 1
-    answer_prob = probs[torch.arange(len(answers)), answer_ids]
-    return [
-        FactCheck(f, t, a, int(r), float(p), int(r) <= max_rank and float(p) >= min_prob)
-        for f, t, a, r, p in zip(relation.facts, tokens, answers, ranks, answer_prob, strict=True)
-    ]
+    facts = relation.facts if facts is None else facts
+    checks: list[FactCheck] = []
+    bar = progress_bar(len(facts), f"known facts of {relation.name}", enabled=progress)
+    for start in range(0, len(facts), batch_size):
+        chunk = facts[start : start + batch_size]
+        tokens = [tuple(model.encode(template.replace("{}", f.subject))) for f in chunk]
+        answers = [answer_token(model, f.object, where=f"{relation.source}: ") for f in chunk]
+        logits = last_logits(model, tokens, batch_size=batch_size)
+        answer_ids = torch.tensor(answers)
+        answer_logit = logits[torch.arange(len(answers)), answer_ids]
+        ranks = (logits > answer_logit[:, None]).sum(-1) + 1
+        answer_prob = logits.softmax(-1)[torch.arange(len(answers)), answer_ids]
+        checks.extend(
+            FactCheck(f, t, a, int(r), float(p), int(r) <= max_rank and float(p) >= min_prob)
+            for f, t, a, r, p in zip(chunk, tokens, answers, ranks, answer_prob, strict=True)
+        )
+        bar.update(len(chunk))
+    bar.close()
+    return checks

@@ -143,6 +143,9 @@ class PairSet:
         ``heldout_fraction``.
     max_pairs : int or None
         The cap on the number of pairs they were made with.
+    n_checked : int or None
+        Facts whose answer was checked: all ``n_facts`` unless a pair cap let
+        a large relation be checked in part (see :func:`make_pairs`).
 
     Examples
     --------
@@ -167,6 +170,7 @@ class PairSet:
     seed: int
     settings: dict[str, Any] = field(default_factory=dict)
     max_pairs: int | None = None
+    n_checked: int | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +232,7 @@ def make_pairs(
     min_known: int = 4,
     heldout_fraction: float = 0.4,
     max_pairs: int | None = None,
+    progress: bool = False,
 ) -> PairSet:
     """Clean/counterfactual prompt pairs of the facts ``model`` knows.
 
@@ -262,6 +267,12 @@ def make_pairs(
         Share of the pairs kept out of scoring, for evaluation, in ``[0, 1)``.
     max_pairs : int, optional
         Keep at most this many pairs (after the seeded shuffle, before the split).
+        A relation with more than :func:`fact_budget` facts is then not checked
+        whole: its facts are checked in a seeded random order, a budget at a
+        time, until enough of them are known and have a counterfactual
+        (``n_facts`` still counts them all; ``n_checked`` says how many were run).
+    progress : bool
+        A progress bar over the known-fact check on stderr.
 
     Returns
     -------
@@ -303,8 +314,10 @@ def make_pairs(
     """
     if not 0.0 <= heldout_fraction < 1.0:
         raise InputError(f"heldout_fraction must lie in [0, 1), not {heldout_fraction}")
+    if max_pairs is not None and max_pairs < (2 if heldout_fraction > 0 else 1):
+        raise InputError(f"max_pairs must be at least 2 (one pair to score, one held out), not {max_pairs}")
     template = template or relation.template
-    checks = check_facts(model, relation, template=template, max_rank=max_rank, min_prob=min_prob)
+    checks = _checked_facts(model, relation, template, max_rank, min_prob, max_pairs, seed, progress)
     known = [c for c in checks if c.known]
     if len(known) < min_known:
         raise NotEnoughFactsError(
@@ -315,11 +328,13 @@ def make_pairs(
     rng = random.Random(seed)
     pairs: list[PromptPair] = []
     missing = 0
+    same_length: dict[int, list[FactCheck]] = {}
+    for other in checks:
+        same_length.setdefault(len(other.tokens), []).append(other)
     for check in known:
         partners = [
-            other for other in checks
-            if other.fact != check.fact and len(other.tokens) == len(check.tokens)
-            and other.answer != check.answer
+            other for other in same_length[len(check.tokens)]
+            if other.fact != check.fact and other.answer != check.answer
         ]  # fmt: skip
         # Prefer counterfactuals the model knows: its own answer is then a
         # meaningful rival in the logit difference.
@@ -353,8 +368,53 @@ def make_pairs(
     n_heldout = max(1, round(len(pairs) * heldout_fraction)) if heldout_fraction > 0 else 0
     scoring, heldout = pairs[: len(pairs) - n_heldout], pairs[len(pairs) - n_heldout :]
     settings = {"max_rank": max_rank, "min_prob": min_prob, "heldout_fraction": heldout_fraction}
-    return PairSet(relation, model.name, template, pairs, scoring, heldout, len(checks),
-                   len(known), missing, seed, settings, max_pairs)  # fmt: skip
+    return PairSet(relation, model.name, template, pairs, scoring, heldout, len(relation.facts),
+                   len(known), missing, seed, settings, max_pairs, len(checks))  # fmt: skip
+
+
+FACT_BUDGET = 512
+"""Facts checked at a time when a pair cap makes checking a large relation whole unnecessary."""
+
+
+def fact_budget(max_pairs: int | None) -> int | None:
+    """How many facts are checked at a time for ``max_pairs`` pairs (``None``: all of them).
+
+    >>> fact_budget(None), fact_budget(8), fact_budget(200)
+    (None, 512, 1600)
+    """
+    return None if max_pairs is None else max(FACT_BUDGET, 8 * max_pairs)
+
+
+def _checked_facts(model: LoadedModel, relation: Relation, template: str, max_rank: int, min_prob: float,
+                   max_pairs: int | None, seed: int, progress: bool) -> list[FactCheck]:  # fmt: skip
+    """The fact checks pairs are made from: every fact, or for a large relation and a pair cap, enough of them.
+
+    A relation within the budget is checked whole and in its own order (so the
+    pairs are the same as with no cap). A larger one is checked in a seeded
+    random order, one budget at a time, until at least ``max_pairs`` known
+    facts have an equal-length partner with another answer among the checked facts.
+    """
+    budget = fact_budget(max_pairs)
+    facts = relation.facts
+    if budget is None or len(facts) <= budget:
+        return check_facts(model, relation, template=template, max_rank=max_rank, min_prob=min_prob,
+                           progress=progress)  # fmt: skip
+    order = list(range(len(facts)))
+    random.Random(seed + 2).shuffle(order)
+    checks: list[FactCheck] = []
+    for start in range(0, len(order), budget):
+        chunk = [facts[i] for i in order[start : start + budget]]
+        checks += check_facts(model, relation, template=template, max_rank=max_rank, min_prob=min_prob,
+                              facts=chunk, progress=progress)  # fmt: skip
+        by_length: dict[int, set[int]] = {}
+        for c in checks:
+            by_length.setdefault(len(c.tokens), set()).add(c.answer)
+        pairable = sum(1 for c in checks if c.known and len(by_length[len(c.tokens)] - {c.answer}) > 0)
+        if pairable >= max_pairs:  # type: ignore[operator]
+            break
+    log.info("relation %s: checked %d of %d facts (a budget of %d at a time) for %d pairs",
+             relation.name, len(checks), len(facts), budget, max_pairs)  # fmt: skip
+    return checks
 
 
 def batch_pairs(pairs: Sequence[PromptPair], *, pad: int = 0) -> PairBatch:

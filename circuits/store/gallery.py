@@ -33,9 +33,9 @@ from typing import Any
 
 from circuits.circuit import Circuit
 from circuits.graph import ScoredGraph
-from circuits.io import atomic_write_bytes, atomic_write_text, swap_in
-from circuits.relations.schema import Relation
-from circuits.store.scored import META, load_scored, save_scored
+from circuits.io import atomic_write_bytes, atomic_write_text, read_json, swap_in
+from circuits.relations.schema import Relation, relation_to_json
+from circuits.store.scored import META, RELATION, load_scored, save_scored
 from circuits.vocab import InputError
 
 __all__ = ["CIRCUIT_FILE", "EVALUATION", "MANIFEST", "Gallery", "circuit_name", "safe_name"]
@@ -124,10 +124,17 @@ class Gallery:
 
     A stored graph is found again only when its metadata match:
 
-    >>> wanted = settings.stored_as(pairs.relation.source)
-    >>> gallery.find_scored("tiny-llama", "country_capital_city", **wanted) is not None
+    >>> wanted = settings.stored_as()
+    >>> gallery.find_scored("tiny-llama", "country_capital_city", facts=pairs.relation, **wanted) is not None
     True
     >>> gallery.find_scored("tiny-llama", "country_capital_city", ig_steps=5) is None
+    True
+
+    ... and, with ``facts``, when the relation's content is the same (not its file's path):
+
+    >>> import dataclasses
+    >>> edited = dataclasses.replace(pairs.relation, facts=pairs.relation.facts[:-1])
+    >>> gallery.find_scored("tiny-llama", "country_capital_city", facts=edited, **wanted) is None
     True
     """
 
@@ -185,8 +192,16 @@ class Gallery:
         self._recover(folder)
         return load_scored(folder)
 
-    def find_scored(self, model: str, relation: str, **want: Any) -> ScoredGraph | None:
-        """The stored scored graph if every ``want`` item equals its metadata, else ``None``."""
+    def find_scored(
+        self, model: str, relation: str, *, facts: Relation | None = None, **want: Any
+    ) -> ScoredGraph | None:
+        """The stored scored graph if every ``want`` item equals its metadata, else ``None``.
+
+        With ``facts``, the relation stored beside the graph must also hold
+        the same templates and facts: a relation file edited since the graph
+        was scored (or another file of the same name) is scored again. The
+        file's path does not matter, only its content.
+        """
         folder = self.folder(model, relation, SCORED)
         self._recover(folder)
         if not (folder / META).is_file():
@@ -200,6 +215,10 @@ class Gallery:
         differs = {k: (stored.get(k), v) for k, v in want.items() if stored.get(k) != v}
         if differs:
             log.info("stored graph %s does not match (stored, wanted): %s", folder, differs)
+            return None
+        if facts is not None and not _same_relation(folder / RELATION, facts):
+            log.info("stored graph %s was scored on other facts or templates than %s; scoring again",
+                     folder, facts.source)  # fmt: skip
             return None
         return graph
 
@@ -384,3 +403,12 @@ class Gallery:
             raise InputError("only graphs and circuits whose metadata name a 'model' and a 'relation' "
                              f"can be stored; got model={model!r}, relation={relation!r}")  # fmt: skip
         return str(model), str(relation)
+
+
+def _same_relation(path: Path, relation: Relation) -> bool:
+    """Whether the relation file at ``path`` holds ``relation``'s templates, properties and facts."""
+    try:
+        stored = read_json(path, what="relation file")
+    except InputError:
+        return False
+    return bool(stored == json.loads(json.dumps(relation_to_json(relation))))
