@@ -54,7 +54,6 @@ def at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, not {text!r}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
     return parse
 
 
@@ -99,7 +98,6 @@ def in_range(low: float, high: float, *, open_low: bool = False) -> Callable[[st
             raise argparse.ArgumentTypeError(f"must be a number in {span}, not {text!r}")
         return value
 
-    parse.__name__ = f"number in {span}"
     return parse
 
 
