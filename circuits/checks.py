@@ -44,6 +44,7 @@ __all__ = [
     "name_problem",
     "non_finite",
     "shape_ranges",
+    "shape_size",
     "short",
 ]
 
@@ -233,6 +234,16 @@ def name_problem(name: Any, shape: GraphShape, side: str = "node") -> str | None
     else:
         canonical = mlp_name(layer) if kind == "mlp" else kind  # type: ignore[arg-type]
     return None if name == canonical else f"the engine spells it {canonical!r}"
+
+
+def shape_size(shape: GraphShape) -> str:
+    """A graph's size for messages.
+
+    >>> from circuits.graph import GraphShape
+    >>> shape_size(GraphShape(30, 9, 3))
+    '30 layers, 9 heads, 3 key/value heads'
+    """
+    return f"{shape.n_layers} layers, {shape.n_heads} heads, {shape.n_kv_heads} key/value heads"
 
 
 def shape_ranges(shape: GraphShape) -> str:

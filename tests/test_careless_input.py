@@ -114,7 +114,8 @@ def test_compare_refuses_circuits_of_two_models(capsys, scored_dirs):
     assert code == 2
     assert out == ""
     line = one_line_error(err, "compare")
-    assert "tiny-llama (3 layers, 4 heads)" in line and "tiny-gpt2 (2 layers, 4 heads)" in line
+    assert "tiny-llama (3 layers, 4 heads, 2 key/value heads)" in line
+    assert "tiny-gpt2 (2 layers, 4 heads, 4 key/value heads)" in line
     code, out, _ = run(capsys, "compare", a, a, "--boot", "0")
     assert code == 0
     assert "edge_jaccard" in out

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from circuits.attribution import Harness, mean_senders
-from circuits.checks import REQUIRED_METADATA, check_metadata
+from circuits.checks import REQUIRED_METADATA, check_metadata, shape_size
 from circuits.evaluate import FRACTIONS, Evaluation, Evaluator, evaluate_graph
 from circuits.graph import GraphShape, ScoredGraph
 from circuits.models import LoadedModel, load_model
@@ -183,8 +183,8 @@ def evaluate_scored(
     here = GraphShape.of(model)
     if here != graph.shape:
         whose = "" if meta["model"] == model.name else f" (the graph names {meta['model']!r})"
-        raise InputError(f"{directory}: the graph's shape ({_shape_text(graph.shape)}) is not the shape of "
-                         f"{model.name!r} as loaded here ({_shape_text(here)}){whose}; the graph was edited "
+        raise InputError(f"{directory}: the graph's shape ({shape_size(graph.shape)}) is not the shape of "
+                         f"{model.name!r} as loaded here ({shape_size(here)}){whose}; the graph was edited "
                          "or scored on another model: score it again with this one")  # fmt: skip
     evaluator = heldout_evaluator(model, graph, relation_file=Path(directory) / RELATION, split=split)
     bar = progress_bar(len(FRACTIONS), "evaluating", enabled=progress)
@@ -194,7 +194,3 @@ def evaluate_scored(
     result.extra = {"split": split, "relation": meta["relation"], "model": meta["model"],
                     "score_method": meta["score_method"], "positions": graph.positions}  # fmt: skip
     return result, graph
-
-
-def _shape_text(shape: GraphShape) -> str:
-    return f"{shape.n_layers} layers, {shape.n_heads} heads, {shape.n_kv_heads} key/value heads"

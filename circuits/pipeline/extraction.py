@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from circuits.checks import REQUIRED_METADATA, check_metadata
+from circuits.checks import REQUIRED_METADATA, check_metadata, shape_size
 from circuits.circuit import Circuit
 from circuits.compare import METRICS, compare
 from circuits.compare.ceilings import NoiseSettings, family_noise
@@ -192,7 +192,7 @@ def compare_files(
     first, second = load_circuit(a), load_circuit(b)
     models = [c.provenance.get("model") for c in (first, second)]
     if models[0] != models[1] or first.shape != second.shape:
-        a_of, b_of = (f"{m or 'an unnamed model'} ({c.shape.n_layers} layers, {c.shape.n_heads} heads)"
+        a_of, b_of = (f"{m or 'an unnamed model'} ({shape_size(c.shape)})"
                       for m, c in zip(models, (first, second), strict=True))  # fmt: skip
         raise InputError(f"{a} is a circuit of {a_of} and {b} one of {b_of}: circuits of different models "
                          "share no edges; compare circuits of one model")  # fmt: skip
