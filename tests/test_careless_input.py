@@ -248,7 +248,7 @@ def test_ctrl_c_prints_one_line_and_exits_130(capsys, monkeypatch, tmp_path):
 # ------------------------------------------------------------------ resources and the network
 def test_a_large_relation_with_a_pair_cap_checks_a_budget_of_facts(tiny_llama):
     from circuits.relations import load_relation, make_pairs
-    from circuits.relations.pairs import FACT_BUDGET
+    from circuits.relations.facts import FACT_BUDGET
     from circuits.relations.schema import Fact
 
     base = load_relation("country_capital_city")

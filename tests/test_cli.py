@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def test_prompts_json_has_pairs_and_roles(capsys):
     assert code == 0
     assert data["known"] == data["facts"]
     pair = data["scoring"][0]
-    assert set(pair["roles"]) == {"subject", "last_subject", "relation", "last"}
+    assert set(pair["roles"]) == {"subject", "last_subject", "relation", "last", "demo"}
     assert pair["answer"] != pair["corrupt_answer"]
 
 
@@ -171,7 +172,7 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path):
     assert "neither a bundled relation nor a file" in err
     code, _, err = run(capsys, "prompts", "country_capital_city", "--model", "tiny-gpt2")
     assert code == 2
-    assert "knows 0 of" in err
+    assert re.search(r"knows \d of 95 facts with \d-shot '.*\{\}.*' \(rank <= 1", err)
     bad = tmp_path / "bad.json"
     bad.write_text("{")
     code, _, err = run(capsys, "score", str(bad), "--model", "tiny-gpt2", "--out", str(tmp_path / "o"))

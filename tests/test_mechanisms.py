@@ -67,7 +67,7 @@ def test_source_sets_parse_and_reject_unknown_roles():
     assert parse_source_sets("subject, relation+last") == [("subject",), ("relation", "last")]
     assert parse_source_sets(["all"]) == [ROLES]
     with pytest.raises(
-        InputError, match=r"unknown role 'objct'.*valid roles: first, subject, relation, last"
+        InputError, match=r"unknown role 'objct'.*valid roles: first, demo, subject, relation, last"
     ):
         parse_source_sets("subject,objct")
     with pytest.raises(InputError, match="empty source set"):
@@ -130,8 +130,8 @@ def test_last_token_that_sees_only_itself_computes_as_if_it_were_alone(tiny_llam
     """With rotary positions, attending only to itself in every layer makes the last token's
     computation that of a one-token prompt: a reference that shares no code with the hooks."""
     prompts = prompts_of(tiny_llama)
-    result = knockout(tiny_llama, prompts, window=tiny_llama.n_layers, sources=[("first", "subject", "relation")],
-                      progress=False)  # fmt: skip
+    before_last = tuple(r for r in ROLES if r != "last")
+    result = knockout(tiny_llama, prompts, window=tiny_llama.n_layers, sources=[before_last], progress=False)
     base = answer_prob(tiny_llama, prompts.tokens, prompts.last, prompts.answer)
     alone = prompts.tokens[torch.arange(len(prompts)), prompts.last][:, None]
     p_alone = answer_prob(tiny_llama, alone, torch.zeros(len(prompts), dtype=torch.long), prompts.answer)
@@ -165,7 +165,9 @@ def test_prompts_with_an_empty_role_are_skipped_and_counted(tiny_llama, tmp_path
     csv = tmp_path / "pets.csv"
     csv.write_text("subject,object\ny,meow\nk,woof\nhe,moo\ncat,woof\ndog,moo\ncow,cluck\n")
     # the subject ends the prompt: a one-token subject is the last token, so its subject role is empty
-    prompts, _ = known_prompts(tiny_llama, csv, PromptChoice(template="The sound of the {}", max_rank=10**9))
+    prompts, _ = known_prompts(
+        tiny_llama, csv, PromptChoice(template="The sound of the {}", max_rank=10**9, shots=0)
+    )
     one_token = [
         t for t, r in zip(prompts.texts, prompts.roles, strict=True) if r.subject[1] - r.subject[0] == 1
     ]
@@ -174,7 +176,9 @@ def test_prompts_with_an_empty_role_are_skipped_and_counted(tiny_llama, tmp_path
     assert sorted(curve.skipped) == sorted(one_token) and curve.n_prompts == len(prompts) - len(one_token)
     assert curve.per_prompt.shape[0] == curve.n_prompts
     # the subject starts the prompt: there is no separate first token anywhere
-    prompts, _ = known_prompts(tiny_llama, csv, PromptChoice(template="{} makes the sound", max_rank=10**9))
+    prompts, _ = known_prompts(
+        tiny_llama, csv, PromptChoice(template="{} makes the sound", max_rank=10**9, shots=0)
+    )
     with pytest.raises(InputError, match="source set 'first': every prompt has an empty role"):
         knockout(tiny_llama, prompts, sources=[("first",)], progress=False)
 

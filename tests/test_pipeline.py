@@ -70,6 +70,7 @@ def test_settings_steps_and_what_a_stored_graph_must_match():
     assert want == {"score_method": "eap-ig", "metric": "logit-diff", "ablation": "counterfactual",
                     "ig_steps": 3, "seed": 2, "max_pairs": 8, "heldout_fraction": 0.4,
                     "known_filter": {"max_rank": 1, "min_prob": 0.0, "heldout_fraction": 0.4},
+                    "prompt_request": {"templates": "best", "shots": None},
                     "pair_edges": 4096, "positions": "summed"}  # fmt: skip
     with pytest.raises(InputError, match="at least 1"):
         ScoreSettings(ig_steps=0)

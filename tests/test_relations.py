@@ -121,7 +121,11 @@ def test_roles_locate_the_subject(tiny):
         assert r.last_subject == stop - 1
         assert r.last == len(p.clean_tokens) - 1
         assert set(r.relation).isdisjoint(range(start, stop))
-        assert sorted((*r.relation, *range(start, stop))) == list(range(len(p.clean_tokens)))
+        demo = range(*r.demo)
+        assert sorted((*demo, *r.relation, *range(start, stop))) == list(range(len(p.clean_tokens)))
+        # the template's own demonstration ("... Kenya is Nairobi.") is the demo role, ending at the full stop
+        demo_text = tiny.tokenizer.decode(list(p.clean_tokens[: r.demo[1]]))
+        assert demo_text.strip().endswith("Nairobi.") and "Kenya" in demo_text
 
 
 def test_subjects_without_equal_length_counterfactual_are_skipped_and_counted(tiny_gpt2):

@@ -23,7 +23,8 @@ def prompt_choice(args: argparse.Namespace) -> Any:
     from circuits.pipeline.mechanisms import PromptChoice
 
     return PromptChoice(template=args.template, seed=args.seed, max_pairs=args.max_pairs,
-                        max_rank=args.max_rank, min_prob=args.min_prob)  # fmt: skip
+                        max_rank=args.max_rank, min_prob=args.min_prob, templates=args.templates,
+                        shots=args.shots)  # fmt: skip
 
 
 def run_job(

@@ -106,7 +106,8 @@ def cmd_reuse(args: argparse.Namespace) -> int:
 
     settings = ScoreSettings(score_method=args.score_method, max_pairs=args.max_pairs, seed=args.seed,
                              ig_steps=args.ig_steps, batch_size=args.batch_size, max_rank=args.max_rank,
-                             min_prob=args.min_prob, positions=args.positions)  # fmt: skip
+                             min_prob=args.min_prob, positions=args.positions, templates=args.templates,
+                             shots=args.shots)  # fmt: skip
     noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
     report = run_reuse(args.relations, model=load_model(args.model, device=args.device), settings=settings,
                        extract_method=args.extract_method, size=args.size, fraction=args.fraction,

@@ -75,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                            max_edges=args.max_edges,
                            reuse_size=args.size, analysis_pairs=args.analysis_pairs, n_boot=args.boot,
                            n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
-                           positions=not args.no_positions, **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
+                           positions=not args.no_positions, templates=args.templates, shots=args.shots, **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
     model = load_model(args.model, device=args.device)
     summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
@@ -126,6 +126,7 @@ def register(add: Any) -> None:
     p.add_argument("--max-rank", type=options.at_least(1), default=1,
                    help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
     p.add_argument("--no-positions", action="store_true",
-                   help="skip the position-aware circuits (scored by role: first, subject, relation, last)")  # fmt: skip
+                   help="skip the position-aware circuits (scored by role: first, demo, subject, relation, last)")  # fmt: skip
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
+    options.prompt_options(p)
     p.set_defaults(func=cmd_run)

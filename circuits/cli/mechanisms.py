@@ -91,7 +91,7 @@ def register(add: Any) -> None:
     p.add_argument("--window", type=options.at_least(1), default=None,
                    help="layers per window (default round(n_layers / 5); Geva used 9 of 48)")  # fmt: skip
     p.add_argument("--sources", default="subject,relation,last",
-                   help="comma-separated source sets; roles first, subject, relation, last, joined with '+' "
+                   help="comma-separated source sets; roles first, demo, subject, relation, last, joined with '+' "
                    "or 'all' (default subject,relation,last)")  # fmt: skip
     p.add_argument("--block-first", action="store_true",
                    help="also block the first token (the attention sink), reported separately")  # fmt: skip

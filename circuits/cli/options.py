@@ -148,7 +148,7 @@ def quiet() -> argparse.ArgumentParser:
 
 @functools.cache
 def pairs() -> argparse.ArgumentParser:
-    """``--max-pairs``, ``--max-rank`` and ``--min-prob``: which prompt pairs are used."""
+    """``--max-pairs``, ``--max-rank``, ``--min-prob``, ``--templates`` and ``--shots``: which prompt pairs are used."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--max-pairs", type=at_least(2), default=None,
                    help="use at most this many prompt pairs (at least 2: one scored, one held out)")  # fmt: skip
@@ -156,7 +156,29 @@ def pairs() -> argparse.ArgumentParser:
                    help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
     p.add_argument("--min-prob", type=in_range(0, 1), default=0.0,
                    help="... and has at least this probability (default 0)")  # fmt: skip
+    prompt_options(p)
     return p
+
+
+def templates(text: str) -> str | int:
+    """A ``--templates`` value: best, first, all or a template index."""
+    from circuits.relations.prompts import parse_templates
+
+    try:
+        return parse_templates(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def prompt_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--templates`` and ``--shots`` to ``p``."""
+    p.add_argument("--templates", type=templates, default="best", metavar="best|first|all|INDEX",
+                   help="which of the relation's templates make the prompts: the one under which the model "
+                   "knows the most facts (default best), the first, all of them (each fact once per template), "
+                   "or the one at INDEX (from 0); `circuits relations FILE --model M` compares them")  # fmt: skip
+    p.add_argument("--shots", type=at_least(0), default=None, metavar="N",
+                   help="demonstrations drawn from the relation's other facts before every prompt (default: 1 "
+                   "for a template with no demonstration of its own, 0 for one with)")  # fmt: skip
 
 
 @functools.cache

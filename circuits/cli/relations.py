@@ -27,7 +27,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_relations(args: argparse.Namespace) -> int:
     from circuits.relations import bundled_relations, load_relation
+    from circuits.relations.schema import load_relations
 
+    if args.relations:
+        return _templates_of([rel for _, rel in load_relations(args.relations)], args)
     relations = {name: load_relation(name) for name in bundled_relations()}
     model = None
     if args.model:
@@ -53,6 +56,47 @@ def cmd_relations(args: argparse.Namespace) -> int:
     for row in rows:
         count = f"{row['known']:>7}" if model else ""
         print(f"{row['name']:<28}{row['facts']:>6}{count}  {row['template']}")
+    print("(`circuits relations NAME-OR-FILE --model M` compares a relation's templates and shot counts)")
+    return 0
+
+
+def _templates_of(relations: list[Any], args: argparse.Namespace) -> int:
+    """Each relation's templates; with a model, the facts it knows per template and shot count."""
+    if not args.model:
+        out = [
+            {"name": r.name, "facts": len(r.facts), "templates": list(r.prompt_templates)} for r in relations
+        ]
+        if args.json:
+            print(json.dumps({"model": None, "relations": out}, indent=2))
+            return 0
+        for r in out:
+            print(
+                f"{r['name']}: {r['facts']} facts; templates (give --model to see how many facts a model knows):"
+            )
+            for i, t in enumerate(r["templates"]):
+                print(f"  {i}  {t}")
+        return 0
+    from circuits.models import load_model
+    from circuits.relations.survey import survey_prompts
+
+    model = load_model(args.model, device=args.device)
+    shots = args.shots if args.shots is not None else (0, 1, 3)
+    tables = {r.name: survey_prompts(model, r, shots=[shots] if isinstance(shots, int) else shots,
+                                     pick_shots=args.shots, seed=args.seed,
+                                     max_rank=args.max_rank, min_prob=args.min_prob, progress=not args.quiet)
+              for r in relations}  # fmt: skip
+    if args.json:
+        print(json.dumps({"model": model.name, "relations": tables}, indent=2))
+        return 0
+    for name, rows in tables.items():
+        print(
+            f"{name}: facts {model.name} knows (answer at rank <= {args.max_rank}), per template and shot count"
+        )
+        print(f"  {'#':>2} {'shots':>5} {'known':>11} {'mean p':>7}  template")
+        for r in rows:
+            mark = "  <- picked by `circuits score` (--templates best)" if r["default"] else ""
+            print(f"  {r['index']:>2} {r['shots']:>5} {r['n_known']:>4} of {r['n_facts']:<4} {r['mean_prob']:>7.2f}  "
+                  f"{r['template']}{mark}")  # fmt: skip
     return 0
 
 
@@ -60,11 +104,13 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     from circuits.models import load_model
     from circuits.relations import load_relation
     from circuits.relations.pairs import make_pairs
+    from circuits.relations.samples import prompt_summary
 
     relation = load_relation(args.relation, template=args.template)  # a bad file fails before the model loads
     model = load_model(args.model, device=args.device)
-    pairs = make_pairs(model, relation, seed=args.seed, template=args.template, max_rank=args.max_rank,
-                       min_prob=args.min_prob, max_pairs=args.max_pairs)  # fmt: skip
+    pairs = make_pairs(model, relation, seed=args.seed, template=args.template, templates=args.templates,
+                       shots=args.shots, max_rank=args.max_rank, min_prob=args.min_prob,
+                       max_pairs=args.max_pairs)  # fmt: skip
     if args.json:
         print(json.dumps({
             "relation": relation.name, "model": model.name, "template": pairs.template,
@@ -74,6 +120,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
             "heldout": [p.as_dict() for p in pairs.heldout],
         }, indent=2))  # fmt: skip
         return 0
+    print(prompt_summary(pairs))
     print(f"{relation.name}: {pairs.n_known} of {pairs.n_facts} facts known to {model.name}; "
           f"{len(pairs.pairs)} pairs ({len(pairs.scoring)} scoring, {len(pairs.heldout)} held out), "
           f"{pairs.n_no_counterfactual} without an equal-length counterfactual")  # fmt: skip
@@ -91,8 +138,17 @@ def register(add: Any) -> None:
     p = add("models", "list the models that load without the hub", options.json_output())
     p.set_defaults(func=cmd_models)
 
-    p = add("relations", "list bundled relations (with --model: how many facts it knows)",
-            options.model(default=None), options.json_output())  # fmt: skip
+    p = add("relations", "list bundled relations (with --model: how many facts it knows); given relations, "
+            "compare their templates and shot counts", options.model(default=None), options.seed(),
+            options.json_output(), options.quiet())  # fmt: skip
+    p.add_argument("relations", nargs="*", metavar="RELATION",
+                   help="bundled relation names or LRE-schema JSON files whose templates to compare")  # fmt: skip
+    p.add_argument("--shots", type=options.at_least(0), default=None, metavar="N",
+                   help="compare only this shot count (default: 0, 1 and 3)")  # fmt: skip
+    p.add_argument("--max-rank", type=options.at_least(1), default=1,
+                   help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
+    p.add_argument("--min-prob", type=options.in_range(0, 1), default=0.0,
+                   help="... and has at least this probability (default 0)")  # fmt: skip
     p.set_defaults(func=cmd_relations)
 
     p = add("prompts", "the prompt pairs of a relation for a model", options.relation(), options.model(),

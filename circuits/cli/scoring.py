@@ -19,6 +19,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from circuits.models import load_model
     from circuits.pipeline import ScoreSettings, score_relation
     from circuits.relations import load_relation
+    from circuits.relations.samples import prompt_summary
     from circuits.store import save_scored
     from circuits.store.outputs import check_scored_out, remove_old_run
 
@@ -29,12 +30,13 @@ def cmd_score(args: argparse.Namespace) -> int:
                              ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
                              max_pairs=args.max_pairs, exact_top=args.exact_top,
                              max_rank=args.max_rank, min_prob=args.min_prob,
-                             positions=args.positions)  # fmt: skip
+                             positions=args.positions, templates=args.templates, shots=args.shots)  # fmt: skip
     graph, pairs = score_relation(model, relation, settings, template=args.template,
                                   progress=not args.quiet)  # fmt: skip
     out = save_scored(args.out, graph, pairs.relation)
     removed = remove_old_run(old_run, [out / name for name in (META, SCORES, RELATION)])
     meta = graph.metadata
+    print(prompt_summary(pairs))
     units = f" x {N_ROLES} roles" if graph.role_scores is not None else ""
     print(f"scored {graph.n_edges} edges{units} of {model.name} on {meta['relation']} "
           f"({meta['n_pairs_scoring']} pairs, {meta['score_method']}) in {meta['seconds']} s -> {out}")  # fmt: skip
@@ -94,7 +96,7 @@ def register(add: Any) -> None:
     p.add_argument("--batch-size", type=options.at_least(1), default=16)
     p.add_argument("--positions", default=SUMMED, choices=list(POSITIONS),
                    help="summed: one score per edge (default); roles: also split by the role of the position "
-                        "(first, subject, relation, last), for position-aware circuits")  # fmt: skip
+                        "(first, demo, subject, relation, last), for position-aware circuits")  # fmt: skip
     p.add_argument(
         "--out", required=True, type=options.out_dir, help="directory to write the scored graph to"
     )

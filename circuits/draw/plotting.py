@@ -13,7 +13,13 @@ from typing import Any
 
 __all__ = ["COLOURS", "CYCLE", "band", "pyplot", "series", "title", "to_svg"]
 
-COLOURS = {"subject": "#1b9e77", "relation": "#d95f02", "last": "#7570b3", "first": "#888888"}
+COLOURS = {
+    "subject": "#1b9e77",
+    "relation": "#d95f02",
+    "last": "#7570b3",
+    "first": "#888888",
+    "demo": "#b8a27a",
+}
 CYCLE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
 
 

@@ -16,7 +16,13 @@ from circuits.relations.roles import ROLES
 
 __all__ = ["ROLE_COLOURS", "positions_figure"]
 
-ROLE_COLOURS = {"first": "#999999", "subject": CYCLE[0], "relation": CYCLE[2], "last": CYCLE[1]}
+ROLE_COLOURS = {
+    "first": "#999999",
+    "demo": "#c7b18a",
+    "subject": CYCLE[0],
+    "relation": CYCLE[2],
+    "last": CYCLE[1],
+}
 
 
 def _bar(ax: Any, x: float, point: dict[str, Any], colour: str, label: str) -> None:
@@ -74,7 +80,7 @@ def positions_figure(record: dict[str, Any]) -> str:
     x = [row["layer"] for row in layers]
     bottom = [0.0] * len(layers)
     for role in ROLES:
-        heights = [row["shares"][role] * row["total"] for row in layers]
+        heights = [row["shares"].get(role, 0.0) * row["total"] for row in layers]
         right.bar(x, heights, bottom=bottom, color=ROLE_COLOURS[role], label=role, width=0.8)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     right.set_xlabel("receiver layer (the last bar: logits)")

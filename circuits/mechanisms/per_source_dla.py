@@ -2,7 +2,7 @@
 
 Every head's direct effect on the answer at the last position is split by the
 source position it reads (:mod:`~circuits.mechanisms.direct_effects`) and
-summed over the positions of each role (first, subject, relation, last). A
+summed over the positions of each role (first, demo, subject, relation, last). A
 head's *positive DLA from a role* is the sum over that role's positions of the
 positive parts ``max(DLA(h, s), 0)``, averaged over prompts; its share of a
 role is that over the sum across roles.

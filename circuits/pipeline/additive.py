@@ -47,7 +47,7 @@ def run_dla(
     >>> model = load_model("tiny-llama")
     >>> result, record, files = run_dla(model, "country_capital_city", PromptChoice(max_pairs=6, max_rank=10**9))
     >>> record["roles"], record["max_sum_error"] < 1e-5
-    (['first', 'subject', 'relation', 'last'], True)
+    (['first', 'demo', 'subject', 'relation', 'last'], True)
     """
 
     def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> SourceAttribution:

@@ -17,7 +17,7 @@ from circuits.graph import GraphShape, ScoredGraph
 from circuits.models import LoadedModel, load_model
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
-from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
+from circuits.relations.pairs import PairSet, batch_pairs, remake_pairs
 from circuits.store.scored import META, RELATION, load_scored
 from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import Ablation, InputError
@@ -96,11 +96,7 @@ def heldout_evaluator(
         if relation_file is not None and relation_file.is_file():
             source = relation_file
         rel = dataclasses.replace(load_relation(source), name=meta["relation"])
-        known = meta.get("known_filter", {})
-        pairs = make_pairs(model, rel, template=meta.get("template"), seed=meta["split_seed"],
-                           heldout_fraction=meta.get("heldout_fraction", 0.4),
-                           max_rank=known.get("max_rank", 1), min_prob=known.get("min_prob", 0.0),
-                           max_pairs=meta.get("max_pairs"))  # fmt: skip
+        pairs = remake_pairs(model, rel, meta)
     pad = model.pad_id
     harness = Harness(model)
     means = None

@@ -44,7 +44,7 @@ from circuits.models import LoadedModel, load_model
 from circuits.pipeline.mechanisms import PromptChoice, choice_pairs, write_record
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
-from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
+from circuits.relations.pairs import PairSet, batch_pairs, remake_pairs
 from circuits.relations.schema import Relation
 from circuits.store import RELATION, Gallery, load_scored, safe_name
 from circuits.uncertainty import DEFAULT_BOOT, Interval
@@ -174,9 +174,7 @@ def _circuit_pairs(model: LoadedModel, circuit: Circuit, gallery: Gallery, max_p
         raise InputError(f"--max-pairs {max_pairs} would put prompts the {name} circuit was scored on into the "
                          f"held-out split; it was scored with max_pairs={stored_cap}: give at least that "
                          "(or leave --max-pairs out)")  # fmt: skip
-    known = p.get("known_filter", {})
-    return make_pairs(model, rel, template=p["template"], seed=p["split_seed"], heldout_fraction=p["heldout_fraction"],
-                      max_rank=known.get("max_rank", 1), min_prob=known.get("min_prob", 0.0), max_pairs=cap)  # fmt: skip
+    return remake_pairs(model, rel, p, max_pairs=cap)
 
 
 def _find_circuits(gallery: Gallery, model: str, relations: Sequence[str], circuit: str | None,

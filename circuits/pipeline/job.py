@@ -93,6 +93,10 @@ class JobSettings:
     max_rank : int
         A fact is known, and used, when the model ranks its answer at most
         this (1: top-1; a huge value keeps every fact, e.g. for a random model).
+    templates, shots
+        Which templates make each relation's prompts, and how many
+        demonstrations precede them (:class:`~circuits.pipeline.ScoreSettings`);
+        the mechanism analyses use the prompts scoring chose.
     """
 
     relations: tuple[str, ...] = DEFAULT_RELATIONS
@@ -110,6 +114,8 @@ class JobSettings:
     positions: bool = True
     seed: int = 0
     max_rank: int = 1
+    templates: str | int = "best"
+    shots: int | None = None
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.analyses if a not in ANALYSES]
@@ -126,9 +132,8 @@ class JobSettings:
             raise InputError("reuse_size, max_edges and channels_top must be at least 1")
 
     def score_settings(self) -> ScoreSettings:
-        return ScoreSettings(
-            ig_steps=self.ig_steps, max_pairs=self.max_pairs, seed=self.seed, max_rank=self.max_rank
-        )
+        return ScoreSettings(ig_steps=self.ig_steps, max_pairs=self.max_pairs, seed=self.seed, max_rank=self.max_rank,
+                             templates=self.templates, shots=self.shots)  # fmt: skip
 
     def noise(self) -> NoiseSettings:
         return NoiseSettings(n_boot=self.n_boot, n_splits=self.n_splits, n_perm=self.n_perm, seed=self.seed)
@@ -189,7 +194,8 @@ class _Job:
             graph, pairs = score_relation(self.model, arg, self.score, progress=self.progress)
             folder = self.gallery.save_scored(graph, pairs.relation)
             return {"files": [self.rel(folder / SCORES)], "n_facts": pairs.n_facts, "n_known": pairs.n_known,
-                    "n_scoring": len(pairs.scoring), "n_heldout": len(pairs.heldout)}  # fmt: skip
+                    "n_scoring": len(pairs.scoring), "n_heldout": len(pairs.heldout),
+                    "prompt": pairs.prompt_record()}  # fmt: skip
 
         return self.stage(
             f"score/{rel.name}", {"relation": digest, "score": _settings_dict(self.score)}, work
@@ -247,9 +253,13 @@ class _Job:
                   "circuit": circuit["name"], "target_reached": circuit["target_reached"]}  # fmt: skip
         return self.stage(f"evaluation/{rel.name}", inputs, work)
 
-    def analysis(self, name: str, arg: str, rel: Relation, digest: str) -> dict[str, Any]:
+    def analysis(
+        self, name: str, arg: str, rel: Relation, digest: str, prompt: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One mechanism analysis on the prompts the relation was scored with (``prompt``: its record)."""
         s = self.settings
-        choice = PromptChoice(seed=s.seed, max_pairs=s.analysis_pairs, max_rank=s.max_rank)
+        choice = PromptChoice(seed=s.seed, max_pairs=s.analysis_pairs, max_rank=s.max_rank,
+                              templates=prompt.get("templates", "best"), shots=prompt.get("shots"))  # fmt: skip
 
         def work() -> dict[str, Any]:
             _, record, files = ANALYSES[name](self.model, arg, choice, n_boot=s.n_boot, store=self.gallery.root,
@@ -378,9 +388,10 @@ def run_job(
         findings = {}
         for name in settings.analyses:
             bar.set_description(f"main job: {rel.name} {name}")
-            findings[name] = job.analysis(name, arg, rel, digest)["finding"]
+            findings[name] = job.analysis(name, arg, rel, digest, scored.get("prompt", {}))["finding"]
             bar.update(1)
         rows.append({"relation": rel.name, **{k: scored[k] for k in ("n_facts", "n_known", "n_scoring", "n_heldout")},
+                     "prompt": scored.get("prompt"),
                      "circuit": circuit["name"], "n_edges": circuit["n_edges"], "n_nodes": circuit["n_nodes"],
                      "faithfulness": circuit["faithfulness_interval"], "target": circuit["target"],
                      "target_reached": circuit["target_reached"],

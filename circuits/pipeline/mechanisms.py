@@ -42,13 +42,20 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class PromptChoice:
-    """Which prompts an analysis runs on: the known-fact filter, the cap, the seed, the template."""
+    """Which prompts an analysis runs on: the known-fact filter, the cap, the seed, the templates and shots.
+
+    ``template`` (one string) replaces the relation's templates; otherwise
+    ``templates`` and ``shots`` choose among them as
+    :func:`~circuits.relations.make_pairs` does.
+    """
 
     template: str | None = None
     seed: int = 0
     max_pairs: int | None = None
     max_rank: int = 1
     min_prob: float = 0.0
+    templates: str | int = "best"
+    shots: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,8 +68,10 @@ def choice_pairs(model: Any, relation: str | Path | Relation, choice: PromptChoi
     rel = relation if isinstance(relation, Relation) else load_relation(relation, template=choice.template)
     if choice.template is not None:
         rel = dataclasses.replace(rel, prompt_templates=(choice.template, *rel.prompt_templates[1:]))
-    return make_pairs(model, rel, seed=choice.seed, heldout_fraction=heldout_fraction, max_pairs=choice.max_pairs,
-                      max_rank=choice.max_rank, min_prob=choice.min_prob)  # fmt: skip
+    templates = "first" if choice.template is not None else choice.templates
+    return make_pairs(model, rel, templates=templates, shots=choice.shots, seed=choice.seed,
+                      heldout_fraction=heldout_fraction, max_pairs=choice.max_pairs, max_rank=choice.max_rank,
+                      min_prob=choice.min_prob)  # fmt: skip
 
 
 def known_prompts(model: Any, relation: str | Path | Relation, choice: PromptChoice | None = None,
@@ -74,7 +83,8 @@ def known_prompts(model: Any, relation: str | Path | Relation, choice: PromptCho
 
 def _record(result: Any, pairs: PairSet, choice: PromptChoice) -> dict[str, Any]:
     record = result.as_dict()
-    record["prompts"] = {**choice.as_dict(), "template": pairs.template, "n_facts": pairs.n_facts,
+    record["prompts"] = {**choice.as_dict(), "template": pairs.template, "prompt": pairs.prompt_record(),
+                         "n_facts": pairs.n_facts,
                          "n_known": pairs.n_known, "subjects": [p.fact.subject for p in pairs.pairs]}  # fmt: skip
     return record
 

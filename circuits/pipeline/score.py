@@ -30,6 +30,8 @@ from circuits.models import LoadedModel
 from circuits.progress import progress_bar
 from circuits.relations import Relation, load_relation
 from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
+from circuits.relations.prompts import parse_templates
+from circuits.relations.samples import report_prompts
 from circuits.vocab import Ablation, InputError, Metric, NotEnoughFactsError, ScoreMethod, choice
 
 __all__ = ["ScoreSettings", "score_pairs", "score_relation"]
@@ -82,9 +84,16 @@ class ScoreSettings:
         How many of the strongest edges keep every scoring pair's own score
         (:class:`~circuits.graph.PairScores`), for bootstrap intervals and
         noise ceilings (of units, in a position-aware graph).
+    templates : {"best", "first", "all"} or int
+        Which of the relation's templates make the prompts (see
+        :func:`~circuits.relations.make_pairs`): by default the one under
+        which the model knows the most facts.
+    shots : int, optional
+        Demonstrations from the relation's own facts before every prompt
+        (default: 1 for a template without one of its own, else 0).
     positions : {"summed", "roles"}
         ``"roles"`` also splits every edge's score by the role of the
-        positions it is summed over (first, subject, relation, last), so
+        positions it is summed over (first, demo, subject, relation, last), so
         circuits can keep an edge at some roles only
         (:attr:`~circuits.graph.ScoredGraph.role_scores`).
 
@@ -115,9 +124,14 @@ class ScoreSettings:
     min_prob: float = 0.0
     pair_edges: int = PAIR_EDGES
     positions: str = SUMMED
+    templates: str | int = "best"
+    shots: int | None = None
 
     def __post_init__(self) -> None:
         check_positions(self.positions)
+        object.__setattr__(self, "templates", parse_templates(self.templates))
+        if self.shots is not None and self.shots < 0:
+            raise InputError(f"shots must be 0 or more, not {self.shots}")
         for name, enum in (("score_method", ScoreMethod), ("metric", Metric), ("ablation", Ablation)):
             object.__setattr__(self, name, choice(enum, getattr(self, name), name.replace("_", " ")))
         if self.ig_steps < 1 or self.batch_size < 1 or self.pair_edges < 1:
@@ -141,8 +155,13 @@ class ScoreSettings:
         return {"score_method": self.score_method.value, "metric": self.metric.value,
                 "ablation": self.ablation.value, "ig_steps": self.steps, "seed": self.seed,
                 "max_pairs": self.max_pairs, "heldout_fraction": self.heldout_fraction,
-                "known_filter": self.known_filter,
+                "known_filter": self.known_filter, "prompt_request": self.prompt_request,
                 "pair_edges": self.pair_edges, "positions": self.positions}  # fmt: skip
+
+    @property
+    def prompt_request(self) -> dict[str, Any]:
+        """The templates and shots asked for, as recorded in a scored graph's metadata."""
+        return {"templates": self.templates, "shots": self.shots}
 
     @property
     def known_filter(self) -> dict[str, Any]:
@@ -250,7 +269,8 @@ def score_pairs(
     graph.pair_scores = strongest_pair_scores(graph, per_pair, settings.pair_edges)
     graph.metadata = {
         "model": model.name, "relation": pairs.relation.name, "relation_source": pairs.relation.source,
-        "template": pairs.template, "score_method": settings.score_method.value, "metric": settings.metric.value,
+        "template": pairs.template, "prompt": pairs.prompt_record(), "prompt_request": pairs.request,
+        "score_method": settings.score_method.value, "metric": settings.metric.value,
         "ablation": settings.ablation.value, "ig_steps": steps, "exact_refined_edges": refined,
         "n_pairs_scoring": len(scoring), "n_pairs_heldout": len(pairs.heldout),
         "n_facts": pairs.n_facts, "n_known": pairs.n_known,
@@ -361,7 +381,9 @@ def score_relation(
     rel = relation if isinstance(relation, Relation) else load_relation(relation, template=template)
     if template is not None:
         rel = dataclasses.replace(rel, prompt_templates=(template, *rel.prompt_templates[1:]))
-    pairs = make_pairs(model, rel, seed=settings.seed, heldout_fraction=settings.heldout_fraction,
-                       max_pairs=settings.max_pairs, max_rank=settings.max_rank,
-                       min_prob=settings.min_prob, progress=progress)  # fmt: skip
+    templates = "first" if template is not None and settings.templates == "best" else settings.templates
+    pairs = make_pairs(model, rel, templates=templates, shots=settings.shots, seed=settings.seed,
+                       heldout_fraction=settings.heldout_fraction, max_pairs=settings.max_pairs,
+                       max_rank=settings.max_rank, min_prob=settings.min_prob, progress=progress)  # fmt: skip
+    report_prompts(pairs)
     return score_pairs(model, pairs, settings, progress=progress), pairs

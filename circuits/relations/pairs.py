@@ -29,9 +29,10 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
-from circuits.relations.facts import FactCheck, answer_token, check_facts, pad_rows
+from circuits.relations.facts import FactCheck, answer_token, check_facts, checked_facts, encoder, pad_rows
+from circuits.relations.prompts import DemoPicker, PromptFormat, default_shots, formats_of, parse_templates
 from circuits.relations.roles import role_index
-from circuits.relations.schema import Fact, Relation
+from circuits.relations.schema import Fact, Relation, check_template
 from circuits.vocab import InputError, NotEnoughFactsError
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "batch_pairs",
     "check_facts",
     "make_pairs",
+    "remake_pairs",
 ]  # FactCheck, answer_token and check_facts are re-exported from circuits.relations.facts
 
 log = logging.getLogger(__name__)
@@ -60,17 +62,21 @@ class Roles:
     """Positions of a prompt's parts (token indices, BOS included when present).
 
     ``subject`` is a half-open span ``(start, stop)``; ``relation`` lists the
-    template's own tokens; ``last`` is where the answer is predicted.
+    query's own tokens (the template's words, no demonstration); ``last`` is
+    where the answer is predicted; ``demo`` is the half-open span of the
+    demonstrations before the query (the generated shots and the template's
+    own demonstration; ``(0, 0)`` when there is none).
     """
 
     subject: tuple[int, int]
     last_subject: int
     relation: tuple[int, ...]
     last: int
+    demo: tuple[int, int] = (0, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {"subject": list(self.subject), "last_subject": self.last_subject,
-                "relation": list(self.relation), "last": self.last}  # fmt: skip
+                "relation": list(self.relation), "last": self.last, "demo": list(self.demo)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,8 @@ class PromptPair:
     corrupt_answer_text: str
     roles: Roles
     clean_prob: float
+    template: str = ""
+    demos: tuple[Fact, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,6 +108,7 @@ class PromptPair:
             "corrupt_answer": self.corrupt_answer,
             "corrupt_answer_text": self.corrupt_answer_text,
             "clean_prob": round(self.clean_prob, 6), "roles": self.roles.as_dict(),
+            "template": self.template, "demos": [[d.subject, d.object] for d in self.demos],
         }  # fmt: skip
 
 
@@ -146,6 +155,16 @@ class PairSet:
     n_checked : int or None
         Facts whose answer was checked: all ``n_facts`` unless a pair cap let
         a large relation be checked in part (see :func:`make_pairs`).
+    formats : tuple of PromptFormat
+        The prompt formats (template and shot count) the pairs were made
+        with: one, or every template with ``templates="all"``.
+    request : dict
+        What was asked for: ``templates`` (``"best"``, ``"first"``, ``"all"``,
+        an index, or ``"given"`` for an explicit template) and ``shots``
+        (``None``: each template's default).
+    per_format : list of dict
+        For every format tried: its template, shots, facts checked and
+        known, and pairs made (``chosen`` marks the ones used).
 
     Examples
     --------
@@ -171,6 +190,21 @@ class PairSet:
     settings: dict[str, Any] = field(default_factory=dict)
     max_pairs: int | None = None
     n_checked: int | None = None
+    formats: tuple[PromptFormat, ...] = ()
+    request: dict[str, Any] = field(default_factory=dict)
+    per_format: list[dict[str, Any]] = field(default_factory=list)
+
+    def prompt_record(self) -> dict[str, Any]:
+        """How the prompts were made, for a scored graph's metadata; :func:`remake_pairs` reads it back.
+
+        ``templates`` is the resolved choice (the chosen index for ``"best"``),
+        so the same pairs are remade without choosing again.
+        """
+        templates = self.request.get("templates", "first")
+        if templates == "best":
+            templates = self.relation.prompt_templates.index(self.formats[0].template)
+        return {"templates": templates, "shots": self.request.get("shots"), "chosen_by": self.request.get("templates"),
+                "formats": [f.as_dict() for f in self.formats], "per_format": self.per_format}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -206,19 +240,22 @@ class PairBatch:
         return PairBatch(*(t if t is None else t.to(device) for t in tensors))
 
 
-def _roles(model: LoadedModel, template: str, subject: str) -> Roles:
-    text = template.replace("{}", subject)
+def _roles(model: LoadedModel, fmt: PromptFormat, fact: Fact, demos: Sequence[Fact]) -> Roles:
+    text = fmt.text(fact, demos)
     encoded = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offset = 1 if model.prepend_bos and model.tokenizer.bos_token_id is not None else 0
-    start_char = template.index("{}")
-    stop_char = start_char + len(subject)
-    subject_positions = [
-        i + offset for i, (a, b) in enumerate(encoded["offset_mapping"]) if a < stop_char and b > start_char
-    ]
+    start_char = fmt.subject_start(demos)
+    stop_char = start_char + len(fact.subject)
+    query_char = fmt.query_start(demos)
+    spans = encoded["offset_mapping"]
+    subject_positions = [i + offset for i, (a, b) in enumerate(spans) if a < stop_char and b > start_char]
+    # a token is the demonstrations' when its first visible character lies before the query
+    n_demo = sum(1 for a, b in spans if a + len(text[a:b]) - len(text[a:b].lstrip()) < query_char)
     n = len(encoded["input_ids"]) + offset
     first, last_subject = subject_positions[0], subject_positions[-1]
-    relation_positions = tuple(p for p in range(offset, n) if not first <= p <= last_subject)
-    return Roles((first, last_subject + 1), last_subject, relation_positions, n - 1)
+    demo = (offset, offset + n_demo) if n_demo else (0, 0)
+    relation_positions = tuple(p for p in range(offset + n_demo, n) if not first <= p <= last_subject)
+    return Roles((first, last_subject + 1), last_subject, relation_positions, n - 1, demo)
 
 
 def make_pairs(
@@ -226,6 +263,8 @@ def make_pairs(
     relation: Relation,
     *,
     template: str | None = None,
+    templates: str | int = "best",
+    shots: int | None = None,
     seed: int = 0,
     max_rank: int = 1,
     min_prob: float = 0.0,
@@ -252,8 +291,18 @@ def make_pairs(
     relation : Relation
         The facts and templates (:func:`~circuits.relations.load_relation`).
     template : str, optional
-        One ``{}`` where the subject goes. Defaults to the relation's first
-        template.
+        One ``{}`` where the subject goes; replaces the relation's templates.
+    templates : {"best", "first", "all"} or int
+        Which of the relation's templates (without ``template``): the one
+        under which the model knows the most facts (the default; ties go to
+        the earlier), the first, every one (each fact once per template, so a
+        relation with few known facts yields more pairs), or the one at an
+        index (see :mod:`circuits.relations.prompts`).
+    shots : int, optional
+        Demonstrations from the relation's other facts before every prompt,
+        the same in a pair's clean and counterfactual prompt, never that
+        pair's facts and never holding either answer token. Default: 1 for a
+        template without a demonstration of its own, 0 for one with.
     seed : int
         Seeds the choice of counterfactual subjects and the split.
     max_rank, min_prob
@@ -267,7 +316,7 @@ def make_pairs(
         Share of the pairs kept out of scoring, for evaluation, in ``[0, 1)``.
     max_pairs : int, optional
         Keep at most this many pairs (after the seeded shuffle, before the split).
-        A relation with more than :func:`fact_budget` facts is then not checked
+        A relation with more than :func:`~circuits.relations.facts.fact_budget` facts is then not checked
         whole: its facts are checked in a seeded random order, a budget at a
         time, until enough of them are known and have a counterfactual
         (``n_facts`` still counts them all; ``n_checked`` says how many were run).
@@ -277,8 +326,9 @@ def make_pairs(
     Returns
     -------
     PairSet
-        The pairs, their split and the counts behind them (facts, known facts,
-        facts without a counterfactual).
+        The pairs, their split (whole facts: a fact's pairs under several
+        templates are all scored or all held out) and the counts behind them
+        (facts, known facts, facts without a counterfactual, per format).
 
     Raises
     ------
@@ -300,10 +350,21 @@ def make_pairs(
     >>> pair = pairs.pairs[0]
     >>> pair.clean_text == relation.template.replace("{}", pair.fact.subject)
     True
+    >>> pairs.formats[0].label(), pairs.request
+    ("0-shot 'The capital of Kenya is Nairobi. The capital of {} is'", {'templates': 'best', 'shots': None})
     >>> len(pair.clean_tokens) == len(pair.corrupt_tokens), pair.answer != pair.corrupt_answer
     (True, True)
     >>> pair.roles.last == len(pair.clean_tokens) - 1
     True
+
+    Every template, each with one demonstration (its own or one drawn from the facts):
+
+    >>> every = make_pairs(model, relation, templates="all", max_rank=10**9, seed=0)
+    >>> len(every.formats), len(every.pairs) > len(relation.facts), every.pairs[0].demos != ()
+    (3, True, True)
+    >>> both = {p.fact.subject for p in every.scoring} & {p.fact.subject for p in every.heldout}
+    >>> both
+    set()
 
     A random model does not know the facts at rank 1 (the default filter):
 
@@ -316,44 +377,47 @@ def make_pairs(
         raise InputError(f"heldout_fraction must lie in [0, 1), not {heldout_fraction}")
     if max_pairs is not None and max_pairs < (2 if heldout_fraction > 0 else 1):
         raise InputError(f"max_pairs must be at least 2 (one pair to score, one held out), not {max_pairs}")
-    template = template or relation.template
-    checks = _checked_facts(model, relation, template, max_rank, min_prob, max_pairs, seed, progress)
-    known = [c for c in checks if c.known]
+    if template is not None:
+        check_template(template, "template")
+        if shots is not None and shots < 0:
+            raise InputError(f"shots must be 0 or more, not {shots}")
+        formats = [PromptFormat(template, default_shots(template) if shots is None else shots)]
+        request: dict[str, Any] = {"templates": "given", "shots": shots}
+    else:
+        formats = formats_of(relation, templates, shots)
+        request = {"templates": parse_templates(templates), "shots": shots}
+    encode = encoder(model)
+    tried = []
+    for fmt in formats:
+        picker = DemoPicker(relation, fmt, seed=seed, encode=encode)
+        tried.append(
+            (picker, checked_facts(model, relation, picker, max_rank, min_prob, max_pairs, seed, progress))
+        )
+    chosen = tried
+    if request["templates"] == "best" and len(tried) > 1:
+        best = max(range(len(tried)), key=lambda i: (sum(c.known for c in tried[i][1]), -i))
+        chosen = [tried[best]]
+    known = {c.fact for _, checks in chosen for c in checks if c.known}
+    n_checked = max(len(checks) for _, checks in chosen)
     if len(known) < min_known:
+        what = chosen[0][0].fmt.label() if len(chosen) == 1 else f"{len(chosen)} templates"
         raise NotEnoughFactsError(
             f"relation {relation.name!r}: {model.name} knows {len(known)} of "
-            f"{len(checks)} facts with template {template!r} (rank <= {max_rank}, "
+            f"{n_checked} facts with {what} (rank <= {max_rank}, "
             f"p >= {min_prob}); at least {min_known} are needed"
         )
     rng = random.Random(seed)
     pairs: list[PromptPair] = []
     missing = 0
-    same_length: dict[int, list[FactCheck]] = {}
-    for other in checks:
-        same_length.setdefault(len(other.tokens), []).append(other)
-    for check in known:
-        partners = [
-            other for other in same_length[len(check.tokens)]
-            if other.fact != check.fact and other.answer != check.answer
-        ]  # fmt: skip
-        # Prefer counterfactuals the model knows: its own answer is then a
-        # meaningful rival in the logit difference.
-        preferred = [p for p in partners if p.known] or partners
-        if not preferred:
-            missing += 1
-            continue
-        other = rng.choice(preferred)
-        tokenizer = model.tokenizer
-        pairs.append(PromptPair(
-            fact=check.fact, corrupt_fact=other.fact,
-            clean_text=template.replace("{}", check.fact.subject),
-            corrupt_text=template.replace("{}", other.fact.subject),
-            clean_tokens=check.tokens, corrupt_tokens=other.tokens,
-            answer=check.answer, corrupt_answer=other.answer,
-            answer_text=tokenizer.decode([check.answer]),
-            corrupt_answer_text=tokenizer.decode([other.answer]),
-            roles=_roles(model, template, check.fact.subject), clean_prob=check.prob,
-        ))  # fmt: skip
+    rows = []
+    for picker, checks in tried:
+        made, lacking = (
+            _pair_up(model, picker, checks, rng) if any(p is picker for p, _ in chosen) else ([], 0)
+        )
+        pairs += made
+        missing += lacking
+        rows.append({**picker.fmt.as_dict(), "n_checked": len(checks), "n_known": sum(c.known for c in checks),
+                     "n_pairs": len(made), "chosen": any(p is picker for p, _ in chosen)})  # fmt: skip
     if missing:
         log.warning("relation %s: %d known facts have no equal-length counterfactual; skipped",
                     relation.name, missing)  # fmt: skip
@@ -365,56 +429,104 @@ def make_pairs(
     order = list(range(len(pairs)))
     random.Random(seed + 1).shuffle(order)
     pairs = [pairs[i] for i in order][:max_pairs]
-    n_heldout = max(1, round(len(pairs) * heldout_fraction)) if heldout_fraction > 0 else 0
-    scoring, heldout = pairs[: len(pairs) - n_heldout], pairs[len(pairs) - n_heldout :]
+    scoring, heldout = _split(pairs, heldout_fraction)
     settings = {"max_rank": max_rank, "min_prob": min_prob, "heldout_fraction": heldout_fraction}
-    return PairSet(relation, model.name, template, pairs, scoring, heldout, len(relation.facts),
-                   len(known), missing, seed, settings, max_pairs, len(checks))  # fmt: skip
+    fmts = tuple(picker.fmt for picker, _ in chosen)
+    return PairSet(relation, model.name, fmts[0].template, pairs, scoring, heldout, len(relation.facts),
+                   len(known), missing, seed, settings, max_pairs, n_checked, fmts, request, rows)  # fmt: skip
 
 
-FACT_BUDGET = 512
-"""Facts checked at a time when a pair cap makes checking a large relation whole unnecessary."""
+def _pair_up(model: LoadedModel, picker: DemoPicker, checks: Sequence[FactCheck],
+             rng: random.Random) -> tuple[list[PromptPair], int]:  # fmt: skip
+    """Each known fact of one format with a counterfactual: same demonstrations, same token length, another answer."""
+    fmt = picker.fmt
+    pairs: list[PromptPair] = []
+    missing = 0
+    same_length: dict[int, list[FactCheck]] = {}
+    for other in checks:
+        if other.demos is not None:
+            same_length.setdefault(len(other.tokens), []).append(other)
+    tokenizer = model.tokenizer
+    for check in checks:
+        if not check.known or check.demos is None:
+            continue
+        demos = check.demos
+        partners: list[tuple[FactCheck, tuple[int, ...]]] = []
+        for other in same_length[len(check.tokens)]:
+            if other.fact == check.fact or other.answer == check.answer:
+                continue
+            if other.demos == demos:
+                partners.append((other, other.tokens))
+            elif picker.allows(demos, other.fact, other.answer):
+                tokens = tuple(model.encode(fmt.text(other.fact, demos)))
+                if len(tokens) == len(check.tokens):
+                    partners.append((other, tokens))
+        # Prefer counterfactuals the model knows: its own answer is then a
+        # meaningful rival in the logit difference.
+        preferred = [p for p in partners if p[0].known] or partners
+        if not preferred:
+            missing += 1
+            continue
+        other, corrupt_tokens = rng.choice(preferred)
+        pairs.append(PromptPair(
+            fact=check.fact, corrupt_fact=other.fact,
+            clean_text=fmt.text(check.fact, demos), corrupt_text=fmt.text(other.fact, demos),
+            clean_tokens=check.tokens, corrupt_tokens=corrupt_tokens,
+            answer=check.answer, corrupt_answer=other.answer,
+            answer_text=tokenizer.decode([check.answer]),
+            corrupt_answer_text=tokenizer.decode([other.answer]),
+            roles=_roles(model, fmt, check.fact, demos), clean_prob=check.prob,
+            template=fmt.template, demos=demos,
+        ))  # fmt: skip
+    return pairs, missing
 
 
-def fact_budget(max_pairs: int | None) -> int | None:
-    """How many facts are checked at a time for ``max_pairs`` pairs (``None``: all of them).
-
-    >>> fact_budget(None), fact_budget(8), fact_budget(200)
-    (None, 512, 1600)
-    """
-    return None if max_pairs is None else max(FACT_BUDGET, 8 * max_pairs)
-
-
-def _checked_facts(model: LoadedModel, relation: Relation, template: str, max_rank: int, min_prob: float,
-                   max_pairs: int | None, seed: int, progress: bool) -> list[FactCheck]:  # fmt: skip
-    """The fact checks pairs are made from: every fact, or for a large relation and a pair cap, enough of them.
-
-    A relation within the budget is checked whole and in its own order (so the
-    pairs are the same as with no cap). A larger one is checked in a seeded
-    random order, one budget at a time, until at least ``max_pairs`` known
-    facts have an equal-length partner with another answer among the checked facts.
-    """
-    budget = fact_budget(max_pairs)
-    facts = relation.facts
-    if budget is None or len(facts) <= budget:
-        return check_facts(model, relation, template=template, max_rank=max_rank, min_prob=min_prob,
-                           progress=progress)  # fmt: skip
-    order = list(range(len(facts)))
-    random.Random(seed + 2).shuffle(order)
-    checks: list[FactCheck] = []
-    for start in range(0, len(order), budget):
-        chunk = [facts[i] for i in order[start : start + budget]]
-        checks += check_facts(model, relation, template=template, max_rank=max_rank, min_prob=min_prob,
-                              facts=chunk, progress=progress)  # fmt: skip
-        by_length: dict[int, set[int]] = {}
-        for c in checks:
-            by_length.setdefault(len(c.tokens), set()).add(c.answer)
-        pairable = sum(1 for c in checks if c.known and len(by_length[len(c.tokens)] - {c.answer}) > 0)
-        if pairable >= max_pairs:  # type: ignore[operator]
+def _split(pairs: list[PromptPair], heldout_fraction: float) -> tuple[list[PromptPair], list[PromptPair]]:
+    """Scoring and held-out pairs: about ``heldout_fraction`` of them held out, whole facts at a time, from the end."""
+    if heldout_fraction <= 0:
+        return list(pairs), []
+    target = max(1, round(len(pairs) * heldout_fraction))
+    count: dict[str, int] = {}
+    for p in pairs:
+        count[p.fact.subject] = count.get(p.fact.subject, 0) + 1
+    held: set[str] = set()
+    n_held = 0
+    for p in reversed(pairs):
+        if n_held >= target:
             break
-    log.info("relation %s: checked %d of %d facts (a budget of %d at a time) for %d pairs",
-             relation.name, len(checks), len(facts), budget, max_pairs)  # fmt: skip
-    return checks
+        if p.fact.subject not in held:
+            held.add(p.fact.subject)
+            n_held += count[p.fact.subject]
+    return [p for p in pairs if p.fact.subject not in held], [p for p in pairs if p.fact.subject in held]
+
+
+def remake_pairs(model: LoadedModel, relation: Relation, meta: dict[str, Any], **override: Any) -> PairSet:
+    """The pairs a scored graph was made with, from its metadata (``override`` replaces a keyword, e.g. ``max_pairs``).
+
+    Reads the ``prompt`` record of :meth:`PairSet.prompt_record` (a graph
+    scored before it existed used its ``template`` with no demonstrations),
+    the split seed, the held-out fraction, the known-fact filter and the cap.
+
+    >>> from circuits import load_model, load_relation
+    >>> model, rel = load_model("tiny-llama"), load_relation("country_capital_city")
+    >>> pairs = make_pairs(model, rel, templates="all", max_rank=10**9, max_pairs=9, seed=3)
+    >>> meta = {"prompt": pairs.prompt_record(), "split_seed": 3, "heldout_fraction": 0.4,
+    ...         "known_filter": pairs.settings, "max_pairs": 9}
+    >>> [p.clean_text for p in remake_pairs(model, rel, meta).heldout] == [p.clean_text for p in pairs.heldout]
+    True
+    """
+    known = meta.get("known_filter", {})
+    prompt = meta.get("prompt")
+    if prompt is None:
+        chosen: dict[str, Any] = {"template": meta.get("template"), "shots": 0}
+    elif prompt.get("templates") == "given":
+        chosen = {"template": prompt["formats"][0]["template"], "shots": prompt.get("shots")}
+    else:
+        chosen = {"templates": prompt["templates"], "shots": prompt.get("shots")}
+    kwargs = {**chosen, "seed": meta["split_seed"], "heldout_fraction": meta.get("heldout_fraction", 0.4),
+              "max_rank": known.get("max_rank", 1), "min_prob": known.get("min_prob", 0.0),
+              "max_pairs": meta.get("max_pairs")}  # fmt: skip
+    return make_pairs(model, relation, **{**kwargs, **override})
 
 
 def batch_pairs(pairs: Sequence[PromptPair], *, pad: int = 0) -> PairBatch:
