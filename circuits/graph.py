@@ -452,7 +452,7 @@ class ScoredGraph:
     >>> graph.shape, graph.scores.shape, graph.n_edges
     (GraphShape(n_layers=2, n_heads=4, n_kv_heads=4, parallel=False), (11, 27), 110)
     >>> graph.metadata["score_method"], graph.metadata["metric"], graph.metadata["n_pairs_scoring"]
-    ('eap-ig', 'logit-diff', 4)
+    ('eap-ig', 'logit-diff', 3)
     """
 
     shape: GraphShape

@@ -233,7 +233,7 @@ def test_text_loss_is_the_mean_next_token_cross_entropy(tiny_llama):
 def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llama):
     from circuits.pipeline.suppression import run_suppression
 
-    choice = PromptChoice(max_pairs=10, max_rank=10**9)
+    choice = PromptChoice(max_pairs=10, max_rank=10**9, templates="first")
     kw = {"last_layers": 1, "majority": 0.0, "relations_share": 0.0, "n_control": 6, "n_boot": 20,
           "progress": False}  # fmt: skip
     same, record, _ = run_suppression(tiny_llama, ["country_capital_city"], choice, alpha=1.0, **kw)

@@ -10,7 +10,7 @@ import pytest
 
 from circuits import ScoreSettings, heldout_evaluator, load_relation, make_pairs, score_relation
 from circuits.relations.pairs import remake_pairs
-from circuits.relations.prompts import PromptFormat, default_shots, split_template
+from circuits.relations.prompts import RESCUE_KNOWN, PromptFormat, default_shots, split_template
 from circuits.relations.roles import role_positions
 from circuits.relations.samples import MIN_HELDOUT, MIN_SCORING, sample_warning
 from circuits.relations.schema import Fact, Relation, relation_to_json
@@ -147,20 +147,35 @@ def test_a_template_index_and_a_bad_index(tiny):
         make_pairs(tiny, plain_relation(), templates="some", max_rank=ALL)
 
 
-def test_best_picks_the_template_the_survey_shows_knows_the_most(tiny_llama):
+def test_best_keeps_the_templates_that_know_at_least_half_as_many_facts_as_the_best(tiny_llama):
     rel = load_relation("country_capital_city")
     rank = 100  # of a random model's 1024 tokens: the templates know different numbers of facts
-    rows = survey_prompts(tiny_llama, rel, shots=(0, 1), pick_shots=0, max_rank=rank)
-    defaults = [r for r in rows if r["picked_shots"]]
-    assert len({r["n_known"] for r in defaults}) > 1, "the check needs templates that differ"
-    best = max(defaults, key=lambda r: (r["n_known"], -r["index"]))
-    assert best["index"] > 0  # not simply the first template
-    assert [r for r in rows if r["default"]] == [best]
+    rows = survey_prompts(tiny_llama, rel, shots=(0,), pick_shots=0, max_rank=rank)
+    counts = [r["n_known"] for r in rows]
+    top = max(counts)
+    assert len(set(counts)) > 1 and any(0 < 2 * c < top for c in counts), "the check needs a weak template"
+    kept = [PromptFormat(r["template"], 0) for r in rows if 2 * r["n_known"] >= top]
+    assert [PromptFormat(r["template"], 0) for r in rows if r["default"]] == kept
     pairs = make_pairs(tiny_llama, rel, shots=0, max_rank=rank, min_known=1)
-    assert pairs.formats == (PromptFormat(best["template"], best["shots"]),)
-    assert pairs.n_known == best["n_known"]
-    assert [r["n_known"] for r in pairs.per_format] == [r["n_known"] for r in defaults]
-    assert pairs.prompt_record()["templates"] == best["index"]
+    assert list(pairs.formats) == kept and len(kept) < len(rel.prompt_templates)
+    assert [r["n_known"] for r in pairs.per_format] == counts
+    assert {p.template for p in pairs.pairs} <= {f.template for f in kept}
+    assert pairs.prompt_record()["formats"] == [f.as_dict() for f in kept]
+
+
+def test_best_tries_three_shots_when_the_defaults_leave_too_few_known_facts(tiny_llama):
+    rel = load_relation("country_capital_city")
+    rank = 100
+    pairs = make_pairs(tiny_llama, rel, max_rank=rank, min_known=1)
+    tried = {(r["template"], r["shots"]): r["n_known"] for r in pairs.per_format}
+    assert max(v for (_, n), v in tried.items() if n < 3) < RESCUE_KNOWN  # the defaults knew too few
+    assert {t for t, n in tried if n == 3} == set(rel.prompt_templates)  # so each template tried 3 shots too
+    for fmt in pairs.formats:  # each template kept its better shot count
+        assert tried[(fmt.template, fmt.shots)] == max(v for (t, _), v in tried.items() if t == fmt.template)
+    rows = survey_prompts(tiny_llama, rel, shots=(0, 1, 3), max_rank=rank)
+    assert [PromptFormat(r["template"], r["shots"]) for r in rows if r["default"]] == list(pairs.formats)
+    big = make_pairs(tiny_llama, rel, max_rank=ALL)  # every fact known: no rescue
+    assert {r["shots"] for r in big.per_format} == {0, 1}
 
 
 # ------------------------------------------------------------ remade from metadata
@@ -212,7 +227,10 @@ def test_score_says_which_prompts_it_used_and_records_them(capsys, tmp_path, cap
                                   "--max-pairs", 8, "--ig-steps", 1, "--templates", "all", "--shots", 2,
                                   "--quiet", "--out", out)  # fmt: skip
     assert code == 0, err
-    assert "prompts: all 3 templates, 2-shot (facts known: 95, 95, 95 of 95; 8 pairs)" in text
+    assert (
+        "prompts: 2-shot 'The capital of Kenya is Nairobi. The capital of {} is' + 2-shot 'The capital city of {} "
+        "is' + 2-shot 'The capital of {} is' (facts known: 95, 95, 95 of 95; 8 pairs)"
+    ) in text
     meta = json.loads((out / "graph.json").read_text())
     assert meta["prompt"]["templates"] == "all" and meta["prompt"]["shots"] == 2
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -232,8 +250,8 @@ def test_relations_compares_templates_and_shots_for_a_file(capsys, tmp_path):
     assert code == 0, err
     lines = [line for line in text.splitlines() if PLAIN in line or "has its capital" in line]
     assert len(lines) == 6  # 2 templates x shots 0, 1, 3
-    assert sum("picked by `circuits score`" in line for line in lines) == 1
-    assert "1   30 of 30" in lines[1] and "picked" in lines[1]  # template 0 at its default, 1 shot
+    picked = [line for line in lines if "picked by `circuits score`" in line]
+    assert len(picked) == 2 and all("1   30 of 30" in line for line in picked)  # each template at 1 shot
     code, _, err = run_cli(capsys, "score", file, "--model", "tiny-llama", "--templates", "third", "--out",
                            tmp_path / "x")  # fmt: skip
     assert code == 2 and len(err.strip().splitlines()) == 1

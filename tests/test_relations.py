@@ -107,12 +107,14 @@ def test_split_is_seeded_and_disjoint(tiny_gpt2):
     scoring = {p.fact for p in pairs.scoring}
     heldout = {p.fact for p in pairs.heldout}
     assert not scoring & heldout
-    assert len(heldout) == round(0.25 * len(pairs.pairs))
+    # whole facts are held out (a fact has a pair per template): as many pairs as the fraction asks, or a few more
+    target = round(0.25 * len(pairs.pairs))
+    assert target <= len(pairs.heldout) < target + len(pairs.formats)
 
 
 def test_roles_locate_the_subject(tiny):
     rel = load_relation("country_capital_city")
-    pairs = make_pairs(tiny, rel, max_rank=ALL)
+    pairs = make_pairs(tiny, rel, max_rank=ALL, templates="first")
     for p in pairs.pairs[:10]:
         r = p.roles
         start, stop = r.subject

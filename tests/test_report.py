@@ -389,3 +389,20 @@ def test_the_report_does_not_import_torch():
                           timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"torch": False}
+
+
+def test_the_relation_page_says_how_its_prompts_were_made_and_flags_few_pairs(tmp_path):
+    folder = make_results(tmp_path)
+    meta = json.loads((folder / "scored" / "graph.json").read_text())
+    meta.update({"n_pairs_scoring": 9, "n_pairs_heldout": 6, "prompt": {
+        "templates": "best", "shots": None, "formats": [{"template": "<b>{} is in</b>", "shots": 1}],
+        "per_format": [{"template": "a {}", "shots": 0, "n_known": 11}, {"template": "b {}", "shots": 1, "n_known": 23}],
+    }})  # fmt: skip
+    (folder / "scored" / "graph.json").write_text(json.dumps(meta))
+    index = build_report(tmp_path, out=tmp_path / "site")
+    page = (index.parent / MODEL / "rel_a.html").read_text(encoding="utf-8")
+    assert (
+        "prompts 1-shot <code>&lt;b&gt;{} is in&lt;/b&gt;</code>: the best 1 of 2 formats tried (facts known: 11, 23)"
+        in page
+    )
+    assert "9 + 6 (few: noisy)" in index.read_text(encoding="utf-8")

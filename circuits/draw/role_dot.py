@@ -1,7 +1,7 @@
 """A DOT diagram of a position-aware circuit, one lane per position role.
 
 :func:`role_dot` draws the (edge, role) units of a position-aware
-:class:`~circuits.circuit.Circuit` in lanes, left to right ``first``,
+:class:`~circuits.circuit.Circuit` in lanes, left to right ``first``, ``demo``,
 ``subject``, ``relation``, ``last`` (:data:`~circuits.relations.roles.ROLES`;
 a lane that holds nothing is left out), split by grey lines. Layers run
 bottom (``input``) to top (``logits``) with a layer axis on the left, and the
@@ -119,7 +119,7 @@ def _hub(receiver: str) -> str:
 def role_dot(circuit: Circuit, *, title: str | None = None, kv_hubs: bool | None = None) -> Any:
     """A ``pydot.Dot`` of a position-aware circuit, one lane per position role.
 
-    Lanes run left to right ``first``, ``subject``, ``relation``, ``last``
+    Lanes run left to right ``first``, ``demo``, ``subject``, ``relation``, ``last``
     (only those holding a node), split by grey lines, layers bottom
     (``input``) to top (``logits``), with a layer axis on the left; nodes of
     one layer share a rank across lanes. A node is a component at a role (id

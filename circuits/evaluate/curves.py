@@ -230,7 +230,7 @@ def evaluate_graph(
     >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
     >>> result = evaluate_graph(heldout_evaluator(model, graph, pairs), graph, fractions=(0.1, 0.5, 1.0))
     >>> result.n_pairs, result.n_edges, len(result.signed), round(result.absolute[-1], 6)
-    (2, 190, 3, 1.0)
+    (3, 190, 3, 1.0)
     >>> str(result.intervals.absolute[-1]), result.intervals.n_boot
     ('1.00 [1.00, 1.00]', 200)
     >>> result.as_dict()["intervals"]["cpr"].keys()

@@ -73,7 +73,7 @@ def heldout_evaluator(
     >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
     >>> evaluator = heldout_evaluator(model, graph, pairs)
     >>> len(evaluator.batch)
-    2
+    3
     >>> run = evaluator.run_mask(graph.mask)
     >>> run.n_edges, round(run.faithfulness, 6)
     (190, 1.0)
@@ -162,7 +162,7 @@ def evaluate_scored(
     >>> folder = save_scored(tempfile.mkdtemp(), graph, pairs.relation)
     >>> evaluation, stored = evaluate_scored(folder, model=model, progress=False)
     >>> evaluation.n_pairs, evaluation.n_edges, len(evaluation.fractions)
-    (2, 190, 10)
+    (3, 190, 10)
     >>> evaluation.fractions[-1], round(evaluation.signed[-1], 6)
     (1.0, 1.0)
     >>> evaluation.extra["split"], evaluation.extra["score_method"]

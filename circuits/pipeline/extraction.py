@@ -98,7 +98,7 @@ def extract_stored(
     >>> circuit, path, message = extract_stored(folder, size=20, evaluate=True, n_boot=50)
     >>> iv = circuit.params["faithfulness_interval"]
     >>> sorted(iv), iv["value"] == round(circuit.faithfulness, 6), iv["n_pairs"]
-    (['high', 'low', 'n_boot', 'n_pairs', 'value'], True, 2)
+    (['high', 'low', 'n_boot', 'n_pairs', 'value'], True, 3)
     >>> message.startswith("held-out faithfulness ") and "[" in message
     True
     >>> load_circuit(path).params["faithfulness_interval"] == iv

@@ -34,6 +34,7 @@ from circuits.pipeline.score import ScoreSettings
 from circuits.pipeline.stages import StageLog, StageRun
 from circuits.progress import progress_bar
 from circuits.relations import Relation
+from circuits.relations.prompts import PromptFormat
 from circuits.relations.schema import load_relations, relation_to_json
 from circuits.store import EVALUATION, SCORES, Gallery
 from circuits.store.gallery import IMPLIED
@@ -258,8 +259,9 @@ class _Job:
     ) -> dict[str, Any]:
         """One mechanism analysis on the prompts the relation was scored with (``prompt``: its record)."""
         s = self.settings
+        formats = [PromptFormat(f["template"], f["shots"]) for f in prompt.get("formats", [])]
         choice = PromptChoice(seed=s.seed, max_pairs=s.analysis_pairs, max_rank=s.max_rank,
-                              templates=prompt.get("templates", "best"), shots=prompt.get("shots"))  # fmt: skip
+                              templates=tuple(formats) or s.templates, shots=None if formats else s.shots)  # fmt: skip
 
         def work() -> dict[str, Any]:
             _, record, files = ANALYSES[name](self.model, arg, choice, n_boot=s.n_boot, store=self.gallery.root,

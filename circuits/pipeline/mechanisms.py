@@ -24,6 +24,7 @@ from circuits.mechanisms.lens import Prompts
 from circuits.mechanisms.subject_enrichment import EnrichmentResult, enrichment
 from circuits.relations import load_relation
 from circuits.relations.pairs import PairSet, make_pairs
+from circuits.relations.prompts import PromptFormat
 from circuits.relations.roles import parse_source_sets
 from circuits.relations.schema import Relation, bundled_relations
 from circuits.store.gallery import Gallery
@@ -54,7 +55,7 @@ class PromptChoice:
     max_pairs: int | None = None
     max_rank: int = 1
     min_prob: float = 0.0
-    templates: str | int = "best"
+    templates: str | int | tuple[PromptFormat, ...] = "best"
     shots: int | None = None
 
     def as_dict(self) -> dict[str, Any]:

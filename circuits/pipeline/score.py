@@ -216,7 +216,7 @@ def score_pairs(
     >>> settings = ScoreSettings(score_method="exact", ig_steps=2, exact_top=3)
     >>> graph = score_pairs(model, pairs, settings, progress=False)
     >>> graph.metadata["n_pairs_scoring"], graph.metadata["exact_refined_edges"]
-    (4, 3)
+    (3, 3)
 
     The sign convention, checked: an exactly scored edge's score is the change
     of the mean logit difference on the scoring pairs when the circuit of all
@@ -373,7 +373,7 @@ def score_relation(
     >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
     >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
     >>> graph.scores.shape, graph.n_edges, len(pairs.scoring), len(pairs.heldout)
-    ((16, 28), 190, 4, 2)
+    ((16, 28), 190, 3, 3)
     >>> graph.metadata["relation"], graph.metadata["score_method"], graph.metadata["ig_steps"]
     ('country_capital_city', 'eap-ig', 2)
     """

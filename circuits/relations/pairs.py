@@ -30,7 +30,16 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from circuits.relations.facts import FactCheck, answer_token, check_facts, checked_facts, encoder, pad_rows
-from circuits.relations.prompts import DemoPicker, PromptFormat, default_shots, formats_of, parse_templates
+from circuits.relations.prompts import (
+    RESCUE_SHOTS,
+    DemoPicker,
+    PromptFormat,
+    default_shots,
+    formats_of,
+    needs_rescue,
+    parse_templates,
+    pick_formats,
+)
 from circuits.relations.roles import role_index
 from circuits.relations.schema import Fact, Relation, check_template
 from circuits.vocab import InputError, NotEnoughFactsError
@@ -172,7 +181,7 @@ class PairSet:
     >>> model = load_model("tiny-llama")
     >>> pairs = make_pairs(model, load_relation("country_capital_city"), max_rank=10**9, max_pairs=6)
     >>> len(pairs.pairs), len(pairs.scoring), len(pairs.heldout)
-    (6, 4, 2)
+    (6, 3, 3)
     >>> pairs.n_facts, pairs.n_known, pairs.settings["max_rank"]
     (95, 95, 1000000000)
     """
@@ -197,13 +206,11 @@ class PairSet:
     def prompt_record(self) -> dict[str, Any]:
         """How the prompts were made, for a scored graph's metadata; :func:`remake_pairs` reads it back.
 
-        ``templates`` is the resolved choice (the chosen index for ``"best"``),
-        so the same pairs are remade without choosing again.
+        ``formats`` are the formats used (template and shots), so the same
+        pairs are remade without choosing again; ``templates`` and ``shots``
+        are what was asked for, ``per_format`` what every format tried gave.
         """
-        templates = self.request.get("templates", "first")
-        if templates == "best":
-            templates = self.relation.prompt_templates.index(self.formats[0].template)
-        return {"templates": templates, "shots": self.request.get("shots"), "chosen_by": self.request.get("templates"),
+        return {"templates": self.request.get("templates"), "shots": self.request.get("shots"),
                 "formats": [f.as_dict() for f in self.formats], "per_format": self.per_format}  # fmt: skip
 
 
@@ -292,12 +299,14 @@ def make_pairs(
         The facts and templates (:func:`~circuits.relations.load_relation`).
     template : str, optional
         One ``{}`` where the subject goes; replaces the relation's templates.
-    templates : {"best", "first", "all"} or int
-        Which of the relation's templates (without ``template``): the one
-        under which the model knows the most facts (the default; ties go to
-        the earlier), the first, every one (each fact once per template, so a
-        relation with few known facts yields more pairs), or the one at an
-        index (see :mod:`circuits.relations.prompts`).
+    templates : {"best", "first", "all"}, int or list of PromptFormat
+        Which of the relation's templates (without ``template``): the best
+        ones (the default: the template under which the model knows the most
+        facts and every other that knows at least half as many; see
+        :mod:`circuits.relations.prompts`), the first, every one (each fact
+        once per template, so a relation with few known facts yields more
+        pairs), the one at an index, or the exact formats a scored graph
+        recorded.
     shots : int, optional
         Demonstrations from the relation's other facts before every prompt,
         the same in a pair's clean and counterfactual prompt, never that
@@ -346,12 +355,15 @@ def make_pairs(
     >>> relation = load_relation("country_capital_city")
     >>> pairs = make_pairs(model, relation, max_rank=10**9, max_pairs=6, seed=0)
     >>> len(pairs.scoring), len(pairs.heldout)
-    (4, 2)
+    (3, 3)
     >>> pair = pairs.pairs[0]
-    >>> pair.clean_text == relation.template.replace("{}", pair.fact.subject)
+    >>> pair.clean_text.endswith(pair.template.replace("{}", pair.fact.subject)), pair.fact not in pair.demos
+    (True, True)
+    >>> [f.label() for f in pairs.formats]  # a random model knows every fact: each template is as good
+    ["0-shot 'The capital of Kenya is Nairobi. The capital of {} is'", "1-shot 'The capital city of {} is'", "1-shot 'The capital of {} is'"]
+    >>> first = make_pairs(model, relation, templates="first", max_rank=10**9, max_pairs=6)
+    >>> first.pairs[0].clean_text == relation.template.replace("{}", first.pairs[0].fact.subject)
     True
-    >>> pairs.formats[0].label(), pairs.request
-    ("0-shot 'The capital of Kenya is Nairobi. The capital of {} is'", {'templates': 'best', 'shots': None})
     >>> len(pair.clean_tokens) == len(pair.corrupt_tokens), pair.answer != pair.corrupt_answer
     (True, True)
     >>> pair.roles.last == len(pair.clean_tokens) - 1
@@ -360,8 +372,8 @@ def make_pairs(
     Every template, each with one demonstration (its own or one drawn from the facts):
 
     >>> every = make_pairs(model, relation, templates="all", max_rank=10**9, seed=0)
-    >>> len(every.formats), len(every.pairs) > len(relation.facts), every.pairs[0].demos != ()
-    (3, True, True)
+    >>> len(every.formats), len(every.pairs) > len(relation.facts), len({p.template for p in every.pairs})
+    (3, True, 3)
     >>> both = {p.fact.subject for p in every.scoring} & {p.fact.subject for p in every.heldout}
     >>> both
     set()
@@ -383,20 +395,21 @@ def make_pairs(
             raise InputError(f"shots must be 0 or more, not {shots}")
         formats = [PromptFormat(template, default_shots(template) if shots is None else shots)]
         request: dict[str, Any] = {"templates": "given", "shots": shots}
+    elif isinstance(templates, list | tuple):  # formats recorded by a scored graph, remade as they were
+        formats = [PromptFormat(f.template, f.shots) for f in templates]
+        request = {"templates": "formats", "shots": shots}
     else:
         formats = formats_of(relation, templates, shots)
         request = {"templates": parse_templates(templates), "shots": shots}
-    encode = encoder(model)
-    tried = []
-    for fmt in formats:
-        picker = DemoPicker(relation, fmt, seed=seed, encode=encode)
-        tried.append(
-            (picker, checked_facts(model, relation, picker, max_rank, min_prob, max_pairs, seed, progress))
-        )
+
+    def check(fmt: PromptFormat) -> tuple[DemoPicker, list[FactCheck]]:
+        picker = DemoPicker(relation, fmt, seed=seed, encode=encoder(model))
+        return picker, checked_facts(model, relation, picker, max_rank, min_prob, max_pairs, seed, progress)
+
+    tried = [check(fmt) for fmt in formats]
     chosen = tried
-    if request["templates"] == "best" and len(tried) > 1:
-        best = max(range(len(tried)), key=lambda i: (sum(c.known for c in tried[i][1]), -i))
-        chosen = [tried[best]]
+    if request["templates"] == "best":
+        tried, chosen = _best(tried, check, rescue=shots is None)
     known = {c.fact for _, checks in chosen for c in checks if c.known}
     n_checked = max(len(checks) for _, checks in chosen)
     if len(known) < min_known:
@@ -434,6 +447,19 @@ def make_pairs(
     fmts = tuple(picker.fmt for picker, _ in chosen)
     return PairSet(relation, model.name, fmts[0].template, pairs, scoring, heldout, len(relation.facts),
                    len(known), missing, seed, settings, max_pairs, n_checked, fmts, request, rows)  # fmt: skip
+
+
+def _best(tried: list[Any], check: Any, *, rescue: bool) -> tuple[list[Any], list[Any]]:
+    """``--templates best`` (:func:`~circuits.relations.prompts.pick_formats`): every format tried and the chosen ones."""
+
+    def known(entry: Any) -> int:
+        return sum(c.known for c in entry[1])
+
+    if rescue and needs_rescue([known(e) for e in tried]):
+        tried = tried + [check(PromptFormat(e[0].fmt.template, RESCUE_SHOTS)) for e in tried
+                         if e[0].fmt.shots < RESCUE_SHOTS]  # fmt: skip
+    kept = pick_formats([(e[0].fmt, known(e)) for e in tried])
+    return tried, [e for e in tried if e[0].fmt in kept]
 
 
 def _pair_up(model: LoadedModel, picker: DemoPicker, checks: Sequence[FactCheck],
@@ -519,10 +545,8 @@ def remake_pairs(model: LoadedModel, relation: Relation, meta: dict[str, Any], *
     prompt = meta.get("prompt")
     if prompt is None:
         chosen: dict[str, Any] = {"template": meta.get("template"), "shots": 0}
-    elif prompt.get("templates") == "given":
-        chosen = {"template": prompt["formats"][0]["template"], "shots": prompt.get("shots")}
     else:
-        chosen = {"templates": prompt["templates"], "shots": prompt.get("shots")}
+        chosen = {"templates": [PromptFormat(f["template"], int(f["shots"])) for f in prompt["formats"]]}
     kwargs = {**chosen, "seed": meta["split_seed"], "heldout_fraction": meta.get("heldout_fraction", 0.4),
               "max_rank": known.get("max_rank", 1), "min_prob": known.get("min_prob", 0.0),
               "max_pairs": meta.get("max_pairs")}  # fmt: skip

@@ -22,8 +22,13 @@ Which templates a prompt set uses (``templates``):
 - ``"first"``: the relation's first template;
 - an index ``i``: its ``i``-th template (from 0);
 - ``"all"``: every template, each fact once per template;
-- ``"best"``: the template under which the model knows the most facts (ties go
-  to the earlier template); it is what ``circuits score`` does by default.
+- ``"best"`` (what ``circuits score`` does by default): the template under
+  which the model knows the most facts, and every other template under which
+  it knows at least half as many (more pairs, and a circuit of the relation
+  rather than of one phrasing). With the default shot counts and fewer than
+  :data:`RESCUE_KNOWN` facts known under the best template, each template is
+  also tried with :data:`RESCUE_SHOTS` demonstrations and keeps the count
+  under which the model knows more.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ __all__ = [
     "default_shots",
     "demo_sentence",
     "formats_of",
+    "needs_rescue",
     "parse_templates",
+    "pick_formats",
     "split_template",
 ]
 
@@ -185,6 +192,39 @@ def formats_of(relation: Relation, templates: str | int, shots: int | None) -> l
     else:
         chosen = every
     return [PromptFormat(t, default_shots(t) if shots is None else shots) for t in chosen]
+
+
+RESCUE_KNOWN = 32
+"""With the default shot counts, templates that leave fewer known facts than this are tried with :data:`RESCUE_SHOTS`."""
+
+RESCUE_SHOTS = 3
+
+
+def needs_rescue(known: Sequence[int]) -> bool:
+    """Whether ``best`` also tries :data:`RESCUE_SHOTS` demonstrations: the best template knows too few facts."""
+    return max(known, default=0) < RESCUE_KNOWN
+
+
+def pick_formats(tried: Sequence[tuple[PromptFormat, int]]) -> list[PromptFormat]:
+    """What ``--templates best`` keeps of the formats tried, each with its count of known facts.
+
+    Each template keeps its format under which the model knows the most
+    facts (ties go to the one tried first: its default shot count); then every
+    template whose count is at least half the best one's is kept, in the order
+    tried.
+
+    >>> a0, a3, b1, c1 = (PromptFormat("a {}", 0), PromptFormat("a {}", 3), PromptFormat("b {}", 1),
+    ...                   PromptFormat("c {}", 1))
+    >>> [f.label() for f in pick_formats([(a0, 10), (b1, 30), (c1, 14), (a3, 25)])]
+    ["3-shot 'a {}'", "1-shot 'b {}'"]
+    """
+    best: dict[str, tuple[PromptFormat, int]] = {}
+    for fmt, known in tried:
+        if fmt.template not in best or known > best[fmt.template][1]:
+            best[fmt.template] = (fmt, known)
+    top = max(known for _, known in best.values())
+    kept = [fmt for fmt, known in best.values() if known > 0 and 2 * known >= top]
+    return kept or [next(iter(best.values()))[0]]
 
 
 class DemoPicker:

@@ -1,10 +1,12 @@
-"""What a prompt set tells its user: which prompts were used, and when there are too few pairs to trust."""
+"""What a prompt set tells its user: which prompts were used, and when there are too few pairs to trust (torch-free)."""
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from circuits.relations.pairs import PairSet
+if TYPE_CHECKING:
+    from circuits.relations.pairs import PairSet
 
 __all__ = ["MIN_HELDOUT", "MIN_SCORING", "prompt_summary", "report_prompts", "sample_warning"]
 
@@ -19,24 +21,22 @@ MIN_HELDOUT = 12
 
 
 def prompt_summary(pairs: PairSet) -> str:
-    """One line on the prompts used: the format(s), and for a choice, what each template gave.
+    """One line on the prompts used: the format(s), and for a choice, what every format tried gave.
 
     >>> from circuits import load_model, load_relation, make_pairs
-    >>> pairs = make_pairs(load_model("tiny-llama"), load_relation("country_capital_city"), max_rank=10**9)
+    >>> pairs = make_pairs(load_model("tiny-llama"), load_relation("country_capital_city"), max_rank=10**9,
+    ...                    max_pairs=30)
     >>> print(prompt_summary(pairs))  # doctest: +NORMALIZE_WHITESPACE
-    prompts: 0-shot 'The capital of Kenya is Nairobi. The capital of {} is', the best of 3 templates
-    (facts known: 95, 95, 95 of 95)
+    prompts: 0-shot 'The capital of Kenya is Nairobi. The capital of {} is' + 1-shot 'The capital city of {} is'
+    + 1-shot 'The capital of {} is' (the best 3 of 3 formats tried; facts known: 95, 95, 95 of 95; 30 pairs)
     """
     rows = pairs.per_format
     known = ", ".join(str(r["n_known"]) for r in rows)
-    if pairs.request.get("templates") == "best" and len(rows) > 1:
-        return (f"prompts: {pairs.formats[0].label()}, the best of {len(rows)} templates "
-                f"(facts known: {known} of {pairs.n_checked})")  # fmt: skip
-    if len(pairs.formats) > 1:
-        shots = sorted({f.shots for f in pairs.formats})
-        return (f"prompts: all {len(pairs.formats)} templates, {'/'.join(map(str, shots))}-shot "
-                f"(facts known: {known} of {pairs.n_checked}; {len(pairs.pairs)} pairs)")  # fmt: skip
-    return f"prompts: {pairs.formats[0].label()} (facts known: {known} of {pairs.n_checked})"
+    shown = " + ".join(f.label() for f in pairs.formats)
+    counts = f"facts known: {known} of {pairs.n_checked}; {len(pairs.pairs)} pairs"
+    if pairs.request.get("templates") == "best":
+        return f"prompts: {shown} (the best {len(pairs.formats)} of {len(rows)} formats tried; {counts})"
+    return f"prompts: {shown} ({counts})"
 
 
 def sample_warning(pairs: PairSet) -> str | None:

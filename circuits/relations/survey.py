@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from circuits.relations.facts import check_facts, encoder
-from circuits.relations.prompts import SHOT_COUNTS, DemoPicker, PromptFormat, default_shots
+from circuits.relations.prompts import (
+    RESCUE_SHOTS,
+    SHOT_COUNTS,
+    DemoPicker,
+    PromptFormat,
+    default_shots,
+    needs_rescue,
+    pick_formats,
+)
 from circuits.relations.schema import Relation
 
 if TYPE_CHECKING:
@@ -30,32 +38,44 @@ def survey_prompts(
 
     Each row holds ``index`` (of the template), ``template``, ``shots``,
     ``n_known``, ``n_facts``, ``mean_prob`` (the answers' mean probability)
-    ``picked_shots`` (the row has the shot count ``--templates best`` tries:
-    ``pick_shots``, or by default each template's own default) and ``default``
-    (``True`` on the row ``--templates best`` picks among those: the most
-    known facts, ties to the earlier template).
+    ``tried`` (``--templates best`` would try this format: the template's
+    default shot count or ``pick_shots``, and :data:`RESCUE_SHOTS` when the
+    defaults leave too few facts known) and ``default`` (``True`` on the
+    formats ``--templates best`` keeps:
+    :func:`~circuits.relations.prompts.pick_formats`).
 
     >>> from circuits import load_model, load_relation
     >>> rows = survey_prompts(load_model("tiny-llama"), load_relation("country_capital_city"), shots=(0, 1),
     ...                       max_rank=10**9)
     >>> [(r["index"], r["shots"], r["n_known"], r["default"]) for r in rows]  # doctest: +NORMALIZE_WHITESPACE
-    [(0, 0, 95, True), (0, 1, 95, False), (1, 0, 95, False), (1, 1, 95, False), (2, 0, 95, False),
-     (2, 1, 95, False)]
+    [(0, 0, 95, True), (0, 1, 95, False), (1, 0, 95, False), (1, 1, 95, True), (2, 0, 95, False),
+     (2, 1, 95, True)]
     """
-    rows = []
     encode = encoder(model)
+
+    def row(index: int, template: str, n: int, tried: bool) -> dict[str, Any]:
+        picker = DemoPicker(relation, PromptFormat(template, n), seed=seed, encode=encode)
+        checks = check_facts(
+            model, relation, max_rank=max_rank, min_prob=min_prob, picker=picker, progress=progress
+        )
+        run = [c for c in checks if c.demos is not None]
+        return {"index": index, "template": template, "shots": n, "n_known": sum(c.known for c in checks),
+                "n_facts": len(checks), "mean_prob": sum(c.prob for c in run) / max(1, len(run)), "tried": tried,
+                "default": False}  # fmt: skip
+
+    rows = []
     for index, template in enumerate(relation.prompt_templates):
-        picked = default_shots(template) if pick_shots is None else pick_shots
-        counts = sorted({*shots, picked})
-        for n in counts:
-            picker = DemoPicker(relation, PromptFormat(template, n), seed=seed, encode=encode)
-            checks = check_facts(model, relation, max_rank=max_rank, min_prob=min_prob, picker=picker,
-                                 progress=progress)  # fmt: skip
-            run = [c for c in checks if c.demos is not None]
-            rows.append({"index": index, "template": template, "shots": n, "n_known": sum(c.known for c in checks),
-                         "n_facts": len(checks), "mean_prob": sum(c.prob for c in run) / max(1, len(run)),
-                         "picked_shots": n == picked, "default": False})  # fmt: skip
-    candidates = [r for r in rows if r["picked_shots"]]
-    best = max(candidates, key=lambda r: (r["n_known"], -r["index"]))
-    best["default"] = True
+        first = default_shots(template) if pick_shots is None else pick_shots
+        rows += [row(index, template, n, n == first) for n in sorted({*shots, first})]
+    if pick_shots is None and needs_rescue([r["n_known"] for r in rows if r["tried"]]):
+        have = {(r["index"], r["shots"]) for r in rows}
+        rows += [row(i, t, RESCUE_SHOTS, True) for i, t in enumerate(relation.prompt_templates)
+                 if (i, RESCUE_SHOTS) not in have]  # fmt: skip
+        for r in rows:
+            r["tried"] = r["tried"] or r["shots"] == RESCUE_SHOTS
+        rows.sort(key=lambda r: (r["index"], r["shots"]))
+    tried = sorted((r for r in rows if r["tried"]), key=lambda r: (r["index"], r["shots"] == RESCUE_SHOTS))
+    kept = pick_formats([(PromptFormat(r["template"], r["shots"]), r["n_known"]) for r in tried])
+    for r in rows:
+        r["default"] = PromptFormat(r["template"], r["shots"]) in kept
     return rows

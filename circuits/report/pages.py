@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from circuits.relations.samples import MIN_HELDOUT, MIN_SCORING
 from circuits.report.across import ModelData
 from circuits.report.collect import RelationData
 from circuits.report.figures import figure_html
@@ -68,7 +69,25 @@ def _pairs(rel: RelationData) -> str:
     scoring, heldout = rel.meta.get("n_pairs_scoring"), rel.meta.get("n_pairs_heldout")
     if scoring is None and heldout is None:
         return "—"
-    return f"{fmt_num(scoring)} + {fmt_num(heldout)}"
+    few = (isinstance(scoring, int) and scoring < MIN_SCORING) or (
+        isinstance(heldout, int) and heldout < MIN_HELDOUT
+    )
+    return f"{fmt_num(scoring)} + {fmt_num(heldout)}" + (" (few: noisy)" if few else "")
+
+
+def _prompt_lead(meta: dict[str, Any]) -> str:
+    """How the prompts were made, escaped HTML: the format(s), and what each template gave when one was chosen."""
+    prompt = meta.get("prompt")
+    if not isinstance(prompt, dict) or not isinstance(prompt.get("formats"), list):
+        template = meta.get("template")
+        return f"prompt template <code>{esc(template)}</code>" if isinstance(template, str) else ""
+    formats = [f for f in prompt["formats"] if isinstance(f, dict)]
+    shown = ", ".join(f"{esc(f.get('shots'))}-shot <code>{esc(f.get('template'))}</code>" for f in formats)
+    rows = [r for r in prompt.get("per_format", []) if isinstance(r, dict)]
+    if prompt.get("templates") == "best" and len(rows) > 1:
+        known = ", ".join(esc(r.get("n_known")) for r in rows)
+        return f"prompts {shown}: the best {len(formats)} of {len(rows)} formats tried (facts known: {known})"
+    return f"prompts {shown}"
 
 
 def _facts(rel: RelationData) -> str:
@@ -191,8 +210,7 @@ def relation_page(site: Site, model: ModelData, i: int) -> str:
     current = site.pages[(model.name, rel.name)]
     here = (site.out / current).parent
     lead = [esc(rel.lre.get("name", "")) if isinstance(rel.lre.get("name"), str) else ""]
-    if rel.meta.get("template"):
-        lead.append(f"prompt template <code>{esc(rel.meta['template'])}</code>")
+    lead.append(_prompt_lead(rel.meta))
     body = [_pager(site, model, i, current), f"<h1>{esc(rel.name)}</h1>",
             f'<p class="lead">{esc(model.name)}{"; " if any(lead) else ""}{"; ".join(x for x in lead if x)}</p>',
             _key_numbers(rel), _findings(model, rel.name), "<h2>Circuit</h2>"]  # fmt: skip
