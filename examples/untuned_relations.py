@@ -67,7 +67,7 @@ for name in names:
     result = evaluate_graph(heldout_evaluator(model, graph, pairs), graph, fractions=FRACTIONS)
     ivs = result.intervals
     row.update({
-        "default": pairs.formats[0].label(), "scoring": len(pairs.scoring), "heldout": len(pairs.heldout),
+        "default": " + ".join(f.label() for f in pairs.formats), "scoring": len(pairs.scoring), "heldout": len(pairs.heldout),
         "F_signed": [iv.as_dict() for iv in ivs.signed], "F_abs": [iv.as_dict() for iv in ivs.absolute],
         "seconds": round(time.perf_counter() - started, 1),
     })  # fmt: skip
@@ -79,7 +79,7 @@ def cell(iv: dict) -> str:
     return f"{iv['value']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]"
 
 
-print(f"\n{model.name}: known facts / pairs by shots (best template), and held-out F of the default settings")
+print(f"\n{model.name}: known facts / pairs by shots (best templates), and held-out F of the default settings")
 print(f"{'relation':<22}{'facts':>6}" + "".join(f"{f'{s}-shot':>12}" for s in SHOTS)
       + f"{'pairs s+h':>10}  {'F 1% (signed)':<20}{'F 2% (signed)':<20}{'F 2% (|s|)':<20}default prompt")  # fmt: skip
 for row in rows:

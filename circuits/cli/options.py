@@ -173,9 +173,10 @@ def templates(text: str) -> str | int:
 def prompt_options(p: argparse.ArgumentParser) -> None:
     """Add ``--templates`` and ``--shots`` to ``p``."""
     p.add_argument("--templates", type=templates, default="best", metavar="best|first|all|INDEX",
-                   help="which of the relation's templates make the prompts: the one under which the model "
-                   "knows the most facts (default best), the first, all of them (each fact once per template), "
-                   "or the one at INDEX (from 0); `circuits relations FILE --model M` compares them")  # fmt: skip
+                   help="which of the relation's templates make the prompts: best (the default) keeps the one "
+                   "under which the model knows the most facts and every other that knows at least half as many; "
+                   "first, all (each fact once per template), or the one at INDEX (from 0); "
+                   "`circuits relations FILE --model M` compares them")  # fmt: skip
     p.add_argument("--shots", type=at_least(0), default=None, metavar="N",
                    help="demonstrations drawn from the relation's other facts before every prompt (default: 1 "
                    "for a template with no demonstration of its own, 0 for one with)")  # fmt: skip
