@@ -79,7 +79,9 @@ def cell(iv: dict) -> str:
     return f"{iv['value']:.2f} [{iv['low']:.2f}, {iv['high']:.2f}]"
 
 
-print(f"\n{model.name}: known facts / pairs by shots (best templates), and held-out F of the default settings")
+print(
+    f"\n{model.name}: known facts / pairs by shots (best templates), and held-out F of the default settings"
+)
 print(f"{'relation':<22}{'facts':>6}" + "".join(f"{f'{s}-shot':>12}" for s in SHOTS)
       + f"{'pairs s+h':>10}  {'F 1% (signed)':<20}{'F 2% (signed)':<20}{'F 2% (|s|)':<20}default prompt")  # fmt: skip
 for row in rows:
