@@ -275,3 +275,14 @@ def test_one_shot_from_its_own_facts_makes_the_embedded_model_know_more_of_a_pla
     assert rows[1]["default"]  # and the default is the one-shot prompt
     pairs = make_pairs(smollm2, rel)
     assert pairs.formats[0].shots == 1 and pairs.n_known == rows[1]["n_known"]
+
+
+def test_an_analysis_says_which_prompt_formats_its_prompts_use(capsys):
+    from conftest import run_cli
+
+    code, text, err = run_cli(capsys, "knockout", "country_capital_city", "--model", "tiny-llama", "--max-rank", ALL,
+                              "--max-pairs", 6, "--boot", 10, "--templates", "all", "--shots", 2, "--quiet")  # fmt: skip
+    assert code == 0, err
+    first = text.splitlines()[0]
+    assert "6 known-fact prompts" in first
+    assert "2-shot 'The capital city of {} is' + 2-shot 'The capital of {} is'" in first

@@ -53,10 +53,12 @@ def finish(args: argparse.Namespace, record: dict[str, Any], text: list[str], fi
 
 
 def heading(record: dict[str, Any]) -> str:
-    """The first line of every analysis table: model, relation, prompts, template."""
+    """The first line of every analysis table: model, relation, prompts, and the prompt formats they use."""
     p = record["prompts"]
+    formats = (p.get("prompt") or {}).get("formats") or [{"template": p["template"], "shots": 0}]
+    shown = " + ".join(f"{f['shots']}-shot {f['template']!r}" for f in formats)
     return (f"{record['model']} / {record['relation']}: {record['n_prompts']} known-fact prompts "
-            f"({p['n_known']} of {p['n_facts']} facts known), template {p['template']!r}")  # fmt: skip
+            f"({p['n_known']} of {p['n_facts']} facts known), {shown}")  # fmt: skip
 
 
 def output_options(p: argparse.ArgumentParser) -> None:
