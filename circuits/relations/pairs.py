@@ -40,7 +40,7 @@ from circuits.relations.prompts import (
     parse_templates,
     pick_formats,
 )
-from circuits.relations.roles import role_index
+from circuits.relations.roles import Roles, prompt_roles, role_index
 from circuits.relations.schema import Fact, Relation, check_template
 from circuits.vocab import InputError, NotEnoughFactsError
 
@@ -64,28 +64,6 @@ log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------ prompt pairs
-
-
-@dataclass(frozen=True)
-class Roles:
-    """Positions of a prompt's parts (token indices, BOS included when present).
-
-    ``subject`` is a half-open span ``(start, stop)``; ``relation`` lists the
-    query's own tokens (the template's words, no demonstration); ``last`` is
-    where the answer is predicted; ``demo`` is the half-open span of the
-    demonstrations before the query (the generated shots and the template's
-    own demonstration; ``(0, 0)`` when there is none).
-    """
-
-    subject: tuple[int, int]
-    last_subject: int
-    relation: tuple[int, ...]
-    last: int
-    demo: tuple[int, int] = (0, 0)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"subject": list(self.subject), "last_subject": self.last_subject,
-                "relation": list(self.relation), "last": self.last, "demo": list(self.demo)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -247,24 +225,6 @@ class PairBatch:
         return PairBatch(*(t if t is None else t.to(device) for t in tensors))
 
 
-def _roles(model: LoadedModel, fmt: PromptFormat, fact: Fact, demos: Sequence[Fact]) -> Roles:
-    text = fmt.text(fact, demos)
-    encoded = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    offset = 1 if model.prepend_bos and model.tokenizer.bos_token_id is not None else 0
-    start_char = fmt.subject_start(demos)
-    stop_char = start_char + len(fact.subject)
-    query_char = fmt.query_start(demos)
-    spans = encoded["offset_mapping"]
-    subject_positions = [i + offset for i, (a, b) in enumerate(spans) if a < stop_char and b > start_char]
-    # a token is the demonstrations' when its first visible character lies before the query
-    n_demo = sum(1 for a, b in spans if a + len(text[a:b]) - len(text[a:b].lstrip()) < query_char)
-    n = len(encoded["input_ids"]) + offset
-    first, last_subject = subject_positions[0], subject_positions[-1]
-    demo = (offset, offset + n_demo) if n_demo else (0, 0)
-    relation_positions = tuple(p for p in range(offset + n_demo, n) if not first <= p <= last_subject)
-    return Roles((first, last_subject + 1), last_subject, relation_positions, n - 1, demo)
-
-
 def make_pairs(
     model: LoadedModel,
     relation: Relation,
@@ -424,13 +384,12 @@ def make_pairs(
     missing = 0
     rows = []
     for picker, checks in tried:
-        made, lacking = (
-            _pair_up(model, picker, checks, rng) if any(p is picker for p, _ in chosen) else ([], 0)
-        )
+        used = any(p is picker for p, _ in chosen)
+        made, lacking = _pair_up(model, picker, checks, rng) if used else ([], 0)
         pairs += made
         missing += lacking
         rows.append({**picker.fmt.as_dict(), "n_checked": len(checks), "n_known": sum(c.known for c in checks),
-                     "n_pairs": len(made), "chosen": any(p is picker for p, _ in chosen)})  # fmt: skip
+                     "n_pairs": len(made), "chosen": used})  # fmt: skip
     if missing:
         log.warning("relation %s: %d known facts have no equal-length counterfactual; skipped",
                     relation.name, missing)  # fmt: skip
@@ -501,7 +460,7 @@ def _pair_up(model: LoadedModel, picker: DemoPicker, checks: Sequence[FactCheck]
             answer=check.answer, corrupt_answer=other.answer,
             answer_text=tokenizer.decode([check.answer]),
             corrupt_answer_text=tokenizer.decode([other.answer]),
-            roles=_roles(model, fmt, check.fact, demos), clean_prob=check.prob,
+            roles=prompt_roles(model, fmt, check.fact, demos), clean_prob=check.prob,
             template=fmt.template, demos=demos,
         ))  # fmt: skip
     return pairs, missing

@@ -17,19 +17,69 @@ A *source set* names one role or several joined by ``+`` (``subject+relation``);
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from circuits.vocab import InputError
+
+if TYPE_CHECKING:
+    from circuits.models.load import LoadedModel
+    from circuits.relations.prompts import PromptFormat
+    from circuits.relations.schema import Fact
 
 __all__ = [
     "READERS",
     "ROLES",
+    "Roles",
     "parse_source_sets",
+    "prompt_roles",
     "role_index",
     "role_positions",
     "source_name",
     "source_positions",
 ]
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Positions of a prompt's parts (token indices, BOS included when present).
+
+    ``subject`` is a half-open span ``(start, stop)``; ``relation`` lists the
+    query's own tokens (the template's words, no demonstration); ``last`` is
+    where the answer is predicted; ``demo`` is the half-open span of the
+    demonstrations before the query (the generated shots and the template's
+    own demonstration; ``(0, 0)`` when there is none).
+    """
+
+    subject: tuple[int, int]
+    last_subject: int
+    relation: tuple[int, ...]
+    last: int
+    demo: tuple[int, int] = (0, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"subject": list(self.subject), "last_subject": self.last_subject,
+                "relation": list(self.relation), "last": self.last, "demo": list(self.demo)}  # fmt: skip
+
+
+def prompt_roles(model: LoadedModel, fmt: PromptFormat, fact: Fact, demos: Sequence[Fact]) -> Roles:
+    """The roles of ``fact``'s prompt under ``fmt`` after ``demos``, from the tokenizer's character offsets."""
+    text = fmt.text(fact, demos)
+    encoded = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offset = 1 if model.prepend_bos and model.tokenizer.bos_token_id is not None else 0
+    start_char = fmt.subject_start(demos)
+    stop_char = start_char + len(fact.subject)
+    query_char = fmt.query_start(demos)
+    spans = encoded["offset_mapping"]
+    subject_positions = [i + offset for i, (a, b) in enumerate(spans) if a < stop_char and b > start_char]
+    # a token is the demonstrations' when its first visible character lies before the query
+    n_demo = sum(1 for a, b in spans if a + len(text[a:b]) - len(text[a:b].lstrip()) < query_char)
+    n = len(encoded["input_ids"]) + offset
+    first, last_subject = subject_positions[0], subject_positions[-1]
+    demo = (offset, offset + n_demo) if n_demo else (0, 0)
+    relation_positions = tuple(p for p in range(offset + n_demo, n) if not first <= p <= last_subject)
+    return Roles((first, last_subject + 1), last_subject, relation_positions, n - 1, demo)
+
 
 ROLES = ("first", "demo", "subject", "relation", "last")
 
@@ -54,7 +104,7 @@ the last position reads the last position.
 def role_positions(roles: Any) -> dict[str, list[int]]:
     """The positions of each role of a prompt, from its :class:`~circuits.relations.pairs.Roles`.
 
-    >>> from circuits.relations.pairs import Roles
+    >>> from circuits.relations.roles import Roles
     >>> role_positions(Roles((3, 5), 4, (0, 1, 2, 5, 6), 6))
     {'first': [0], 'demo': [], 'subject': [3, 4], 'relation': [1, 2, 5], 'last': [6]}
     >>> role_positions(Roles((6, 7), 6, (4, 5, 7), 8, demo=(0, 4)))
@@ -76,7 +126,7 @@ def role_positions(roles: Any) -> dict[str, list[int]]:
 def role_index(roles: Any, n_pos: int) -> list[int]:
     """Each of ``n_pos`` positions' role as an index into :data:`ROLES`; -1 after the last position (padding).
 
-    >>> from circuits.relations.pairs import Roles
+    >>> from circuits.relations.roles import Roles
     >>> role_index(Roles((3, 5), 4, (0, 1, 2, 5, 6), 6), 8)
     [0, 3, 3, 2, 2, 3, 4, -1]
     """
