@@ -120,7 +120,8 @@ def test_resumed_knockout_forward_equals_a_full_forward_with_the_same_hooks(tiny
         blocked[i, source_positions(roles, source)] = True
     base = answer_prob(tiny, prompts.tokens, prompts.last, prompts.answer)
     for w, start in enumerate(result.curves[0].starts):
-        hooks = _blocking_hooks(range(start, start + window), blocked, prompts.last, False)
+        fully = torch.zeros(len(prompts), dtype=torch.bool)
+        hooks = _blocking_hooks(range(start, start + window), blocked, prompts.last, fully)
         knocked = answer_prob(tiny, prompts.tokens, prompts.last, prompts.answer, hooks)
         expected = ((knocked - base) / base).double().numpy()
         np.testing.assert_allclose(result.curves[0].per_prompt[:, w], expected, rtol=1e-4, atol=1e-6)
@@ -142,7 +143,8 @@ def test_last_token_that_sees_only_itself_computes_as_if_it_were_alone(tiny_llam
 def test_grouped_query_blocking_is_per_query_head(tiny_llama, prompts_of):
     prompts = prompts_of(tiny_llama)
     seen = {}
-    hooks = _blocking_hooks(range(1), torch.ones(prompts.tokens.shape, dtype=torch.bool), prompts.last, True)
+    everything = torch.ones(prompts.tokens.shape, dtype=torch.bool)
+    hooks = _blocking_hooks(range(1), everything, prompts.last, torch.ones(len(prompts), dtype=torch.bool))
 
     def pattern(x, hook):
         seen["pattern"] = x.detach().clone()

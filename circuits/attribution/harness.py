@@ -19,6 +19,9 @@ standard hook points of a TransformerLens 4 ``TransformerBridge``:
 
 The residual stream is exactly the sum of the sender outputs (plus constant
 biases), which is what makes edge interventions exact.
+
+While :meth:`Harness.sharing` holds a :class:`~circuits.attribution.prefix.SharedPrefix`,
+every forward takes the positions after each row's cached prefix only.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Float
@@ -34,6 +37,9 @@ from torch import Tensor
 
 from circuits.graph import GraphShape
 from circuits.vocab import InputError, hook_point
+
+if TYPE_CHECKING:
+    from circuits.attribution.prefix import SharedPrefix
 
 __all__ = ["DeltaFn", "Harness", "frozen_weights"]
 
@@ -77,6 +83,7 @@ class Harness:
         self.model = model
         self.bridge = model.bridge
         self.shape = GraphShape.of(model)
+        self.prefix: SharedPrefix | None = None
         self._check_architecture()
         self.layers = []
         for block in self.bridge.blocks:
@@ -99,6 +106,31 @@ class Harness:
             )
 
     # ------------------------------------------------------------ forwards
+
+    @contextlib.contextmanager
+    def sharing(self, prefix: SharedPrefix | None) -> Iterator[None]:
+        """Serve every forward's leading positions from ``prefix`` while open (None: full sequences)."""
+        before, self.prefix = self.prefix, prefix
+        try:
+            yield
+        finally:
+            self.prefix = before
+
+    def _forward_kwargs(self, inputs: Tensor) -> dict[str, Any]:
+        if self.prefix is None:
+            return {}
+        return self.prefix.forward_kwargs(int(inputs.shape[0]), int(inputs.shape[1]), inputs.device)
+
+    @torch.no_grad()
+    def key_values(self, tokens: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Every layer's attention keys and values on ``tokens``: ``[batch, n_kv, pos, d_head]`` each."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        # TransformerLens 4.3's attention reads its cache as ``layer_past``; transformers 5 passes ``cache``
+        with self.sharing(None):
+            self.run_to_final(tokens, [], cache=cache, layer_past=cache, use_cache=True)
+        return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _sender_hooks(
         self,
@@ -151,7 +183,12 @@ class Harness:
         return next(self.bridge.parameters()).dtype
 
     def run_to_final(
-        self, inputs: Tensor, hooks: list[tuple[str, Callable[..., Any]]], *, start_layer: int = 0
+        self,
+        inputs: Tensor,
+        hooks: list[tuple[str, Callable[..., Any]]],
+        *,
+        start_layer: int = 0,
+        **forward_kwargs: Any,
     ) -> Float[Tensor, "batch pos d"]:
         """Run the blocks under ``hooks`` and return the final residual stream.
 
@@ -161,6 +198,7 @@ class Harness:
         A float ``inputs`` is the residual stream entering ``start_layer``.
         """
         store: dict[str, Tensor] = {}
+        kwargs = {**self._forward_kwargs(inputs), **forward_kwargs}
 
         def grab(x: Tensor, hook: Any) -> Tensor:
             store["x"] = x
@@ -170,11 +208,11 @@ class Harness:
             with contextlib.suppress(_StopForwardError):
                 if inputs.is_floating_point():
                     with self._blocks_from(start_layer):
-                        self.bridge(inputs, start_at_layer=start_layer)
+                        self.bridge(inputs, start_at_layer=start_layer, **kwargs)
                 elif start_layer:
                     raise InputError("a forward that starts after layer 0 takes a residual stream")
                 else:
-                    self.bridge(inputs)
+                    self.bridge(inputs, **kwargs)
         return store["x"]
 
     @contextlib.contextmanager
@@ -390,7 +428,7 @@ class Harness:
             raise _StopForwardError
 
         with self.bridge.hooks(fwd_hooks=[(name, grab)]), contextlib.suppress(_StopForwardError):
-            self.bridge(tokens)
+            self.bridge(tokens, **self._forward_kwargs(tokens))
         return store["x"]
 
 

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from circuits.attribution.harness import Harness
 from circuits.attribution.metrics import MetricFn, make_metric
+from circuits.attribution.prefix import counterfactual_prefix
 from circuits.graph import GraphShape, edge_mask
 from circuits.relations.pairs import PairBatch
 from circuits.relations.roles import ROLES
@@ -136,6 +137,7 @@ def attribute_edges(
     ablated: Tensor | None = None,
     per_pair: bool = False,
     by_role: bool = False,
+    shared_prefix: bool = True,
 ) -> Tensor:
     """EAP (``ig_steps=1``) or EAP-IG edge scores of one batch, summed over its pairs: [S, R].
 
@@ -146,21 +148,30 @@ def attribute_edges(
     With ``by_role`` each score is split by the role of the position it is
     summed over (:func:`edge_products`): [n_roles, S, R], or
     [batch, n_roles, S, R] with ``per_pair``; the batch must carry roles.
+    With ``shared_prefix`` (and counterfactual ablation) the positions each
+    pair's two prompts share run once (:mod:`circuits.attribution.prefix`);
+    the scores are the same.
     """
     if by_role and batch.role is None:
         raise InputError("position-aware scores need a batch with position roles (batch_pairs makes them)")
     if ig_steps < 1:
         raise InputError(f"ig_steps must be at least 1, not {ig_steps}")
+    with counterfactual_prefix(harness, batch, ablation, enabled=shared_prefix and ablated is None) as batch:
+        return _attribute(harness, batch, Metric(metric), Ablation(ablation), ig_steps, means, ablated,
+                          per_pair, by_role)  # fmt: skip
+
+
+def _attribute(harness: Harness, batch: PairBatch, metric: Metric, ablation: Ablation, ig_steps: int,
+               means: Tensor | None, ablated: Tensor | None, per_pair: bool, by_role: bool) -> Tensor:  # fmt: skip
     device = harness.model.device
     clean = batch.clean.to(device)
     last = batch.last.to(device)
-    metric = Metric(metric)
     if metric is Metric.KL:
         fn, _ = clean_metric(harness, batch, metric)
     else:
         fn = make_metric(metric, batch.answer.to(device), batch.corrupt_answer.to(device))
     if ablated is None:
-        ablated = ablated_senders(harness, batch, Ablation(ablation), means)
+        ablated = ablated_senders(harness, batch, ablation, means)
     else:
         ablated = ablated.clone()
     clean_senders = harness.new_buffer(clean)
@@ -196,6 +207,7 @@ def exact_edges(
     progress: Any = None,
     ablated: Tensor | None = None,
     per_pair: bool = False,
+    shared_prefix: bool = True,
 ) -> np.ndarray:
     """Exact patching scores of ``edges`` (sender, receiver indices), averaged over pairs.
 
@@ -204,7 +216,7 @@ def exact_edges(
     (an index into :data:`~circuits.relations.roles.ROLES`; the batch must
     carry roles). ``ablated`` ([S, batch, pos, d]) overrides ``ablation`` as in
     :func:`attribute_edges`. With ``per_pair`` the changes are kept apart:
-    ``[len(edges), batch]``.
+    ``[len(edges), batch]``. ``shared_prefix`` as in :func:`attribute_edges`.
     """
     shape = harness.shape
     mask = edge_mask(shape)
@@ -215,6 +227,14 @@ def exact_edges(
         if len(edge) == 3 and (batch.role is None or not 0 <= edge[2] < len(ROLES)):
             raise InputError(f"unit {tuple(edge)}: a role index lies in [0, {len(ROLES)}) and needs a batch "
                              "with position roles")  # fmt: skip
+    with counterfactual_prefix(harness, batch, ablation, enabled=shared_prefix and ablated is None) as batch:
+        return _exact(harness, batch, edges, metric, ablation, means, max_rows, progress, ablated, per_pair)
+
+
+def _exact(harness: Harness, batch: PairBatch, edges: Sequence[tuple[int, ...]], metric: Metric | str,
+           ablation: Ablation | str, means: Tensor | None, max_rows: int, progress: Any,
+           ablated: Tensor | None, per_pair: bool) -> np.ndarray:  # fmt: skip
+    shape = harness.shape
     device = harness.model.device
     clean = batch.clean.to(device)
     fn, base, delta = _patching_setup(harness, batch, metric, ablation, means, ablated)
@@ -323,8 +343,18 @@ def exact_nodes(
     ablation: Ablation | str = Ablation.COUNTERFACTUAL,
     means: Tensor | None = None,
     max_rows: int = 512,
+    shared_prefix: bool = True,
 ) -> np.ndarray:
-    """Exact scores of every sender: its output ablated everywhere downstream, per pair mean: [S]."""
+    """Exact scores of every sender: its output ablated everywhere downstream, per pair mean: [S].
+
+    ``shared_prefix`` as in :func:`attribute_edges`.
+    """
+    with counterfactual_prefix(harness, batch, ablation, enabled=shared_prefix) as batch:
+        return _exact_nodes(harness, batch, metric, ablation, means, max_rows)
+
+
+def _exact_nodes(harness: Harness, batch: PairBatch, metric: Metric | str, ablation: Ablation | str,
+                 means: Tensor | None, max_rows: int) -> np.ndarray:  # fmt: skip
     shape = harness.shape
     device = harness.model.device
     clean = batch.clean.to(device)

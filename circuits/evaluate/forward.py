@@ -24,6 +24,7 @@ from torch import Tensor
 
 from circuits.attribution.harness import Harness
 from circuits.attribution.metrics import MetricFn
+from circuits.attribution.prefix import split_prefix
 from circuits.attribution.scoring import ablated_senders, clean_metric
 from circuits.graph import N_ROLES, GraphShape, edge_mask
 from circuits.relations.pairs import PairBatch
@@ -86,6 +87,11 @@ class Evaluator:
     k : int
         Hit@k of :meth:`run_mask`: share of pairs whose answer is among the
         circuit's top ``k`` next tokens.
+    shared_prefix : bool
+        Run the positions both prompts of a pair share once, and every
+        circuit's forward on the rest only
+        (:mod:`circuits.attribution.prefix`; counterfactual ablation only,
+        where it changes no result).
 
     Attributes
     ----------
@@ -94,6 +100,10 @@ class Evaluator:
         their per-pair ``values`` normalize every bootstrap resample.
     shape : GraphShape
         The model's computation graph.
+    batch : PairBatch
+        The pairs as run: after their shared prefix when one is cached.
+    prefix : SharedPrefix or None
+        The cached shared prefix.
 
     Examples
     --------
@@ -129,18 +139,22 @@ class Evaluator:
         ablation: Ablation | str = Ablation.COUNTERFACTUAL,
         means: Tensor | None = None,
         k: int = 10,
+        shared_prefix: bool = True,
     ) -> None:
         self.harness = harness
         self.shape: GraphShape = harness.shape
         device = harness.model.device
+        # the positions both prompts of a pair share run once (counterfactual ablation only)
+        self.prefix, batch = split_prefix(harness, batch, ablation, enabled=shared_prefix)
         self.batch = batch
         self.tokens = batch.clean.to(device)
         self.last = batch.last.to(device)
         self.answer = batch.answer.to(device)
         self.k = k
         self.fn: MetricFn
-        self.fn, _ = clean_metric(harness, batch, metric)
-        self.ablated = ablated_senders(harness, batch, Ablation(ablation), means)
+        with harness.sharing(self.prefix):
+            self.fn, _ = clean_metric(harness, batch, metric)
+            self.ablated = ablated_senders(harness, batch, Ablation(ablation), means)
         self.mask = torch.from_numpy(edge_mask(self.shape)).to(device)
         self.valid = self.mask.to(self.ablated.dtype)
         self.full = self.run_mask(self.mask, raw=True)
@@ -327,7 +341,8 @@ class Evaluator:
                 return block[:, :, H : H + KV]
             return block[:, :, H + KV :]
 
-        return self.harness.patched(self.tokens, delta, self.last, capture=diff, base=self.ablated)
+        with self.harness.sharing(self.prefix):
+            return self.harness.patched(self.tokens, delta, self.last, capture=diff, base=self.ablated)
 
 
 def _prefix_sums(flat: Tensor) -> Any:

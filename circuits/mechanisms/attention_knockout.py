@@ -9,9 +9,11 @@ effect on a prompt is the relative change of the answer's probability,
 ``(p_knock − p) / p``; the curve over ``l`` is its mean over prompts with a 95%
 bootstrap interval.
 
-Cost: one clean forward caches the residual stream entering every layer; each
-(window, source set) is then one batched forward that starts at the window's
-first layer, since the layers below it are untouched. When a source set blocks
+Cost: one clean forward caches the keys and values of every position before
+the last one, which knockout leaves untouched, and the residual stream of the
+last position entering every layer; each (window, source set) is then one
+batched forward of the last position alone, starting at the window's first
+layer, since the layers below it are untouched. When a source set blocks
 every position the last token can see, that head reads nothing (its attention
 weights are set to zero rather than left undefined).
 """
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor
 
 from circuits.attribution.harness import Harness
+from circuits.attribution.prefix import SharedPrefix, shift_rows
 from circuits.mechanisms.lens import Prompts
 from circuits.progress import progress_bar
 from circuits.relations.roles import source_name, source_positions
@@ -107,24 +110,30 @@ class KnockoutResult:
         }  # fmt: skip
 
 
-def _blocking_hooks(layers: range, blocked: Tensor, last: Tensor, everything: bool) -> list[tuple[str, Any]]:
-    """Hooks setting last-row attention scores to −∞ on ``blocked`` [rows, pos] positions."""
-    rows, pos = blocked.shape
-    mask = torch.zeros(rows, 1, pos, pos, dtype=torch.bool)
-    mask[torch.arange(rows), 0, last] = blocked
+def _blocking_hooks(layers: range, blocked: Tensor, query: Tensor, fully: Tensor) -> list[tuple[str, Any]]:
+    """Hooks setting the ``query`` row's attention scores to −∞ on ``blocked`` [rows, keys] key slots.
+
+    A row marked in ``fully`` has every position it can see blocked: its
+    query then reads nothing (weights zero), rather than whatever the softmax
+    of masked-out scores would spread over padding.
+    """
+    rows = torch.arange(len(query))
 
     def on_scores(scores: Tensor, hook: Any) -> Tensor:
-        width = scores.shape[-1]
-        return scores.masked_fill(mask[:, :, : scores.shape[-2], :width].to(scores.device), float("-inf"))
+        n_rows, _, n_query, n_keys = scores.shape
+        mask = torch.zeros(n_rows, 1, n_query, n_keys, dtype=torch.bool, device=scores.device)
+        mask[rows, 0, query.to(scores.device)] = blocked[:, :n_keys].to(scores.device)
+        return scores.masked_fill(mask, float("-inf"))
 
     def on_pattern(pattern: Tensor, hook: Any) -> Tensor:
-        # a row that may see nothing: softmax of all −∞ is NaN; it reads nothing instead
-        return pattern.nan_to_num(0.0)
+        pattern = pattern.clone()
+        pattern[rows[fully], :, query[fully].to(pattern.device)] = 0.0
+        return pattern
 
     hooks: list[tuple[str, Any]] = []
     for layer in layers:
         hooks.append((hook_point("attn_scores", layer), on_scores))
-        if everything:
+        if bool(fully.any()):
             hooks.append((hook_point("pattern", layer), on_pattern))
     return hooks
 
@@ -142,6 +151,7 @@ def knockout(
     relation: str = "",
     template: str = "",
     progress: bool = True,
+    shared_prefix: bool = True,
 ) -> KnockoutResult:
     """Knockout curves: blocking attention from the last position to each source set, per layer window.
 
@@ -162,6 +172,11 @@ def knockout(
         :attr:`KnockoutResult.sink`.
     n_boot, seed
         Bootstrap resamples and their seed.
+    shared_prefix : bool
+        Knockout changes only the last position's attention, so every earlier
+        position is the clean run's: they run once and are cached
+        (:mod:`circuits.attribution.prefix`), and each knockout forward runs
+        the last position alone. The effects are the same either way.
 
     Returns
     -------
@@ -185,6 +200,10 @@ def knockout(
     tokens = prompts.tokens.to(device)
     last = prompts.last
     starts = list(range(0, n_layers - window + 1)) if window else list(range(n_layers))
+    # every position before the last one is untouched by knockout: cache it, run the last one alone
+    prefix = SharedPrefix.build(harness, tokens, last) if shared_prefix else None
+    run_tokens = tokens if prefix is None else shift_rows(tokens, last, 1, 0)
+    query = last if prefix is None else torch.zeros_like(last)
 
     # clean run: answer probability and the residual stream entering every layer
     cache: dict[int, Tensor] = {}
@@ -195,9 +214,9 @@ def knockout(
 
     hooks = [(hook_point("resid_pre", layer), lambda x, hook, layer=layer: keep(x, hook, layer))
              for layer in range(n_layers)]  # fmt: skip
-    with torch.no_grad():
-        final = harness.run_to_final(tokens, hooks)
-        base = harness.last_logits(final, last).float().softmax(-1)
+    with torch.no_grad(), harness.sharing(prefix):
+        final = harness.run_to_final(run_tokens, hooks)
+        base = harness.last_logits(final, query).float().softmax(-1)
     rows = prompts.rows()
     p_clean = base[rows, prompts.answer.to(base.device)].cpu().double().numpy()
     n_forwards = 1
@@ -220,16 +239,18 @@ def knockout(
             raise InputError(f"source set {name!r}: every prompt has an empty role "
                              f"({len(skipped)} prompts, e.g. {skipped[0]!r})")  # fmt: skip
         idx = torch.tensor(keep_rows)
-        everything = bool((blocked[idx].sum(1) == last[idx] + 1).any())
+        fully = blocked.sum(1) == last + 1
+        keys = blocked if prefix is None else prefix.key_layout(blocked, 1)
         effects = np.zeros((len(keep_rows), len(starts)))
         for w, start in enumerate(starts):
             layers = range(start, start + window)
             probs = []
             for chunk in idx.split(batch_size):
-                hooks = _blocking_hooks(layers, blocked[chunk], last[chunk], everything)
-                with torch.no_grad():
+                hooks = _blocking_hooks(layers, keys[chunk], query[chunk], fully[chunk])
+                part = None if prefix is None else prefix.select(chunk)
+                with torch.no_grad(), harness.sharing(part):
                     out = harness.run_to_final(cache[start][chunk.to(device)], hooks, start_layer=start)
-                    p = harness.last_logits(out, last[chunk]).float().softmax(-1)
+                    p = harness.last_logits(out, query[chunk]).float().softmax(-1)
                 probs.append(p[torch.arange(len(chunk)), prompts.answer[chunk].to(p.device)].cpu().double())
                 n_forwards += 1
             p_knock = torch.cat(probs).numpy()

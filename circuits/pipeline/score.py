@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, attribute_edges, exact_edges, mean_senders
+from circuits.attribution.prefix import prefix_record
 from circuits.graph import (
     N_ROLES,
     PAIR_EDGES,
@@ -91,6 +92,13 @@ class ScoreSettings:
     shots : int, optional
         Demonstrations from the relation's own facts before every prompt
         (default: 1 for a template without one of its own, else 0).
+    shared_prefix : bool
+        Run the tokens both prompts of a pair begin with once and every later
+        pass on the rest only (:mod:`circuits.attribution.prefix`). Exact
+        with counterfactual ablation, where it is used; mean and zero
+        ablation change the prefix too and always run full prompts. The
+        choice is recorded in the graph's metadata (``shared_prefix``); it
+        changes no score, so it is not part of :meth:`stored_as`.
     positions : {"summed", "roles"}
         ``"roles"`` also splits every edge's score by the role of the
         positions it is summed over (first, demo, subject, relation, last), so
@@ -126,6 +134,7 @@ class ScoreSettings:
     positions: str = SUMMED
     templates: str | int = "best"
     shots: int | None = None
+    shared_prefix: bool = True
 
     def __post_init__(self) -> None:
         check_positions(self.positions)
@@ -257,7 +266,7 @@ def score_pairs(
         # each pair's own scores (the batch mean's gradient at a pair's positions is that pair's alone)
         per_pair[done : done + len(chunk)] = attribute_edges(
             harness, batch, metric=settings.metric, ablation=settings.ablation, ig_steps=steps, means=means,
-            per_pair=True, by_role=by_role).cpu().numpy()  # fmt: skip
+            per_pair=True, by_role=by_role, shared_prefix=settings.shared_prefix).cpu().numpy()  # fmt: skip
         done += len(chunk)
         bar.update(len(chunk))
     bar.close()
@@ -279,6 +288,7 @@ def score_pairs(
         "max_pairs": pairs.max_pairs, "known_filter": pairs.settings,
         "processing": model.processing, "package_version": circuits.__version__, "d_model": int(model.cfg.d_model),
         "pair_edges": settings.pair_edges, "positions": settings.positions,
+        "shared_prefix": prefix_record(batch_pairs(scoring, pad=pad), settings.ablation, settings.shared_prefix),
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     return graph
@@ -315,7 +325,8 @@ def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pa
         chunk = pairs.scoring[start : start + settings.batch_size]
         batch = batch_pairs(chunk, pad=pad)
         exact[:, start : start + len(chunk)] = exact_edges(harness, batch, edges, metric=settings.metric,
-                                                           ablation=settings.ablation, means=means, per_pair=True)  # fmt: skip
+                                                           ablation=settings.ablation, means=means, per_pair=True,
+                                                           shared_prefix=settings.shared_prefix)  # fmt: skip
         bar.update(len(edges) * len(chunk))
     bar.close()
     flat_pairs = per_pair.reshape(per_pair.shape[0], -1)
