@@ -208,3 +208,35 @@ def test_kl_metric_has_zero_gradient_at_the_clean_run(tiny_gpt2):
     assert eap.abs().max().item() < 1e-5
     ig = attribute_edges(harness, batch, metric="kl", ig_steps=3)
     assert ig.abs().max().item() > 1e-5
+
+
+def test_closed_form_norm_jacobians_match_autograd(tiny):
+    """RMSNorm (tiny-llama) and LayerNorm (tiny-gpt2) get their closed form; it equals autograd."""
+
+    harness = Harness(tiny)
+    gen = torch.Generator().manual_seed(1)
+    d = int(tiny.cfg.d_model)
+    x = torch.randn(3, 5, d, generator=gen) * 2 - 0.3
+    g = torch.randn(3, 5, 6, d, generator=gen)
+    for vjp in harness.norm_vjps:
+        assert vjp.kind == ("rms" if tiny.name == "tiny-llama" else "layer")
+        torch.testing.assert_close(vjp(x, g), vjp._autograd(x, g), rtol=1e-5, atol=1e-6)
+
+
+def test_a_norm_without_a_known_closed_form_keeps_autograd():
+    from circuits.attribution.norms import NormVJP
+
+    class Squash(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.linspace(0.5, 1.5, 8))
+            self.eps = 1e-5
+
+        def forward(self, x):
+            return torch.tanh(x) * self.weight
+
+    vjp = NormVJP(Squash())
+    x, g = torch.randn(2, 3, 8), torch.randn(2, 3, 4, 8)
+    assert vjp.kind == "autograd"
+    expected = (1 - torch.tanh(x)[..., None, :] ** 2) * torch.linspace(0.5, 1.5, 8) * g
+    torch.testing.assert_close(vjp(x, g), expected)

@@ -11,8 +11,9 @@ standard hook points of a TransformerLens 4 ``TransformerBridge``:
   materialises that per-head copy but costs about 25x a forward here, so the
   harness does the same arithmetic itself: the gradient with respect to head
   ``h``'s query input is ``J_norm(x)^T W_Q^h dm/dq_h``, with ``dm/dq_h`` read at
-  ``blocks.{l}.attn.hook_q`` and the norm's Jacobian applied by re-running the
-  layer's own norm module on per-head copies of its input; a patched input is
+  ``blocks.{l}.attn.hook_q`` and the norm's Jacobian applied in closed form
+  (:mod:`circuits.attribution.norms`, each formula checked against autograd
+  on the layer's own norm module, which is the fallback); a patched input is
   applied by recomputing ``norm(x + delta_h) W_Q^h + b_Q^h`` at the same hook.
   An MLP's input is read at ``blocks.{l}.ln2.hook_in`` and the logits' input
   at ``ln_final.hook_in``; both feed nothing but their norm.
@@ -35,6 +36,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from circuits.attribution.norms import NormVJP
 from circuits.graph import GraphShape
 from circuits.vocab import InputError, hook_point
 
@@ -92,6 +94,8 @@ class Harness:
                 attn.W_Q.detach(), attn.W_K.detach(), attn.W_V.detach(), attn.W_O.detach(),
                 _maybe(attn.b_Q), _maybe(attn.b_K), _maybe(attn.b_V),
             ))  # fmt: skip
+        # J_norm^T of each attention norm, closed-form where a probe confirms it (attribution.norms)
+        self.norm_vjps = [NormVJP(block.ln1) for block in self.bridge.blocks]
 
     def _check_architecture(self) -> None:
         names = set(self.bridge.hook_dict)
@@ -349,7 +353,7 @@ class Harness:
             per_head = torch.cat(parts, dim=2)
             x = store[hook_point("attn_in", layer)].detach()
             cols = shape.attn_receivers(layer)
-            out[cols] = _norm_vjp(self.bridge.blocks[layer].ln1, x, per_head).permute(2, 0, 1, 3)
+            out[cols] = self.norm_vjps[layer](x, per_head).permute(2, 0, 1, 3)
             out[shape.mlp_receiver(layer)] = 0.0 if gmlp is None else gmlp
         out[shape.logits_receiver] = 0.0 if grads[-1] is None else grads[-1]
         return out
@@ -441,15 +445,6 @@ class _PassThrough(torch.nn.Module):
 
 class _StopForwardError(Exception):
     """Raised by a hook to end a forward early."""
-
-
-def _norm_vjp(norm: torch.nn.Module, x: Tensor, grad_out: Tensor) -> Tensor:
-    """``J_norm(x)^T g`` for per-head copies: ``x`` is [b,p,d], ``grad_out`` [b,p,n,d]."""
-    copies = x[:, :, None, :].expand_as(grad_out).contiguous().requires_grad_(True)
-    with torch.enable_grad():
-        y = _call_unhooked(norm, copies)
-        (grad,) = torch.autograd.grad(y, copies, grad_out)
-    return grad
 
 
 def _call_unhooked(norm: torch.nn.Module, x: Tensor) -> Tensor:

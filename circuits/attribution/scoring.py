@@ -4,7 +4,7 @@ Formulas (written down in ``circuits/ARCHITECTURE.md``), with ``Δa_u = a_u(abla
 
 - EAP: ``s(u→v) = Σ_pos Δa_u · ∂m/∂in_v`` on the clean run, averaged over
   pairs: one ablated forward, one clean forward and backward, and one matrix
-  product per layer over all senders and receivers.
+  product of all senders with all receivers, masked to the graph's edges.
 - EAP-IG (inputs): the same ``Δa_u`` with the gradient averaged over ``m``
   points ``x_abl + (k/m)(x_clean − x_abl)``, ``k = 1..m``, of the input
   embedding. The last point is the clean run itself, so ``m = 1`` is EAP.
@@ -82,7 +82,7 @@ def edge_products(
     """``Σ_{batch,pos} delta_u · grads_v`` for every real edge: [S, R] (``per_pair``: [batch, S, R]).
 
     ``delta`` is [S, batch, pos, d] and ``grads`` [R, batch, pos, d]; one
-    matrix product per layer, restricted to the senders each layer can see.
+    matrix product of every sender with every receiver, masked to the edges.
     With ``per_pair`` the sum runs over positions only, one score matrix per
     pair (their sum over pairs is the summed result, up to rounding). With
     ``role`` ([batch, pos] indices into :data:`~circuits.relations.roles.ROLES`)
@@ -95,12 +95,15 @@ def edge_products(
     # position before the subject is identical in both runs (Δ = 0 exactly),
     # and padding has no gradient, so dropping those slots is exact and
     # shrinks the products several-fold for one-shot templates.
-    live = (delta.abs().amax(dim=(0, 3)) > 0) & (grads.abs().amax(dim=(0, 3)) > 0)
+    live = _nonzero_slots(delta) & _nonzero_slots(grads)
     groups = [live] if role is None else [live & (role.to(live.device) == r) for r in range(len(ROLES))]
+    edges = torch.from_numpy(edge_mask(shape)).to(device=delta.device, dtype=delta.dtype)
 
     def products(rows: slice | int) -> Tensor:
         d, g = (delta, grads) if isinstance(rows, slice) else (delta[:, rows], grads[:, rows])
-        parts = [_layer_products(shape, d, g, group[rows].reshape(-1).nonzero()[:, 0]) for group in groups]
+        parts = [
+            _layer_products(shape, d, g, group[rows].reshape(-1).nonzero()[:, 0], edges) for group in groups
+        ]
         return parts[0] if role is None else torch.stack(parts)
 
     if not per_pair:
@@ -108,22 +111,26 @@ def edge_products(
     return torch.stack([products(b) for b in range(delta.shape[1])])
 
 
-def _layer_products(shape: GraphShape, delta: Tensor, grads: Tensor, slots: Tensor) -> Tensor:
-    """The [S, R] edge products over the flattened slots ``slots`` of ``delta``/``grads`` ([S|R, ..., d])."""
+def _nonzero_slots(t: Tensor) -> Tensor:
+    """[batch, pos]: where any row of ``t`` ([rows, batch, pos, d]) is non-zero (two reductions, no copy of ``t``)."""
+    return (t.amax(dim=(0, 3)) != 0) | (t.amin(dim=(0, 3)) != 0)
+
+
+def _layer_products(shape: GraphShape, delta: Tensor, grads: Tensor, slots: Tensor, edges: Tensor) -> Tensor:
+    """The [S, R] edge products over the flattened slots ``slots`` of ``delta``/``grads`` ([S|R, ..., d]).
+
+    One matrix product of every sender with every receiver, then the pairs
+    that are no edge (``edges`` is the graph's edge mask; a receiver reading
+    a later sender is none) set to zero: about
+    twice the arithmetic of one product per layer over the senders it sees,
+    but a single large product runs about three times faster than thirty
+    skinny ones on a CPU.
+    """
     S, R = shape.n_senders, shape.n_receivers
     d = delta.shape[-1]
     D = delta.reshape(S, -1, d)[:, slots].reshape(S, -1)
     G = grads.reshape(R, -1, d)[:, slots].reshape(R, -1)
-    out = torch.zeros(S, R, dtype=delta.dtype, device=delta.device)
-    for layer in range(shape.n_layers):
-        before = shape.senders_before(layer)
-        cols = shape.attn_receivers(layer)
-        out[:before, cols] = D[:before] @ G[cols].T
-        mlp = shape.mlp_receiver(layer)
-        reads = before if shape.parallel else before + shape.n_heads
-        out[:reads, mlp] = D[:reads] @ G[mlp]
-    out[:, shape.logits_receiver] = D @ G[shape.logits_receiver]
-    return out
+    return (D @ G.T) * edges
 
 
 def attribute_edges(

@@ -1,16 +1,24 @@
 """Benchmark of edge attribution and circuit evaluation (not a test: timings are noisy).
 
-Prints, measured side by side in one run:
+Prints, measured side by side in one run, for each relation on the embedded
+model and 32 of its prompt pairs:
 
-- on the embedded model and 32 prompt pairs of one relation: the floor (one
-  corrupted forward + one clean forward and backward), EAP and its ratio to
-  the floor, EAP-IG(5) and its ratio to its floor (one corrupted forward + 5
-  forward-and-backward passes), one circuit evaluation and its ratio to one
-  forward, and the peak resident memory;
-- on a GPT-2-small-shaped random model: TransformerLens 4's own per-example
-  edge attribution against ours, on the same prompts.
+- the floor: full-prompt passes of the model with no hooks of ours (one
+  corrupted forward + one clean forward and backward for EAP, + 5 for
+  EAP-IG(5)), and one full forward;
+- EAP, EAP-IG(5) and one circuit evaluation, each with the shared-prefix
+  cache and without it (full prompts), as ratios to the floor (evaluation:
+  to one full forward);
+- the share of positions the cache serves, and the peak memory of EAP-IG(5)
+  above the loaded model with and without the cache (each in its own process);
+- the EAP-IG library's times on the same 32 pairs of country_capital_city,
+  recorded once on a quiet two-thread machine (not measured here: that
+  library is not a dependency).
 
-Usage: python tests/benchmarks/bench_attribution.py [--relation R] [--pairs N] [--repeats K] [--json]
+Then, on a GPT-2-small-shaped random model: TransformerLens 4's own
+per-example edge attribution against ours, on the same prompts.
+
+Usage: python tests/benchmarks/bench_attribution.py [--relation R ...] [--pairs N] [--repeats K] [--json]
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,11 +35,16 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, attribute_edges
+from circuits.attribution.prefix import prefix_share
 from circuits.evaluate import Evaluator
 from circuits.graph import ScoredGraph
 from circuits.models import load_model
 from circuits.relations import load_relation
 from circuits.relations.pairs import batch_pairs, make_pairs
+
+RELATIONS = ("country_capital_city", "product_company", "country_continent")
+# the EAP-IG library on the same 32 pairs of country_capital_city (13 positions), 2 threads, in seconds
+EAP_IG_LIBRARY = {"eap": 45.6, "eap_ig5": 151.4, "evaluation": 10.4}
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -81,22 +95,62 @@ def embedded_figures(relation: str, n_pairs: int, repeats: int) -> dict[str, flo
     model = load_model("smollm2-135m")
     batch = pairs_for(model, relation, n_pairs)
     harness = Harness(model)
-    out: dict[str, float] = {"pairs": len(batch), "positions": int(batch.clean.shape[1])}
+    out: dict[str, float] = {"pairs": len(batch), "positions": int(batch.clean.shape[1]),
+                             "prefix_share": prefix_share(batch)}  # fmt: skip
     with torch.no_grad():
         out["forward_s"] = best_of(lambda: model.bridge(batch.clean), repeats)
     out["floor_eap_s"] = best_of(floor_passes(model, batch, 1), repeats)
-    out["eap_s"] = best_of(lambda: attribute_edges(harness, batch, ig_steps=1), repeats)
     out["floor_eap_ig5_s"] = best_of(floor_passes(model, batch, 5), repeats)
-    out["eap_ig5_s"] = best_of(lambda: attribute_edges(harness, batch, ig_steps=5), repeats)
     scores = (attribute_edges(harness, batch, ig_steps=1) / len(batch)).numpy()
-    graph = ScoredGraph(harness.shape, scores)
-    evaluator = Evaluator(harness, batch)
-    circuit = graph.top_mask(int(0.02 * graph.n_edges))
-    out["evaluation_s"] = best_of(lambda: evaluator.run_mask(circuit), repeats)
-    out["eap_ratio"] = out["eap_s"] / out["floor_eap_s"]
-    out["eap_ig5_ratio"] = out["eap_ig5_s"] / out["floor_eap_ig5_s"]
-    out["evaluation_ratio"] = out["evaluation_s"] / out["forward_s"]
+    circuit = ScoredGraph(harness.shape, scores).top_mask(int(0.02 * scores.size))
+    for mode, shared in (("full", False), ("prefix", True)):
+        out[f"eap_{mode}_s"] = best_of(
+            lambda s=shared: attribute_edges(harness, batch, shared_prefix=s), repeats
+        )
+        out[f"eap_ig5_{mode}_s"] = best_of(
+            lambda s=shared: attribute_edges(harness, batch, ig_steps=5, shared_prefix=s), repeats
+        )
+        evaluator = Evaluator(harness, batch, shared_prefix=shared)
+        out[f"evaluation_{mode}_s"] = best_of(lambda e=evaluator: e.run_mask(circuit), repeats)
+        out[f"eap_{mode}_ratio"] = out[f"eap_{mode}_s"] / out["floor_eap_s"]
+        out[f"eap_ig5_{mode}_ratio"] = out[f"eap_ig5_{mode}_s"] / out["floor_eap_ig5_s"]
+        out[f"evaluation_{mode}_ratio"] = out[f"evaluation_{mode}_s"] / out["forward_s"]
     return out
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def memory_figure(relation: str, n_pairs: int, shared: bool) -> float:
+    """Peak resident memory (MB) of one EAP-IG(5) pass above the loaded, warmed-up model (Linux only).
+
+    The kernel's high-water mark is reset after loading (``/proc/self/clear_refs``),
+    since loading the embedded model peaks higher than any pass.
+    """
+    model = load_model("smollm2-135m")
+    batch = pairs_for(model, relation, n_pairs)
+    harness = Harness(model)
+    with torch.no_grad():
+        model.bridge(batch.clean[:1])
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+        refs.write("5")
+    before = _status_mb("VmRSS")
+    attribute_edges(harness, batch, ig_steps=5, shared_prefix=shared)
+    return _status_mb("VmHWM") - before
+
+
+def memory_in_child(relation: str, n_pairs: int, shared: bool, threads: int | None) -> float:
+    """:func:`memory_figure` in a fresh process, so each mode's peak is its own."""
+    argv = [sys.executable, __file__, "--memory-of", relation, "--pairs", str(n_pairs)]
+    argv += ["--shared"] if shared else []
+    argv += ["--threads", str(threads)] if threads else []
+    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def transformer_lens_figures(relation: str, n_pairs: int) -> dict[str, float]:
@@ -132,43 +186,73 @@ def transformer_lens_figures(relation: str, n_pairs: int) -> dict[str, float]:
             "speedup_vs_tl": theirs_s / ours_s}  # fmt: skip
 
 
+def print_relation(relation: str, f: dict[str, float]) -> None:
+    print(f"{relation}: {f['pairs']} pairs, {f['positions']} positions, "
+          f"the cache serves {100 * f['prefix_share']:.0f}% of them")  # fmt: skip
+    print(f"  one forward            {f['forward_s']:8.3f} s")
+    print(f"  floor (EAP)            {f['floor_eap_s']:8.3f} s   corrupt fwd + clean fwd/bwd, full prompts")
+    print(f"  floor (EAP-IG 5)       {f['floor_eap_ig5_s']:8.3f} s   corrupt fwd + 5 fwd/bwd, full prompts")
+    rows = (("EAP", "eap", "floor", 0.6), ("EAP-IG(5)", "eap_ig5", "floor", 0.6),
+            ("circuit evaluation", "evaluation", "forward", 0.6))  # fmt: skip
+    for label, key, against, target in rows:
+        full, cached = f[f"{key}_full_s"], f[f"{key}_prefix_s"]
+        print(f"  {label:<20} {full:8.3f} s full ({f[f'{key}_full_ratio']:.2f}x {against}), "
+              f"{cached:6.3f} s with the prefix cache ({f[f'{key}_prefix_ratio']:.2f}x {against}, "
+              f"target <= {target}), {full / cached:.1f}x faster")  # fmt: skip
+    if "memory_full_mb" in f:
+        print(f"  peak memory EAP-IG(5)  {f['memory_full_mb']:8.0f} MB full, {f['memory_prefix_mb']:.0f} MB with "
+              f"the cache ({f['memory_prefix_mb'] / max(f['memory_full_mb'], 1e-9):.2f}x)")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--relation", default="country_capital_city")
+    parser.add_argument("--relation", nargs="+", default=list(RELATIONS))
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--tl-pairs", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-mode memory processes")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--memory-of", help=argparse.SUPPRESS)
+    parser.add_argument("--shared", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    figures = embedded_figures(args.relation, args.pairs, args.repeats)
-    figures.update(transformer_lens_figures(args.relation, args.tl_pairs))
-    figures["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    figures["threads"] = torch.get_num_threads()
-    if args.json:
-        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    if args.memory_of:
+        print(memory_figure(args.memory_of, args.pairs, args.shared))
         return 0
-    f = figures
-    print(f"embedded model smollm2-135m, {f['pairs']} pairs of {args.relation}, {f['positions']} positions")
-    print(f"  one forward            {f['forward_s']:8.3f} s")
-    print(f"  floor (EAP)            {f['floor_eap_s']:8.3f} s   corrupt fwd + clean fwd/bwd")
-    print(f"  EAP                    {f['eap_s']:8.3f} s   {f['eap_ratio']:.2f}x floor (target <= 1.5)")
-    print(f"  floor (EAP-IG 5)       {f['floor_eap_ig5_s']:8.3f} s   corrupt fwd + 5 fwd/bwd")
-    print(
-        f"  EAP-IG(5)              {f['eap_ig5_s']:8.3f} s   {f['eap_ig5_ratio']:.2f}x floor (target <= 1.5)"
-    )
-    print(
-        f"  circuit evaluation     {f['evaluation_s']:8.3f} s   {f['evaluation_ratio']:.2f}x forward (target <= 2)"
-    )
-    print(f"GPT-2-small-shaped random model, {f['tl_pairs']} pairs")
-    print(f"  TransformerLens 4 edge attribution {f['tl_edge_attribution_s']:8.3f} s")
-    print(
-        f"  ours (EAP)                         {f['ours_same_model_s']:8.3f} s   {f['speedup_vs_tl']:.1f}x faster (target >= 20)"
-    )
-    print(f"peak resident memory {f['peak_rss_mb']:.0f} MB, {f['threads']} threads")
+    figures: dict[str, dict[str, float]] = {}
+    for relation in args.relation:
+        figures[relation] = embedded_figures(relation, args.pairs, args.repeats)
+        if not args.no_memory:
+            for mode, shared in (("full", False), ("prefix", True)):
+                figures[relation][f"memory_{mode}_mb"] = memory_in_child(
+                    relation, args.pairs, shared, args.threads
+                )
+    other = transformer_lens_figures(args.relation[0], args.tl_pairs)
+    other["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    other["threads"] = torch.get_num_threads()
+    if args.json:
+        rounded = {r: {k: round(v, 4) for k, v in f.items()} for r, f in figures.items()}
+        print(json.dumps({**rounded, "other": {k: round(v, 4) for k, v in other.items()}}))
+        return 0
+    print(f"embedded model smollm2-135m, {other['threads']} threads")
+    for relation, f in figures.items():
+        print_relation(relation, f)
+    lib = EAP_IG_LIBRARY
+    if "country_capital_city" in figures:
+        f = figures["country_capital_city"]
+        print(f"EAP-IG library, recorded on the same 32 pairs of country_capital_city: EAP {lib['eap']} s "
+              f"({lib['eap'] / f['eap_prefix_s']:.0f}x ours), EAP-IG(5) {lib['eap_ig5']} s "
+              f"({lib['eap_ig5'] / f['eap_ig5_prefix_s']:.0f}x), one evaluation {lib['evaluation']} s "
+              f"({lib['evaluation'] / f['evaluation_prefix_s']:.0f}x)")  # fmt: skip
+    o = other
+    print(f"GPT-2-small-shaped random model, {o['tl_pairs']} pairs")
+    print(f"  TransformerLens 4 edge attribution {o['tl_edge_attribution_s']:8.3f} s")
+    print(f"  ours (EAP)                         {o['ours_same_model_s']:8.3f} s   "
+          f"{o['speedup_vs_tl']:.1f}x faster (target >= 20)")  # fmt: skip
+    print(f"peak resident memory {o['peak_rss_mb']:.0f} MB")
     return 0
 
 
