@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pydot
 import pytest
 import torch
@@ -193,6 +194,7 @@ def test_score_then_evaluate_from_the_command_line(capsys, tmp_path):
                        "--max-pairs", "12", "--out", str(out_dir), "--quiet", *EVERYTHING)  # fmt: skip
     assert code == 0
     assert "scored" in out
+    assert re.search(r"shared prefix: \d+% of the positions ran once", out)
     assert (out_dir / "scores.safetensors").is_file()
     assert (out_dir / "relation.json").is_file()
     code, out, _ = run(capsys, "evaluate", str(out_dir), "--json", "--quiet")
@@ -201,6 +203,21 @@ def test_score_then_evaluate_from_the_command_line(capsys, tmp_path):
     assert len(result["signed"]) == len(result["fractions"]) == 10
     assert result["absolute"][-1] == pytest.approx(1.0, abs=1e-4)  # every edge kept
     assert 0.0 <= result["hit_at_10"][-1] <= 1.0
+
+
+def test_score_on_full_prompts_says_so_and_gives_the_same_scores(capsys, tmp_path):
+    from circuits.store import load_scored
+
+    argv = ["country_capital_city", "--model", "tiny-gpt2", "--score-method", "eap", "--max-pairs", "8", "--quiet",
+            *EVERYTHING]  # fmt: skip
+    run(capsys, "score", *argv, "--out", str(tmp_path / "cached"))
+    code, out, _ = run(capsys, "score", *argv, "--out", str(tmp_path / "full"), "--full-prompts")
+    assert code == 0 and "full prompts: turned off" in out
+    cached, full = load_scored(tmp_path / "cached"), load_scored(tmp_path / "full")
+    assert (
+        full.metadata["shared_prefix"]["used"] is False and cached.metadata["shared_prefix"]["used"] is True
+    )
+    np.testing.assert_allclose(cached.scores, full.scores, atol=1e-5)
 
 
 def test_csv_relation_with_a_template_on_the_command_line(capsys, tmp_path):

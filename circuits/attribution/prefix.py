@@ -129,13 +129,10 @@ class SharedPrefix:
         The result is ``[batch, width + n_new]``: the prefix slots (padding
         slots hold zero / False), then the ``n_new`` positions after each row's prefix.
         """
-        n = len(self)
         offset = torch.arange(self.width)[None] - (self.width - self.lengths)[:, None]
         before = per_position.gather(1, offset.clamp(min=0).to(per_position.device))
         before = torch.where((offset >= 0).to(per_position.device), before, torch.zeros_like(before))
-        after = shift_rows(per_position, self.lengths, n_new, 0)
-        assert before.shape[0] == n
-        return torch.cat([before, after], 1)
+        return torch.cat([before, shift_rows(per_position, self.lengths, n_new, 0)], 1)
 
 
 def shift_rows(t: Tensor, lengths: Tensor, n_new: int, fill: int | float | bool) -> Tensor:

@@ -30,7 +30,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                              ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
                              max_pairs=args.max_pairs, exact_top=args.exact_top,
                              max_rank=args.max_rank, min_prob=args.min_prob,
-                             positions=args.positions, templates=args.templates, shots=args.shots)  # fmt: skip
+                             positions=args.positions, templates=args.templates, shots=args.shots,
+                             shared_prefix=not args.full_prompts)  # fmt: skip
     graph, pairs = score_relation(model, relation, settings, template=args.template,
                                   progress=not args.quiet)  # fmt: skip
     out = save_scored(args.out, graph, pairs.relation)
@@ -40,6 +41,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     units = f" x {N_ROLES} roles" if graph.role_scores is not None else ""
     print(f"scored {graph.n_edges} edges{units} of {model.name} on {meta['relation']} "
           f"({meta['n_pairs_scoring']} pairs, {meta['score_method']}) in {meta['seconds']} s -> {out}")  # fmt: skip
+    prefix = meta["shared_prefix"]
+    if prefix["used"]:
+        print(f"shared prefix: {100 * prefix['share']:.0f}% of the positions ran once per batch "
+              "(tokens both prompts of a pair begin with)")  # fmt: skip
+    else:
+        print(f"full prompts: {prefix['reason']}")
     if removed:
         names = ", ".join(p.name for p in removed[:4]) + (", ..." if len(removed) > 4 else "")
         print(f"replaced the previous run: removed {len(removed)} of its files ({names})")
@@ -97,6 +104,9 @@ def register(add: Any) -> None:
     p.add_argument("--positions", default=SUMMED, choices=list(POSITIONS),
                    help="summed: one score per edge (default); roles: also split by the role of the position "
                         "(first, demo, subject, relation, last), for position-aware circuits")  # fmt: skip
+    p.add_argument("--full-prompts", action="store_true",
+                   help="run every pass on the whole prompts instead of once on the tokens both prompts of a pair "
+                        "begin with (the shared-prefix cache; the scores are the same, only slower)")  # fmt: skip
     p.add_argument(
         "--out", required=True, type=options.out_dir, help="directory to write the scored graph to"
     )
