@@ -102,7 +102,7 @@ def edge_products(
     def products(rows: slice | int) -> Tensor:
         d, g = (delta, grads) if isinstance(rows, slice) else (delta[:, rows], grads[:, rows])
         parts = [
-            _layer_products(shape, d, g, group[rows].reshape(-1).nonzero()[:, 0], edges) for group in groups
+            _masked_products(shape, d, g, group[rows].reshape(-1).nonzero()[:, 0], edges) for group in groups
         ]
         return parts[0] if role is None else torch.stack(parts)
 
@@ -116,15 +116,14 @@ def _nonzero_slots(t: Tensor) -> Tensor:
     return (t.amax(dim=(0, 3)) != 0) | (t.amin(dim=(0, 3)) != 0)
 
 
-def _layer_products(shape: GraphShape, delta: Tensor, grads: Tensor, slots: Tensor, edges: Tensor) -> Tensor:
+def _masked_products(shape: GraphShape, delta: Tensor, grads: Tensor, slots: Tensor, edges: Tensor) -> Tensor:
     """The [S, R] edge products over the flattened slots ``slots`` of ``delta``/``grads`` ([S|R, ..., d]).
 
     One matrix product of every sender with every receiver, then the pairs
-    that are no edge (``edges`` is the graph's edge mask; a receiver reading
-    a later sender is none) set to zero: about
-    twice the arithmetic of one product per layer over the senders it sees,
-    but a single large product runs about three times faster than thirty
-    skinny ones on a CPU.
+    that are no edge (a receiver reading a later sender) zeroed by ``edges``,
+    the graph's edge mask: about twice the arithmetic of one product per
+    layer over the senders it sees, but one large product runs about three
+    times faster on a CPU than thirty skinny ones.
     """
     S, R = shape.n_senders, shape.n_receivers
     d = delta.shape[-1]
