@@ -78,8 +78,7 @@ class SharedPrefix:
         for g, row in enumerate(distinct):
             run[g, : len(row)] = torch.tensor(row, dtype=tokens.dtype)
         kv = harness.key_values(run.to(tokens.device))
-        # slot s of row i holds prefix position s - (width - lengths[i]); earlier slots are padding
-        offset = torch.arange(width)[None] - (width - lengths)[:, None]
+        offset = _slot_offsets(lengths, width)
         real = (offset >= 0).to(tokens.device)
         index = offset.clamp(min=0).to(tokens.device)[:, None, :, None]
         which = which.to(tokens.device)
@@ -116,7 +115,7 @@ class SharedPrefix:
             for k, v in zip(self.keys, self.values, strict=True)
         ]
         cache = DynamicCache(ddp_cache_data=data)
-        real = torch.arange(self.width)[None] >= (self.width - self.lengths)[:, None]
+        real = _slot_offsets(self.lengths, self.width) >= 0
         mask = torch.cat([real, torch.ones(n, n_new, dtype=torch.bool)], 1).long().repeat(reps, 1)
         positions = (self.lengths[:, None] + torch.arange(n_new)[None]).clamp(max=self.n_positions - 1)
         # TransformerLens 4.3's attention reads its cache as ``layer_past``; transformers 5 passes ``cache``
@@ -129,10 +128,18 @@ class SharedPrefix:
         The result is ``[batch, width + n_new]``: the prefix slots (padding
         slots hold zero / False), then the ``n_new`` positions after each row's prefix.
         """
-        offset = torch.arange(self.width)[None] - (self.width - self.lengths)[:, None]
+        offset = _slot_offsets(self.lengths, self.width)
         before = per_position.gather(1, offset.clamp(min=0).to(per_position.device))
         before = torch.where((offset >= 0).to(per_position.device), before, torch.zeros_like(before))
         return torch.cat([before, shift_rows(per_position, self.lengths, n_new, 0)], 1)
+
+
+def _slot_offsets(lengths: Tensor, width: int) -> Tensor:
+    """[batch, width]: the prefix position each cache slot of a row holds (negative: a padding slot).
+
+    Row ``i``'s prefix is right-aligned, so slot ``s`` holds position ``s - (width - lengths[i])``.
+    """
+    return torch.arange(width)[None] - (width - lengths)[:, None]
 
 
 def shift_rows(t: Tensor, lengths: Tensor, n_new: int, fill: int | float | bool) -> Tensor:
@@ -161,7 +168,7 @@ def prefix_share(batch: PairBatch, lengths: Tensor | None = None) -> float:
 def prefix_record(batch: PairBatch, ablation: Ablation | str, enabled: bool = True) -> dict[str, object]:
     """What a scored graph records of the shared prefix: whether it was used, why, and the share it served."""
     ablation = Ablation(ablation)
-    share = round(prefix_share(batch), 4)
+    share = prefix_share(batch)
     if not enabled:
         return {"used": False, "reason": "turned off", "share": 0.0}
     if ablation is not Ablation.COUNTERFACTUAL:
@@ -171,7 +178,7 @@ def prefix_record(batch: PairBatch, ablation: Ablation | str, enabled: bool = Tr
     return {
         "used": True,
         "reason": "counterfactual ablation: no sender changes on the prefix",
-        "share": share,
+        "share": round(share, 4),
     }
 
 
@@ -209,8 +216,8 @@ def split_prefix(
     harness: Harness, batch: PairBatch, ablation: Ablation | str, *, enabled: bool = True
 ) -> tuple[SharedPrefix | None, PairBatch]:
     """The cached shared prefix of ``batch`` and the batch of what follows it (None and ``batch`` where inexact)."""
-    lengths = pair_prefix_lengths(batch)
-    if not enabled or Ablation(ablation) is not Ablation.COUNTERFACTUAL or not int(lengths.max()):
+    if not prefix_record(batch, ablation, enabled)["used"]:
         return None, batch
+    lengths = pair_prefix_lengths(batch)
     prefix = SharedPrefix.build(harness, batch.clean.to(harness.model.device), lengths)
     return prefix, _suffix_batch(batch, lengths)
