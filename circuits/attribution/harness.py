@@ -154,7 +154,7 @@ class Harness:
         def on_input(x: Tensor, hook: Any) -> Tensor:
             if input_fn is not None:
                 x = input_fn(x)
-            buffer[0] = x.detach() if base is None else base[0] - x.detach()
+            buffer[0] = x.detach() if base is None else base[0] - x.detach().to(base.device)
             return x
 
         if start_layer == 0:
@@ -166,11 +166,11 @@ class Harness:
             def on_z(z: Tensor, hook: Any, first: int = first, W_O: Tensor = W_O) -> Tensor:
                 out = torch.einsum("bphe,hed->hbpd", z.detach(), W_O)
                 stop = first + shape.n_heads
-                buffer[first:stop] = out if base is None else base[first:stop] - out
+                buffer[first:stop] = out if base is None else base[first:stop] - out.to(base.device)
                 return z
 
             def on_mlp(out: Tensor, hook: Any, index: int = shape.mlp_sender(layer)) -> Tensor:
-                buffer[index] = out.detach() if base is None else base[index] - out.detach()
+                buffer[index] = out.detach() if base is None else base[index] - out.detach().to(base.device)
                 return out
 
             hooks.append((hook_point("z", layer), on_z))
@@ -402,7 +402,9 @@ class Harness:
                     if add is None:
                         return out
                     x = store[f"x{layer}"]
-                    normed = _call_unhooked(ln1, x[:, :, None, :] + add)
+                    normed = _call_unhooked(
+                        ln1, x[:, :, None, :] + add.to(x.device)
+                    )  # a layer may sit on another GPU
                     new = torch.einsum("bphd,hde->bphe", normed, W)
                     return new + b if b is not None else new
 
@@ -410,14 +412,14 @@ class Harness:
 
             def on_mlp_in(x: Tensor, hook: Any, layer: int = layer) -> Tensor:
                 add = delta(layer, "mlp")
-                return x if add is None else x + add
+                return x if add is None else x + add.to(x.device)
 
             hooks.append((hook_point("mlp_in", layer), on_mlp_in))
 
         with torch.no_grad():
             final = self.run_to_final(tokens_or_resid, hooks, start_layer=start_layer)
             add = delta(shape.n_layers, "logits")
-            return self.last_logits(final if add is None else final + add, last)
+            return self.last_logits(final if add is None else final + add.to(final.device), last)
 
     @torch.no_grad()
     def residual_before(self, tokens: Tensor, layer: int) -> Tensor:

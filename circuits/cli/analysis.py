@@ -35,7 +35,7 @@ def run_job(
 
     from circuits.models import load_model
 
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, device_map=args.device_map)
     run = getattr(importlib.import_module(f"circuits.pipeline.{module}"), job)
     return run(model, args.relation, prompt_choice(args), n_boot=args.boot, out=args.out, store=args.store,
                progress=not args.quiet, **options)  # fmt: skip

@@ -109,10 +109,11 @@ def cmd_reuse(args: argparse.Namespace) -> int:
                              min_prob=args.min_prob, positions=args.positions, templates=args.templates,
                              shots=args.shots)  # fmt: skip
     noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
-    report = run_reuse(args.relations, model=load_model(args.model, device=args.device), settings=settings,
+    executor = options.executor_of(args)
+    report = run_reuse(args.relations, model=load_model(args.model, device=args.device, device_map=args.device_map), settings=settings,
                        extract_method=args.extract_method, size=args.size, fraction=args.fraction,
                        by=args.by, store=args.store, metric=args.metric, cross=not args.no_cross,
-                       noise=noise, heatmap=args.heatmap, progress=not args.quiet)  # fmt: skip
+                       noise=noise, heatmap=args.heatmap, progress=not args.quiet, executor=executor)  # fmt: skip
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -227,7 +228,7 @@ def register(add: Any) -> None:
 
     p = add("reuse", "circuits of many relations: reuse matrix with intervals, noise ceilings and nulls, "
             "clustering, cross-task faithfulness, all stored in graphs/", options.model(), options.pairs(),
-            options.seed(), options.boot(), options.quiet(), options.json_output())  # fmt: skip
+            options.seed(), options.boot(), options.quiet(), options.json_output(), options.executor())  # fmt: skip
     p.add_argument("relations", nargs="+", help="bundled relation names or LRE JSON files")
     p.add_argument("--score-method", default=ScoreMethod.EAP_IG.value, choices=[m.value for m in ScoreMethod])
     p.add_argument("--extract-method", default=ExtractMethod.TOP_N.value,
@@ -236,7 +237,12 @@ def register(add: Any) -> None:
     _sized(p, target=False)
     p.add_argument("--metric", default="edge_jaccard", choices=SIMILARITIES, help="for the clustering")
     p.add_argument("--ig-steps", type=options.at_least(1), default=5)
-    p.add_argument("--batch-size", type=options.at_least(1), default=16)
+    p.add_argument(
+        "--batch-size",
+        type=options.at_least(1),
+        default=None,
+        help="pairs per pass (default: as many as fit half the free memory, at most 16)",
+    )
     p.add_argument("--store", type=options.out_dir, default="graphs", help="store root (default graphs/)")
     p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
     p.add_argument("--positions", choices=list(POSITIONS), default="summed",

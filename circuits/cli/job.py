@@ -76,8 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                            reuse_size=args.size, analysis_pairs=args.analysis_pairs, n_boot=args.boot,
                            n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
                            positions=not args.no_positions, templates=args.templates, shots=args.shots, **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
-    model = load_model(args.model, device=args.device)
-    summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report)
+    executor = options.executor_of(args)
+    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report,
+                      executor=executor)  # fmt: skip
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return 0
 
@@ -86,7 +88,8 @@ def register(add: Any) -> None:
     """Add ``run`` through ``add(name, help, *parents)``."""
     p = add("run", "the main job: score, extract, evaluate, compare and explain several relations, then build "
             "the HTML report; a re-run reuses every finished stage whose inputs are unchanged",
-            options.model(), options.seed(), options.boot(), options.json_output(), options.quiet())  # fmt: skip
+            options.model(), options.seed(), options.boot(), options.json_output(), options.quiet(),
+            options.executor())  # fmt: skip
     p.add_argument("relations", nargs="*", metavar="RELATION",
                    help="bundled relation names or relation files (default: country_capital_city "
                    "country_language country_currency city_in_country)")  # fmt: skip

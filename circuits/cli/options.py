@@ -12,6 +12,7 @@ import functools
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from circuits.io import writable_dir, writable_file
 from circuits.models.catalog import DEFAULT_MODEL
@@ -119,7 +120,31 @@ def model(default: str | None = DEFAULT_MODEL) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--model", default=default, help=f"model name (default {default})")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device-map", choices=["auto"], default=None,
+                   help="spread a model too large for one device over every GPU, then the host")  # fmt: skip
     return p
+
+
+@functools.cache
+def executor() -> argparse.ArgumentParser:
+    """``--executor``, ``--address`` and ``--task-cpus``: where a sweep's per-relation tasks run."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--executor", choices=("serial", "ray"), default="serial",
+                   help="serial: one relation after another here (default); ray: one Ray task per relation")  # fmt: skip
+    p.add_argument("--address", default=None,
+                   help="with --executor ray: an existing cluster ('auto' or HOST:PORT; default: a local "
+                   "Ray instance on every core of this machine)")  # fmt: skip
+    p.add_argument("--task-cpus", type=at_least(1), default=1,
+                   help="with --executor ray: CPUs (torch threads) per task (default 1)")  # fmt: skip
+    return p
+
+
+def executor_of(args: argparse.Namespace) -> Any:
+    """The :class:`~circuits.pipeline.executor.Executor` the ``executor()`` options ask for."""
+    from circuits.pipeline.executor import Executor
+
+    gpus = 1.0 if args.executor == "ray" and str(getattr(args, "device", "cpu")).startswith("cuda") else 0.0
+    return Executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=gpus)
 
 
 @functools.cache

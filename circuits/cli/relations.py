@@ -11,6 +11,30 @@ from circuits.cli import options
 __all__ = ["register"]
 
 
+def sizing_table(rows: list[dict[str, Any]], positions: int, steps: int, gflops: float) -> str:
+    """The rows of :func:`circuits.sizing.sizing_rows` as a Markdown table (the README carries one)."""
+    pairs = rows[0]["pairs"]
+    lines = [f"| model | weights | scoring peak (batch {rows[0]['batch']}) | evaluation peak | "
+             f"time per {pairs} pairs at {gflops:g} GFLOP/s |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        minutes = r["seconds_per_pairs"] / 60
+        lines.append(f"| {r['name']} | {r['weights_gb']:.1f} GB | {r['scoring_gb']:.1f} GB | "
+                     f"{r['evaluation_gb']:.1f} GB | {minutes:.1f} min |")  # fmt: skip
+    lines.append(f"\n{positions} positions per pass, EAP-IG with {steps} steps, float32.")
+    return "\n".join(lines)
+
+
+def cmd_sizing(args: argparse.Namespace) -> int:
+    from circuits.sizing import sizing_rows
+
+    rows = sizing_rows(args.positions, args.steps, args.gflops * 1e9, pairs=args.pairs)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(sizing_table(rows, args.positions, args.steps, args.gflops))
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from circuits.models.catalog import DEFAULT_MODEL, list_models
 
@@ -37,7 +61,7 @@ def cmd_relations(args: argparse.Namespace) -> int:
         from circuits.models import load_model
         from circuits.relations.pairs import check_facts
 
-        model = load_model(args.model, device=args.device)
+        model = load_model(args.model, device=args.device, device_map=args.device_map)
     rows: list[dict[str, Any]] = []
     for name, relation in relations.items():
         row = {
@@ -79,7 +103,7 @@ def _templates_of(relations: list[Any], args: argparse.Namespace) -> int:
     from circuits.models import load_model
     from circuits.relations.survey import survey_prompts
 
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, device_map=args.device_map)
     shots = args.shots if args.shots is not None else (0, 1, 3)
     tables = {r.name: survey_prompts(model, r, shots=[shots] if isinstance(shots, int) else shots,
                                      pick_shots=args.shots, seed=args.seed,
@@ -107,7 +131,7 @@ def cmd_prompts(args: argparse.Namespace) -> int:
     from circuits.relations.samples import prompt_summary
 
     relation = load_relation(args.relation, template=args.template)  # a bad file fails before the model loads
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, device_map=args.device_map)
     pairs = make_pairs(model, relation, seed=args.seed, template=args.template, templates=args.templates,
                        shots=args.shots, max_rank=args.max_rank, min_prob=args.min_prob,
                        max_pairs=args.max_pairs)  # fmt: skip
@@ -137,6 +161,19 @@ def register(add: Any) -> None:
     """Add ``models``, ``relations`` and ``prompts`` through ``add(name, help, *parents)``."""
     p = add("models", "list the models that load without the hub", options.json_output())
     p.set_defaults(func=cmd_models)
+
+    from circuits.sizing import MEASURED_GFLOPS
+
+    p = add("sizing", "memory and time of scoring per 100 prompt pairs for SmolLM2-135M, a 1B and an 8B "
+            "Llama-architecture model, from the formulas the batch size is chosen by", options.json_output())  # fmt: skip
+    p.add_argument("--positions", type=options.at_least(1), default=10,
+                   help="positions per pass, after the shared prefix (default 10)")  # fmt: skip
+    p.add_argument("--steps", type=options.at_least(1), default=5, help="EAP-IG steps (default 5)")
+    p.add_argument("--pairs", type=options.at_least(1), default=100, help="prompt pairs (default 100)")
+    p.add_argument("--gflops", type=float, default=MEASURED_GFLOPS,
+                   help=f"the machine's rate in GFLOP/s (default {MEASURED_GFLOPS:g}: measured with "
+                   "tests/benchmarks/bench_memory.py on a 2-core CPU)")  # fmt: skip
+    p.set_defaults(func=cmd_sizing)
 
     p = add("relations", "list bundled relations (with --model: how many facts it knows); given relations, "
             "compare their templates and shot counts", options.model(default=None), options.seed(),

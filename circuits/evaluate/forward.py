@@ -14,6 +14,7 @@ means, faithfulness and Hit@k without another forward.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,11 @@ import torch
 from torch import Tensor
 
 from circuits.attribution.harness import Harness
+from circuits.attribution.memory import auto_batch_size
 from circuits.attribution.metrics import MetricFn
-from circuits.attribution.prefix import split_prefix
+from circuits.attribution.prefix import SharedPrefix, split_prefix
 from circuits.attribution.scoring import ablated_senders, clean_metric
+from circuits.evaluate.buffers import Buffers
 from circuits.graph import N_ROLES, GraphShape, edge_mask
 from circuits.relations.pairs import PairBatch
 from circuits.uncertainty import DEFAULT_BOOT, Interval, percentile_interval, resample_counts
@@ -33,7 +36,19 @@ from circuits.vocab import Ablation, InputError, Metric
 
 __all__ = ["FRACTIONS", "CircuitRun", "Evaluator"]
 
+CACHE_BYTES = 128 * 2**20
+"""Ablated senders an :class:`Evaluator` keeps in memory between runs (the first mini-batch's always);
+the rest wait in a temporary file."""
+
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def _host_by_default(device: torch.device, cached: int) -> bool:
+    """Keep buffers on the host when the GPU has less than four times their size free."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return cached * 4 > free
 
 
 def _empty() -> np.ndarray:
@@ -92,6 +107,19 @@ class Evaluator:
         circuit's forward on the rest only
         (:mod:`circuits.attribution.prefix`; counterfactual ablation only,
         where it changes no result).
+    batch_size : int, optional
+        Pairs per forward (memory, not results): by default as many as fit
+        half the free memory by the formulas of :mod:`circuits.sizing`, at
+        most 16. Every circuit runs over these mini-batches in turn.
+    cache_bytes : int, optional
+        How many bytes of ablated senders stay in memory between runs
+        (default :data:`CACHE_BYTES`); the first mini-batch's always do, the
+        other mini-batches' beyond the budget wait in a temporary file. So
+        memory does not grow with the number of pairs.
+    host_buffers : bool, optional
+        On a GPU, keep the ablated senders in host memory and move each
+        mini-batch's to the GPU for its run; by default only when the GPU has
+        less than four times their size free.
 
     Attributes
     ----------
@@ -101,9 +129,14 @@ class Evaluator:
     shape : GraphShape
         The model's computation graph.
     batch : PairBatch
-        The pairs as run: after their shared prefix when one is cached.
+        The pairs, as given.
+    chunks : list
+        The mini-batches, each with its pairs as run (after their shared
+        prefix when one is cached) and its ablated senders.
     prefix : SharedPrefix or None
-        The cached shared prefix.
+        The first mini-batch's cached shared prefix.
+    cached_bytes : int
+        The ablated senders kept in memory.
 
     Examples
     --------
@@ -140,23 +173,40 @@ class Evaluator:
         means: Tensor | None = None,
         k: int = 10,
         shared_prefix: bool = True,
+        batch_size: int | None = None,
+        cache_bytes: int | None = None,
+        host_buffers: bool | None = None,
     ) -> None:
         self.harness = harness
         self.shape: GraphShape = harness.shape
-        device = harness.model.device
-        # the positions both prompts of a pair share run once (counterfactual ablation only)
-        self.prefix, batch = split_prefix(harness, batch, ablation, enabled=shared_prefix)
         self.batch = batch
-        self.tokens = batch.clean.to(device)
-        self.last = batch.last.to(device)
-        self.answer = batch.answer.to(device)
         self.k = k
-        self.fn: MetricFn
-        with harness.sharing(self.prefix):
-            self.fn, _ = clean_metric(harness, batch, metric)
-            self.ablated = ablated_senders(harness, batch, Ablation(ablation), means)
+        device = harness.model.device
+        size = batch_size or auto_batch_size(harness, batch, "evaluation", ablation=ablation,
+                                             shared_prefix=shared_prefix)  # fmt: skip
+        if size < 1:
+            raise InputError(f"batch_size must be at least 1, not {size}")
+        budget = CACHE_BYTES if cache_bytes is None else cache_bytes
+        self.chunks: list[_Chunk] = []
+        cached = 0
+        for start in range(0, len(batch), size):
+            chunk = _Chunk(harness, batch.rows(start, min(len(batch), start + size)), metric, ablation, means,
+                           shared_prefix)  # fmt: skip
+            # the first mini-batch keeps its ablated senders in memory, later ones while the budget lasts,
+            # the rest in a temporary file (read back at each run: faster than computing them again)
+            if not self.chunks or cached + chunk.buffer_bytes <= budget:
+                cached += chunk.buffer_bytes
+                host = host_buffers if host_buffers is not None else _host_by_default(device, cached)
+                chunk.keep("host" if host else "device")
+            else:
+                chunk.keep("disk")
+            self.chunks.append(chunk)
+        self.prefix = self.chunks[0].prefix
+        self.cached_bytes = cached
+        spilled = [c.kept.nbytes for c in self.chunks if c.kept is not None and c.kept.place == "disk"]
+        # one buffer the spilled mini-batches are read into in turn, allocated once
+        self._scratch = torch.empty(max(spilled), dtype=torch.uint8) if spilled else None
         self.mask = torch.from_numpy(edge_mask(self.shape)).to(device)
-        self.valid = self.mask.to(self.ablated.dtype)
         self.full = self.run_mask(self.mask, raw=True)
         self.empty = self.run_mask(torch.zeros_like(self.mask), raw=True)
 
@@ -181,11 +231,10 @@ class Evaluator:
             raise InputError(
                 "a position-aware circuit needs pairs with position roles (batch_pairs makes them)"
             )
-        removed = (self.mask & ~keep_t).to(self.ablated.dtype)
-        final = self._forward(removed) if keep_t.ndim == 2 else self._forward_by_role(removed)
-        values = self.fn(final).detach().double().cpu().numpy()
-        top = final.topk(self.k, dim=-1).indices
-        hits = (top == self.answer[:, None]).any(-1).double().cpu().numpy()
+        removed = self.mask & ~keep_t
+        parts = [chunk.run(removed, self.mask, self.k, self._scratch) for chunk in self.chunks]
+        values = np.concatenate([v for v, _ in parts])
+        hits = np.concatenate([h for _, h in parts])
         value, hit = float(values.mean()), float(hits.mean())
         n_edges = int((keep_t & self.mask).sum())
         faith = float("nan") if raw else self.normalize(value)
@@ -247,6 +296,73 @@ class Evaluator:
         if any(len(row) != n for row in rows):
             raise InputError(f"a bootstrap needs the per-pair {name} of runs of this evaluator ({n} pairs)")
         return np.stack(rows) if rows else np.zeros((0, n))
+
+
+class _Chunk:
+    """One mini-batch of an :class:`Evaluator`: its pairs (after their shared prefix), metric and ablated senders.
+
+    The ablated senders (and the shared prefix's keys and values) are computed
+    once and kept (:meth:`keep`, :class:`~circuits.evaluate.buffers.Buffers`):
+    on the model's device, on the host, or, once the evaluator's memory budget
+    is spent, in a temporary file read back at every run, so memory stays flat
+    however many pairs.
+    """
+
+    def __init__(self, harness: Harness, batch: PairBatch, metric: Metric | str, ablation: Ablation | str,
+                 means: Tensor | None, shared_prefix: bool) -> None:  # fmt: skip
+        self.harness, self.shape = harness, harness.shape
+        self.device = harness.model.device
+        self.ablation, self.means = Ablation(ablation), means
+        self.prefix, batch = split_prefix(harness, batch, ablation, enabled=shared_prefix)
+        self.batch = batch
+        self.tokens = batch.clean.to(self.device)
+        self.last = batch.last.to(self.device)
+        self.answer = batch.answer.to(self.device)
+        with harness.sharing(self.prefix):
+            self.fn: MetricFn = clean_metric(harness, batch, metric)[0]
+        d = int(harness.model.cfg.d_model)
+        prefix_bytes = 0 if self.prefix is None else sum(t.numel() * t.element_size()
+                                                          for t in (*self.prefix.keys, *self.prefix.values))  # fmt: skip
+        self.buffer_bytes = (self.shape.n_senders * batch.clean.numel() * d * harness._dtype().itemsize
+                             + prefix_bytes)  # fmt: skip
+        self.kept: Buffers | None = None
+
+    def keep(self, where: str) -> None:
+        """Compute the ablated senders once and keep them, with the prefix's keys and values, at ``where``:
+        the model's ``"device"``, ``"host"`` memory (pinned, for a GPU short of memory) or ``"disk"``."""
+        with self.harness.sharing(self.prefix):
+            tensors = {"ablated": ablated_senders(self.harness, self.batch, self.ablation, self.means)}
+        if self.prefix is not None:
+            tensors.update({f"key{i}": t for i, t in enumerate(self.prefix.keys)})
+            tensors.update({f"value{i}": t for i, t in enumerate(self.prefix.values)})
+        self.kept = Buffers(tensors, where, self.device)
+        if where != "device" and self.prefix is not None:  # the prefix lives with the senders now
+            self.prefix = dataclasses.replace(self.prefix, keys=(), values=())
+
+    def _restore(self, scratch: Tensor | None) -> tuple[Tensor, SharedPrefix | None]:
+        """The ablated senders and the full shared prefix, on the model's device."""
+        assert self.kept is not None
+        tensors = self.kept.get(scratch)
+        prefix = self.prefix
+        if prefix is not None and not prefix.keys:
+            n = sum(name.startswith("key") for name in tensors)
+            prefix = dataclasses.replace(prefix, keys=tuple(tensors[f"key{i}"] for i in range(n)),
+                                         values=tuple(tensors[f"value{i}"] for i in range(n)))  # fmt: skip
+        return tensors["ablated"], prefix
+
+    def run(
+        self, removed: Tensor, mask: Tensor, k: int, scratch: Tensor | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pair metric values and Hit@k hits of the circuit whose removed edges are ``removed``."""
+        self.ablated, self.live_prefix = self._restore(scratch)
+        self.valid = mask.to(self.ablated.dtype)
+        removed_f = removed.to(self.ablated.dtype)
+        final = self._forward(removed_f) if removed.ndim == 2 else self._forward_by_role(removed_f)
+        self.ablated = self.valid = self.live_prefix = None  # type: ignore[assignment]
+        values = self.fn(final).detach().double().cpu().numpy()
+        top = final.topk(k, dim=-1).indices
+        hits = (top == self.answer[:, None]).any(-1).double().cpu().numpy()
+        return values, hits
 
     def _forward(self, removed: Tensor) -> Tensor:
         shape = self.shape
@@ -341,7 +457,7 @@ class Evaluator:
                 return block[:, :, H : H + KV]
             return block[:, :, H + KV :]
 
-        with self.harness.sharing(self.prefix):
+        with self.harness.sharing(self.live_prefix):
             return self.harness.patched(self.tokens, delta, self.last, capture=diff, base=self.ablated)
 
 

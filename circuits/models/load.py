@@ -145,6 +145,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     processing: Processing = "none",
     seed: int = 0,
+    device_map: str | dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Load a model by name as a TransformerBridge with its tokenizer.
 
@@ -167,6 +168,13 @@ def load_model(
         in every scored graph's metadata, never silent.
     seed : int
         Seed of a tiny random model's weights (ignored for other models).
+    device_map : str or dict, optional
+        Spread the layers over several devices, for a model that does not
+        fit one: ``"auto"`` (as many layers on each GPU as fit, then the
+        host) or a Hugging Face device map (module name -> device); it
+        replaces ``device``. A hub model is dispatched by TransformerBridge
+        itself, the embedded and tiny models by ``accelerate`` before the
+        bridge boots. The map used is in ``info["device_map"]``.
 
     Returns
     -------
@@ -198,6 +206,8 @@ def load_model(
     if processing not in ("none", "fold"):
         raise InputError(f"processing must be 'none' or 'fold', not {processing!r}")
     device = check_device(device)
+    if device_map is not None and device.type != "cpu":
+        raise InputError("give --device or --device-map, not both (a device map places every layer itself)")
     started = time.perf_counter()
     if name == DEFAULT_MODEL:
         hf_model, tokenizer, info = load_smollm2(dtype)
@@ -208,8 +218,13 @@ def load_model(
         info = {"seed": seed, "random": True}
         boot_name, prepend_bos = name, False
     else:
-        return _load_from_hub(name, device=device, dtype=dtype, processing=processing)
-    bridge = _boot(boot_name, hf_model, tokenizer, device=device, dtype=dtype)
+        return _load_from_hub(name, device=device, dtype=dtype, processing=processing, device_map=device_map)
+    if device_map is not None:
+        hf_model = _dispatch(hf_model, device_map)
+        info["device_map"] = {k: str(v) for k, v in hf_model.hf_device_map.items()}
+    bridge = _boot(
+        boot_name, hf_model, tokenizer, device=None if device_map is not None else device, dtype=dtype
+    )
     _apply_processing(bridge, processing)
     info["load_seconds"] = round(time.perf_counter() - started, 3)
     return LoadedModel(bridge, tokenizer, name, processing, prepend_bos, info)
@@ -261,6 +276,20 @@ def _boot(name: str, hf_model: Any, tokenizer: Any, *, device: Any, dtype: torch
     return bridge
 
 
+def _dispatch(hf_model: Any, device_map: str | dict[str, Any]) -> Any:
+    """``hf_model`` with its modules placed by ``device_map`` (``"auto"``: inferred from free memory)."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if isinstance(device_map, str):
+        if device_map != "auto":
+            raise InputError(f"unknown device map {device_map!r}; valid: auto, or a dict of module -> device")
+        no_split = getattr(hf_model, "_no_split_modules", None) or []
+        device_map = infer_auto_device_map(hf_model, no_split_module_classes=no_split)
+    model = dispatch_model(hf_model, device_map=device_map)
+    model.hf_device_map = dict(device_map)
+    return model
+
+
 def _tokenizer_for_bridge(tokenizer: Any) -> Any:
     import copy
 
@@ -301,7 +330,8 @@ def _hub_unreachable(name: str) -> str | None:
     return None
 
 
-def _load_from_hub(name: str, *, device: Any, dtype: torch.dtype, processing: Processing) -> LoadedModel:
+def _load_from_hub(name: str, *, device: Any, dtype: torch.dtype, processing: Processing,
+                   device_map: str | dict[str, Any] | None = None) -> LoadedModel:  # fmt: skip
     from transformer_lens.model_bridge import TransformerBridge
 
     why = _hub_unreachable(name)
@@ -314,7 +344,8 @@ def _load_from_hub(name: str, *, device: Any, dtype: torch.dtype, processing: Pr
 
         tokenizer = AutoTokenizer.from_pretrained(name)
         with quiet_transformer_lens():
-            bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
+            placement = {"device_map": device_map} if device_map is not None else {"device": device}
+            bridge = TransformerBridge.boot_transformers(name, dtype=dtype, **placement)
     except (OSError, ValueError) as error:
         known = ", ".join(list_models())
         raise ModelNotAvailableError(

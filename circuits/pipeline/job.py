@@ -13,6 +13,7 @@ package version reads every stage back from disk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -25,6 +26,7 @@ from circuits.compare.ceilings import NoiseSettings
 from circuits.io import atomic_write_json, record_json
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
 from circuits.pipeline.additive import run_dla, run_motif
+from circuits.pipeline.executor import Executor, ModelSpec, portable_arg
 from circuits.pipeline.findings import finding
 from circuits.pipeline.job_channels import channels_stage
 from circuits.pipeline.mechanisms import PromptChoice, run_enrichment, run_extraction, run_knockout
@@ -41,7 +43,7 @@ from circuits.store.gallery import IMPLIED
 from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import InputError, NotEnoughFactsError
 
-__all__ = ["ANALYSES", "DEFAULT_RELATIONS", "JobSettings", "run_job"]
+__all__ = ["ANALYSES", "DEFAULT_RELATIONS", "JobSettings", "relation_task", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +294,48 @@ class _Job:
                   "max_units": s.max_edges, "n_boot": s.n_boot}  # fmt: skip
         return self.stage(f"positions/{rel.name}", inputs, work)
 
+    # ------------------------------------------------------------ one relation, every stage
+    def relation_row(self, arg: str, rel: Relation, digest: str, bar: Any = None) -> dict[str, Any]:
+        """Every per-relation stage of ``rel`` (each read back when finished before); its summary row.
+
+        Raises :class:`~circuits.vocab.NotEnoughFactsError` when the relation cannot be scored.
+        """
+        settings = self.settings
+
+        def step(what: str) -> None:
+            if bar is not None:
+                bar.set_description(f"main job: {rel.name} {what}".rstrip())
+
+        def advance() -> None:
+            if bar is not None:
+                bar.update(1)
+
+        step("")
+        scored = self.scored(arg, rel, digest)
+        advance()
+        circuit = self.circuit(rel, digest)
+        advance()
+        evaluation = self.evaluation(rel, digest, circuit)
+        advance()
+        positions = None
+        if settings.positions:
+            step("positions")
+            positions = self.positions(arg, rel, digest)
+            advance()
+        findings = {}
+        for name in settings.analyses:
+            step(name)
+            findings[name] = self.analysis(name, arg, rel, digest, scored.get("prompt", {}))["finding"]
+            advance()
+        return {"relation": rel.name, **{k: scored[k] for k in ("n_facts", "n_known", "n_scoring", "n_heldout")},
+                "prompt": scored.get("prompt"),
+                "circuit": circuit["name"], "n_edges": circuit["n_edges"], "n_nodes": circuit["n_nodes"],
+                "faithfulness": circuit["faithfulness_interval"], "target": circuit["target"],
+                "target_reached": circuit["target_reached"],
+                "search_faithfulness": circuit["search_faithfulness"], "heads": circuit["heads"],
+                "cpr": evaluation["cpr"], "cmd": evaluation["cmd"], "findings": findings,
+                "positions": positions and {k: v for k, v in positions.items() if k != "files"}}  # fmt: skip
+
     # ------------------------------------------------------------ across relations
     def reuse(self, args: list[str], digests: dict[str, str]) -> dict[str, Any]:
         from circuits.pipeline.reuse import run_reuse
@@ -324,6 +368,17 @@ class _Job:
         return self.stage("channels", inputs, work)
 
 
+def relation_task(arg: str, *, model: ModelSpec, settings: JobSettings, out: str) -> str | None:
+    """One task of a distributed job: every per-relation stage of ``arg`` into ``out``; why it was skipped, or None."""
+    relation = load_relations([arg])[0][1]
+    job = _Job(model.load(), settings, Path(out), progress=False)
+    try:
+        job.relation_row(arg, relation, relation_digest(relation))
+    except NotEnoughFactsError as error:
+        return str(error)
+    return None
+
+
 def run_job(
     settings: JobSettings | None = None,
     out: str | Path = "runs/demo",
@@ -331,6 +386,7 @@ def run_job(
     model: str | LoadedModel = DEFAULT_MODEL,
     progress: bool = True,
     report: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Run the main job and return its summary (also written as ``<out>/<model>/job.json``).
 
@@ -347,6 +403,11 @@ def run_job(
         A progress bar over the stages (and each long stage's own bar) on stderr.
     report : bool
         Build the HTML report (``<out>/report/index.html``) at the end.
+    executor : Executor, optional
+        Where the per-relation stages run: here, one relation after another
+        (the default), or one Ray task per relation (``Executor("ray")``),
+        each writing its stages into ``out``; the job then reads them back and
+        runs the stages across relations here. The results are the same.
 
     Returns
     -------
@@ -359,7 +420,8 @@ def run_job(
     """
     started = time.perf_counter()
     settings = settings or JobSettings()
-    relations = load_relations(settings.relations)
+    args = [portable_arg(arg) for arg in settings.relations]
+    relations = load_relations(args)
     loaded = load_model(model) if isinstance(model, str) else model
     job = _Job(loaded, settings, Path(out), progress)
     digests = {rel.name: relation_digest(rel) for _, rel in relations}
@@ -367,39 +429,24 @@ def run_job(
     bar = progress_bar(per_relation * len(relations) + 2, "main job", enabled=progress)
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
+    if executor is not None and executor.distributed:
+        task = functools.partial(relation_task, model=ModelSpec.of(loaded), settings=settings,
+                                 out=str(job.gallery.root.resolve()))  # fmt: skip
+        for arg, why in zip(args, executor.map(task, args, desc="main job: relations", progress=progress),
+                            strict=True):  # fmt: skip
+            if why is not None:
+                log.warning("skipping %s: %s", arg, why)
+                skipped[dict(relations)[arg].name] = why
     for arg, rel in relations:
-        digest = digests[rel.name]
-        bar.set_description(f"main job: {rel.name}")
+        if rel.name in skipped:
+            bar.update(per_relation)
+            continue
         try:
-            scored = job.scored(arg, rel, digest)
+            rows.append(job.relation_row(arg, rel, digests[rel.name], bar))
         except NotEnoughFactsError as error:
             log.warning("skipping %s: %s", rel.name, error)
             skipped[rel.name] = str(error)
             bar.update(per_relation)
-            continue
-        bar.update(1)
-        circuit = job.circuit(rel, digest)
-        bar.update(1)
-        evaluation = job.evaluation(rel, digest, circuit)
-        bar.update(1)
-        positions = None
-        if settings.positions:
-            bar.set_description(f"main job: {rel.name} positions")
-            positions = job.positions(arg, rel, digest)
-            bar.update(1)
-        findings = {}
-        for name in settings.analyses:
-            bar.set_description(f"main job: {rel.name} {name}")
-            findings[name] = job.analysis(name, arg, rel, digest, scored.get("prompt", {}))["finding"]
-            bar.update(1)
-        rows.append({"relation": rel.name, **{k: scored[k] for k in ("n_facts", "n_known", "n_scoring", "n_heldout")},
-                     "prompt": scored.get("prompt"),
-                     "circuit": circuit["name"], "n_edges": circuit["n_edges"], "n_nodes": circuit["n_nodes"],
-                     "faithfulness": circuit["faithfulness_interval"], "target": circuit["target"],
-                     "target_reached": circuit["target_reached"],
-                     "search_faithfulness": circuit["search_faithfulness"], "heads": circuit["heads"],
-                     "cpr": evaluation["cpr"], "cmd": evaluation["cmd"], "findings": findings,
-                     "positions": positions and {k: v for k, v in positions.items() if k != "files"}})  # fmt: skip
     done = [(arg, rel) for arg, rel in relations if rel.name not in skipped]
     if len(done) < 2:
         bar.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -28,15 +29,17 @@ from circuits.extract import extract, pruned_top_n
 from circuits.io import record_json
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
 from circuits.pipeline.evaluation import heldout_evaluator
+from circuits.pipeline.executor import Executor, ModelSpec
 from circuits.pipeline.extraction import diagram_writer
 from circuits.pipeline.reuse_noise import noise_files, noise_steps
 from circuits.pipeline.score import ScoreSettings, score_relation
 from circuits.progress import progress_bar
+from circuits.relations import Relation
 from circuits.relations.schema import load_relations
 from circuits.store import RELATION, Gallery, circuit_name
 from circuits.vocab import ExtractMethod, InputError, NotEnoughFactsError
 
-__all__ = ["SIMILARITIES", "run_reuse", "skipped_text"]
+__all__ = ["SIMILARITIES", "run_reuse", "score_stored", "skipped_text"]
 
 DEFAULT_NOISE = NoiseSettings()
 
@@ -56,6 +59,29 @@ def skipped_text(skipped: dict[str, str]) -> str:
     return "skipped: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
 
 
+def score_stored(relation: Relation, *, model: ModelSpec | LoadedModel, settings: ScoreSettings,
+                 store: str | Path) -> dict[str, Any]:  # fmt: skip
+    """Score ``relation`` into the gallery at ``store`` unless a graph with these settings is stored there.
+
+    One task of a distributed sweep (a :class:`ModelSpec` is loaded again in
+    the task). Returns ``"relation"``, ``"pairs"`` (the :class:`~circuits.relations.PairSet`
+    it was scored on now, or ``None`` when a stored graph was found, so the
+    sweep evaluates without checking the facts again) and ``"skipped"``: why
+    the relation could not be scored, or ``None``.
+    """
+    gallery = Gallery(store)
+    loaded = model.load() if isinstance(model, ModelSpec) else model
+    row: dict[str, Any] = {"relation": relation.name, "pairs": None, "skipped": None}
+    if gallery.find_scored(loaded.name, relation.name, facts=relation, **settings.stored_as()) is not None:
+        return row
+    try:
+        graph, pairs = score_relation(loaded, relation, settings, progress=False)
+    except NotEnoughFactsError as error:
+        return {**row, "skipped": str(error)}
+    gallery.save_scored(graph, pairs.relation)
+    return {**row, "pairs": pairs}
+
+
 def run_reuse(
     relations: Sequence[str],
     *,
@@ -72,6 +98,7 @@ def run_reuse(
     noise: NoiseSettings | None = DEFAULT_NOISE,
     heatmap: str = "similarity",
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Score, extract, evaluate and compare circuits of many relations; store everything.
 
@@ -124,6 +151,11 @@ def run_reuse(
         relative to the two relations' split-half ceilings (both are written).
     progress : bool
         Show progress bars on stderr.
+    executor : Executor, optional
+        Where the relations are scored: here, one after another (the
+        default), or one Ray task per relation (``Executor("ray")``), each
+        storing its graph in ``store``; the rest of the sweep then reads them
+        back here. The results are the same either way.
 
     Returns
     -------
@@ -187,13 +219,29 @@ def run_reuse(
     loaded = load_model(model) if isinstance(model, str) else model
     gallery = Gallery(store)
     graphs, circuits, evaluators, rows, skipped = {}, {}, {}, [], {}
+    fresh: dict[str, Any] = {}  # relation -> the pairs a task scored it on
+    if executor is not None and executor.distributed:
+        task = functools.partial(score_stored, model=ModelSpec.of(loaded), settings=settings,
+                                 store=str(gallery.root.resolve()))  # fmt: skip
+        for done in executor.map(task, [rel for _, rel in loaded_relations], desc="reuse: scoring",
+                                 progress=progress):  # fmt: skip
+            if done["pairs"] is not None:
+                fresh[done["relation"]] = done["pairs"]
+            if done["skipped"] is not None:
+                log.warning("skipping %s: %s", done["relation"], done["skipped"])
+                skipped[done["relation"]] = done["skipped"]
     bar = progress_bar(len(relations), "reuse: relations", enabled=progress)
     for arg, rel in loaded_relations:
         t0 = time.perf_counter()
+        if rel.name in skipped:
+            bar.update(1)
+            continue
         try:
             graph = gallery.find_scored(loaded.name, rel.name, facts=rel, **settings.stored_as())
             source = "stored"
-            if graph is None:
+            if graph is not None and rel.name in fresh:
+                evaluator, source = heldout_evaluator(loaded, graph, fresh[rel.name]), "scored"
+            elif graph is None:
                 graph, pairs = score_relation(loaded, arg, settings, progress=False)
                 gallery.save_scored(graph, pairs.relation)
                 evaluator, source = heldout_evaluator(loaded, graph, pairs), "scored"

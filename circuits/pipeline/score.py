@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, attribute_edges, exact_edges, mean_senders
+from circuits.attribution.memory import auto_batch_size
 from circuits.attribution.prefix import prefix_record
 from circuits.graph import (
     N_ROLES,
@@ -28,6 +29,7 @@ from circuits.graph import (
     half_precision,
 )
 from circuits.models import LoadedModel
+from circuits.pipeline.pair_spool import PairSpool
 from circuits.progress import progress_bar
 from circuits.relations import Relation, load_relation
 from circuits.relations.pairs import PairSet, batch_pairs, make_pairs
@@ -70,8 +72,13 @@ class ScoreSettings:
     seed : int
         Seeds torch and, through :func:`score_relation`, the choice of
         counterfactuals and the scoring / held-out split.
-    batch_size : int
-        Pairs per forward and backward pass (memory, not results).
+    batch_size : int, optional
+        Pairs per forward and backward pass (memory, not results): by
+        default as many as fit half the free memory by the formulas of
+        :mod:`circuits.sizing`, at most 16. Scoring streams over these
+        mini-batches and keeps every pair's scores on disk
+        (:mod:`circuits.pipeline.pair_spool`), so its memory does not grow
+        with the number of pairs.
     max_pairs : int, optional
         Keep at most this many prompt pairs (before the split).
     exact_top : int
@@ -124,7 +131,7 @@ class ScoreSettings:
     ablation: Ablation = Ablation.COUNTERFACTUAL
     ig_steps: int = 5
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int | None = None
     max_pairs: int | None = None
     exact_top: int = 500
     heldout_fraction: float = 0.4
@@ -143,7 +150,7 @@ class ScoreSettings:
             raise InputError(f"shots must be 0 or more, not {self.shots}")
         for name, enum in (("score_method", ScoreMethod), ("metric", Metric), ("ablation", Ablation)):
             object.__setattr__(self, name, choice(enum, getattr(self, name), name.replace("_", " ")))
-        if self.ig_steps < 1 or self.batch_size < 1 or self.pair_edges < 1:
+        if self.ig_steps < 1 or (self.batch_size is not None and self.batch_size < 1) or self.pair_edges < 1:
             raise InputError("ig_steps, batch_size and pair_edges must be at least 1")
         if self.max_pairs is not None and self.max_pairs < 2:
             raise InputError(
@@ -255,27 +262,31 @@ def score_pairs(
         means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
     steps = settings.steps
     started = time.perf_counter()
-    chunks = [scoring[i : i + settings.batch_size] for i in range(0, len(scoring), settings.batch_size)]
+    batch_size = settings.batch_size or auto_batch_size(harness, batch_pairs(scoring, pad=pad), "attribution",
+                                                        ablation=settings.ablation,
+                                                        shared_prefix=settings.shared_prefix)  # fmt: skip
     bar = progress_bar(len(scoring), f"{settings.score_method.value} {pairs.relation.name}", enabled=progress)
     by_role = settings.positions == ROLE_POSITIONS
     units = (N_ROLES,) if by_role else ()
-    per_pair = np.zeros((len(scoring), *units, shape.n_senders, shape.n_receivers), dtype=np.float32)
-    done = 0
-    for chunk in chunks:
-        batch = batch_pairs(chunk, pad=pad)
-        # each pair's own scores (the batch mean's gradient at a pair's positions is that pair's alone)
-        per_pair[done : done + len(chunk)] = attribute_edges(
-            harness, batch, metric=settings.metric, ablation=settings.ablation, ig_steps=steps, means=means,
-            per_pair=True, by_role=by_role, shared_prefix=settings.shared_prefix).cpu().numpy()  # fmt: skip
-        done += len(chunk)
-        bar.update(len(chunk))
-    bar.close()
-    graph = _graph_of(shape, per_pair, by_role)
-    refined = 0
-    if settings.score_method is ScoreMethod.EXACT:
-        refined = _refine_exact(harness, graph, per_pair, pairs, settings, means, pad, progress)
-        graph = _graph_of(shape, per_pair, by_role)
-    graph.pair_scores = strongest_pair_scores(graph, per_pair, settings.pair_edges)
+    spool = PairSpool((*units, shape.n_senders, shape.n_receivers))
+    try:
+        for start in range(0, len(scoring), batch_size):
+            chunk = scoring[start : start + batch_size]
+            # each pair's own scores (the batch mean's gradient at a pair's positions is that pair's alone)
+            spool.add(attribute_edges(
+                harness, batch_pairs(chunk, pad=pad), metric=settings.metric, ablation=settings.ablation,
+                ig_steps=steps, means=means, per_pair=True, by_role=by_role,
+                shared_prefix=settings.shared_prefix).cpu().numpy())  # fmt: skip
+            bar.update(len(chunk))
+        bar.close()
+        graph = _graph_of(shape, spool.mean(), by_role)
+        refined = 0
+        if settings.score_method is ScoreMethod.EXACT:
+            refined = _refine_exact(harness, graph, spool, pairs, settings, means, pad, batch_size, progress)
+            graph = _graph_of(shape, spool.mean(), by_role)
+        graph.pair_scores = strongest_pair_scores(graph, spool, settings.pair_edges)
+    finally:
+        spool.close()
     graph.metadata = {
         "model": model.name, "relation": pairs.relation.name, "relation_source": pairs.relation.source,
         "template": pairs.template, "prompt": pairs.prompt_record(), "prompt_request": pairs.request,
@@ -287,30 +298,29 @@ def score_pairs(
         "seed": settings.seed, "heldout_fraction": pairs.settings["heldout_fraction"],
         "max_pairs": pairs.max_pairs, "known_filter": pairs.settings,
         "processing": model.processing, "package_version": circuits.__version__, "d_model": int(model.cfg.d_model),
-        "pair_edges": settings.pair_edges, "positions": settings.positions,
+        "pair_edges": settings.pair_edges, "positions": settings.positions, "batch_size": batch_size,
         "shared_prefix": prefix_record(batch_pairs(scoring, pad=pad), settings.ablation, settings.shared_prefix),
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     return graph
 
 
-def _graph_of(shape: Any, per_pair: np.ndarray, by_role: bool) -> ScoredGraph:
-    """The graph of the pairs' mean scores; per-pair ``[n, n_roles, S, R]`` also gives its role scores."""
-    means = per_pair.astype(np.float64).mean(0)
+def _graph_of(shape: Any, means: np.ndarray, by_role: bool) -> ScoredGraph:
+    """The graph of the pairs' mean scores (``[S, R]``, or ``[n_roles, S, R]``, which also gives role scores)."""
     if not by_role:
         return ScoredGraph(shape, means.astype(np.float32))
     return ScoredGraph(shape, means.sum(0).astype(np.float32), role_scores=means.astype(np.float32))
 
 
-def strongest_pair_scores(graph: ScoredGraph, per_pair: np.ndarray, k: int) -> PairScores:
-    """The per-pair scores (``[n_pairs, S, R]``, or by role) of the ``k`` units of largest ``|score|``."""
+def strongest_pair_scores(graph: ScoredGraph, spool: PairSpool, k: int) -> PairScores:
+    """The per-pair scores (spooled ``[n_pairs, S, R]``, or by role) of the ``k`` units of largest ``|score|``."""
     top = graph.ranked(by="abs", positions=graph.positions)[: max(1, k)]
-    return PairScores(top, half_precision(per_pair.reshape(per_pair.shape[0], -1)[:, top]))
+    return PairScores(top, half_precision(spool.columns(top)))
 
 
-def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pairs: PairSet,
-                  settings: ScoreSettings, means: Any, pad: int, progress: bool) -> int:  # fmt: skip
-    """Replace the approximate scores of the top edges (or units) by exact patching scores in ``per_pair``."""
+def _refine_exact(harness: Harness, graph: ScoredGraph, spool: PairSpool, pairs: PairSet, settings: ScoreSettings,
+                  means: Any, pad: int, batch_size: int, progress: bool) -> int:  # fmt: skip
+    """Replace the approximate scores of the top edges (or units) by exact patching scores in ``spool``."""
     positions = graph.positions
     top = graph.ranked(by="abs", positions=positions)
     if settings.exact_top > 0:
@@ -321,16 +331,15 @@ def _refine_exact(harness: Harness, graph: ScoredGraph, per_pair: np.ndarray, pa
     edges = [u[1:] + u[:1] if len(u) == 3 else u for u in units]
     exact = np.zeros((len(edges), len(pairs.scoring)))
     bar = progress_bar(len(edges) * len(pairs.scoring), "exact patching", enabled=progress)
-    for start in range(0, len(pairs.scoring), settings.batch_size):
-        chunk = pairs.scoring[start : start + settings.batch_size]
+    for start in range(0, len(pairs.scoring), batch_size):
+        chunk = pairs.scoring[start : start + batch_size]
         batch = batch_pairs(chunk, pad=pad)
         exact[:, start : start + len(chunk)] = exact_edges(harness, batch, edges, metric=settings.metric,
                                                            ablation=settings.ablation, means=means, per_pair=True,
                                                            shared_prefix=settings.shared_prefix)  # fmt: skip
         bar.update(len(edges) * len(chunk))
     bar.close()
-    flat_pairs = per_pair.reshape(per_pair.shape[0], -1)
-    flat_pairs[:, top] = exact.T.astype(np.float32)
+    spool.override(top, exact.T.astype(np.float32))
     return len(edges)
 
 

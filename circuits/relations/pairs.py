@@ -224,6 +224,24 @@ class PairBatch:
         )
         return PairBatch(*(t if t is None else t.to(device) for t in tensors))
 
+    def rows(self, start: int, stop: int) -> PairBatch:
+        """Pairs ``start:stop``, their padding trimmed to the longest of them (a mini-batch of a stream).
+
+        >>> import torch
+        >>> ones = torch.ones(2, 4, dtype=torch.long)
+        >>> mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool()
+        >>> b = PairBatch(ones, ones, mask, torch.tensor([1, 3]), torch.tensor([5, 6]), torch.tensor([7, 8]))
+        >>> part = b.rows(0, 1)
+        >>> tuple(part.clean.shape), part.answer.tolist(), len(b.rows(0, 2))
+        ((1, 2), [5], 2)
+        """
+        width = int(self.mask[start:stop].any(0).nonzero().max()) + 1
+        tensors = (self.clean, self.corrupt, self.mask)
+        cut = [t[start:stop, :width] for t in tensors]
+        tail = [self.last[start:stop], self.answer[start:stop], self.corrupt_answer[start:stop]]
+        role = None if self.role is None else self.role[start:stop, :width]
+        return PairBatch(*cut, *tail, role)
+
 
 def make_pairs(
     model: LoadedModel,

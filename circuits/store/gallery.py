@@ -20,7 +20,9 @@ after each unit; :meth:`Gallery.rebuild_manifest` recreates it from the folders.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
 import logging
 import os
@@ -329,12 +331,24 @@ class Gallery:
         return data
 
     def _record(self, folder: Path, entry: dict[str, Any]) -> None:
-        data = self.manifest()
-        key = folder.relative_to(self.root).as_posix()
-        files = sorted(p.name for p in folder.iterdir() if p.is_file())
-        data["entries"][key] = {"files": files, **entry, "date": _now(), "package_version": _version()}
-        data["entries"] = dict(sorted(data["entries"].items()))
-        atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1, sort_keys=False) + "\n")
+        with self._manifest_lock():  # tasks of a distributed sweep record into one manifest
+            data = self.manifest()
+            key = folder.relative_to(self.root).as_posix()
+            files = sorted(p.name for p in folder.iterdir() if p.is_file())
+            data["entries"][key] = {"files": files, **entry, "date": _now(), "package_version": _version()}
+            data["entries"] = dict(sorted(data["entries"].items()))
+            atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+    @contextlib.contextmanager
+    def _manifest_lock(self) -> Iterator[None]:
+        """An exclusive lock (``flock``) on the manifest's lock file, so no update is lost to another process's."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / f".{MANIFEST}.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def rebuild_manifest(self) -> dict[str, Any]:
         """Recreate the manifest from the stored folders (dates become the files' times)."""
