@@ -110,3 +110,22 @@ def test_sizing_formulas_scale_with_the_model_and_the_table_names_every_model() 
     assert all(r["scoring_gb"] > r["weights_gb"] for r in rows)
     assert rows[2]["seconds_per_pairs"] > 50 * rows[0]["seconds_per_pairs"]
     assert pick_batch_size(100, 10, cap=4) == 4
+
+
+def test_circuits_sizing_prints_the_formulas_table_without_torch(capsys) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from circuits.cli import main
+    from circuits.sizing import sizing_rows
+
+    assert main(["sizing", "--positions", "8", "--gflops", "20", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == json.loads(json.dumps(sizing_rows(8, 5, 20e9)))
+    assert main(["sizing"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in ("SmolLM2-135M", "Llama-3.2-1B", "Llama-3.1-8B"))
+    code = "import sys; from circuits.cli import main; main(['sizing']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")

@@ -56,6 +56,7 @@ TORCH_FREE = [
     "circuits.store.mib_json",
     "circuits.store.mib_pt",
     "circuits.cli.interchange",
+    "circuits.sizing",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Where a sweep's tasks run: one after another in this process, or as Ray tasks on a cluster (torch-free).
+"""Where a sweep's tasks run: one after another in this process, or as Ray tasks on a cluster.
 
 A sweep (the reuse sweep, the main job) has one task per relation. With the
 serial executor, the default, they run here in order and Ray is never

@@ -262,8 +262,8 @@ def score_pairs(
         means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
     steps = settings.steps
     started = time.perf_counter()
-    batch_size = settings.batch_size or auto_batch_size(harness, batch_pairs(scoring, pad=pad), "attribution",
-                                                        ablation=settings.ablation,
+    whole = batch_pairs(scoring, pad=pad)
+    batch_size = settings.batch_size or auto_batch_size(harness, whole, "attribution", ablation=settings.ablation,
                                                         shared_prefix=settings.shared_prefix)  # fmt: skip
     bar = progress_bar(len(scoring), f"{settings.score_method.value} {pairs.relation.name}", enabled=progress)
     by_role = settings.positions == ROLE_POSITIONS
@@ -299,7 +299,7 @@ def score_pairs(
         "max_pairs": pairs.max_pairs, "known_filter": pairs.settings,
         "processing": model.processing, "package_version": circuits.__version__, "d_model": int(model.cfg.d_model),
         "pair_edges": settings.pair_edges, "positions": settings.positions, "batch_size": batch_size,
-        "shared_prefix": prefix_record(batch_pairs(scoring, pad=pad), settings.ablation, settings.shared_prefix),
+        "shared_prefix": prefix_record(whole, settings.ablation, settings.shared_prefix),
         "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
     return graph
