@@ -63,8 +63,8 @@ def score_stored(relation: Relation, *, model: ModelSpec | LoadedModel, settings
                  store: str | Path) -> dict[str, Any]:  # fmt: skip
     """Score ``relation`` into the gallery at ``store`` unless a graph with these settings is stored there.
 
-    One task of a distributed sweep (a :class:`ModelSpec` is loaded again in
-    the task). Returns ``"relation"``, ``"pairs"`` (the :class:`~circuits.relations.PairSet`
+    The reuse sweep's scoring of one relation, in this process or as a Ray
+    task (where a :class:`ModelSpec` is loaded again). Returns ``"relation"``, ``"pairs"`` (the :class:`~circuits.relations.PairSet`
     it was scored on now, or ``None`` when a stored graph was found, so the
     sweep evaluates without checking the facts again) and ``"skipped"``: why
     the relation could not be scored, or ``None``.
@@ -219,35 +219,33 @@ def run_reuse(
     loaded = load_model(model) if isinstance(model, str) else model
     gallery = Gallery(store)
     graphs, circuits, evaluators, rows, skipped = {}, {}, {}, [], {}
-    fresh: dict[str, Any] = {}  # relation -> the pairs a task scored it on
-    if executor is not None and executor.distributed:
-        task = functools.partial(score_stored, model=ModelSpec.of(loaded), settings=settings,
-                                 store=str(gallery.root.resolve()))  # fmt: skip
-        for done in executor.map(task, [rel for _, rel in loaded_relations], desc="reuse: scoring",
-                                 progress=progress):  # fmt: skip
-            if done["pairs"] is not None:
-                fresh[done["relation"]] = done["pairs"]
-            if done["skipped"] is not None:
-                log.warning("skipping %s: %s", done["relation"], done["skipped"])
-                skipped[done["relation"]] = done["skipped"]
+    fresh: dict[str, Any] = {}  # relation -> the pairs it was scored on now
+    executor = executor or Executor()
+    task = functools.partial(score_stored, model=ModelSpec.of(loaded) if executor.distributed else loaded,
+                             settings=settings, store=str(gallery.root.resolve()))  # fmt: skip
+    for done in executor.map(task, [rel for _, rel in loaded_relations], desc="reuse: scoring",
+                             progress=progress):  # fmt: skip
+        if done["pairs"] is not None:
+            fresh[done["relation"]] = done["pairs"]
+        if done["skipped"] is not None:
+            log.warning("skipping %s: %s", done["relation"], done["skipped"])
+            skipped[done["relation"]] = done["skipped"]
     bar = progress_bar(len(relations), "reuse: relations", enabled=progress)
-    for arg, rel in loaded_relations:
+    for _, rel in loaded_relations:
         t0 = time.perf_counter()
         if rel.name in skipped:
             bar.update(1)
             continue
         try:
-            graph = gallery.find_scored(loaded.name, rel.name, facts=rel, **settings.stored_as())
-            source = "stored"
-            if graph is not None and rel.name in fresh:
+            graph = gallery.load_scored(loaded.name, rel.name)
+            if rel.name in fresh:
                 evaluator, source = heldout_evaluator(loaded, graph, fresh[rel.name]), "scored"
-            elif graph is None:
-                graph, pairs = score_relation(loaded, arg, settings, progress=False)
-                gallery.save_scored(graph, pairs.relation)
-                evaluator, source = heldout_evaluator(loaded, graph, pairs), "scored"
             else:
                 folder = gallery.folder(loaded.name, rel.name, "scored")
-                evaluator = heldout_evaluator(loaded, graph, relation_file=folder / RELATION)
+                evaluator, source = (
+                    heldout_evaluator(loaded, graph, relation_file=folder / RELATION),
+                    "stored",
+                )
         except NotEnoughFactsError as error:
             log.warning("skipping %s: %s", rel.name, error)
             skipped[rel.name] = str(error)
