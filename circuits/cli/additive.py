@@ -74,10 +74,9 @@ def cmd_motif(args: argparse.Namespace) -> int:
 
 
 def cmd_suppression(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
     from circuits.pipeline.suppression import run_suppression
 
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     result, record, files = run_suppression(
         model, args.relations, prompt_choice(args), last_layers=args.last_layers, alpha=args.alpha,
         majority=args.majority, relations_share=args.relations_share, heldout_fraction=args.heldout_fraction,

@@ -28,17 +28,15 @@ def prompt_choice(args: argparse.Namespace) -> Any:
 
 
 def run_job(
-    args: argparse.Namespace, module: str, job: str, **options: Any
+    args: argparse.Namespace, module: str, job: str, **job_options: Any
 ) -> tuple[Any, dict[str, Any], list[Path]]:
     """Load the model and run ``circuits.pipeline.<module>.<job>`` with the shared options."""
     import importlib
 
-    from circuits.models import load_model
-
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     run = getattr(importlib.import_module(f"circuits.pipeline.{module}"), job)
     return run(model, args.relation, prompt_choice(args), n_boot=args.boot, out=args.out, store=args.store,
-               progress=not args.quiet, **options)  # fmt: skip
+               progress=not args.quiet, **job_options)  # fmt: skip
 
 
 def finish(args: argparse.Namespace, record: dict[str, Any], text: list[str], files: list[Path]) -> int:

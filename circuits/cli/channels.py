@@ -30,10 +30,9 @@ def _channel_table(channels: list[Any]) -> str:
 
 def cmd_channels(args: argparse.Namespace) -> int:
     from circuits.channels.validate import format_causal, format_validation
-    from circuits.models import load_model
     from circuits.pipeline import run_channels
 
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     report = run_channels(model, top=args.top, share=args.share, by=args.by, mlp=not args.no_mlp,
                           validate=args.validate, max_pairs=args.max_pairs, top_fraction=args.top_fraction,
                           causal=args.causal, n_random=args.random, seed=args.seed,

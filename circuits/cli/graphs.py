@@ -101,7 +101,6 @@ def _references(row: dict[str, Any]) -> str:
 
 def cmd_reuse(args: argparse.Namespace) -> int:
     from circuits.compare.ceilings import NoiseSettings
-    from circuits.models import load_model
     from circuits.pipeline import ScoreSettings, run_reuse
 
     settings = ScoreSettings(score_method=args.score_method, max_pairs=args.max_pairs, seed=args.seed,
@@ -110,7 +109,7 @@ def cmd_reuse(args: argparse.Namespace) -> int:
                              shots=args.shots)  # fmt: skip
     noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
     executor = options.executor_of(args)
-    report = run_reuse(args.relations, model=load_model(args.model, device=args.device, device_map=args.device_map), settings=settings,
+    report = run_reuse(args.relations, model=options.load(args), settings=settings,
                        extract_method=args.extract_method, size=args.size, fraction=args.fraction,
                        by=args.by, store=args.store, metric=args.metric, cross=not args.no_cross,
                        noise=noise, heatmap=args.heatmap, progress=not args.quiet, executor=executor)  # fmt: skip
@@ -237,12 +236,7 @@ def register(add: Any) -> None:
     _sized(p, target=False)
     p.add_argument("--metric", default="edge_jaccard", choices=SIMILARITIES, help="for the clustering")
     p.add_argument("--ig-steps", type=options.at_least(1), default=5)
-    p.add_argument(
-        "--batch-size",
-        type=options.at_least(1),
-        default=None,
-        help="pairs per pass (default: as many as fit half the free memory, at most 16)",
-    )
+    options.add_batch_size(p)
     p.add_argument("--store", type=options.out_dir, default="graphs", help="store root (default graphs/)")
     p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
     p.add_argument("--positions", choices=list(POSITIONS), default="summed",

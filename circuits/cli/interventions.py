@@ -43,10 +43,9 @@ def cmd_intervene(args: argparse.Namespace) -> int:
 
 
 def cmd_reuse_test(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
     from circuits.pipeline.interventions import run_reuse_test
 
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     record, files = run_reuse_test(model, args.relations, store=args.gallery, circuit=args.circuit,
                                    ablation=args.ablation, fraction=args.fraction, max_pairs=args.max_pairs,
                                    n_boot=args.boot, seed=args.seed, out=args.out, save=args.save,

@@ -66,7 +66,6 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
     from circuits.pipeline.job import DEFAULT_RELATIONS, JobSettings, run_job
 
     relations = tuple(args.relations) or DEFAULT_RELATIONS
@@ -77,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                            n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
                            positions=not args.no_positions, templates=args.templates, shots=args.shots, **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
     executor = options.executor_of(args)
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report,
                       executor=executor)  # fmt: skip
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))

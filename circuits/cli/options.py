@@ -139,6 +139,19 @@ def executor() -> argparse.ArgumentParser:
     return p
 
 
+def load(args: argparse.Namespace) -> Any:
+    """The model the ``model()`` options name, on ``--device`` or spread by ``--device-map``."""
+    from circuits.models import load_model
+
+    return load_model(args.model, device=args.device, device_map=args.device_map)
+
+
+def add_batch_size(p: argparse.ArgumentParser) -> None:
+    """``--batch-size``: pairs per pass (memory, not results)."""
+    p.add_argument("--batch-size", type=at_least(1), default=None,
+                   help="pairs per pass (default: as many as fit half the free memory, at most 16)")  # fmt: skip
+
+
 def executor_of(args: argparse.Namespace) -> Any:
     """The :class:`~circuits.pipeline.executor.Executor` the ``executor()`` options ask for."""
     from circuits.pipeline.executor import Executor

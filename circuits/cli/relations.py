@@ -58,10 +58,9 @@ def cmd_relations(args: argparse.Namespace) -> int:
     relations = {name: load_relation(name) for name in bundled_relations()}
     model = None
     if args.model:
-        from circuits.models import load_model
         from circuits.relations.pairs import check_facts
 
-        model = load_model(args.model, device=args.device, device_map=args.device_map)
+        model = options.load(args)
     rows: list[dict[str, Any]] = []
     for name, relation in relations.items():
         row = {
@@ -100,10 +99,9 @@ def _templates_of(relations: list[Any], args: argparse.Namespace) -> int:
             for i, t in enumerate(r["templates"]):
                 print(f"  {i}  {t}")
         return 0
-    from circuits.models import load_model
     from circuits.relations.survey import survey_prompts
 
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     shots = args.shots if args.shots is not None else (0, 1, 3)
     tables = {r.name: survey_prompts(model, r, shots=[shots] if isinstance(shots, int) else shots,
                                      pick_shots=args.shots, seed=args.seed,
@@ -125,13 +123,12 @@ def _templates_of(relations: list[Any], args: argparse.Namespace) -> int:
 
 
 def cmd_prompts(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
     from circuits.relations import load_relation
     from circuits.relations.pairs import make_pairs
     from circuits.relations.samples import prompt_summary
 
     relation = load_relation(args.relation, template=args.template)  # a bad file fails before the model loads
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     pairs = make_pairs(model, relation, seed=args.seed, template=args.template, templates=args.templates,
                        shots=args.shots, max_rank=args.max_rank, min_prob=args.min_prob,
                        max_pairs=args.max_pairs)  # fmt: skip

@@ -16,7 +16,6 @@ __all__ = ["register"]
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from circuits.models import load_model
     from circuits.pipeline import ScoreSettings, score_relation
     from circuits.relations import load_relation
     from circuits.relations.samples import prompt_summary
@@ -25,7 +24,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     old_run = check_scored_out(args.out, force=args.force)
     relation = load_relation(args.relation, template=args.template)  # a bad file fails before the model loads
-    model = load_model(args.model, device=args.device, device_map=args.device_map)
+    model = options.load(args)
     settings = ScoreSettings(score_method=args.score_method, metric=args.metric, ablation=args.ablation,
                              ig_steps=args.ig_steps, seed=args.seed, batch_size=args.batch_size,
                              max_pairs=args.max_pairs, exact_top=args.exact_top,
@@ -100,12 +99,7 @@ def register(add: Any) -> None:
     p.add_argument("--ig-steps", type=options.at_least(1), default=5)
     p.add_argument("--exact-top", type=options.at_least(0), default=500,
                    help="with --score-method exact: edges re-scored exactly (0 = all)")  # fmt: skip
-    p.add_argument(
-        "--batch-size",
-        type=options.at_least(1),
-        default=None,
-        help="pairs per pass (default: as many as fit half the free memory, at most 16)",
-    )
+    options.add_batch_size(p)
     p.add_argument("--positions", default=SUMMED, choices=list(POSITIONS),
                    help="summed: one score per edge (default); roles: also split by the role of the position "
                         "(first, demo, subject, relation, last), for position-aware circuits")  # fmt: skip

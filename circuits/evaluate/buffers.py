@@ -43,7 +43,8 @@ class Buffers:
         self._layout: list[tuple[str, tuple[int, ...], torch.dtype, int, int]] = []
         self._file: Any = None
         if place == "disk":
-            self._file = tempfile.TemporaryFile(prefix="circuits-buffers-")  # noqa: SIM115 (closed in close())
+            # closed, and so removed, when these buffers are garbage-collected with their evaluator
+            self._file = tempfile.TemporaryFile(prefix="circuits-buffers-")  # noqa: SIM115
             offset = 0
             for name, t in tensors.items():
                 raw = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
@@ -68,7 +69,3 @@ class Buffers:
         self._file.readinto(memoryview(buffer.numpy()))
         return {name: buffer[offset : offset + n].view(dtype).reshape(shape).to(self.device)
                 for name, shape, dtype, offset, n in self._layout}  # fmt: skip
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from circuits.attribution.harness import Harness
-from circuits.attribution.memory import auto_batch_size
+from circuits.attribution.memory import auto_batch_size, available_bytes
 from circuits.attribution.metrics import MetricFn
 from circuits.attribution.prefix import SharedPrefix, split_prefix
 from circuits.attribution.scoring import ablated_senders, clean_metric
@@ -45,10 +45,7 @@ FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 def _host_by_default(device: torch.device, cached: int) -> bool:
     """Keep buffers on the host when the GPU has less than four times their size free."""
-    if device.type != "cuda":
-        return False
-    free, _ = torch.cuda.mem_get_info(device)
-    return cached * 4 > free
+    return device.type == "cuda" and cached * 4 > available_bytes(device)
 
 
 def _empty() -> np.ndarray:
