@@ -31,10 +31,17 @@ def tiny_llama():
     return load_model("tiny-llama")
 
 
-@pytest.fixture(scope="session", params=["tiny-gpt2", "tiny-llama"])
-def tiny(request, tiny_gpt2, tiny_llama):
-    """Each tiny model in turn: multi-head GPT-2 and grouped-query Llama."""
-    return tiny_gpt2 if request.param == "tiny-gpt2" else tiny_llama
+@pytest.fixture(scope="session")
+def tiny_gemma():
+    from circuits.models import load_model
+
+    return load_model("tiny-gemma3")
+
+
+@pytest.fixture(scope="session", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
+def tiny(request, tiny_gpt2, tiny_llama, tiny_gemma):
+    """Each tiny model in turn: multi-head GPT-2, grouped-query Llama, and Gemma 3 (post-norms, sliding window)."""
+    return {"tiny-gpt2": tiny_gpt2, "tiny-llama": tiny_llama, "tiny-gemma3": tiny_gemma}[request.param]
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +49,13 @@ def smollm2():
     from circuits.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma():
+    from circuits.models import load_model
+
+    return load_model("gemma3-270m")
 
 
 def random_batch(model, *, batch=3, pos=6, changed=(1, 3), seed=0):

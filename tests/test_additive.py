@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import run_cli
 
+from circuits.attribution.harness import Harness
 from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.lens import FrozenNorm, run_with_hooks
 from circuits.mechanisms.motif import GROUPS, additive_motif
@@ -84,10 +85,18 @@ def test_a_roles_dla_is_what_the_head_loses_when_its_attention_to_that_role_is_r
         kept["z"] = z[rows, last, head].float()
         return z
 
+    def keep_all_z(z, hook):
+        kept["clean"] = z[rows, last].float()
+        return z
+
+    run_with_hooks(tiny, prompts.tokens, [(hook_point("z", layer), keep_all_z)])
     run_with_hooks(tiny, prompts.tokens, [(hook_point("pattern", layer), drop_subject),
                                           (hook_point("z", layer), keep_z)])  # fmt: skip
     W_O = tiny.bridge.blocks[layer].attn.W_O[head].detach().float()
-    without = torch.einsum("bd,bd->b", kept["z"] @ W_O, lp.pulled)
+    # through a norm after attention, at the clean run's scale (the direct effects' frozen scale)
+    scale = Harness(tiny).write_scale(layer, kept["clean"])
+    written = kept["z"] @ W_O if scale is None else (kept["z"] @ W_O) * scale
+    without = torch.einsum("bd,bd->b", written, lp.pulled)
     whole = lp.head_effects()[:, layer, head]
     by_role = torch.einsum("bs,bs->b", lp.per_source[:, layer, head], subject)
     torch.testing.assert_close(whole - without, by_role, atol=1e-5, rtol=1e-4)

@@ -12,9 +12,9 @@ from circuits.attribution.scoring import clean_metric
 from circuits.graph import ScoredGraph, edge_mask
 
 
-def test_eap_ig_with_one_step_equals_eap_and_more_steps_differ(tiny_llama):
-    batch = random_batch(tiny_llama)
-    harness = Harness(tiny_llama)
+def test_eap_ig_with_one_step_equals_eap_and_more_steps_differ(tiny):
+    batch = random_batch(tiny)
+    harness = Harness(tiny)
     eap = attribute_edges(harness, batch, ig_steps=1)
     again = attribute_edges(harness, batch, ig_steps=1)
     ig5 = attribute_edges(harness, batch, ig_steps=5)
@@ -211,7 +211,7 @@ def test_kl_metric_has_zero_gradient_at_the_clean_run(tiny_gpt2):
 
 
 def test_closed_form_norm_jacobians_match_autograd(tiny):
-    """RMSNorm (tiny-llama) and LayerNorm (tiny-gpt2) get their closed form; it equals autograd."""
+    """RMSNorm (tiny-llama), Gemma's (1 + w) RMSNorm and LayerNorm (tiny-gpt2) get their closed form; it equals autograd."""
 
     harness = Harness(tiny)
     gen = torch.Generator().manual_seed(1)
@@ -219,7 +219,9 @@ def test_closed_form_norm_jacobians_match_autograd(tiny):
     x = torch.randn(3, 5, d, generator=gen) * 2 - 0.3
     g = torch.randn(3, 5, 6, d, generator=gen)
     for vjp in harness.norm_vjps:
-        assert vjp.kind == ("rms" if tiny.name == "tiny-llama" else "layer")
+        assert (
+            vjp.kind == {"tiny-llama": "rms", "tiny-gemma3": "rms (1 + w)", "tiny-gpt2": "layer"}[tiny.name]
+        )
         torch.testing.assert_close(vjp(x, g), vjp._autograd(x, g), rtol=1e-5, atol=1e-6)
 
 

@@ -31,6 +31,27 @@ def test_all_edges_give_clean_and_none_give_corrupted(tiny, ablation):
     assert ev.run_mask(edge_mask(harness.shape)).faithfulness == pytest.approx(1.0, abs=1e-4)
 
 
+def test_a_head_without_outgoing_edges_matters_only_through_a_norm_after_attention(tiny):
+    """With every outgoing edge of a head removed, removing its incoming edges too changes nothing,
+    unless a norm follows the attention block (Gemma): its scale, taken from the whole layer's output in
+    each forward, carries the head's change to the other heads' writes (the documented coupling)."""
+    batch = random_batch(tiny)
+    harness = Harness(tiny)
+    shape = harness.shape
+    ev = Evaluator(harness, batch, ablation="counterfactual")
+    layer, head = 1, 0
+    cut_out = edge_mask(shape).copy()
+    cut_out[shape.head_sender(layer, head)] = False
+    cut_in = cut_out.copy()
+    cut_in[:, shape.q_receiver(layer, head)] = False
+    moved = abs(ev.run_mask(cut_in).metric - ev.run_mask(cut_out).metric)
+    if harness.post_attn[layer] is None:
+        assert moved < 1e-5
+    else:
+        assert moved > 1e-3
+    assert abs(ev.run_mask(cut_out).metric - ev.full.metric) > 1e-4  # the head's edges matter at all
+
+
 def test_zero_ablation_of_every_edge_leaves_only_the_attention_biases(tiny):
     """With zero ablation and no edge kept, the final residual is the sum of the b_O biases."""
     batch = random_batch(tiny)

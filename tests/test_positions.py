@@ -140,10 +140,15 @@ def role_graph(model):
     return graph, heldout_evaluator(model, graph, pairs)
 
 
-def test_pruning_units_keeps_faithfulness(tiny):
-    """Units off every input -> logits path (by role reachability) change nothing when removed."""
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+def test_pruning_units_keeps_faithfulness(name, tiny_gpt2, tiny_llama):
+    """Units off every input -> logits path (by role reachability) change nothing when removed.
+
+    Not on a model with a norm after attention: there a head off every path still moves its layer's
+    norm scale (test_evaluate's coupling test), so pruning is exact only up to that."""
     from circuits.extract.masks import prune_mask
 
+    tiny = {"tiny-gpt2": tiny_gpt2, "tiny-llama": tiny_llama}[name]
     graph, evaluator = role_graph(tiny)
     rng = np.random.default_rng(1)
     every = np.broadcast_to(graph.mask, (N_ROLES, *graph.mask.shape))

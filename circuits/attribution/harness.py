@@ -5,7 +5,14 @@ standard hook points of a TransformerLens 4 ``TransformerBridge``:
 
 - senders: ``blocks.0.hook_resid_pre`` (the input embedding, with position
   embeddings where the model has them), each head's output
-  ``z_h W_O^h`` from ``blocks.{l}.attn.hook_z``, and ``blocks.{l}.hook_mlp_out``;
+  ``z_h W_O^h`` from ``blocks.{l}.attn.hook_z``, and ``blocks.{l}.hook_mlp_out``.
+  Where a norm follows the attention block (Gemma 2 and 3: ``ln1_post``), a
+  head writes ``(z_h W_O^h) ⊙ s`` with ``s`` the norm's scale on the whole
+  attention output in the same forward (:class:`~circuits.attribution.norms.NormScale`):
+  each run's scale is frozen into its own sender values, the heads of a
+  layer still sum to exactly what the block adds, and a patched forward
+  records its own scale. ``hook_mlp_out`` is read after the norm that
+  follows the MLP, so an MLP needs no such step;
 - receivers: a head's q/k/v input is the residual stream that its own copy of
   the attention norm and projection reads. TransformerLens's split-input mode
   materialises that per-head copy but costs about 25x a forward here, so the
@@ -36,7 +43,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from circuits.attribution.norms import NormVJP
+from circuits.attribution.norms import NormScale, NormVJP
 from circuits.graph import GraphShape
 from circuits.vocab import InputError, hook_point
 
@@ -72,10 +79,15 @@ class _LayerWeights:
     b_Q: Tensor | None  # [n_heads, d_head]
     b_K: Tensor | None
     b_V: Tensor | None
+    b_O: Tensor | None  # [d_model]
 
 
 def _maybe(tensor: Any) -> Tensor | None:
     return None if tensor is None else tensor.detach()
+
+
+def _nonzero(tensor: Any) -> Tensor | None:
+    return None if tensor is None or not bool(tensor.detach().any()) else tensor.detach()
 
 
 class Harness:
@@ -92,10 +104,38 @@ class Harness:
             attn = block.attn
             self.layers.append(_LayerWeights(
                 attn.W_Q.detach(), attn.W_K.detach(), attn.W_V.detach(), attn.W_O.detach(),
-                _maybe(attn.b_Q), _maybe(attn.b_K), _maybe(attn.b_V),
+                _maybe(attn.b_Q), _maybe(attn.b_K), _maybe(attn.b_V), _nonzero(getattr(attn, "b_O", None)),
             ))  # fmt: skip
         # J_norm^T of each attention norm, closed-form where a probe confirms it (attribution.norms)
         self.norm_vjps = [NormVJP(block.ln1) for block in self.bridge.blocks]
+        # the scale of a norm after the attention block, where there is one (Gemma 2/3)
+        self.post_attn = [
+            NormScale(block.ln1_post, f"layer {i}'s norm after attention")
+            if hasattr(block, "ln1_post")
+            else None
+            for i, block in enumerate(self.bridge.blocks)
+        ]
+        if any(p is not None for p in self.post_attn) and any(w.b_O is not None for w in self.layers):
+            raise InputError(f"model {model.name!r} normalises an attention output that has a bias; "
+                             "the engine cannot split that into heads")  # fmt: skip
+
+    def head_writes(self, layer: int, z: Tensor) -> Tensor:
+        """What each head of ``layer`` adds to the residual stream, ``[..., heads, d]`` from ``z`` ``[..., heads, d_head]``.
+
+        ``z_h W_O^h``, times the scale of the norm after the attention block
+        where the model has one (taken from these same ``z``, so the heads sum
+        to the block's normalised output).
+        """
+        out = torch.einsum("...he,hed->...hd", z, self.layers[layer].W_O.to(z.dtype))
+        post = self.post_attn[layer]
+        return out if post is None else out * post(out.sum(-2))[..., None, :]
+
+    def write_scale(self, layer: int, z: Tensor) -> Tensor | None:
+        """The scale :meth:`head_writes` multiplies by, ``[..., d]`` (``None``: no norm after attention)."""
+        post = self.post_attn[layer]
+        if post is None:
+            return None
+        return post(torch.einsum("...he,hed->...d", z, self.layers[layer].W_O.to(z.dtype)))
 
     def _check_architecture(self) -> None:
         names = set(self.bridge.hook_dict)
@@ -161,10 +201,9 @@ class Harness:
             hooks.append((hook_point("resid_pre", 0), on_input))
         for layer in range(start_layer, shape.n_layers):
             first = shape.head_sender(layer, 0)
-            W_O = self.layers[layer].W_O
 
-            def on_z(z: Tensor, hook: Any, first: int = first, W_O: Tensor = W_O) -> Tensor:
-                out = torch.einsum("bphe,hed->hbpd", z.detach(), W_O)
+            def on_z(z: Tensor, hook: Any, first: int = first, layer: int = layer) -> Tensor:
+                out = self.head_writes(layer, z.detach()).permute(2, 0, 1, 3)
                 stop = first + shape.n_heads
                 buffer[first:stop] = out if base is None else base[first:stop] - out.to(base.device)
                 return z

@@ -1,4 +1,4 @@
-"""The transposed Jacobian of a model's normalisation, ``J_norm(x)^T g``, for per-head gradients.
+"""A model's norms: their form, their transposed Jacobian ``J_norm(x)^T g``, and a norm's frozen scale.
 
 A receiver's gradient with respect to its own copy of the residual stream is
 ``J_norm(x)^T g`` (see :mod:`circuits.attribution.harness`). Re-running the
@@ -11,21 +11,70 @@ product has a closed form, with ``r = sqrt(mean(x²) + ε)`` and ``ĝ = w ⊙ g`
   ``(ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂)) / σ``.
 
 Which formula (and whether the scale is ``w`` or ``1 + w``, as in Gemma) is
-not read from class names: :class:`NormVJP` checks each candidate against
-autograd on a random probe when it is made, and keeps autograd where none
-matches.
+not read from class names: :func:`norm_form` checks each candidate form
+against the module's own output on a random probe, and :class:`NormVJP`
+keeps autograd where none matches. :class:`NormScale` writes an RMS norm
+as ``x ⊙ s(x)``, which splits a normalised sum into its terms.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["NormVJP"]
+from circuits.vocab import InputError
+
+__all__ = ["NormForm", "NormScale", "NormVJP", "norm_form"]
 
 Formula = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class NormForm:
+    """What a norm module computes, settled by probing it: ``kind`` ``"rms"`` or ``"layer"``, its gain and bias."""
+
+    kind: str
+    gain: Tensor  # [d]: w, or 1 + w (Gemma)
+    bias: Tensor | None
+    eps: float
+
+
+def norm_form(norm: torch.nn.Module) -> NormForm | None:
+    """The form of a bridge norm component (or a plain module), or ``None`` when no candidate matches it.
+
+    Candidates: RMSNorm with gain ``w`` or ``1 + w``, LayerNorm with gain ``w``
+    (and its bias); each is checked against the module on a random probe, so
+    nothing rests on class names.
+    """
+    inner = getattr(norm, "original_component", None)
+    module = inner if inner is not None else norm
+    weight = getattr(module, "weight", None)
+    eps = next((getattr(module, n) for n in ("variance_epsilon", "eps") if hasattr(module, n)), None)
+    if not isinstance(weight, Tensor) or weight.ndim != 1 or not isinstance(eps, float):
+        return None
+    w = weight.detach()
+    bias = getattr(module, "bias", None)
+    bias = bias.detach() if isinstance(bias, Tensor) else None
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(2, 3, int(w.shape[0]), generator=gen) * 3 + 0.5).to(w)
+    with torch.no_grad():
+        want = module(x).float()
+    tol = 1e-6 * float(want.abs().max())
+    for form in (NormForm("rms", w, None, eps), NormForm("rms", 1.0 + w, None, eps),
+                 NormForm("layer", w, bias, eps)):  # fmt: skip
+        if torch.allclose(_apply(form, x.float()), want, rtol=1e-4, atol=tol):
+            return form
+    return None
+
+
+def _apply(form: NormForm, x: Tensor) -> Tensor:
+    if form.kind == "layer":
+        x = x - x.mean(-1, keepdim=True)
+    out = x * (x.pow(2).mean(-1, keepdim=True) + form.eps).rsqrt() * form.gain.float()
+    return out if form.bias is None else out + form.bias.float()
 
 
 class NormVJP:
@@ -36,10 +85,11 @@ class NormVJP:
         self.module: torch.nn.Module = inner if inner is not None else norm
         self.kind = "autograd"
         self._formula: Formula | None = None
-        for kind, formula in self._candidates():
-            if self._agrees(formula):
-                self.kind, self._formula = kind, formula
-                break
+        form = norm_form(norm)
+        if form is not None:
+            one_plus = form.kind == "rms" and not torch.equal(form.gain, self.module.weight.detach())
+            self.kind = "rms (1 + w)" if one_plus else form.kind
+            self._formula = (_rms if form.kind == "rms" else _layer)(form.gain, form.eps)
 
     def __call__(self, x: Tensor, grad_out: Tensor) -> Tensor:
         if self._formula is not None:
@@ -51,27 +101,6 @@ class NormVJP:
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(self.module(copies), copies, grad_out)
         return grad
-
-    def _candidates(self) -> list[tuple[str, Formula]]:
-        weight = getattr(self.module, "weight", None)
-        eps = next(
-            (getattr(self.module, n) for n in ("variance_epsilon", "eps") if hasattr(self.module, n)), None
-        )
-        if not isinstance(weight, Tensor) or weight.ndim != 1 or not isinstance(eps, float):
-            return []
-        w = weight.detach()
-        return [("rms", _rms(w, eps)), ("rms (1 + w)", _rms(1.0 + w, eps)), ("layer", _layer(w, eps))]
-
-    def _agrees(self, formula: Formula) -> bool:
-        weight = self.module.weight
-        gen = torch.Generator().manual_seed(0)
-        d = int(weight.shape[0])
-        x = torch.randn(2, 3, d, generator=gen).to(weight) * 3 + 0.5
-        g = torch.randn(2, 3, 4, d, generator=gen).to(weight)
-        with torch.no_grad():
-            want = self._autograd(x, g)
-            got = formula(x[..., None, :], g)
-        return bool(torch.allclose(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max())))
 
 
 def _rms(w: Tensor, eps: float) -> Formula:
@@ -94,3 +123,30 @@ def _layer(w: Tensor, eps: float) -> Formula:
         return out.to(g.dtype)
 
     return vjp
+
+
+class NormScale:
+    """A norm that follows a block, written as ``norm(x) = x ⊙ s(x)`` with ``s(x) = g / rms(x)``.
+
+    Gemma-style models normalise the attention block's output before adding it
+    to the residual stream. The attention output is a sum over heads, so at a
+    fixed scale the norm is linear in it and splits exactly into one term per
+    head: head ``h`` writes ``(z_h W_O^h) ⊙ s(Σ_h z_h W_O^h)``, the scale taken
+    from the forward being analysed. Only RMS norms have this form (a LayerNorm
+    also subtracts the mean); the gain ``g`` (``w`` or ``1 + w``) is settled by
+    a probe against the module itself, and a norm that matches neither is an
+    error rather than a silent approximation.
+    """
+
+    def __init__(self, norm: torch.nn.Module, where: str = "the norm after the attention block") -> None:
+        form = norm_form(norm)
+        if form is None or form.kind != "rms":
+            module = getattr(norm, "original_component", norm)
+            raise InputError(f"{where} ({type(module).__name__}) is not an RMS norm; the engine splits a "
+                             "normalised attention output into heads only for RMS norms")  # fmt: skip
+        self.gain, self.eps = form.gain, form.eps
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``s(x)``: ``[..., d]``, the multiplier of ``x`` at its own scale."""
+        r = (x.float().pow(2).mean(-1, keepdim=True) + self.eps).rsqrt()
+        return (r * self.gain.float()).to(x.dtype)

@@ -18,6 +18,13 @@ What is folded in, and what is not:
   is, correctly, not read. RMSNorm does not centre. Norm biases and attention
   biases add constants to queries, keys and values; they carry no
   composition and are left out.
+- **Norms after attention and on queries and keys** (Gemma 2 and 3). A
+  head's output passes the post-attention norm before it reaches the
+  residual stream; that norm's gain ``g`` (``1 + w``) is folded into the
+  writing side, ``W_O -> W_O diag(g)``, and its input-dependent scale is
+  ignored like the reading norm's. The per-head norms of queries and keys
+  rescale each query and key vector by a positive number and are ignored
+  too: they change no subspace.
 - **Grouped-query attention.** Query head ``h`` reads keys and values through
   key/value head ``h // group``; its ``QK`` and ``OV`` use that head's
   ``W_K`` / ``W_V``. Nothing is ungrouped in the weights themselves.
@@ -48,6 +55,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from circuits.attribution.norms import norm_form
 from circuits.models.load import hf_module
 
 __all__ = [
@@ -198,15 +206,17 @@ def head_weights(
         for block in model.bridge.blocks:
             attn = block.attn
             d = int(attn.W_Q.shape[1])
-            weight = getattr(hf_module(block.ln1), "weight", None)
-            w = torch.ones(d) if weight is None or not fold_norm else weight.detach().float().cpu()
+            form = norm_form(block.ln1)  # the gain is 1 + w in Gemma's norms
+            w = torch.ones(d) if form is None or not fold_norm else form.gain.detach().float().cpu()
             fold = torch.diag(w)
             if center:
                 fold = (torch.eye(d) - torch.full((d, d), 1.0 / d)) @ fold
             qs.append(fold @ attn.W_Q.detach().float().cpu())
             ks.append(fold @ attn.W_K.detach().float().cpu())
             vs.append(fold @ attn.W_V.detach().float().cpu())
-            os_.append(attn.W_O.detach().float().cpu())
+            W_O = attn.W_O.detach().float().cpu()
+            post = norm_form(block.ln1_post) if fold_norm and hasattr(block, "ln1_post") else None
+            os_.append(W_O if post is None else W_O * post.gain.detach().float().cpu())
             ws.append(w)
     W_Q, W_K, W_V, W_O, norm_weight = (torch.stack(t).to(dtype) for t in (qs, ks, vs, os_, ws))
     return HeadWeights(W_Q=W_Q, W_K=W_K, W_V=W_V, W_O=W_O, norm_weight=norm_weight, centered=bool(center),

@@ -214,10 +214,12 @@ def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: T
     the changed residual stream (exactly as an edge patch); otherwise the
     writer's output changes for every later reader.
     """
+    from circuits.attribution.harness import Harness
     from circuits.attribution.metrics import make_metric
     from circuits.vocab import parse_node
 
     bridge = model.bridge
+    harness = Harness(model) if head is not None else None
     basis = basis.to(model.device, next(bridge.parameters()).dtype)
     store: dict[str, Tensor] = {}
 
@@ -225,7 +227,8 @@ def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: T
         return (1.0 - scale) * (out @ basis.T) @ basis
 
     def keep_z(z: Tensor, hook: Any) -> Tensor:
-        store["out"] = z[:, :, head] @ bridge.blocks[layer].attn.W_O[head].detach()
+        assert harness is not None
+        store["out"] = harness.head_writes(layer, z.detach())[:, :, head]  # what it adds to the residual
         return z
 
     def on_mlp(out: Tensor, hook: Any) -> Tensor:

@@ -135,7 +135,7 @@ def extraction(
                 logits = norm(store[f"{kind}{layer}"]) @ W_U
                 ranks[:, layer] = answer_ranks(logits, answer).numpy()
             w = harness.layers[layer]
-            outputs = torch.einsum("nhe,hed->nhd", store[f"z{layer}"], w.W_O.float())
+            outputs = harness.head_writes(layer, store[f"z{layer}"])
             logits = norm(outputs, per_component=True) @ W_U  # [n, heads, vocab]
             head_ranks[:, layer] = answer_ranks(logits, answer[:, None].expand(-1, n_heads)).numpy()
             ln1 = FrozenNorm(bridge.blocks[layer].ln1, W_E[subject_tokens])
@@ -146,6 +146,9 @@ def extraction(
             if w.b_V is not None:
                 values = values + w.b_V.float().repeat_interleave(group, dim=0)
             written = torch.einsum("nhe,hed->nhd", values, w.W_O.float())
+            post = harness.post_attn[layer]
+            if post is not None:  # each head through the norm after attention as if it wrote alone
+                written = written * post(written)
             ov_logits = FrozenNorm(bridge.ln_final, written)(written) @ W_U
             ov_ranks[:, layer] = answer_ranks(ov_logits, answer[:, None].expand(-1, n_heads)).numpy()
             bar.update(1)

@@ -1,7 +1,9 @@
 """Direct effects at the last position: what each component writes into the answer's logit.
 
 The final residual stream at the last position is an exact sum of component
-outputs (the input embedding, every head ``z_h W_O^h``, every MLP, and the
+outputs (the input embedding, every head ``z_h W_O^h`` (times the scale of the
+norm after attention where there is one, :meth:`~circuits.attribution.harness.Harness.head_writes`),
+every MLP, and the
 attention output biases, kept as one ``bias`` term). Through the final norm
 with its scale frozen from the real run (:class:`~circuits.mechanisms.lens.FrozenNorm`)
 and the unembedding, each component gets a *direct effect* on any logit; with
@@ -133,12 +135,15 @@ def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") ->
     bias = torch.zeros_like(store[INPUT])
     for layer in range(n_layers):
         W_O = harness.layers[layer].W_O.float()  # [heads, d_head, d]
-        heads = torch.einsum("bhe,hed->bhd", store[f"z{layer}"], W_O)
+        heads = harness.head_writes(layer, store[f"z{layer}"])
         names += [head_name(layer, h) for h in range(n_heads)]
         vectors += list(heads.unbind(1))
         bias += store[f"attn{layer}"] - heads.sum(1)
-        # per source: A[b, h, s] * v[b, s, kv(h)] · (W_O^h e_b)
-        read = torch.einsum("hed,bd->bhe", W_O, pulled)  # [batch, heads, d_head]
+        # per source: A[b, h, s] * v[b, s, kv(h)] · (W_O^h (s_b ⊙ e_b)), s_b the post-attention norm's scale
+        scale = harness.write_scale(layer, store[f"z{layer}"])
+        read = torch.einsum(
+            "hed,bd->bhe", W_O, pulled if scale is None else pulled * scale
+        )  # [batch, heads, d_head]
         values = store[f"v{layer}"].repeat_interleave(group, dim=2)  # [batch, pos, heads, d_head]
         per_source.append(store[f"A{layer}"] * torch.einsum("bshe,bhe->bhs", values, read))
     for layer in range(n_layers):

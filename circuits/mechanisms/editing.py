@@ -8,7 +8,10 @@
   A subspace edit scales the part of the output along the top ``RANK`` output
   singular directions (a head: of its OV matrix ``W_V^h W_O^h``, norm weight
   folded in as :mod:`circuits.channels.svd` does; they lie in ``W_O^h``'s row
-  space, so the edit is exact on ``z``; an MLP: of ``W_out``).
+  space, so the edit is exact on ``z``; an MLP: of ``W_out``). Where a norm
+  follows the attention block (Gemma), a head edit changes ``z_h`` and the
+  norm then rescales the layer's edited output as the model itself would,
+  so the other heads' writes in that forward move with it.
 - Edge edits ``SRC->DST`` go through the harness's receiver-input deltas
   (:meth:`circuits.attribution.Harness.patched`), as in circuit evaluation:
   receiver ``v`` reads ``in_v + Σ (a_u(ablated) − a_u(current))`` over its
@@ -70,15 +73,20 @@ def _mlp_subspace(model: Any, layer: int, rank: int) -> Tensor:
 
 def _reference(model: Any, tokens: Tensor, heads: set[tuple[int, int]], mlps: set[int],
                inputs: bool = False) -> dict[str, Tensor]:  # fmt: skip
-    """Unedited outputs on ``tokens``: ``z`` of heads (``[b, p, d_head]``), MLP outputs, the input embedding."""
+    """Unedited outputs on ``tokens``: heads' ``z`` (``[b, p, d_head]``) and, under ``a{l}.h{h}:write``, what
+    they write to the residual (:meth:`Harness.head_writes`), MLP outputs, the input embedding."""
     store: dict[str, Tensor] = {}
     hooks: list[Hook] = []
+    harness = Harness(model) if heads else None
     for layer in sorted({layer for layer, _ in heads}):
 
         def grab_z(z: Tensor, hook: Any, layer: int = layer) -> Tensor:
+            assert harness is not None
+            writes = harness.head_writes(layer, z.detach())
             for lay, h in heads:
                 if lay == layer:
                     store[f"a{lay}.h{h}"] = z[:, :, h].detach().clone()
+                    store[f"a{lay}.h{h}:write"] = writes[:, :, h].clone()
             return z
 
         hooks.append((hook_point("z", layer), grab_z))
@@ -108,7 +116,7 @@ def _check_batch(value: Tensor, x: Tensor, what: str) -> None:
 
 
 def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor],
-             cache: dict[str, Any]) -> Hook:  # fmt: skip
+             cache: dict[str, Any]) -> list[Hook]:  # fmt: skip
     shape = GraphShape.of(model)
     kind, layer, head, _ = parse_node(edit.node)
     assert layer is not None
@@ -116,6 +124,10 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
         raise InputError(f"{edit}: mean ablation needs the mean sender outputs (means=mean_senders(...))")
     if kind == "head":
         assert head is not None
+        if "harness" not in cache:
+            cache["harness"] = Harness(model)
+        if cache["harness"].post_attn[layer] is not None:
+            return _normed_head_edit(cache["harness"], edit, layer, head, means, ref, cache)
         if edit.op == "subspace":
             keep = torch.eye(int(model.cfg.d_head), dtype=torch.float64) - (1 - edit.factor) * _head_subspace(
                 model, layer, head, int(edit.rank or 0), cache)  # fmt: skip
@@ -142,7 +154,7 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
                 z[:, :, head] = value.to(z.device, z.dtype)
             return z
 
-        return hook_point("z", layer), on_z
+        return [(hook_point("z", layer), on_z)]
     if edit.op == "subspace":
         keep_m = torch.eye(int(model.cfg.d_model), dtype=torch.float64) - (1 - edit.factor) * _mlp_subspace(
             model, layer, int(edit.rank or 0))  # fmt: skip
@@ -160,7 +172,49 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
         _check_batch(value, out, str(edit))
         return value.to(out.device, out.dtype).clone()
 
-    return hook_point("mlp_out", layer), on_mlp
+    return [(hook_point("mlp_out", layer), on_mlp)]
+
+
+def _normed_head_edit(harness: Harness, edit: Edit, layer: int, head: int, means: Tensor | None,
+                      ref: dict[str, Tensor], cache: dict[str, Any]) -> list[Hook]:  # fmt: skip
+    """A head edit where a norm follows attention: the head's write is replaced in the normalised output.
+
+    ``z`` is left as it is; at ``hook_attn_out`` the head's write in this
+    forward, ``(z_h W_O^h) ⊙ s``, is swapped for the edited one (scaled,
+    projected, zero, the mean write, or the counterfactual run's write), so
+    the other heads keep theirs and the edit equals removing the head's
+    outgoing edges, as it does in a model without that norm.
+    """
+    store: dict[str, Tensor] = {}
+    model = harness.model
+    if edit.op == "subspace":
+        keep = torch.eye(int(model.cfg.d_head), dtype=torch.float64) - (1 - edit.factor) * _head_subspace(
+            model, layer, head, int(edit.rank or 0), cache)  # fmt: skip
+
+    def keep_z(z: Tensor, hook: Any) -> Tensor:
+        store["z"] = z.detach()
+        return z
+
+    def on_out(x: Tensor, hook: Any) -> Tensor:
+        z = store.pop("z")
+        now = harness.head_writes(layer, z)[:, :, head]
+        if edit.op == "scale":
+            new = now * edit.factor
+        elif edit.op == "subspace":
+            edited = (z[:, :, head].double() @ keep.to(z.device)).to(z.dtype)
+            scale = harness.write_scale(layer, z)
+            new = (edited @ harness.layers[layer].W_O[head].to(z.dtype)) * scale
+        elif edit.ablation is Ablation.ZERO:
+            new = torch.zeros_like(now)
+        elif edit.ablation is Ablation.MEAN:
+            new = means[harness.shape.head_sender(layer, head)].to(x.device, x.dtype)  # type: ignore[index]
+        else:
+            new = ref[f"{edit.node}:write"]
+            _check_batch(new, x, str(edit))
+            new = new.to(x.device, x.dtype)
+        return x + (new - now)
+
+    return [(hook_point("z", layer), keep_z), (hook_point("attn_out", layer), on_out)]
 
 
 def node_hooks(
@@ -203,7 +257,7 @@ def node_hooks(
                 mlps.add(layer)
         ref = _reference(model, corrupt_tokens, heads, mlps)  # type: ignore[arg-type]
     cache: dict[str, Any] = {}
-    return [_node_fn(model, e, means, ref, cache) for e in nodes]
+    return [hook for e in nodes for hook in _node_fn(model, e, means, ref, cache)]
 
 
 # ------------------------------------------------------------------ edge edits
@@ -216,6 +270,7 @@ class _EdgePlan:
         self, model: Any, edits: Sequence[Edit], means: Tensor | None, corrupt: Tensor | None
     ) -> None:
         self.model = model
+        self.harness = Harness(model)
         self.shape = shape = GraphShape.of(model)
         self.edits = [e for e in edits if e.is_edge]
         self.current: dict[str, Tensor] = {}
@@ -250,8 +305,11 @@ class _EdgePlan:
                     cf_input = True
         if cf_heads or cf_mlps or cf_input:
             ref = _reference(model, corrupt, cf_heads, cf_mlps, cf_input)  # type: ignore[arg-type]
-            for name, value in ref.items():
-                self.fixed[f"cf:{name}"] = self._to_output(name, value)
+            for name, value in ref.items():  # a head's counterfactual value is its write, not its z
+                if parse_node(name.removesuffix(":write"))[0] != "head":
+                    self.fixed[f"cf:{name}"] = value
+                elif name.endswith(":write"):
+                    self.fixed[f"cf:{name.removesuffix(':write')}"] = value
         self.senders = {e.node for e in self.edits}
 
     def _sender_index(self, name: str) -> int:
@@ -261,14 +319,6 @@ class _EdgePlan:
         if kind == "head":
             return self.shape.head_sender(layer, head)  # type: ignore[arg-type]
         return self.shape.mlp_sender(layer)  # type: ignore[arg-type]
-
-    def _to_output(self, name: str, value: Tensor) -> Tensor:
-        """A head's ``z`` to its output ``z W_O^h``; other senders as they are."""
-        kind, layer, head, _ = parse_node(name)
-        if kind != "head":
-            return value
-        W_O = self.model.bridge.blocks[layer].attn.W_O[head].detach()
-        return value @ W_O.to(value.dtype)
 
     def capture_hooks(self) -> list[Hook]:
         """Hooks recording each edited edge's sender's current output (after any node edit)."""
@@ -295,9 +345,9 @@ class _EdgePlan:
         for layer, hs in heads.items():
 
             def grab_z(z: Tensor, hook: Any, layer: int = layer, hs: list[int] = hs) -> Tensor:
+                writes = self.harness.head_writes(layer, z.detach())
                 for h in hs:
-                    name = f"a{layer}.h{h}"
-                    self.current[name] = self._to_output(name, z[:, :, h].detach())
+                    self.current[f"a{layer}.h{h}"] = writes[:, :, h]
                 return z
 
             hooks.append((hook_point("z", layer), grab_z))
@@ -353,5 +403,10 @@ def edited_logits(
         if not any(e.is_edge for e in edits):
             return harness.last_logits(harness.run_to_final(tokens, hooks), last).float()
         plan = _EdgePlan(model, edits, means, corrupt)
+        normed = {e.node for e in edits if not e.is_edge and parse_node(e.node)[0] == "head"
+                  and harness.post_attn[int(parse_node(e.node)[1] or 0)] is not None}  # fmt: skip
+        if normed & plan.senders:
+            raise InputError(f"{sorted(normed & plan.senders)[0]}: in a model with a norm after attention a head "
+                             "cannot take a node edit and edge edits in one forward; give them separately")  # fmt: skip
         with model.bridge.hooks(fwd_hooks=[*hooks, *plan.capture_hooks()]):
             return harness.patched(tokens, plan.delta, last).float()

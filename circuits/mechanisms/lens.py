@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from circuits.attribution.norms import norm_form
 from circuits.models.load import hf_module
 from circuits.relations.facts import pad_rows
 from circuits.vocab import InputError
@@ -70,20 +71,16 @@ class FrozenNorm:
     """
 
     def __init__(self, norm: torch.nn.Module, x: Tensor) -> None:
-        inner = hf_module(norm)
-        weight = getattr(inner, "weight", None)
-        eps_value: Any = getattr(inner, "variance_epsilon", None)
-        if eps_value is None:
-            eps_value = getattr(inner, "eps", 1e-5)
-        eps = float(eps_value)
-        self.centred = hasattr(inner, "bias") and getattr(inner, "variance_epsilon", None) is None
+        form = norm_form(norm)
+        if form is None:
+            raise InputError(f"the norm {type(hf_module(norm)).__name__} is neither an RMS norm nor a LayerNorm; "
+                             "its scale cannot be frozen")  # fmt: skip
+        self.centred = form.kind == "layer"
         x = x.float()
         if self.centred:
-            scale = torch.rsqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
-        else:
-            scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
-        self.scale = scale  # [..., 1]
-        self.weight = None if weight is None else weight.detach().float()
+            x = x - x.mean(-1, keepdim=True)
+        self.scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + form.eps)  # [..., 1]
+        self.weight = form.gain.detach().float()
 
     def __call__(self, c: Tensor, *, per_component: bool = False) -> Tensor:
         """``c`` normed with the frozen scale; ``per_component``: ``c`` has an extra axis before d."""
@@ -92,7 +89,7 @@ class FrozenNorm:
             c = c - c.mean(-1, keepdim=True)
         scale = self.scale[..., None, :] if per_component else self.scale
         out = c * scale
-        return out if self.weight is None else out * self.weight
+        return out * self.weight
 
 
 def decode(model: Any, resid: Tensor) -> Tensor:

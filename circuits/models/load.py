@@ -3,9 +3,9 @@
 Every model comes back as a :class:`LoadedModel`: the bridge, the tokenizer the
 engine tokenizes with, and a record of how its weights were processed.
 
-- ``"smollm2-135m"`` (the default) is the embedded SmolLM2-135M-Instruct
-  (:mod:`circuits.models.embedded`);
-- ``"tiny-gpt2"``, ``"tiny-llama"`` and ``"gpt2-small-random"`` are random
+- ``"smollm2-135m"`` (the default) and ``"gemma3-270m"`` are the embedded
+  SmolLM2-135M-Instruct and Gemma 3 270M (:mod:`circuits.models.embedded`);
+- ``"tiny-gpt2"``, ``"tiny-llama"``, ``"tiny-gemma3"`` and ``"gpt2-small-random"`` are random
   models built in-process (:mod:`circuits.models.tiny`);
 - any other name is handed to ``TransformerBridge.boot_transformers``; when
   neither the hub nor its local cache has it, the error says so and names the
@@ -21,9 +21,9 @@ from typing import Any, Literal
 import torch
 
 from circuits.models.catalog import DEFAULT_MODEL, TINY_MODELS, list_models
-from circuits.models.embedded import load_smollm2
+from circuits.models.embedded import EMBEDDED, load_embedded
 from circuits.models.quiet import quiet_transformer_lens
-from circuits.models.tiny import build_tiny_model
+from circuits.models.tiny import BOS_TINY_MODELS, build_tiny_model
 from circuits.vocab import InputError, ModelNotAvailableError
 
 __all__ = ["LoadedModel", "Processing", "check_device", "hf_module", "load_model"]
@@ -153,7 +153,8 @@ def load_model(
     ----------
     name : str
         ``"smollm2-135m"`` (the embedded default, :data:`~circuits.models.DEFAULT_MODEL`),
-        a tiny random test model (``"tiny-gpt2"``, ``"tiny-llama"``,
+        ``"gemma3-270m"`` (the second embedded model), a tiny random test
+        model (``"tiny-gpt2"``, ``"tiny-llama"``, ``"tiny-gemma3"``,
         ``"gpt2-small-random"``, built in-process in about a second) or a
         Hugging Face model name available from the hub or its local cache.
         :func:`~circuits.models.list_models` names the models that need no hub.
@@ -209,14 +210,14 @@ def load_model(
     if device_map is not None and device.type != "cpu":
         raise InputError("give --device or --device-map, not both (a device map places every layer itself)")
     started = time.perf_counter()
-    if name == DEFAULT_MODEL:
-        hf_model, tokenizer, info = load_smollm2(dtype)
-        boot_name, prepend_bos = str(info["cache"]), False
+    if name in EMBEDDED:
+        hf_model, tokenizer, info = load_embedded(name, dtype)
+        boot_name, prepend_bos = str(info["cache"]), EMBEDDED[name].prepend_bos
     elif name in TINY_MODELS:
         hf_model, tokenizer = build_tiny_model(name, seed=seed)
         hf_model = hf_model.to(dtype)
         info = {"seed": seed, "random": True}
-        boot_name, prepend_bos = name, False
+        boot_name, prepend_bos = name, name in BOS_TINY_MODELS
     else:
         return _load_from_hub(name, device=device, dtype=dtype, processing=processing, device_map=device_map)
     if device_map is not None:

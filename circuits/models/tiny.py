@@ -1,7 +1,10 @@
 """Tiny random test models, built in-process from a config and a seed.
 
 ``tiny-gpt2`` has standard multi-head attention; ``tiny-llama`` has grouped-query
-attention (4 query heads, 2 key/value heads); ``gpt2-small-random`` is a
+attention (4 query heads, 2 key/value heads); ``tiny-gemma3`` has Gemma 3's
+architecture (one key/value head, q/k norms, norms after the attention and MLP
+blocks, a 4-token sliding window in two of its three layers, BOS first);
+``gpt2-small-random`` is a
 GPT-2-small-shaped random model for benchmarks. Their tokenizer is a byte-level
 BPE trained deterministically on the bundled relation texts.
 """
@@ -17,7 +20,10 @@ import torch
 from circuits.models.catalog import TINY_MODELS
 from circuits.vocab import ModelNotAvailableError
 
-__all__ = ["build_tiny_model", "tiny_tokenizer"]
+__all__ = ["BOS_TINY_MODELS", "build_tiny_model", "tiny_tokenizer"]
+
+BOS_TINY_MODELS = frozenset({"tiny-gemma3"})
+"""The tiny models whose prompts start with the BOS token (as their real counterparts' do)."""
 
 _GPT2_SIZES: dict[str, dict[str, Any]] = {
     "tiny-gpt2": {"n_positions": 64, "n_embd": 32, "n_layer": 2, "n_head": 4},
@@ -66,7 +72,14 @@ def tiny_tokenizer(vocab_size: int = 1024) -> Any:
 
 def build_tiny_model(name: str, *, seed: int = 0) -> tuple[Any, Any]:
     """A random Hugging Face model and tokenizer for ``name`` in :data:`TINY_MODELS`."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     tokenizer = tiny_tokenizer()
     vocab = len(tokenizer)
@@ -84,6 +97,16 @@ def build_tiny_model(name: str, *, seed: int = 0) -> tuple[Any, Any]:
             tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, pad_token_id=0,
         )  # fmt: skip
         model = LlamaForCausalLM(config)
+    elif name == "tiny-gemma3":
+        # head_dim * heads (64) != d_model (32), as in Gemma 3 270M (4 x 256 against 640)
+        config = Gemma3TextConfig(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
+            sliding_window=4, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+            architectures=["Gemma3ForCausalLM"],  # how TransformerBridge picks its adapter
+        )  # fmt: skip
+        model = Gemma3ForCausalLM(config)
     else:
         raise ModelNotAvailableError(f"no tiny model {name!r}; tiny models: {list(TINY_MODELS)}")
     # A random init gives near-uniform outputs; widen the weights so tests
