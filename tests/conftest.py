@@ -58,6 +58,12 @@ def gemma():
     return load_model("gemma3-270m")
 
 
+@pytest.fixture(scope="session", params=["smollm2-135m", "gemma3-270m"])
+def embedded(request):
+    """Each embedded model in turn: SmolLM2-135M, then Gemma 3 270M (post-norms, sliding windows, BOS)."""
+    return request.getfixturevalue("smollm2" if request.param == "smollm2-135m" else "gemma")
+
+
 def random_batch(model, *, batch=3, pos=6, changed=(1, 3), seed=0):
     """A PairBatch of random tokens whose corrupt rows differ in positions ``changed``."""
     from circuits.relations import PairBatch

@@ -225,11 +225,13 @@ def test_a_scored_graph_records_the_prefix_it_used_and_matches_one_scored_withou
                                                  shared_prefix=False).stored_as()  # fmt: skip
 
 
-def test_embedded_model_scores_evaluation_and_knockout_are_unchanged(smollm2):
-    harness = Harness(smollm2)
-    pairs = make_pairs(smollm2, load_relation("country_capital_city"), templates="all", heldout_fraction=0.0,
-                       max_pairs=8).pairs  # fmt: skip
-    batch = batch_pairs(pairs, pad=smollm2.pad_id)
+def test_embedded_model_scores_evaluation_and_knockout_are_unchanged(embedded):
+    harness = Harness(embedded)
+    pairs = make_pairs(embedded, load_relation("country_capital_city"), templates="all", heldout_fraction=0.0,
+                       max_pairs=24).pairs  # fmt: skip
+    by_length = sorted(pairs, key=lambda p: len(p.clean_tokens))
+    pairs = by_length[:4] + by_length[-4:]  # prompts of different lengths share a prefix
+    batch = batch_pairs(pairs, pad=embedded.pad_id)
     assert prefix_share(batch) > 0.5 and len(set(batch.last.tolist())) > 1
     full = attribute_edges(harness, batch, ig_steps=2, per_pair=True, shared_prefix=False)
     cached = attribute_edges(harness, batch, ig_steps=2, per_pair=True)
@@ -238,9 +240,10 @@ def test_embedded_model_scores_evaluation_and_knockout_are_unchanged(smollm2):
     a, b = Evaluator(harness, batch, shared_prefix=False), Evaluator(harness, batch)
     for mask in (graph.top_mask(100), graph.top_mask(2000)):
         relative_close(a.run_mask(mask).values, b.run_mask(mask).values)
-    prompts = Prompts.of(pairs, smollm2.pad_id)
+    prompts = Prompts.of(pairs, embedded.pad_id)
     kwargs = {"sources": [("subject",), ("last",)], "n_boot": 10, "progress": False}
-    ko_full = knockout(smollm2, prompts, shared_prefix=False, **kwargs)
-    ko_cached = knockout(smollm2, prompts, **kwargs)
+    ko_full = knockout(embedded, prompts, shared_prefix=False, **kwargs)
+    ko_cached = knockout(embedded, prompts, **kwargs)
     for x, y in zip(ko_full.curves, ko_cached.curves, strict=True):
-        relative_close(x.per_prompt, y.per_prompt)
+        # (p_knock - p) / p: dividing by a small p(answer) magnifies float32 rounding
+        relative_close(x.per_prompt, y.per_prompt, tol=5e-5)

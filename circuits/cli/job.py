@@ -65,16 +65,23 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from circuits.pipeline.job import DEFAULT_RELATIONS, JobSettings, run_job
+def job_settings(args: argparse.Namespace) -> Any:
+    """The :class:`~circuits.pipeline.job.JobSettings` the job arguments ask for."""
+    from circuits.pipeline.job import DEFAULT_RELATIONS, JobSettings
 
     relations = tuple(args.relations) or DEFAULT_RELATIONS
     analyses = tuple(a for a in args.analyses.split(",") if a) if args.analyses is not None else None
-    settings = JobSettings(relations=relations, max_pairs=args.max_pairs, target_faithfulness=args.target_faithfulness,
+    return JobSettings(relations=relations, max_pairs=args.max_pairs, target_faithfulness=args.target_faithfulness,
                            max_edges=args.max_edges,
                            reuse_size=args.size, analysis_pairs=args.analysis_pairs, n_boot=args.boot,
                            n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
                            positions=not args.no_positions, templates=args.templates, shots=args.shots, **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from circuits.pipeline.job import run_job
+
+    settings = job_settings(args)
     executor = options.executor_of(args)
     model = options.load(args)
     summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report,
@@ -84,11 +91,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def register(add: Any) -> None:
-    """Add ``run`` through ``add(name, help, *parents)``."""
+    """Add ``run`` and ``compare-models`` through ``add(name, help, *parents)``."""
     p = add("run", "the main job: score, extract, evaluate, compare and explain several relations, then build "
             "the HTML report; a re-run reuses every finished stage whose inputs are unchanged",
             options.model(), options.seed(), options.boot(), options.json_output(), options.quiet(),
             options.executor())  # fmt: skip
+    add_job_arguments(p)
+    p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
+    p.set_defaults(func=cmd_run)
+    register_compare(add)
+
+
+def add_job_arguments(p: argparse.ArgumentParser) -> None:
+    """The main job's relations, ``--out`` and settings (shared by ``run`` and ``compare-models``)."""
     p.add_argument("relations", nargs="*", metavar="RELATION",
                    help="bundled relation names or relation files (default: country_capital_city "
                    "country_language country_currency city_in_country)")  # fmt: skip
@@ -129,6 +144,61 @@ def register(add: Any) -> None:
                    help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
     p.add_argument("--no-positions", action="store_true",
                    help="skip the position-aware circuits (scored by role: first, demo, subject, relation, last)")  # fmt: skip
-    p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
     options.prompt_options(p)
-    p.set_defaults(func=cmd_run)
+
+
+def format_comparison(c: dict[str, Any]) -> str:
+    """A comparison across models as text: per relation each model's circuit at the target, then reuse."""
+    models = c["models"]
+    lines = [f"{len(c['relations'])} relations on {', '.join(models)} (circuits: smallest top-n reaching "
+             f"F >= {c['target']} on the scoring pairs; F on the held-out pairs, 95% intervals)", "",
+             f"{'relation':<22}" + "".join(f" {m[:26]:<44}" for m in models) + " depth overlap"]  # fmt: skip
+    for row in c["relations"]:
+        cells = []
+        for m in models:
+            d = row["models"][m]
+            share = f" ({100 * d['share']:.1f}%)" if d.get("share") is not None else ""
+            mark = "" if d.get("target_reached", True) else "*"
+            cells.append(f" {d['n_edges']}{mark}{share} F {_iv(d['faithfulness'])}".ljust(45))
+        overlap = ", ".join(f"{v:.2f}" for v in row["depth_overlap"].values())
+        lines.append(f"{row['relation']:<22}" + "".join(cells) + f" {overlap}")
+    reuse = c.get("reuse")
+    if reuse is None:
+        lines.append("reuse: fewer than three shared relations with a reuse matrix in both models")
+    else:
+        rho = "undefined (a constant matrix)" if reuse["spearman"] is None else (
+            f"{reuse['spearman']:.2f} (permutation p {reuse['p']:.3f}, {reuse['n_perm']} shuffles)")  # fmt: skip
+        first = " vs ".join(" ~ ".join(pair) for pair in reuse["first_merge"])
+        lines += ["", f"reuse matrices: Spearman of the pairs' edge Jaccard {rho}",
+                  f"first to merge: {first} ({'the same' if reuse['same_first_merge'] else 'different'})"]  # fmt: skip
+    lines.append(f"\nstored in {c['folder']}")
+    return "\n".join(lines)
+
+
+def cmd_compare_models(args: argparse.Namespace) -> int:
+    from circuits.models import load_model
+    from circuits.pipeline.model_comparison import run_comparison
+
+    settings = job_settings(args)
+
+    def load(name: str) -> Any:
+        return load_model(name, device=args.device)
+
+    comparison = run_comparison(settings, args.out, list(args.models), load=load, progress=not args.quiet,
+                                n_perm=args.model_permutations)  # fmt: skip
+    print(json.dumps(comparison, indent=1) if args.json else format_comparison(comparison))
+    return 0
+
+
+def register_compare(add: Any) -> None:
+    """Add ``compare-models`` through ``add(name, help, *parents)``."""
+    p = add("compare-models", "the main job on two or more models (finished stages are read back), then their "
+            "circuits, depth profiles, mechanisms and reuse matrices side by side",
+            options.seed(), options.boot(), options.json_output(), options.quiet())  # fmt: skip
+    p.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"],
+                   help="the models to compare (default: the two embedded ones, smollm2-135m gemma3-270m)")  # fmt: skip
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--model-permutations", type=options.at_least(0), default=1000,
+                   help="relation-label shuffles for the reuse matrices' correlation (default 1000)")  # fmt: skip
+    add_job_arguments(p)
+    p.set_defaults(func=cmd_compare_models)

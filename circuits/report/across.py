@@ -18,7 +18,7 @@ from circuits.report.collect import MODEL_PARTS, RelationData, caption_of, is_re
 from circuits.report.figures import Figure, svg_size
 from circuits.vocab import InputError
 
-__all__ = ["Analysis", "Channels", "ModelData", "Reuse", "read_csv", "read_results"]
+__all__ = ["Analysis", "Channels", "ModelData", "Reuse", "read_csv", "read_object", "read_results"]
 
 ANALYSES = {"suppression": "Final-layer suppression", "reuse_test": "Causal reuse test"}
 
@@ -68,7 +68,7 @@ class ModelData:
     job_path: Path | None = None
 
 
-def _dict(path: Path, what: str) -> dict[str, Any]:
+def read_object(path: Path, what: str) -> dict[str, Any]:
     data = read_json(path, what=what)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
@@ -113,7 +113,7 @@ def _reuse_figures(folder: Path, report: dict[str, Any]) -> dict[str, Figure]:
 def _reuse(folder: Path) -> Reuse | None:
     if not folder.is_dir():
         return None
-    report = _dict(folder / "report.json", "reuse report") if (folder / "report.json").is_file() else {}
+    report = read_object(folder / "report.json", "reuse report") if (folder / "report.json").is_file() else {}
     noise = read_csv(folder / "noise.csv") if (folder / "noise.csv").is_file() else None
     csvs = sorted(folder.glob("*.csv"))
     return Reuse(folder, report, _reuse_figures(folder, report), noise, csvs)
@@ -123,7 +123,7 @@ def _channels(folder: Path) -> Channels | None:
     path, svg = folder / "channels.json", folder / "overlay.svg"
     if not path.is_file() and not svg.is_file():
         return None
-    data = _dict(path, "channels file") if path.is_file() else {}
+    data = read_object(path, "channels file") if path.is_file() else {}
     overlay = data.get("overlay") if isinstance(data.get("overlay"), dict) else {}
     caption = "Predicted channels drawn over a relation's circuit"
     if overlay.get("relation"):
@@ -139,7 +139,7 @@ def _analyses(model: Path) -> list[Analysis]:
         record, svg = model / name / f"{name}.json", model / name / f"{name}.svg"
         if not record.is_file() and not svg.is_file():
             continue
-        data = _dict(record, "analysis record") if record.is_file() else {}
+        data = read_object(record, "analysis record") if record.is_file() else {}
         figure = Figure(svg, title, caption_of(data, name), svg_size(svg)) if svg.is_file() else None
         out.append(Analysis(name, title, record if record.is_file() else None, data, figure))
     return out
@@ -149,7 +149,7 @@ def _dates(root: Path) -> dict[str, str]:
     """Manifest dates by ``model/relation/unit`` (empty without a manifest)."""
     if not (root / "manifest.json").is_file():
         return {}
-    manifest = _dict(root / "manifest.json", "gallery manifest")
+    manifest = read_object(root / "manifest.json", "gallery manifest")
     entries = manifest.get("entries") if isinstance(manifest.get("entries"), dict) else {}
     return {str(k): str(v.get("date") or "") for k, v in entries.items() if isinstance(v, dict)}
 
@@ -175,7 +175,7 @@ def read_model(folder: Path, dates: dict[str, str]) -> ModelData:
     model.analyses = _analyses(folder)
     if (folder / "job.json").is_file():
         model.job_path = folder / "job.json"
-        model.job = _dict(model.job_path, "job summary")
+        model.job = read_object(model.job_path, "job summary")
     return model
 
 

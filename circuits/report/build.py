@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from pathlib import Path
 
+from circuits.compare.models import COMPARISON, COMPARISON_FOLDER
 from circuits.io import atomic_write_text, swap_in
-from circuits.report.across import read_results
-from circuits.report.html import GENERATOR
+from circuits.report.across import read_object, read_results
+from circuits.report.comparison_page import MODELS_PAGE, comparison_page
+from circuits.report.html import GENERATOR, Nav, NavItem
 from circuits.report.model_pages import channels_page, reuse_page
 from circuits.report.pages import CHANNELS, INDEX, REUSE, index_page, plan, relation_page
 from circuits.vocab import InputError
@@ -74,7 +77,16 @@ def build_report(root: str | Path, out: str | Path | None = None) -> Path:
         raise InputError(f"{root}: no such results folder")
     _check_target(root, out)
     site = plan(out, root, read_results(root, skip=out))
+    compared = root / COMPARISON_FOLDER / COMPARISON
+    comparison = read_object(compared, "comparison across models") if compared.is_file() else None
+    if (
+        comparison is not None
+    ):  # `circuits compare-models` stored one: a page of its own, linked from every page
+        group = ("Across models", (NavItem("Models compared", MODELS_PAGE),))
+        site = dataclasses.replace(site, nav=Nav(site.nav.index, (*site.nav.groups, group)))
     pages = {INDEX: index_page(site)}
+    if comparison is not None:
+        pages[MODELS_PAGE] = comparison_page(comparison, compared.parent, nav=site.nav, out=out)
     for model in site.models:
         for i, rel in enumerate(model.relations):
             pages[site.pages[(model.name, rel.name)]] = relation_page(site, model, i)
