@@ -62,7 +62,7 @@ def depth_profile(edges: list[dict[str, Any]], n_layers: int, bins: int = DEPTH_
     """Share of the edges' total ``|score|`` per ``1 / bins`` of relative depth (see the module docstring).
 
     >>> depth_profile([{"source": "input", "target": "logits", "score": -2.0},
-    ...                {"source": "a0.h1", "target": "m1", "score": 1.0}], n_layers=2, bins=4)
+    ...                {"source": "a0.h1", "target": "m0", "score": 1.0}], n_layers=2, bins=4)
     [0.0, 0.3333333333333333, 0.6666666666666666, 0.0]
     """
     weights = np.zeros(bins)
