@@ -9,9 +9,11 @@
   singular directions (a head: of its OV matrix ``W_V^h W_O^h``, norm weight
   folded in as :mod:`circuits.channels.svd` does; they lie in ``W_O^h``'s row
   space, so the edit is exact on ``z``; an MLP: of ``W_out``). Where a norm
-  follows the attention block (Gemma), a head edit changes ``z_h`` and the
-  norm then rescales the layer's edited output as the model itself would,
-  so the other heads' writes in that forward move with it.
+  follows the attention block (Gemma), a head's output is what it writes
+  through that norm, ``(z_h W_O^h) ⊙ s`` (:meth:`Harness.head_writes`), and
+  a head edit swaps that write inside the normalised output while the other
+  heads keep theirs, so a node edit still equals cutting its outgoing edges
+  (a head cannot take a node edit and edge edits in the same forward there).
 - Edge edits ``SRC->DST`` go through the harness's receiver-input deltas
   (:meth:`circuits.attribution.Harness.patched`), as in circuit evaluation:
   receiver ``v`` reads ``in_v + Σ (a_u(ablated) − a_u(current))`` over its
