@@ -73,17 +73,16 @@ def _mlp_subspace(model: Any, layer: int, rank: int) -> Tensor:
     return V.T @ V
 
 
-def _reference(model: Any, tokens: Tensor, heads: set[tuple[int, int]], mlps: set[int],
+def _reference(harness: Harness, tokens: Tensor, heads: set[tuple[int, int]], mlps: set[int],
                inputs: bool = False) -> dict[str, Tensor]:  # fmt: skip
     """Unedited outputs on ``tokens``: heads' ``z`` (``[b, p, d_head]``) and, under ``a{l}.h{h}:write``, what
     they write to the residual (:meth:`Harness.head_writes`), MLP outputs, the input embedding."""
     store: dict[str, Tensor] = {}
     hooks: list[Hook] = []
-    harness = Harness(model) if heads else None
+    model = harness.model
     for layer in sorted({layer for layer, _ in heads}):
 
         def grab_z(z: Tensor, hook: Any, layer: int = layer) -> Tensor:
-            assert harness is not None
             writes = harness.head_writes(layer, z.detach())
             for lay, h in heads:
                 if lay == layer:
@@ -126,13 +125,12 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
         raise InputError(f"{edit}: mean ablation needs the mean sender outputs (means=mean_senders(...))")
     if kind == "head":
         assert head is not None
-        if "harness" not in cache:
-            cache["harness"] = Harness(model)
-        if cache["harness"].post_attn[layer] is not None:
-            return _normed_head_edit(cache["harness"], edit, layer, head, means, ref, cache)
         if edit.op == "subspace":
             keep = torch.eye(int(model.cfg.d_head), dtype=torch.float64) - (1 - edit.factor) * _head_subspace(
                 model, layer, head, int(edit.rank or 0), cache)  # fmt: skip
+        if cache["harness"].post_attn[layer] is not None:
+            return _normed_head_edit(cache["harness"], edit, layer, head, means, ref,
+                                     keep if edit.op == "subspace" else None)  # fmt: skip
         mean_z = None
         if edit.op == "ablate" and edit.ablation is Ablation.MEAN:
             # the head's mean output lies in W_O's row space, so z = mean W_O^+ writes exactly that mean
@@ -178,7 +176,7 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
 
 
 def _normed_head_edit(harness: Harness, edit: Edit, layer: int, head: int, means: Tensor | None,
-                      ref: dict[str, Tensor], cache: dict[str, Any]) -> list[Hook]:  # fmt: skip
+                      ref: dict[str, Tensor], keep: Tensor | None) -> list[Hook]:  # fmt: skip
     """A head edit where a norm follows attention: the head's write is replaced in the normalised output.
 
     ``z`` is left as it is; at ``hook_attn_out`` the head's write in this
@@ -188,10 +186,6 @@ def _normed_head_edit(harness: Harness, edit: Edit, layer: int, head: int, means
     outgoing edges, as it does in a model without that norm.
     """
     store: dict[str, Tensor] = {}
-    model = harness.model
-    if edit.op == "subspace":
-        keep = torch.eye(int(model.cfg.d_head), dtype=torch.float64) - (1 - edit.factor) * _head_subspace(
-            model, layer, head, int(edit.rank or 0), cache)  # fmt: skip
 
     def keep_z(z: Tensor, hook: Any) -> Tensor:
         store["z"] = z.detach()
@@ -203,6 +197,7 @@ def _normed_head_edit(harness: Harness, edit: Edit, layer: int, head: int, means
         if edit.op == "scale":
             new = now * edit.factor
         elif edit.op == "subspace":
+            assert keep is not None
             edited = (z[:, :, head].double() @ keep.to(z.device)).to(z.dtype)
             scale = harness.write_scale(layer, z)
             new = (edited @ harness.layers[layer].W_O[head].to(z.dtype)) * scale
@@ -220,7 +215,12 @@ def _normed_head_edit(harness: Harness, edit: Edit, layer: int, head: int, means
 
 
 def node_hooks(
-    model: Any, edits: Sequence[Edit], *, means: Tensor | None = None, corrupt_tokens: Tensor | None = None
+    model: Any,
+    edits: Sequence[Edit],
+    *,
+    means: Tensor | None = None,
+    corrupt_tokens: Tensor | None = None,
+    harness: Harness | None = None,
 ) -> list[Hook]:
     """Forward hooks ``(hook_name, fn)`` that apply the node edits of ``edits`` (edge edits are skipped).
 
@@ -230,7 +230,8 @@ def node_hooks(
     the unedited model's outputs on ``corrupt_tokens`` (one forward, run here),
     so the hooks then apply only to batches of that shape. Use them with
     ``model.bridge.hooks(fwd_hooks=...)`` or
-    :func:`circuits.mechanisms.lens.run_with_hooks`.
+    :func:`circuits.mechanisms.lens.run_with_hooks`. ``harness``: the
+    model's :class:`Harness`, when the caller has one (else one is made).
 
     >>> import torch
     >>> from circuits import load_model
@@ -247,18 +248,19 @@ def node_hooks(
     nodes = [e for e in edits if not e.is_edge]
     cf = [e for e in nodes if e.op == "ablate" and e.ablation is Ablation.COUNTERFACTUAL]
     ref: dict[str, Tensor] = {}
+    if cf and corrupt_tokens is None:
+        raise InputError(f"{cf[0]}: a counterfactual ablation needs the corrupt prompts' tokens")
+    heads, mlps = set(), set()
+    for e in cf:
+        kind, layer, head, _ = parse_node(e.node)
+        if kind == "head":
+            heads.add((layer, head))
+        else:
+            mlps.add(layer)
+    harness = harness if harness is not None else Harness(model)
     if cf:
-        if corrupt_tokens is None:
-            raise InputError(f"{cf[0]}: a counterfactual ablation needs the corrupt prompts' tokens")
-        heads, mlps = set(), set()
-        for e in cf:
-            kind, layer, head, _ = parse_node(e.node)
-            if kind == "head":
-                heads.add((layer, head))
-            else:
-                mlps.add(layer)
-        ref = _reference(model, corrupt_tokens, heads, mlps)  # type: ignore[arg-type]
-    cache: dict[str, Any] = {}
+        ref = _reference(harness, corrupt_tokens, heads, mlps)  # type: ignore[arg-type]
+    cache: dict[str, Any] = {"harness": harness}
     return [hook for e in nodes for hook in _node_fn(model, e, means, ref, cache)]
 
 
@@ -269,10 +271,10 @@ class _EdgePlan:
     """The receiver-input deltas of edge edits, for :meth:`Harness.patched`."""
 
     def __init__(
-        self, model: Any, edits: Sequence[Edit], means: Tensor | None, corrupt: Tensor | None
+        self, harness: Harness, edits: Sequence[Edit], means: Tensor | None, corrupt: Tensor | None
     ) -> None:
-        self.model = model
-        self.harness = Harness(model)
+        self.model = model = harness.model
+        self.harness = harness
         self.shape = shape = GraphShape.of(model)
         self.edits = [e for e in edits if e.is_edge]
         self.current: dict[str, Tensor] = {}
@@ -306,7 +308,7 @@ class _EdgePlan:
                 else:
                     cf_input = True
         if cf_heads or cf_mlps or cf_input:
-            ref = _reference(model, corrupt, cf_heads, cf_mlps, cf_input)  # type: ignore[arg-type]
+            ref = _reference(harness, corrupt, cf_heads, cf_mlps, cf_input)  # type: ignore[arg-type]
             for name, value in ref.items():  # a head's counterfactual value is its write, not its z
                 if parse_node(name.removesuffix(":write"))[0] != "head":
                     self.fixed[f"cf:{name}"] = value
@@ -400,11 +402,11 @@ def edited_logits(
     device = model.device
     tokens, last = batch.clean.to(device), batch.last.to(device)
     corrupt = batch.corrupt.to(device)
-    hooks = node_hooks(model, edits, means=means, corrupt_tokens=corrupt)
+    hooks = node_hooks(model, edits, means=means, corrupt_tokens=corrupt, harness=harness)
     with torch.no_grad():
         if not any(e.is_edge for e in edits):
             return harness.last_logits(harness.run_to_final(tokens, hooks), last).float()
-        plan = _EdgePlan(model, edits, means, corrupt)
+        plan = _EdgePlan(harness, edits, means, corrupt)
         normed = {e.node for e in edits if not e.is_edge and parse_node(e.node)[0] == "head"
                   and harness.post_attn[int(parse_node(e.node)[1] or 0)] is not None}  # fmt: skip
         if normed & plan.senders:
