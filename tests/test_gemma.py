@@ -114,3 +114,15 @@ def test_gemma_knows_the_country_relations(gemma):
     for name in ("country_capital_city", "country_language", "city_in_country"):
         known = sum(c.known for c in check_facts(gemma, load_relation(name)))
         assert known >= 40, (name, known)
+
+
+def test_a_norm_without_a_gain_has_gain_one_everywhere_its_form_is_read():
+    from circuits.attribution.norms import NormVJP, norm_form
+    from circuits.mechanisms.lens import FrozenNorm
+
+    norm = torch.nn.LayerNorm(8, elementwise_affine=False)
+    form = norm_form(norm)
+    assert form is not None and form.kind == "layer" and torch.equal(form.gain, torch.ones(8))
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0)) * 2 + 1
+    torch.testing.assert_close(FrozenNorm(norm, x)(x), norm(x), atol=1e-5, rtol=1e-5)
+    assert NormVJP(norm).kind == "layer"

@@ -40,6 +40,7 @@ class NormForm:
     gain: Tensor  # [d]: w, or 1 + w (Gemma)
     bias: Tensor | None
     eps: float
+    one_plus: bool = False  # the gain is 1 + w
 
 
 def norm_form(norm: torch.nn.Module) -> NormForm | None:
@@ -52,6 +53,9 @@ def norm_form(norm: torch.nn.Module) -> NormForm | None:
     inner = getattr(norm, "original_component", None)
     module = inner if inner is not None else norm
     weight = getattr(module, "weight", None)
+    shape = getattr(module, "normalized_shape", None)
+    if weight is None and isinstance(shape, tuple) and len(shape) == 1:  # a norm without a gain: gain 1
+        weight = torch.ones(int(shape[0]))
     eps = next((getattr(module, n) for n in ("variance_epsilon", "eps") if hasattr(module, n)), None)
     if not isinstance(weight, Tensor) or weight.ndim != 1 or not isinstance(eps, float):
         return None
@@ -63,7 +67,7 @@ def norm_form(norm: torch.nn.Module) -> NormForm | None:
     with torch.no_grad():
         want = module(x).float()
     tol = 1e-6 * float(want.abs().max())
-    for form in (NormForm("rms", w, None, eps), NormForm("rms", 1.0 + w, None, eps),
+    for form in (NormForm("rms", w, None, eps), NormForm("rms", 1.0 + w, None, eps, one_plus=True),
                  NormForm("layer", w, bias, eps)):  # fmt: skip
         if torch.allclose(_apply(form, x.float()), want, rtol=1e-4, atol=tol):
             return form
@@ -87,8 +91,7 @@ class NormVJP:
         self._formula: Formula | None = None
         form = norm_form(norm)
         if form is not None:
-            one_plus = form.kind == "rms" and not torch.equal(form.gain, self.module.weight.detach())
-            self.kind = "rms (1 + w)" if one_plus else form.kind
+            self.kind = "rms (1 + w)" if form.one_plus else form.kind
             self._formula = (_rms if form.kind == "rms" else _layer)(form.gain, form.eps)
 
     def __call__(self, x: Tensor, grad_out: Tensor) -> Tensor:
