@@ -48,14 +48,31 @@ __all__ = [
     "short",
 ]
 
-REQUIRED_METADATA = ("model", "relation", "score_method", "metric", "ablation", "split_seed",
-                     "n_pairs_scoring")  # fmt: skip
+REQUIRED_METADATA = (
+    "model",
+    "relation",
+    "score_method",
+    "metric",
+    "ablation",
+    "split_seed",
+    "n_pairs_scoring",
+)
 """Metadata every graph written by ``circuits score`` has (in every version), and evaluation reads."""
 
 _TEXT = ("relation_source", "processing", "package_version", "source_format")
 _NAMES = ("model", "relation", "score_method")
-_COUNTS = ("ig_steps", "exact_refined_edges", "n_pairs_scoring", "n_pairs_heldout", "n_facts", "n_known",
-           "n_no_counterfactual", "split_seed", "seed", "pair_edges")  # fmt: skip
+_COUNTS = (
+    "ig_steps",
+    "exact_refined_edges",
+    "n_pairs_scoring",
+    "n_pairs_heldout",
+    "n_facts",
+    "n_known",
+    "n_no_counterfactual",
+    "split_seed",
+    "seed",
+    "pair_edges",
+)
 
 
 def check_metadata(
@@ -99,8 +116,10 @@ def check_metadata(
     for key in REQUIRED_METADATA:
         if key in required and metadata.get(key) is None:
             listed = ", ".join(REQUIRED_METADATA[:-1]) + f" and {REQUIRED_METADATA[-1]}"
-            raise InputError(f"{source}: field {key!r} is missing; a graph written by `circuits score` has "
-                             f"{listed}; score it again")  # fmt: skip
+            raise InputError(
+                f"{source}: field {key!r} is missing; a graph written by `circuits score` has "
+                f"{listed}; score it again"
+            )
     for key in _NAMES:
         value, nullable = metadata.get(key, ""), names_may_be_null and key != "score_method"
         valid = (isinstance(value, str) and value.strip()) or (value is None and nullable)
@@ -134,10 +153,12 @@ def check_metadata(
     def fraction(v: Any) -> bool:
         return is_number(v) and 0 <= v < 1
 
-    checks = (("heldout_fraction", metadata, "a number in [0, 1)", fraction),
-              ("max_rank", known, "a whole number of at least 1", lambda v: is_whole(v) and v >= 1),
-              ("min_prob", known, "a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
-              ("heldout_fraction", known, "a number in [0, 1)", fraction))  # fmt: skip
+    checks = (
+        ("heldout_fraction", metadata, "a number in [0, 1)", fraction),
+        ("max_rank", known, "a whole number of at least 1", lambda v: is_whole(v) and v >= 1),
+        ("min_prob", known, "a number in [0, 1]", lambda v: is_number(v) and 0 <= v <= 1),
+        ("heldout_fraction", known, "a number in [0, 1)", fraction),
+    )
     for key, holder, valid, ok in checks:
         if key in holder and not ok(holder[key]):
             name = key if holder is metadata else f"known_filter.{key}"
@@ -211,8 +232,9 @@ def name_problem(name: Any, shape: GraphShape, side: str = "node") -> str | None
     try:
         kind, layer, head, qkv = parse_node(name)
     except InputError:
-        return ("valid names are 'input', 'logits', 'a{layer}.h{head}', 'a{layer}.h{head}<q|k|v>' "
-                "and 'm{layer}'")  # fmt: skip
+        return (
+            "valid names are 'input', 'logits', 'a{layer}.h{head}', 'a{layer}.h{head}<q|k|v>' and 'm{layer}'"
+        )
     senders = "senders are 'input', 'a{layer}.h{head}' and 'm{layer}'"
     receivers = "receivers are 'a{layer}.h{head}<q>', 'a{layer}.h{kv_head}<k|v>', 'm{layer}' and 'logits'"
     if side == "sender" and kind == LOGITS:
@@ -248,8 +270,10 @@ def shape_size(shape: GraphShape) -> str:
 
 def shape_ranges(shape: GraphShape) -> str:
     """A graph's valid names for messages: its layers, heads and key/value heads, with their ranges."""
-    return (f"layers 0 to {shape.n_layers - 1}, heads 0 to {shape.n_heads - 1}, key/value heads 0 to "
-            f"{shape.n_kv_heads - 1}{', parallel blocks' if shape.parallel else ''}")  # fmt: skip
+    return (
+        f"layers 0 to {shape.n_layers - 1}, heads 0 to {shape.n_heads - 1}, key/value heads 0 to "
+        f"{shape.n_kv_heads - 1}{', parallel blocks' if shape.parallel else ''}"
+    )
 
 
 _PARAM_COUNTS = ("n", "k", "core_k", "max_edges", "n_before_pruning")
@@ -288,8 +312,10 @@ def check_params(params: dict[str, Any]) -> None:
             counts = key in ("n_boot", "n_pairs")
             if value is not None and not (is_number(value) and (not counts or float(value).is_integer())):
                 kind = "a whole number" if counts else "a number or null"
-                raise InputError(f"graph attribute 'params': field 'faithfulness_interval.{key}' is "
-                                 f"{short(value)}; valid: {kind}")  # fmt: skip
+                raise InputError(
+                    f"graph attribute 'params': field 'faithfulness_interval.{key}' is "
+                    f"{short(value)}; valid: {kind}"
+                )
     search = params.get("search")
     if search is not None and not (
         isinstance(search, list)
@@ -303,12 +329,16 @@ def check_params(params: dict[str, Any]) -> None:
 def check_node_link(data: dict[str, Any]) -> None:
     """An :class:`InputError` unless ``data`` has the structure of :meth:`Circuit.to_dict`'s node-link data."""
     if data.get("directed", True) is not True or data.get("multigraph", False) is not False:
-        raise InputError(f"a circuit is a directed graph without parallel edges; 'directed' is "
-                         f"{data.get('directed')!r} and 'multigraph' {data.get('multigraph')!r}, expected "
-                         "true and false")  # fmt: skip
+        raise InputError(
+            f"a circuit is a directed graph without parallel edges; 'directed' is "
+            f"{data.get('directed')!r} and 'multigraph' {data.get('multigraph')!r}, expected "
+            "true and false"
+        )
     if not isinstance(data.get("graph"), dict):
-        raise InputError(f"field 'graph' must be an object of the circuit's attributes (format, shape, params, "
-                         f"provenance, ...), not {short(data.get('graph'))}")  # fmt: skip
+        raise InputError(
+            f"field 'graph' must be an object of the circuit's attributes (format, shape, params, "
+            f"provenance, ...), not {short(data.get('graph'))}"
+        )
     for key in ("nodes", "edges"):
         if not isinstance(data[key], list):
             raise InputError(f"field {key!r} must be a list of objects, not {short(data[key])}")
@@ -322,8 +352,10 @@ def check_node_link(data: dict[str, Any]) -> None:
     pairs = set()
     for index, edge in enumerate(data["edges"]):
         if not isinstance(edge, dict) or not all(isinstance(edge.get(k), str) for k in ("source", "target")):
-            raise InputError(f"edges[{index}] must be an object whose 'source' and 'target' are node names, "
-                             f"not {short(edge)}")  # fmt: skip
+            raise InputError(
+                f"edges[{index}] must be an object whose 'source' and 'target' are node names, "
+                f"not {short(edge)}"
+            )
         pair = (edge["source"], edge["target"])
         if pair in pairs:
             raise InputError(f"edges[{index}]: edge {pair!r} appears twice")

@@ -191,14 +191,18 @@ class Circuit:
             for name, index, side in ((sender, s, "sender"), (receiver, r, "receiver")):
                 if index is None:
                     why = name_problem(name, self.shape, side) or "unknown name"
-                    raise InputError(f"edge ({sender!r}, {receiver!r}): {name!r} is not a {side} of the graph "
-                                     f"({shape_ranges(self.shape)}): {why}")  # fmt: skip
+                    raise InputError(
+                        f"edge ({sender!r}, {receiver!r}): {name!r} is not a {side} of the graph "
+                        f"({shape_ranges(self.shape)}): {why}"
+                    )
             if not mask[s, r]:
-                raise InputError(f"edge ({sender!r}, {receiver!r}) is not an edge of the graph "
-                                 f"({shape_ranges(self.shape)}): a sender must come before its receiver in the "
-                                 "forward order (a head or MLP "
-                                 "of layer l feeds later layers and logits; an MLP reads its own layer's heads "
-                                 "unless the block is parallel)")  # fmt: skip
+                raise InputError(
+                    f"edge ({sender!r}, {receiver!r}) is not an edge of the graph "
+                    f"({shape_ranges(self.shape)}): a sender must come before its receiver in the "
+                    "forward order (a head or MLP "
+                    "of layer l feeds later layers and logits; an MLP reads its own layer's heads "
+                    "unless the block is parallel)"
+                )
             clean[(str(sender), str(receiver))] = float(score)
         self.edges = clean
         if self.roles is not None:
@@ -220,8 +224,10 @@ class Circuit:
         for edge in self.edges:
             kept = roles.get(edge) or roles.get((str(edge[0]), str(edge[1])))
             if not kept:
-                raise InputError(f"position-aware edge {edge!r} is kept at no role; give it one or more of "
-                                 f"{', '.join(ROLES)}")  # fmt: skip
+                raise InputError(
+                    f"position-aware edge {edge!r} is kept at no role; give it one or more of "
+                    f"{', '.join(ROLES)}"
+                )
             unknown = set(kept) - set(ROLES)
             if unknown:
                 raise InputError(f"edge {edge!r}: unknown roles {sorted(unknown)}; valid: {', '.join(ROLES)}")
@@ -299,11 +305,20 @@ class Circuit:
 
     def summary(self) -> dict[str, Any]:
         """One row of facts about the circuit (for tables and manifests)."""
-        return {"name": self.name, "model": self.model, "relation": self.relation,
-                "extract_method": self.extract_method, "params": self.params, "n_edges": self.n_edges,
-                "n_nodes": len(self.nodes()), "n_heads": len(self.heads()), "n_mlps": len(self.mlps()),
-                "faithfulness": self.faithfulness, "positions": self.positions,
-                "n_units": self.n_units}  # fmt: skip
+        return {
+            "name": self.name,
+            "model": self.model,
+            "relation": self.relation,
+            "extract_method": self.extract_method,
+            "params": self.params,
+            "n_edges": self.n_edges,
+            "n_nodes": len(self.nodes()),
+            "n_heads": len(self.heads()),
+            "n_mlps": len(self.mlps()),
+            "faithfulness": self.faithfulness,
+            "positions": self.positions,
+            "n_units": self.n_units,
+        }
 
     # ------------------------------------------------------------- masks
     def to_mask(self) -> np.ndarray:
@@ -348,10 +363,20 @@ class Circuit:
                 raise InputError(
                     f"a position-aware circuit mask has shape {role_scores.shape}, not {keep.shape}"
                 )
-            roles = group_units({(names_s[s], names_r[r], ROLES[role]): float(role_scores[role, s, r])
-                                 for role, s, r in zip(*np.nonzero(keep & graph.mask), strict=True)})  # fmt: skip
-            return cls.from_edges(graph, {e: 0.0 for e in roles}, extract_method=extract_method, params=params,
-                                  name=name, roles=roles)  # fmt: skip
+            roles = group_units(
+                {
+                    (names_s[s], names_r[r], ROLES[role]): float(role_scores[role, s, r])
+                    for role, s, r in zip(*np.nonzero(keep & graph.mask), strict=True)
+                }
+            )
+            return cls.from_edges(
+                graph,
+                {e: 0.0 for e in roles},
+                extract_method=extract_method,
+                params=params,
+                name=name,
+                roles=roles,
+            )
         if keep.shape != graph.mask.shape:
             raise InputError(f"a circuit mask has shape {graph.mask.shape}, not {keep.shape}")
         rows, cols = np.nonzero(keep & graph.mask)
@@ -375,8 +400,17 @@ class Circuit:
             edges = {e: float(graph.scores[senders[e[0]], receivers[e[1]]]) for e in edges}
         nodes = graph.node_scores()
         present = {s for s, _ in edges}
-        return cls(graph.shape, dict(edges), {n: nodes[n] for n in present}, dict(graph.metadata),
-                   extract_method, dict(params or {}), None, name, roles)  # fmt: skip
+        return cls(
+            graph.shape,
+            dict(edges),
+            {n: nodes[n] for n in present},
+            dict(graph.metadata),
+            extract_method,
+            dict(params or {}),
+            None,
+            name,
+            roles,
+        )
 
     def with_edges(self, keys: list[Edge] | set[Edge], **changes: Any) -> Circuit:
         """A copy keeping only ``keys`` (a subset of the edges, at all their roles), with fields changed."""
@@ -397,10 +431,17 @@ class Circuit:
     ) -> Circuit:
         edges = {k: v for k, v in self.edges.items() if k in kept}
         present = {s for s, _ in edges}
-        fields: dict[str, Any] = {"shape": self.shape, "edges": edges,
-                                  "node_scores": {n: v for n, v in self.node_scores.items() if n in present},
-                                  "provenance": self.provenance, "extract_method": self.extract_method, "params": self.params,
-                                  "faithfulness": None, "name": self.name, "roles": roles}  # fmt: skip
+        fields: dict[str, Any] = {
+            "shape": self.shape,
+            "edges": edges,
+            "node_scores": {n: v for n, v in self.node_scores.items() if n in present},
+            "provenance": self.provenance,
+            "extract_method": self.extract_method,
+            "params": self.params,
+            "faithfulness": None,
+            "name": self.name,
+            "roles": roles,
+        }
         fields.update(changes)
         return Circuit(**fields)
 
@@ -419,10 +460,18 @@ class Circuit:
         import networkx as nx
 
         g = nx.DiGraph()
-        g.graph.update({"format": FORMAT, "name": self.name, "extract_method": self.extract_method,
-                        "params": self.params, "provenance": self.provenance,
-                        "shape": self.shape.as_dict(), "faithfulness": self.faithfulness,
-                       "positions": self.positions})  # fmt: skip
+        g.graph.update(
+            {
+                "format": FORMAT,
+                "name": self.name,
+                "extract_method": self.extract_method,
+                "params": self.params,
+                "provenance": self.provenance,
+                "shape": self.shape.as_dict(),
+                "faithfulness": self.faithfulness,
+                "positions": self.positions,
+            }
+        )
         components = self.nodes()
         for sender, receiver in self.edges:
             for name in (sender, receiver):
@@ -487,8 +536,10 @@ class Circuit:
         senders, receivers, _ = graph_index(shape)
         for node in g.nodes:
             if not isinstance(node, str) or (node not in senders and node not in receivers):
-                raise InputError(f"node {node!r} is not a node of the graph ({size}): "
-                                 f"{name_problem(node, shape) or 'unknown name'}")  # fmt: skip
+                raise InputError(
+                    f"node {node!r} is not a node of the graph ({size}): "
+                    f"{name_problem(node, shape) or 'unknown name'}"
+                )
         edges = {}
         position_aware = check_positions(meta.get("positions", SUMMED)) == ROLE_POSITIONS
         roles: dict[Edge, dict[str, float]] | None = {} if position_aware else None
@@ -501,11 +552,16 @@ class Circuit:
             if roles is not None:
                 kept = data.get("roles")
                 if not isinstance(kept, dict) or not all(is_number(x) for x in kept.values()):
-                    raise InputError(f"position-aware edge ({u!r}, {v!r}) needs 'roles': {{role: score}} with "
-                                     f"finite numbers as scores, not {short(kept)}")  # fmt: skip
+                    raise InputError(
+                        f"position-aware edge ({u!r}, {v!r}) needs 'roles': {{role: score}} with "
+                        f"finite numbers as scores, not {short(kept)}"
+                    )
                 roles[(u, v)] = kept
-        node_scores = {n: finite_number(d["score"], f"node {n!r}: 'score'")
-                       for n, d in g.nodes(data=True) if d.get("score") is not None}  # fmt: skip
+        node_scores = {
+            n: finite_number(d["score"], f"node {n!r}: 'score'")
+            for n, d in g.nodes(data=True)
+            if d.get("score") is not None
+        }
         provenance = meta.get("provenance")
         if not isinstance(provenance, dict | None):
             raise InputError(f"graph attribute 'provenance' must be an object, not {short(provenance)}")
@@ -563,8 +619,10 @@ class Circuit:
         import networkx as nx
 
         if not isinstance(data, dict) or "nodes" not in data or "edges" not in data:
-            raise InputError(f"{source}: not circuit JSON (expected node-link data with 'nodes' "
-                             "and 'edges', as written by Circuit.to_json)")  # fmt: skip
+            raise InputError(
+                f"{source}: not circuit JSON (expected node-link data with 'nodes' "
+                "and 'edges', as written by Circuit.to_json)"
+            )
         try:
             check_node_link(data)
         except InputError as error:
@@ -618,7 +676,8 @@ class Circuit:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
             line = raw[: error.start].count(b"\n") + 1
-            raise InputError(f"{path}: not UTF-8 text (line {line}, byte {error.start} is "
-                             f"0x{raw[error.start]:02x}); not a circuit file written by `circuits extract`"
-                             ) from None  # fmt: skip
+            raise InputError(
+                f"{path}: not UTF-8 text (line {line}, byte {error.start} is "
+                f"0x{raw[error.start]:02x}); not a circuit file written by `circuits extract`"
+            ) from None
         return cls.from_json(text, source=str(path))

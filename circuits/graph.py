@@ -79,8 +79,10 @@ takes 4 GiB; anything larger in a file is a mistake or an attack.
 def check_positions(positions: str) -> str:
     """``positions`` if it is ``"summed"`` or ``"roles"``, else an :class:`InputError` naming both."""
     if positions not in POSITIONS:
-        raise InputError(f"positions must be 'summed' (scores summed over positions) or 'roles' "
-                         f"(split by position role), not {positions!r}")  # fmt: skip
+        raise InputError(
+            f"positions must be 'summed' (scores summed over positions) or 'roles' "
+            f"(split by position role), not {positions!r}"
+        )
     return positions
 
 
@@ -176,8 +178,9 @@ class GraphShape:
         """
         names = ("n_layers", "n_heads", "n_kv_heads")
         if not isinstance(data, dict):
-            raise InputError(f"{source}: must be an object with {', '.join(names)} and parallel, "
-                             f"not {short(data)}")  # fmt: skip
+            raise InputError(
+                f"{source}: must be an object with {', '.join(names)} and parallel, not {short(data)}"
+            )
         missing = [n for n in names if n not in data]
         unknown = sorted(str(k) for k in data if k not in (*names, "parallel"))
         if missing or unknown:
@@ -206,14 +209,18 @@ class GraphShape:
         circuits.vocab.InputError: x.json: a graph of 1000 layers, 100 heads and 100 key/value heads has 3.0e+10 ...
         """
         if self.n_layers > MAX_LAYERS or self.n_heads > MAX_HEADS:
-            raise InputError(f"{source}: a graph of {self.n_layers} layers and {self.n_heads} heads is larger "
-                             f"than any model; valid: at most {MAX_LAYERS} layers and {MAX_HEADS} heads")  # fmt: skip
+            raise InputError(
+                f"{source}: a graph of {self.n_layers} layers and {self.n_heads} heads is larger "
+                f"than any model; valid: at most {MAX_LAYERS} layers and {MAX_HEADS} heads"
+            )
         entries = self.n_senders * self.n_receivers
         if entries > MAX_GRAPH_ENTRIES:
-            raise InputError(f"{source}: a graph of {self.n_layers} layers, {self.n_heads} heads and "
-                             f"{self.n_kv_heads} key/value heads has {entries:.1e} senders x receivers "
-                             f"entries; valid: at most {MAX_GRAPH_ENTRIES:.1e} (twice the largest real "
-                             "model's)")  # fmt: skip
+            raise InputError(
+                f"{source}: a graph of {self.n_layers} layers, {self.n_heads} heads and "
+                f"{self.n_kv_heads} key/value heads has {entries:.1e} senders x receivers "
+                f"entries; valid: at most {MAX_GRAPH_ENTRIES:.1e} (twice the largest real "
+                "model's)"
+            )
         return self
 
     @property
@@ -299,8 +306,12 @@ class GraphShape:
         return [*names, LOGITS]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"n_layers": self.n_layers, "n_heads": self.n_heads,
-                "n_kv_heads": self.n_kv_heads, "parallel": self.parallel}  # fmt: skip
+        return {
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_kv_heads": self.n_kv_heads,
+            "parallel": self.parallel,
+        }
 
 
 def edge_mask(shape: GraphShape) -> np.ndarray:
@@ -469,8 +480,10 @@ class ScoredGraph:
         self.scores = np.where(self.mask, self.scores, 0.0).astype(np.float32)
         if self.role_scores is not None:
             if self.role_scores.shape != (N_ROLES, *expected):
-                raise InputError(f"role scores have shape {self.role_scores.shape}, the graph needs "
-                                 f"{(N_ROLES, *expected)} (roles: {', '.join(ROLES)})")  # fmt: skip
+                raise InputError(
+                    f"role scores have shape {self.role_scores.shape}, the graph needs "
+                    f"{(N_ROLES, *expected)} (roles: {', '.join(ROLES)})"
+                )
             self.role_scores = np.where(self.mask, self.role_scores, 0.0).astype(np.float32)
         if self.pair_scores is not None:
             edges = self.pair_scores.edges
@@ -489,8 +502,10 @@ class ScoredGraph:
             return self.scores
         if self.role_scores is None:
             relation = self.metadata.get("relation", "this graph")
-            raise InputError(f"{relation}: the graph has no per-role scores; score it with "
-                             "`circuits score ... --positions roles`")  # fmt: skip
+            raise InputError(
+                f"{relation}: the graph has no per-role scores; score it with "
+                "`circuits score ... --positions roles`"
+            )
         return self.role_scores
 
     def unit_mask(self, positions: str = SUMMED) -> np.ndarray:

@@ -31,8 +31,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["MEASURED_GFLOPS", "MODELS", "ModelDims", "attribution_bytes", "evaluation_bytes", "pick_batch_size", "scoring_flops",
-           "sizing_rows"]  # fmt: skip
+__all__ = [
+    "MEASURED_GFLOPS",
+    "MODELS",
+    "ModelDims",
+    "attribution_bytes",
+    "evaluation_bytes",
+    "pick_batch_size",
+    "scoring_flops",
+    "sizing_rows",
+]
 
 MEASURED_GFLOPS = 50.0
 """Floating-point rate of scoring SmolLM2-135M on the 2-core CPU of the development machine
@@ -77,8 +85,18 @@ class ModelDims:
         heads = int(cfg.n_heads)
         kv = int(getattr(cfg, "n_key_value_heads", None) or heads)
         tied = bool(getattr(cfg, "tie_word_embeddings", True))
-        return cls(name, int(cfg.n_layers), heads, kv, int(cfg.d_model), int(cfg.d_head), int(cfg.d_mlp),
-                   int(cfg.d_vocab), int(n_params), tied)  # fmt: skip
+        return cls(
+            name,
+            int(cfg.n_layers),
+            heads,
+            kv,
+            int(cfg.d_model),
+            int(cfg.d_head),
+            int(cfg.d_mlp),
+            int(cfg.d_vocab),
+            int(n_params),
+            tied,
+        )
 
 
 MODELS = {
@@ -97,8 +115,13 @@ def attribution_bytes(dims: ModelDims, positions: int, *, bytes_per: int = 4) ->
     """
     S, R, d, P = dims.n_senders, dims.n_receivers, dims.d_model, positions
     buffers = (2 * S + 2 * R + S + R) * P * d
-    per_layer = ((dims.n_heads + 2 * dims.n_kv_heads) * d + 6 * d
-                 + (2 * dims.n_heads + 2 * dims.n_kv_heads) * dims.d_head + 3 * dims.d_mlp + 2 * dims.n_heads * P)  # fmt: skip
+    per_layer = (
+        (dims.n_heads + 2 * dims.n_kv_heads) * d
+        + 6 * d
+        + (2 * dims.n_heads + 2 * dims.n_kv_heads) * dims.d_head
+        + 3 * dims.d_mlp
+        + 2 * dims.n_heads * P
+    )
     activations = dims.n_layers * per_layer * P + dims.vocab * P
     return (buffers + activations) * bytes_per
 
@@ -133,8 +156,9 @@ def scoring_flops(dims: ModelDims, positions: int, steps: int) -> float:
     return 2.0 * dims.matmul_params * positions * passes + products
 
 
-def sizing_rows(positions: int, steps: int, flops_per_second: float, *, pairs: int = 100,
-                bytes_per: int = 4) -> list[dict[str, Any]]:  # fmt: skip
+def sizing_rows(
+    positions: int, steps: int, flops_per_second: float, *, pairs: int = 100, bytes_per: int = 4
+) -> list[dict[str, Any]]:
     """One row per model of :data:`MODELS`: weights, memory at the batch size, and time per ``pairs`` pairs.
 
     ``flops_per_second`` is the rate the machine reaches (measure it with
@@ -148,7 +172,16 @@ def sizing_rows(positions: int, steps: int, flops_per_second: float, *, pairs: i
         score = attribution_bytes(dims, positions, bytes_per=bytes_per) * batch
         evaluate = evaluation_bytes(dims, positions, bytes_per=bytes_per) * batch
         seconds = scoring_flops(dims, positions, steps) * pairs / flops_per_second
-        rows.append({"model": key, "name": dims.name, "weights_gb": weights / 2**30,
-                     "scoring_gb": (weights + score) / 2**30, "evaluation_gb": (weights + evaluate) / 2**30,
-                     "batch": batch, "seconds_per_pairs": seconds, "pairs": pairs})  # fmt: skip
+        rows.append(
+            {
+                "model": key,
+                "name": dims.name,
+                "weights_gb": weights / 2**30,
+                "scoring_gb": (weights + score) / 2**30,
+                "evaluation_gb": (weights + evaluate) / 2**30,
+                "batch": batch,
+                "seconds_per_pairs": seconds,
+                "pairs": pairs,
+            }
+        )
     return rows

@@ -40,8 +40,15 @@ def main() -> None:
     analysis = analyze(model)  # every writer against every later q/k/v reader
     channels = find_channels(analysis, top=10, share=0.9)
     for c in channels:
-        log.info("%-8s -> %-10s %s-composition  z=%5.1f (whole z=%5.1f)  rank %d",
-                 c.writer, c.reader, c.kind, c.z, c.whole_z, c.rank)  # fmt: skip
+        log.info(
+            "%-8s -> %-10s %s-composition  z=%5.1f (whole z=%5.1f)  rank %d",
+            c.writer,
+            c.reader,
+            c.kind,
+            c.z,
+            c.whole_z,
+            c.rank,
+        )
 
     settings = ScoreSettings(max_pairs=args.max_pairs)
     [(row, graph, pairs)] = validate_relations(model, analysis, [args.relation], settings=settings)

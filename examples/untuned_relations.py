@@ -53,8 +53,11 @@ for name in names:
     for shots in SHOTS:
         try:
             pairs = make_pairs(model, rel, shots=shots)
-            row[f"{shots}-shot"] = {"known": pairs.n_known, "pairs": len(pairs.pairs),
-                                    "template": pairs.formats[0].template}  # fmt: skip
+            row[f"{shots}-shot"] = {
+                "known": pairs.n_known,
+                "pairs": len(pairs.pairs),
+                "template": pairs.formats[0].template,
+            }
         except NotEnoughFactsError:
             row[f"{shots}-shot"] = {"known": None, "pairs": 0, "template": None}
     started = time.perf_counter()
@@ -66,11 +69,16 @@ for name in names:
         continue
     result = evaluate_graph(heldout_evaluator(model, graph, pairs), graph, fractions=FRACTIONS)
     ivs = result.intervals
-    row.update({
-        "default": " + ".join(f.label() for f in pairs.formats), "scoring": len(pairs.scoring), "heldout": len(pairs.heldout),
-        "F_signed": [iv.as_dict() for iv in ivs.signed], "F_abs": [iv.as_dict() for iv in ivs.absolute],
-        "seconds": round(time.perf_counter() - started, 1),
-    })  # fmt: skip
+    row.update(
+        {
+            "default": " + ".join(f.label() for f in pairs.formats),
+            "scoring": len(pairs.scoring),
+            "heldout": len(pairs.heldout),
+            "F_signed": [iv.as_dict() for iv in ivs.signed],
+            "F_abs": [iv.as_dict() for iv in ivs.absolute],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
     rows.append(row)
     print(f"{rel.name}: done in {row['seconds']} s", flush=True)
 
@@ -82,8 +90,11 @@ def cell(iv: dict) -> str:
 print(
     f"\n{model.name}: known facts / pairs by shots (best templates), and held-out F of the default settings"
 )
-print(f"{'relation':<22}{'facts':>6}" + "".join(f"{f'{s}-shot':>12}" for s in SHOTS)
-      + f"{'pairs s+h':>10}  {'F 1% (signed)':<20}{'F 2% (signed)':<20}{'F 2% (|s|)':<20}default prompt")  # fmt: skip
+print(
+    f"{'relation':<22}{'facts':>6}"
+    + "".join(f"{f'{s}-shot':>12}" for s in SHOTS)
+    + f"{'pairs s+h':>10}  {'F 1% (signed)':<20}{'F 2% (signed)':<20}{'F 2% (|s|)':<20}default prompt"
+)
 for row in rows:
     counts = "".join(
         f"{str(row[f'{s}-shot']['known']) + '/' + str(row[f'{s}-shot']['pairs']):>12}" for s in SHOTS
@@ -92,7 +103,9 @@ for row in rows:
         print(f"{row['relation']:<22}{row['facts']:>6}{counts}  {row['error']}")
         continue
     split = f"{row['scoring']}+{row['heldout']}"
-    print(f"{row['relation']:<22}{row['facts']:>6}{counts}{split:>10}  {cell(row['F_signed'][0]):<20}"
-          f"{cell(row['F_signed'][1]):<20}{cell(row['F_abs'][1]):<20}{row['default']}")  # fmt: skip
+    print(
+        f"{row['relation']:<22}{row['facts']:>6}{counts}{split:>10}  {cell(row['F_signed'][0]):<20}"
+        f"{cell(row['F_signed'][1]):<20}{cell(row['F_abs'][1]):<20}{row['default']}"
+    )
 if args.out:
     atomic_write_json(args.out, {"model": model.name, "rows": rows}, indent=1)

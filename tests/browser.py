@@ -32,9 +32,19 @@ import numpy as np
 
 __all__ = ["Browser", "BrowserError", "PageResult", "find_chromium", "png_stats"]
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--mute-audio", "--remote-debugging-pipe"]  # fmt: skip
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-debugging-pipe",
+]
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 # In the page: every link's resolved URL and every figure's box (document coordinates).
@@ -128,12 +138,23 @@ class Browser:
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        args = [executable, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={window[0]},{window[1]}",
-                "about:blank"]  # fmt: skip
+        args = [
+            executable,
+            *FLAGS,
+            f"--user-data-dir={self.profile}",
+            f"--window-size={window[0]},{window[1]}",
+            "about:blank",
+        ]
         self.stderr = Path(self.profile) / "stderr.txt"
         with self.stderr.open("wb") as log:  # the child keeps its own copy of the descriptor
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                            pass_fds=(3, 4), preexec_fn=on_fds_3_and_4)  # fmt: skip
+            self.process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                pass_fds=(3, 4),
+                preexec_fn=on_fds_3_and_4,
+            )
         os.close(to_chrome)
         os.close(from_chrome)
         self._buffer = b""
@@ -214,8 +235,11 @@ class Browser:
             result.errors.append(f"navigation: {nav['errorText']}")
             return result
         self._wait_for("Page.loadEventFired")
-        inspected = json.loads(self.call("Runtime.evaluate", {"expression": _INSPECT, "returnByValue": True},
-                                         session=True)["result"]["value"])  # fmt: skip
+        inspected = json.loads(
+            self.call("Runtime.evaluate", {"expression": _INSPECT, "returnByValue": True}, session=True)[
+                "result"
+            ]["value"]
+        )
         result.links, result.figures = inspected["links"], inspected["figures"]
         result.tooltips = self._tooltips(url)
         shot = self.call("Page.captureScreenshot", {"format": "png"}, session=True)
@@ -225,11 +249,19 @@ class Browser:
                 result.figure_shots.append(b"")
                 continue
             # offscreen frames (an <object>'s SVG document) are not painted: bring each figure into view first
-            box = json.loads(self.call("Runtime.evaluate", {"expression": _SCROLL_TO % i, "awaitPromise": True,
-                                                            "returnByValue": True}, session=True)["result"]["value"])  # fmt: skip
+            box = json.loads(
+                self.call(
+                    "Runtime.evaluate",
+                    {"expression": _SCROLL_TO % i, "awaitPromise": True, "returnByValue": True},
+                    session=True,
+                )["result"]["value"]
+            )
             clip = {k: box[k] for k in ("x", "y", "width", "height")} | {"scale": figure_scale}
-            shot = self.call("Page.captureScreenshot", {"format": "png", "clip": clip,
-                                                        "captureBeyondViewport": True}, session=True)  # fmt: skip
+            shot = self.call(
+                "Page.captureScreenshot",
+                {"format": "png", "clip": clip, "captureBeyondViewport": True},
+                session=True,
+            )
             result.figure_shots.append(base64.b64decode(shot["data"]))
         result.errors += self._errors()
         result.errors += [f"image not loaded: {f['src']}" for f in result.figures if not f["loaded"]]

@@ -104,8 +104,16 @@ def toy_scored(relation: str = "rel", seed: int = 0) -> ScoredGraph:
     )
 
 
-RIVERS = [("Danube", "Austria"), ("Seine", "France"), ("Thames", "England"), ("Volga", "Russia"),
-          ("Nile", "Egypt"), ("Ganges", "India"), ("Rhine", "Germany"), ("Po", "Italy")]  # fmt: skip
+RIVERS = [
+    ("Danube", "Austria"),
+    ("Seine", "France"),
+    ("Thames", "England"),
+    ("Volga", "Russia"),
+    ("Nile", "Egypt"),
+    ("Ganges", "India"),
+    ("Rhine", "Germany"),
+    ("Po", "Italy"),
+]
 
 
 @pytest.fixture
@@ -114,11 +122,17 @@ def river_lre(tmp_path):
     import json
 
     path = tmp_path / "river_country.json"
-    path.write_text(json.dumps({
-        "name": "river flows through country", "prompt_templates": ["The river {} flows through"],
-        "prompt_templates_zs": [], "properties": {"relation_type": "factual"},
-        "samples": [{"subject": s, "object": o} for s, o in RIVERS],
-    }))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "name": "river flows through country",
+                "prompt_templates": ["The river {} flows through"],
+                "prompt_templates_zs": [],
+                "properties": {"relation_type": "factual"},
+                "samples": [{"subject": s, "object": o} for s, o in RIVERS],
+            }
+        )
+    )
     return path
 
 

@@ -90,8 +90,9 @@ def test_a_roles_dla_is_what_the_head_loses_when_its_attention_to_that_role_is_r
         return z
 
     run_with_hooks(tiny, prompts.tokens, [(hook_point("z", layer), keep_all_z)])
-    run_with_hooks(tiny, prompts.tokens, [(hook_point("pattern", layer), drop_subject),
-                                          (hook_point("z", layer), keep_z)])  # fmt: skip
+    run_with_hooks(
+        tiny, prompts.tokens, [(hook_point("pattern", layer), drop_subject), (hook_point("z", layer), keep_z)]
+    )
     W_O = tiny.bridge.blocks[layer].attn.W_O[head].detach().float()
     # through a norm after attention, at the clean run's scale (the direct effects' frozen scale)
     scale = Harness(tiny).write_scale(layer, kept["clean"])
@@ -219,9 +220,11 @@ def test_suppressors_are_negative_on_most_prompts_of_most_relations():
     def c(name, value, share):
         return DirectEffect(name, Interval(value, value, value), share)
 
-    effects = {"r1": [c("m9", -1.0, 0.9), c("a9.h0", -0.2, 0.6), c("a9.h1", 0.5, 0.1)],
-               "r2": [c("m9", -0.5, 0.8), c("a9.h0", 0.3, 0.4), c("a9.h1", -0.1, 0.7)],
-               "r3": [c("m9", 0.1, 0.4), c("a9.h0", -0.4, 0.7), c("a9.h1", 0.2, 0.3)]}  # fmt: skip
+    effects = {
+        "r1": [c("m9", -1.0, 0.9), c("a9.h0", -0.2, 0.6), c("a9.h1", 0.5, 0.1)],
+        "r2": [c("m9", -0.5, 0.8), c("a9.h0", 0.3, 0.4), c("a9.h1", -0.1, 0.7)],
+        "r3": [c("m9", 0.1, 0.4), c("a9.h0", -0.4, 0.7), c("a9.h1", 0.2, 0.3)],
+    }
     assert choose_suppressors(effects, majority=0.5, relations_share=0.5) == ["m9", "a9.h0"]
     assert choose_suppressors(effects, majority=0.5, relations_share=1.0) == []
     assert choose_suppressors(effects, majority=0.85, relations_share=0.3) == ["m9"]
@@ -243,8 +246,14 @@ def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llam
     from circuits.pipeline.suppression import run_suppression
 
     choice = PromptChoice(max_pairs=10, max_rank=10**9, templates="first")
-    kw = {"last_layers": 1, "majority": 0.0, "relations_share": 0.0, "n_control": 6, "n_boot": 20,
-          "progress": False}  # fmt: skip
+    kw = {
+        "last_layers": 1,
+        "majority": 0.0,
+        "relations_share": 0.0,
+        "n_control": 6,
+        "n_boot": 20,
+        "progress": False,
+    }
     same, record, _ = run_suppression(tiny_llama, ["country_capital_city"], choice, alpha=1.0, **kw)
     assert same.suppressors  # with these thresholds every negative-on-average component qualifies
     m = same.mitigation["country_capital_city"]
@@ -277,8 +286,20 @@ def test_suppression_errors_name_what_was_wrong(capsys):
 
 def test_suppression_command_on_two_relations_and_an_lre_file(capsys, tmp_path, river_lre):
     lre = river_lre
-    code, out, err = run_cli(capsys, "suppression", "country_capital_city", str(lre), *TINY, "--max-pairs", "8",
-                             "--control", "4", "--json", "--out", str(tmp_path / "out"))  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "suppression",
+        "country_capital_city",
+        str(lre),
+        *TINY,
+        "--max-pairs",
+        "8",
+        "--control",
+        "4",
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert code == 0, err
     record = json.loads(out)
     assert record["relations"] == ["country_capital_city", "river_country"]

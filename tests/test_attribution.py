@@ -63,9 +63,12 @@ def test_eap_equals_transformer_lens_edge_attribution(tiny_gpt2):
         # TransformerLens scores denoising (gradient on its "corrupt" run); handing it our
         # corrupt prompt as its clean one gives exactly our convention.
         result = attribution_patch(
-            tiny_gpt2.bridge, batch.corrupt[i : i + 1, : last + 1], batch.clean[i : i + 1, : last + 1],
-            metric, EdgeAttributionConfig(granularity="edge"),
-        )  # fmt: skip
+            tiny_gpt2.bridge,
+            batch.corrupt[i : i + 1, : last + 1],
+            batch.clean[i : i + 1, : last + 1],
+            metric,
+            EdgeAttributionConfig(granularity="edge"),
+        )
         for (w, r), value in result.edge_scores.items():
             theirs[sender(w), receiver(r)] += value / len(batch)
     mask = edge_mask(shape)
@@ -82,8 +85,11 @@ def test_exact_edge_patching_matches_a_hand_made_hook(tiny):
     clean_senders, _ = harness.senders(batch.clean)
     corrupt_senders, _ = harness.senders(batch.corrupt)
     sender, layer, kv = shape.head_sender(0, 1), 1, shape.n_kv_heads - 1
-    edges = [(sender, shape.k_receiver(layer, kv)), (0, shape.q_receiver(layer, 0)),
-             (shape.mlp_sender(0), shape.logits_receiver)]  # fmt: skip
+    edges = [
+        (sender, shape.k_receiver(layer, kv)),
+        (0, shape.q_receiver(layer, 0)),
+        (shape.mlp_sender(0), shape.logits_receiver),
+    ]
     ours = exact_edges(harness, batch, edges)
     delta = corrupt_senders[sender] - clean_senders[sender]
     bridge = tiny.bridge

@@ -35,8 +35,24 @@ def scored_dirs(tmp_path_factory):
     out = {}
     for model in ("tiny-llama", "tiny-gpt2"):
         folder = root / model
-        assert main(["score", "country_capital_city", *TINY, "--model", model, "--max-pairs", "8",
-                     "--ig-steps", "1", "--out", str(folder)]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "score",
+                    "country_capital_city",
+                    *TINY,
+                    "--model",
+                    model,
+                    "--max-pairs",
+                    "8",
+                    "--ig-steps",
+                    "1",
+                    "--out",
+                    str(folder),
+                ]
+            )
+            == 0
+        )
         assert main(["extract", str(folder), "--size", "10"]) == 0
         out[model] = folder
     return out
@@ -189,8 +205,11 @@ def test_an_unwritable_output_is_found_before_the_work(capsys, tmp_path, where):
         assert code == 2, argv
         line = one_line_error(err, command)
         assert str(out) in line
-        expected = {"file": "is a file, not a directory", "under-a-file": "is a file, so no directory can be made",
-                    "read-only": "cannot write in /proc"}[where]  # fmt: skip
+        expected = {
+            "file": "is a file, not a directory",
+            "under-a-file": "is a file, so no directory can be made",
+            "read-only": "cannot write in /proc",
+        }[where]
         assert expected in line
     assert a_file.read_text() == "x"
 
@@ -204,8 +223,21 @@ def test_reuse_scores_again_when_the_relation_file_changes_not_when_it_moves(cap
     data = relation_to_json(load_relation("country_capital_city"))
     first.write_text(json.dumps(data))
     store = tmp_path / "store"
-    args = ["--size", "10", "--boot", "0", "--no-cross", "--ig-steps", "1", "--max-pairs", "6", "--json", *TINY,
-            "--store", store]  # fmt: skip
+    args = [
+        "--size",
+        "10",
+        "--boot",
+        "0",
+        "--no-cross",
+        "--ig-steps",
+        "1",
+        "--max-pairs",
+        "6",
+        "--json",
+        *TINY,
+        "--store",
+        store,
+    ]
 
     def sources(relation_file):
         code, out, err = run(capsys, "reuse", relation_file, "country_currency", *args)
@@ -224,8 +256,9 @@ def test_reuse_scores_again_when_the_relation_file_changes_not_when_it_moves(cap
 
 def test_a_relation_given_twice_is_named(capsys, tmp_path):
     for command, out in (("reuse", "--store"), ("run", "--out")):
-        code, _, err = run(capsys, command, "country_capital_city", "country_capital_city", *TINY, out,
-                           tmp_path / command)  # fmt: skip
+        code, _, err = run(
+            capsys, command, "country_capital_city", "country_capital_city", *TINY, out, tmp_path / command
+        )
         assert code == 2
         line = one_line_error(err, command)
         assert "country_capital_city is given twice" in line

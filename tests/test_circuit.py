@@ -50,8 +50,15 @@ def test_non_edges_in_mask_are_ignored_and_bad_edges_rejected() -> None:
 
 
 def test_nodes_and_heads() -> None:
-    c = Circuit(GQA, {("input", "a0.h1<k>"): -1.0, ("input", "a1.h2<q>"): -1.0, ("a0.h3", "m0"): 0.5,
-                      ("m0", "logits"): -2.0})  # fmt: skip
+    c = Circuit(
+        GQA,
+        {
+            ("input", "a0.h1<k>"): -1.0,
+            ("input", "a1.h2<q>"): -1.0,
+            ("a0.h3", "m0"): 0.5,
+            ("m0", "logits"): -2.0,
+        },
+    )
     # a <k> receiver names key/value head 1 (query heads 2, 3): it adds no node by itself
     assert c.nodes() == frozenset({"input", "a1.h2", "a0.h3", "m0", "logits"})
     assert c.heads() == ["a0.h3", "a1.h2"]
@@ -61,8 +68,12 @@ def test_nodes_and_heads() -> None:
 
 
 def test_networkx_attributes_and_internal_edges() -> None:
-    c = Circuit(GQA, {("input", "a0.h1<k>"): -1.0, ("a0.h3", "logits"): -3.0, ("input", "a0.h3<q>"): 2.0},
-                node_scores={"a0.h3": -4.0, "input": 0.5}, name="demo")  # fmt: skip
+    c = Circuit(
+        GQA,
+        {("input", "a0.h1<k>"): -1.0, ("a0.h3", "logits"): -3.0, ("input", "a0.h3<q>"): 2.0},
+        node_scores={"a0.h3": -4.0, "input": 0.5},
+        name="demo",
+    )
     g = c.to_networkx()
     assert g.nodes["a0.h3"] == {"kind": "head", "layer": 0, "head": 3, "qkv": None, "score": -4.0}
     assert g.nodes["a0.h1<k>"]["kind"] == "head_input"
@@ -83,8 +94,9 @@ def test_networkx_attributes_and_internal_edges() -> None:
 
 def test_networkx_and_json_round_trips_exact() -> None:
     graph = random_graph(GQA, seed=3)
-    c = Circuit.from_mask(graph, graph.top_mask(40), extract_method="top-n", params={"n": 40, "by": "abs"},
-                          name="x")  # fmt: skip
+    c = Circuit.from_mask(
+        graph, graph.top_mask(40), extract_method="top-n", params={"n": 40, "by": "abs"}, name="x"
+    )
     c.faithfulness = 0.123456789
     assert Circuit.from_networkx(c.to_networkx()) == c
     back = Circuit.from_json(c.to_json())

@@ -52,8 +52,18 @@ def test_help_and_missing_command_exit_codes(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for command in ("models", "relations", "prompts", "score", "evaluate", "extract", "render", "compare",
-                    "reuse", "channels"):  # fmt: skip
+    for command in (
+        "models",
+        "relations",
+        "prompts",
+        "score",
+        "evaluate",
+        "extract",
+        "render",
+        "compare",
+        "reuse",
+        "channels",
+    ):
         assert command in out, command
     with pytest.raises(SystemExit) as info:
         main([])
@@ -86,9 +96,17 @@ def test_shared_options_parse_in_either_place():
     args = parser.parse_args(["score", "country_language", "--out", "o", "--threads", "2", "-v"])
     assert args.threads == 2
     assert args.verbose is True
-    for command in (["models"], ["relations"], ["evaluate", "d"], ["extract", "d"], ["render", "c.json"],
-                    ["compare", "a", "b"], ["reuse", "r1", "r2"], ["channels"],
-                    ["prompts", "country_language"]):  # fmt: skip
+    for command in (
+        ["models"],
+        ["relations"],
+        ["evaluate", "d"],
+        ["extract", "d"],
+        ["render", "c.json"],
+        ["compare", "a", "b"],
+        ["reuse", "r1", "r2"],
+        ["channels"],
+        ["prompts", "country_language"],
+    ):
         assert parser.parse_args([*command, "--threads", "1"]).threads == 1, command
     plain = parser.parse_args(["models"])
     assert not hasattr(plain, "threads")
@@ -157,8 +175,9 @@ def test_relations_with_model_counts_known_facts(capsys):
 
 
 def test_prompts_json_has_pairs_and_roles(capsys):
-    code, out, _ = run(capsys, "prompts", "country_capital_city", "--model", "tiny-llama", "--json",
-                       *EVERYTHING)  # fmt: skip
+    code, out, _ = run(
+        capsys, "prompts", "country_capital_city", "--model", "tiny-llama", "--json", *EVERYTHING
+    )
     data = json.loads(out)
     assert code == 0
     assert data["known"] == data["facts"]
@@ -190,8 +209,21 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path):
 
 def test_score_then_evaluate_from_the_command_line(capsys, tmp_path):
     out_dir = tmp_path / "run"
-    code, out, _ = run(capsys, "score", "country_capital_city", "--model", "tiny-gpt2", "--score-method", "eap",
-                       "--max-pairs", "12", "--out", str(out_dir), "--quiet", *EVERYTHING)  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "score",
+        "country_capital_city",
+        "--model",
+        "tiny-gpt2",
+        "--score-method",
+        "eap",
+        "--max-pairs",
+        "12",
+        "--out",
+        str(out_dir),
+        "--quiet",
+        *EVERYTHING,
+    )
     assert code == 0
     assert "scored" in out
     assert re.search(r"shared prefix: \d+% of the positions ran once", out)
@@ -208,8 +240,17 @@ def test_score_then_evaluate_from_the_command_line(capsys, tmp_path):
 def test_score_on_full_prompts_says_so_and_gives_the_same_scores(capsys, tmp_path):
     from circuits.store import load_scored
 
-    argv = ["country_capital_city", "--model", "tiny-gpt2", "--score-method", "eap", "--max-pairs", "8", "--quiet",
-            *EVERYTHING]  # fmt: skip
+    argv = [
+        "country_capital_city",
+        "--model",
+        "tiny-gpt2",
+        "--score-method",
+        "eap",
+        "--max-pairs",
+        "8",
+        "--quiet",
+        *EVERYTHING,
+    ]
     run(capsys, "score", *argv, "--out", str(tmp_path / "cached"))
     code, out, _ = run(capsys, "score", *argv, "--out", str(tmp_path / "full"), "--full-prompts")
     assert code == 0 and "full prompts: turned off" in out
@@ -226,15 +267,37 @@ def test_csv_relation_with_a_template_on_the_command_line(capsys, tmp_path):
     code, _, err = run(capsys, "prompts", str(path), "--model", "tiny-gpt2")
     assert code == 2
     assert "needs a template" in err
-    code, out, _ = run(capsys, "prompts", str(path), "--model", "tiny-gpt2", "--json",
-                       "--template", "The capital of {} is", *EVERYTHING)  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "prompts",
+        str(path),
+        "--model",
+        "tiny-gpt2",
+        "--json",
+        "--template",
+        "The capital of {} is",
+        *EVERYTHING,
+    )
     data = json.loads(out)
     assert code == 0
     assert data["template"] == "The capital of {} is"
     assert data["facts"] == 5
     out_dir = tmp_path / "run"
-    code, _, _ = run(capsys, "score", str(path), "--template", "Capital of {}:", "--model", "tiny-gpt2",
-                     "--score-method", "eap", "--out", str(out_dir), "--quiet", *EVERYTHING)  # fmt: skip
+    code, _, _ = run(
+        capsys,
+        "score",
+        str(path),
+        "--template",
+        "Capital of {}:",
+        "--model",
+        "tiny-gpt2",
+        "--score-method",
+        "eap",
+        "--out",
+        str(out_dir),
+        "--quiet",
+        *EVERYTHING,
+    )
     assert code == 0
     assert json.loads((out_dir / "graph.json").read_text())["template"] == "Capital of {}:"
 
@@ -249,8 +312,22 @@ def test_cli_extract_render_compare(tmp_path: Path, capsys: pytest.CaptureFixtur
     out = tmp_path / "r1" / "greedy-signed-25.circuit.json"
     assert Circuit.load(out).extract_method == "greedy"
     assert "greedy-signed-25" in capsys.readouterr().out
-    assert cli(["extract", str(tmp_path / "r2"), "--fraction", "0.2", "--by", "abs", "--json",
-                "--out", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "extract",
+                str(tmp_path / "r2"),
+                "--fraction",
+                "0.2",
+                "--by",
+                "abs",
+                "--json",
+                "--out",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["n_edges"] == Circuit.load(tmp_path / "b.json").n_edges
     assert cli(["compare", str(out), str(tmp_path / "b.json"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -263,8 +340,21 @@ def test_cli_extract_render_compare(tmp_path: Path, capsys: pytest.CaptureFixtur
     if HAS_DOT:
         assert cli(["render", str(out), "--diff", str(tmp_path / "b.json")]) == 0
         assert (tmp_path / "r1" / "greedy-signed-25.circuit-vs-b.svg").is_file()
-    assert cli(["extract", str(tmp_path / "r1"), "--size", "10", "--store", str(tmp_path / "g"),
-                "--format", "dot"]) == 0  # fmt: skip
+    assert (
+        cli(
+            [
+                "extract",
+                str(tmp_path / "r1"),
+                "--size",
+                "10",
+                "--store",
+                str(tmp_path / "g"),
+                "--format",
+                "dot",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "g" / "org__toy" / "r1" / "top-n-signed-10" / "circuit.dot").is_file()
     with pytest.raises(InputError, match="not a scored-graph directory"):
         cli(["extract", str(tmp_path), "--size", "3"])
@@ -302,8 +392,21 @@ REUSE = ["country_capital_city", "country_language", "country_continent"]
 
 def test_reuse_command_on_tiny_llama(capsys, tmp_path: Path) -> None:
     store = tmp_path / "graphs"
-    argv = [*REUSE, "--model", "tiny-llama", "--max-rank", "1000000000", "--max-pairs", "8", "--size", "20",
-            "--store", str(store), "--quiet", "--no-cross"]  # fmt: skip
+    argv = [
+        *REUSE,
+        "--model",
+        "tiny-llama",
+        "--max-rank",
+        "1000000000",
+        "--max-pairs",
+        "8",
+        "--size",
+        "20",
+        "--store",
+        str(store),
+        "--quiet",
+        "--no-cross",
+    ]
     code, out, _ = run(capsys, "reuse", *argv, "--json")
     assert code == 0
     report = json.loads(out)

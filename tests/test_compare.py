@@ -33,10 +33,16 @@ from circuits.graph import GraphShape, ScoredGraph
 from circuits.vocab import InputError
 
 SHAPE = GraphShape(2, 2, 1)
-A = Circuit(SHAPE, {("input", "a0.h0<q>"): -2.0, ("a0.h0", "logits"): -1.0, ("input", "m1"): -1.0},
-            provenance={"model": "toy", "relation": "a"})  # fmt: skip
-B = Circuit(SHAPE, {("input", "a0.h0<q>"): -1.0, ("a1.h1", "logits"): -3.0},
-            provenance={"model": "toy", "relation": "b"})  # fmt: skip
+A = Circuit(
+    SHAPE,
+    {("input", "a0.h0<q>"): -2.0, ("a0.h0", "logits"): -1.0, ("input", "m1"): -1.0},
+    provenance={"model": "toy", "relation": "a"},
+)
+B = Circuit(
+    SHAPE,
+    {("input", "a0.h0<q>"): -1.0, ("a1.h1", "logits"): -3.0},
+    provenance={"model": "toy", "relation": "b"},
+)
 
 
 def test_exact_values_on_hand_built_circuits() -> None:
@@ -112,8 +118,11 @@ def test_rank_correlation_exact() -> None:
 
 
 def test_shared_core_and_specific_parts() -> None:
-    c = Circuit(SHAPE, {("input", "a0.h0<q>"): -3.0, ("input", "m1"): -1.0},
-                provenance={"model": "toy", "relation": "c"})  # fmt: skip
+    c = Circuit(
+        SHAPE,
+        {("input", "a0.h0<q>"): -3.0, ("input", "m1"): -1.0},
+        provenance={"model": "toy", "relation": "c"},
+    )
     core = shared_core([A, B, c], 2)
     assert core.edges == {("input", "a0.h0<q>"): pytest.approx(-2.0), ("input", "m1"): -1.0}
     assert shared_core([A, B, c], 3).edges == {("input", "a0.h0<q>"): pytest.approx(-2.0)}
@@ -137,8 +146,9 @@ def test_reuse_matrix_and_clustering() -> None:
     for name, noise in [("x1", 0.05), ("x2", 0.05), ("y1", 3.0)]:
         scores = base + noise * rng.normal(size=base.shape) if name != "y1" else rng.normal(size=base.shape)
         graphs[name] = ScoredGraph(shape, scores, {"model": "toy", "relation": name})
-    graphs["y2"] = ScoredGraph(shape, graphs["y1"].scores + 0.05 * rng.normal(size=base.shape),
-                               {"model": "toy", "relation": "y2"})  # fmt: skip
+    graphs["y2"] = ScoredGraph(
+        shape, graphs["y1"].scores + 0.05 * rng.normal(size=base.shape), {"model": "toy", "relation": "y2"}
+    )
     circuits = {n: top_n(g, 40) for n, g in graphs.items()}
     m = reuse_matrix(circuits, "edge_jaccard")
     assert np.allclose(m.values, m.values.T)

@@ -20,9 +20,31 @@ from circuits.vocab import InputError
 
 MODELS = ("tiny-llama", "tiny-gemma3")
 RELATIONS = ("country_capital_city", "country_currency", "country_language")
-ARGS = [*RELATIONS, "--models", *MODELS, "--max-pairs", "8", "--analyses", "knockout,dla", "--analysis-pairs", "6",
-        "--boot", "20", "--splits", "4", "--permutations", "5", "--size", "20", "--max-rank", "1000000000",
-        "--no-positions", "--quiet", "--model-permutations", "50"]  # fmt: skip
+ARGS = [
+    *RELATIONS,
+    "--models",
+    *MODELS,
+    "--max-pairs",
+    "8",
+    "--analyses",
+    "knockout,dla",
+    "--analysis-pairs",
+    "6",
+    "--boot",
+    "20",
+    "--splits",
+    "4",
+    "--permutations",
+    "5",
+    "--size",
+    "20",
+    "--max-rank",
+    "1000000000",
+    "--no-positions",
+    "--quiet",
+    "--model-permutations",
+    "50",
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +83,11 @@ def test_the_reuse_matrices_compared_are_each_models_own(compared):
         report = json.loads((compared / model / "reuse" / "report.json").read_text())
         lines = report["matrix_csv"].strip().splitlines()
         names = lines[0].split(",")[1:]
-        stored = {(names[i], names[j]): float(v) for i, line in enumerate(lines[1:])
-                  for j, v in enumerate(line.split(",")[1:])}  # fmt: skip
+        stored = {
+            (names[i], names[j]): float(v)
+            for i, line in enumerate(lines[1:])
+            for j, v in enumerate(line.split(",")[1:])
+        }
         for i, a in enumerate(reuse["relations"]):
             for j, b in enumerate(reuse["relations"]):
                 assert matrix[i][j] == pytest.approx(stored[(a, b)])
@@ -109,8 +134,16 @@ def test_reuse_matrices_that_agree_correlate_and_merge_alike():
     )
     assert other["spearman"] == pytest.approx(-1.0) and other["p"] > 0.5
     assert compare_reuse({"names": names, "values": values}, None, names, 10, 0) is None
-    assert compare_reuse({"names": names[:2], "values": [[1, 0], [0, 1]]},
-                         {"names": names[:2], "values": [[1, 0], [0, 1]]}, names, 10, 0) is None  # fmt: skip
+    assert (
+        compare_reuse(
+            {"names": names[:2], "values": [[1, 0], [0, 1]]},
+            {"names": names[:2], "values": [[1, 0], [0, 1]]},
+            names,
+            10,
+            0,
+        )
+        is None
+    )
 
 
 def test_depth_profiles_put_late_circuits_late():

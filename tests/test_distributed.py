@@ -26,8 +26,10 @@ def cluster():
     import ray
     from ray.cluster_utils import Cluster
 
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                          "object_store_memory": 80 * 2**20})  # fmt: skip
+    nodes = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "include_dashboard": False, "object_store_memory": 80 * 2**20},
+    )
     nodes.add_node(num_cpus=1, object_store_memory=80 * 2**20)
     nodes.wait_for_nodes()
     yield nodes.address
@@ -49,19 +51,48 @@ def _scores(store: Path, relation: str) -> np.ndarray:
     return Gallery(store).load_scored("tiny-llama", relation).scores
 
 
-def test_reuse_on_a_two_node_ray_cluster_equals_the_serial_sweep(cluster, tiny_llama, tmp_path, capsys,
-                                                                 one_thread) -> None:  # fmt: skip
+def test_reuse_on_a_two_node_ray_cluster_equals_the_serial_sweep(
+    cluster, tiny_llama, tmp_path, capsys, one_thread
+) -> None:
     import ray
 
     from circuits.cli import main
     from circuits.pipeline import ScoreSettings, run_reuse
 
     settings = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=ALL)
-    serial = run_reuse(RELATIONS, model=tiny_llama, settings=settings, size=20, store=tmp_path / "serial",
-                       formats=("dot",), progress=False)  # fmt: skip
-    code = main(["reuse", *RELATIONS, "--model", "tiny-llama", "--max-rank", str(ALL), "--max-pairs", "8",
-                 "--ig-steps", "2", "--size", "20", "--store", str(tmp_path / "ray"), "--quiet", "--json",
-                 "--executor", "ray", "--address", cluster])  # fmt: skip
+    serial = run_reuse(
+        RELATIONS,
+        model=tiny_llama,
+        settings=settings,
+        size=20,
+        store=tmp_path / "serial",
+        formats=("dot",),
+        progress=False,
+    )
+    code = main(
+        [
+            "reuse",
+            *RELATIONS,
+            "--model",
+            "tiny-llama",
+            "--max-rank",
+            str(ALL),
+            "--max-pairs",
+            "8",
+            "--ig-steps",
+            "2",
+            "--size",
+            "20",
+            "--store",
+            str(tmp_path / "ray"),
+            "--quiet",
+            "--json",
+            "--executor",
+            "ray",
+            "--address",
+            cluster,
+        ]
+    )
     assert code == 0
     distributed = json.loads(capsys.readouterr().out)
     ray.init(address=cluster)
@@ -84,12 +115,29 @@ def test_reuse_on_a_two_node_ray_cluster_equals_the_serial_sweep(cluster, tiny_l
 def test_main_job_on_ray_equals_the_serial_job(cluster, tiny_llama, tmp_path, one_thread) -> None:
     from circuits.pipeline.job import JobSettings, run_job
 
-    settings = JobSettings(relations=tuple(RELATIONS), max_pairs=8, ig_steps=2, analysis_pairs=6,
-                           analyses=("dla",), n_boot=10, n_splits=2, n_perm=2, reuse_size=20, channels_top=2,
-                           max_rank=ALL, positions=False)  # fmt: skip
+    settings = JobSettings(
+        relations=tuple(RELATIONS),
+        max_pairs=8,
+        ig_steps=2,
+        analysis_pairs=6,
+        analyses=("dla",),
+        n_boot=10,
+        n_splits=2,
+        n_perm=2,
+        reuse_size=20,
+        channels_top=2,
+        max_rank=ALL,
+        positions=False,
+    )
     serial = run_job(settings, tmp_path / "serial", model=tiny_llama, progress=False, report=False)
-    distributed = run_job(settings, tmp_path / "ray", model=tiny_llama, progress=False, report=False,
-                          executor=Executor("ray", address=cluster))  # fmt: skip
+    distributed = run_job(
+        settings,
+        tmp_path / "ray",
+        model=tiny_llama,
+        progress=False,
+        report=False,
+        executor=Executor("ray", address=cluster),
+    )
     assert distributed["relations"] == serial["relations"]
     assert distributed["reuse"] == serial["reuse"] and distributed["channels"] == serial["channels"]
     # the per-relation stages ran in the tasks; the driver only read them back
@@ -106,9 +154,11 @@ def test_a_task_error_reaches_the_caller_as_its_own_type(cluster) -> None:
 
 
 def test_the_serial_executor_never_imports_ray() -> None:
-    code = ("import sys; from circuits.pipeline.executor import Executor; import circuits.pipeline.reuse, "
-            "circuits.pipeline.job, circuits.cli; assert Executor().map(abs, [-1], progress=False) == [1]; "
-            "print('ray' in sys.modules)")  # fmt: skip
+    code = (
+        "import sys; from circuits.pipeline.executor import Executor; import circuits.pipeline.reuse, "
+        "circuits.pipeline.job, circuits.cli; assert Executor().map(abs, [-1], progress=False) == [1]; "
+        "print('ray' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -20,10 +20,22 @@ from circuits.vocab import InputError
 
 HAS_DOT = shutil.which("dot") is not None
 SHAPE = GraphShape(2, 4, 2)
-CIRCUIT = Circuit(SHAPE, {("input", "a0.h1<q>"): -2.0, ("a0.h1", "m0"): -1.0, ("m0", "logits"): -4.0,
-                          ("input", "a1.h0<k>"): 0.5, ("a1.h1", "logits"): -1.0, ("input", "logits"): 1.0},
-                  node_scores={"a0.h1": -3.0}, provenance={"model": "toy", "relation": "rel"}, extract_method="top-n",
-                  params={"n": 6, "by": "signed"}, faithfulness=0.75)  # fmt: skip
+CIRCUIT = Circuit(
+    SHAPE,
+    {
+        ("input", "a0.h1<q>"): -2.0,
+        ("a0.h1", "m0"): -1.0,
+        ("m0", "logits"): -4.0,
+        ("input", "a1.h0<k>"): 0.5,
+        ("a1.h1", "logits"): -1.0,
+        ("input", "logits"): 1.0,
+    },
+    node_scores={"a0.h1": -3.0},
+    provenance={"model": "toy", "relation": "rel"},
+    extract_method="top-n",
+    params={"n": 6, "by": "signed"},
+    faithfulness=0.75,
+)
 
 
 def parsed(dot: pydot.Dot) -> pydot.Dot:
@@ -88,8 +100,11 @@ def test_multi_head_attention_merges_kv_into_heads() -> None:
 
 
 def test_diff_dot_three_styles() -> None:
-    other = Circuit(SHAPE, {("m0", "logits"): -1.0, ("a1.h1", "m1"): -2.0},
-                    provenance={"model": "toy", "relation": "other"})  # fmt: skip
+    other = Circuit(
+        SHAPE,
+        {("m0", "logits"): -1.0, ("a1.h1", "m1"): -2.0},
+        provenance={"model": "toy", "relation": "other"},
+    )
     g = parsed(diff_dot(CIRCUIT, other))
     styles = [e.get("style") for e in scored_edges(g)]
     assert styles.count("solid") == 1

@@ -266,8 +266,22 @@ def test_evaluation_json_has_value_low_high(booted):
 
 def test_cli_evaluate_prints_intervals(capsys, tmp_path):
     out_dir = tmp_path / "run"
-    code, _, _ = run_cli(capsys, "score", "country_capital_city", "--model", "tiny-gpt2", "--score-method",
-                         "eap", "--max-pairs", "12", "--out", out_dir, "--quiet", "--max-rank", 10**9)  # fmt: skip
+    code, _, _ = run_cli(
+        capsys,
+        "score",
+        "country_capital_city",
+        "--model",
+        "tiny-gpt2",
+        "--score-method",
+        "eap",
+        "--max-pairs",
+        "12",
+        "--out",
+        out_dir,
+        "--quiet",
+        "--max-rank",
+        10**9,
+    )
     assert code == 0
     code, out, _ = run_cli(capsys, "evaluate", out_dir, "--boot", "50", "--quiet")
     assert code == 0

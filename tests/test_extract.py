@@ -56,8 +56,12 @@ HAND = {
 def test_top_n_signed_and_abs() -> None:
     g = build(SHAPE, HAND)
     assert set(top_n(g, 3, by="signed").edges) == {("a1.h0", "logits"), ("m0", "a1.h0<q>"), ("input", "m0")}
-    assert set(top_n(g, 4, by="abs").edges) == {("a1.h0", "logits"), ("m0", "a1.h0<q>"), ("input", "m0"),
-                                                ("a0.h1", "logits")}  # fmt: skip
+    assert set(top_n(g, 4, by="abs").edges) == {
+        ("a1.h0", "logits"),
+        ("m0", "a1.h0<q>"),
+        ("input", "m0"),
+        ("a0.h1", "logits"),
+    }
     assert top_n(g, 0).n_edges == 0
     assert top_n(g, 4, by="signed").params == {"n": 4, "by": "signed"}
     with pytest.raises(InputError, match="'signed'"):
@@ -68,8 +72,12 @@ def test_top_n_signed_and_abs() -> None:
 
 def test_threshold() -> None:
     g = build(SHAPE, HAND)
-    assert set(threshold(g, 2.0, by="signed").edges) == {("a1.h0", "logits"), ("m0", "a1.h0<q>"),
-                                                        ("input", "m0"), ("input", "a0.h0<k>")}  # fmt: skip
+    assert set(threshold(g, 2.0, by="signed").edges) == {
+        ("a1.h0", "logits"),
+        ("m0", "a1.h0<q>"),
+        ("input", "m0"),
+        ("input", "a0.h0<k>"),
+    }
     assert ("a0.h1", "logits") in threshold(g, 2.0, by="abs").edges
     assert threshold(g, 10.0).n_edges == 0
 
@@ -102,9 +110,15 @@ def test_prune_exact() -> None:
     # kept: input -> m0 -> a1.h0<q> -> a1.h0 -> logits; input -> a0.h0<k> -> a0.h0 -> m0;
     # input -> logits. Dropped: a0.h1 -> logits (a0.h1's inputs are not in the circuit... its k/v
     # input is: kv head 0 feeds a0.h1, so it stays), a1.h1 -> m1 (dead and dangling).
-    assert set(pruned.edges) == {("a1.h0", "logits"), ("m0", "a1.h0<q>"), ("input", "m0"),
-                                 ("input", "a0.h0<k>"), ("a0.h0", "m0"), ("input", "logits"),
-                                 ("a0.h1", "logits")}  # fmt: skip
+    assert set(pruned.edges) == {
+        ("a1.h0", "logits"),
+        ("m0", "a1.h0<q>"),
+        ("input", "m0"),
+        ("input", "a0.h0<k>"),
+        ("a0.h0", "m0"),
+        ("input", "logits"),
+        ("a0.h1", "logits"),
+    }
     assert pruned.params["pruned"] is True
     assert pruned.params["n_before_pruning"] == 8
     assert prune(pruned) == pruned.with_edges(
@@ -233,8 +247,13 @@ def test_strongest_paths_hand_built_and_circuit() -> None:
     assert paths[2].nodes == ("input", "logits")
     assert len(paths) == 3  # no other all-negative path exists
     c = path_circuit(g, 2)
-    assert set(c.edges) == {("input", "m0"), ("m0", "a1.h0<q>"), ("a1.h0", "logits"), ("input", "a0.h0<k>"),
-                            ("a0.h0", "m0")}  # fmt: skip
+    assert set(c.edges) == {
+        ("input", "m0"),
+        ("m0", "a1.h0<q>"),
+        ("a1.h0", "logits"),
+        ("input", "a0.h0<k>"),
+        ("a0.h0", "m0"),
+    }
     assert c.params["paths"][0]["nodes"][1] == "m0"
 
 
@@ -244,10 +263,21 @@ def test_node_circuit_exact() -> None:
     c = node_circuit(g, 2, by="signed")
     assert c.params["nodes"] == ["m0", "a1.h0"]
     assert c.nodes() == frozenset({"input", "m0", "a1.h0", "logits"})
-    expected = {(s, r) for s, r in [("input", "m0"), ("input", "a1.h0<q>"), ("input", "a1.h0<k>"),
-                                    ("input", "a1.h0<v>"), ("input", "logits"), ("m0", "a1.h0<q>"),
-                                    ("m0", "a1.h0<k>"), ("m0", "a1.h0<v>"), ("m0", "logits"),
-                                    ("a1.h0", "logits")]}  # fmt: skip
+    expected = {
+        (s, r)
+        for s, r in [
+            ("input", "m0"),
+            ("input", "a1.h0<q>"),
+            ("input", "a1.h0<k>"),
+            ("input", "a1.h0<v>"),
+            ("input", "logits"),
+            ("m0", "a1.h0<q>"),
+            ("m0", "a1.h0<k>"),
+            ("m0", "a1.h0<v>"),
+            ("m0", "logits"),
+            ("a1.h0", "logits"),
+        ]
+    }
     assert set(c.edges) == expected
     assert node_circuit(g, 1, by="abs").params["nodes"] == ["a1.h0"]
 
@@ -261,9 +291,13 @@ def test_extract_dispatch() -> None:
     assert extract(g, "threshold", value=2.0).n_edges == 3  # input -> a0.h0<k> dangles
     assert extract(g, "nodes", size=1).params["nodes"] == ["a1.h0"]
     assert extract(g, "paths", size=1).n_edges == 3
-    for kwargs, message in [({"extract_method": "best"}, "unknown extraction"), ({"extract_method": "top-n"}, "needs a size"),
-                            ({"extract_method": "threshold"}, "threshold value"), ({"extract_method": "minimal"}, "target"),
-                            ({"extract_method": "top-n", "fraction": 2.0}, "fraction")]:  # fmt: skip
+    for kwargs, message in [
+        ({"extract_method": "best"}, "unknown extraction"),
+        ({"extract_method": "top-n"}, "needs a size"),
+        ({"extract_method": "threshold"}, "threshold value"),
+        ({"extract_method": "minimal"}, "target"),
+        ({"extract_method": "top-n", "fraction": 2.0}, "fraction"),
+    ]:
         with pytest.raises(InputError, match=message):
             extract(g, **kwargs)
 

@@ -26,8 +26,12 @@ def _writes_and_outputs(model, tokens):
         hooks.append(
             (hook_point("z", layer), lambda z, hook, layer=layer: store.__setitem__(f"z{layer}", z) or z)
         )
-        hooks.append((hook_point("attn_out", layer),
-                      lambda x, hook, layer=layer: store.__setitem__(f"out{layer}", x) or x))  # fmt: skip
+        hooks.append(
+            (
+                hook_point("attn_out", layer),
+                lambda x, hook, layer=layer: store.__setitem__(f"out{layer}", x) or x,
+            )
+        )
     with torch.no_grad(), model.bridge.hooks(fwd_hooks=hooks):
         model.bridge(tokens)
     return harness, store

@@ -41,9 +41,16 @@ def test_grouped_query_receivers_are_per_key_value_head():
     shape = GraphShape(2, 4, 2)
     names = shape.receiver_names()
     assert names[: shape.receivers_per_layer] == [
-        "a0.h0<q>", "a0.h1<q>", "a0.h2<q>", "a0.h3<q>",
-        "a0.h0<k>", "a0.h1<k>", "a0.h0<v>", "a0.h1<v>", "m0",
-    ]  # fmt: skip
+        "a0.h0<q>",
+        "a0.h1<q>",
+        "a0.h2<q>",
+        "a0.h3<q>",
+        "a0.h0<k>",
+        "a0.h1<k>",
+        "a0.h0<v>",
+        "a0.h1<v>",
+        "m0",
+    ]
     assert names[shape.k_receiver(1, 1)] == "a1.h1<k>"
     assert names[shape.v_receiver(1, 0)] == "a1.h0<v>"
     nxg = to_networkx(ScoredGraph(shape, np.ones((shape.n_senders, shape.n_receivers))))

@@ -26,10 +26,19 @@ from circuits.relations import load_relation
 from circuits.store import META, SCORES, load_scored, save_scored
 from circuits.vocab import InputError
 
-METADATA = {"model": "tiny-gpt2", "relation": "country_capital_city", "score_method": "eap-ig",
-            "metric": "logit-diff", "ablation": "counterfactual", "split_seed": 0, "seed": 0,
-            "n_pairs_scoring": 5, "package_version": "0.4.0", "template": "The capital of {} is",
-            "known_filter": {"max_rank": 1, "min_prob": 0.0, "heldout_fraction": 0.4}}  # fmt: skip
+METADATA = {
+    "model": "tiny-gpt2",
+    "relation": "country_capital_city",
+    "score_method": "eap-ig",
+    "metric": "logit-diff",
+    "ablation": "counterfactual",
+    "split_seed": 0,
+    "seed": 0,
+    "n_pairs_scoring": 5,
+    "package_version": "0.4.0",
+    "template": "The capital of {} is",
+    "known_filter": {"max_rank": 1, "min_prob": 0.0, "heldout_fraction": 0.4},
+}
 
 
 @pytest.fixture(scope="module")
@@ -148,47 +157,101 @@ PROMPTS = ["prompts", "FILE", "--template", "The capital of {} is", "--model", "
 
 CASES = {
     # name: (command line, how the file is broken, what the message says)
-    "evaluate-truncated-safetensors": (["evaluate", "DIR", "--quiet"], truncated, "not a readable safetensors"),
-    "extract-truncated-safetensors": (["extract", "DIR", "--size", "5"], truncated, "not a readable safetensors"),
-    "evaluate-random-safetensors": (["evaluate", "DIR", "--quiet"], random_bytes, "not a readable safetensors"),
+    "evaluate-truncated-safetensors": (
+        ["evaluate", "DIR", "--quiet"],
+        truncated,
+        "not a readable safetensors",
+    ),
+    "extract-truncated-safetensors": (
+        ["extract", "DIR", "--size", "5"],
+        truncated,
+        "not a readable safetensors",
+    ),
+    "evaluate-random-safetensors": (
+        ["evaluate", "DIR", "--quiet"],
+        random_bytes,
+        "not a readable safetensors",
+    ),
     "extract-float64-scores": (["extract", "DIR", "--size", "5"], float64_scores, "values of float64"),
     "extract-nan-edge-score": (["extract", "DIR", "--size", "5"], nan_edge_score, "NaN or infinite"),
     "extract-graph-json-list": (["extract", "DIR", "--size", "5"], graph_json_list, "must be an object"),
-    "evaluate-graph-json-missing-keys": (["evaluate", "DIR", "--quiet"], graph_json_missing_keys,
-                                         "field 'metric' is missing"),
-    "evaluate-graph-json-shape-only": (["evaluate", "DIR", "--quiet"], graph_json_shape_only,
-                                       "field 'model' is missing"),
+    "evaluate-graph-json-missing-keys": (
+        ["evaluate", "DIR", "--quiet"],
+        graph_json_missing_keys,
+        "field 'metric' is missing",
+    ),
+    "evaluate-graph-json-shape-only": (
+        ["evaluate", "DIR", "--quiet"],
+        graph_json_shape_only,
+        "field 'model' is missing",
+    ),
     "extract-graph-json-nan": (["extract", "DIR", "--size", "5"], graph_json_nan_literal, "'seconds' is NaN"),
-    "extract-graph-json-huge-shape": (["extract", "DIR", "--size", "5"], graph_json_huge_shape,
-                                      "n_layers is 10000000; valid: 1 to 1024"),
-    "extract-graph-json-nested-deep": (["extract", "DIR", "--size", "5"],
-                                       lambda g: (g / META).write_text("[" * 10**5 + "]" * 10**5) and g / META,
-                                       "nested too deeply"),
-    "render-integer-of-5000-digits": (["render", "FILE", "--format", "dot"],
-                                      circuit_text('"faithfulness": null', '"faithfulness": ' + "9" * 5000),
-                                      "malformed JSON: Exceeds the limit"),
-    "render-score-string": (["render", "FILE", "--format", "dot"], circuit_edit(first_edge("score", "-0.5")),
-                            "'score' is '-0.5'; valid: a finite number"),
-    "render-score-nan": (["render", "FILE", "--format", "dot"], circuit_edit(first_edge("score", float("nan"))),
-                         "): 'score' is NaN; numbers must be finite"),
-    "render-score-bool": (["render", "FILE", "--format", "dot"], circuit_edit(first_edge("score", True)),
-                          "'score' is True"),
-    "render-n-layers-huge": (["render", "FILE", "--format", "dot"],
-                             circuit_edit(lambda d: d["graph"]["shape"].update(n_layers=10**7)),
-                             "n_layers is 10000000; valid: 1 to 1024"),
-    "render-layer-out-of-range": (["render", "FILE", "--format", "dot"], circuit_edit(first_edge("source", "a5.h0")),
-                                  "names layer 5; the graph has layers 0 to 1"),
-    "render-nodes-not-a-list": (["render", "FILE", "--format", "dot"], circuit_edit(lambda d: d.update(nodes=3)),
-                                "'nodes' must be a list"),
-    "render-graph-not-an-object": (["render", "FILE", "--format", "dot"],
-                                   circuit_edit(lambda d: d.update(graph="x")), "'graph' must be an object"),
-    "render-faithfulness-infinite": (["render", "FILE", "--format", "dot"],
-                                circuit_edit(lambda d: d["graph"].update(faithfulness=float("inf"))),
-                                "field 'graph.faithfulness' is Infinity"),
-    "prompts-non-utf8-csv": (PROMPTS, csv_file(b"subject,object\nFr\xe9nce,Paris\n"),
-                             "line 2 is not UTF-8 (byte 17 of the file is 0xe9); re-save it as UTF-8"),
-    "prompts-bom-csv-header-only": (PROMPTS, csv_file("\ufeffsubject,object\n".encode()), "the relation has no facts"),
-}  # fmt: skip
+    "extract-graph-json-huge-shape": (
+        ["extract", "DIR", "--size", "5"],
+        graph_json_huge_shape,
+        "n_layers is 10000000; valid: 1 to 1024",
+    ),
+    "extract-graph-json-nested-deep": (
+        ["extract", "DIR", "--size", "5"],
+        lambda g: (g / META).write_text("[" * 10**5 + "]" * 10**5) and g / META,
+        "nested too deeply",
+    ),
+    "render-integer-of-5000-digits": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_text('"faithfulness": null', '"faithfulness": ' + "9" * 5000),
+        "malformed JSON: Exceeds the limit",
+    ),
+    "render-score-string": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(first_edge("score", "-0.5")),
+        "'score' is '-0.5'; valid: a finite number",
+    ),
+    "render-score-nan": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(first_edge("score", float("nan"))),
+        "): 'score' is NaN; numbers must be finite",
+    ),
+    "render-score-bool": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(first_edge("score", True)),
+        "'score' is True",
+    ),
+    "render-n-layers-huge": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(lambda d: d["graph"]["shape"].update(n_layers=10**7)),
+        "n_layers is 10000000; valid: 1 to 1024",
+    ),
+    "render-layer-out-of-range": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(first_edge("source", "a5.h0")),
+        "names layer 5; the graph has layers 0 to 1",
+    ),
+    "render-nodes-not-a-list": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(lambda d: d.update(nodes=3)),
+        "'nodes' must be a list",
+    ),
+    "render-graph-not-an-object": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(lambda d: d.update(graph="x")),
+        "'graph' must be an object",
+    ),
+    "render-faithfulness-infinite": (
+        ["render", "FILE", "--format", "dot"],
+        circuit_edit(lambda d: d["graph"].update(faithfulness=float("inf"))),
+        "field 'graph.faithfulness' is Infinity",
+    ),
+    "prompts-non-utf8-csv": (
+        PROMPTS,
+        csv_file(b"subject,object\nFr\xe9nce,Paris\n"),
+        "line 2 is not UTF-8 (byte 17 of the file is 0xe9); re-save it as UTF-8",
+    ),
+    "prompts-bom-csv-header-only": (
+        PROMPTS,
+        csv_file("\ufeffsubject,object\n".encode()),
+        "the relation has no facts",
+    ),
+}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -226,18 +289,20 @@ def test_shape_bounds_are_above_every_real_model() -> None:
 
 @pytest.mark.parametrize(
     ("shape", "says"),
-    [({"n_layers": 10**7, "n_heads": 4, "n_kv_heads": 4}, "n_layers is 10000000; valid: 1 to 1024"),
-     ({"n_layers": 2, "n_heads": 2000, "n_kv_heads": 1}, "n_heads is 2000; valid: 1 to 1024"),
-     ({"n_layers": 1000, "n_heads": 1000, "n_kv_heads": 1000}, "senders x receivers entries"),
-     ({"n_layers": 0, "n_heads": 4, "n_kv_heads": 4}, "n_layers is 0; valid: 1 to 1024"),
-     ({"n_layers": 2, "n_heads": 4, "n_kv_heads": 3}, "must be a multiple of n_kv_heads"),
-     ({"n_layers": 2.0, "n_heads": 4, "n_kv_heads": 4}, "n_layers must be a whole number, not 2.0"),
-     ({"n_layers": True, "n_heads": 4, "n_kv_heads": 4}, "n_layers must be a whole number, not True"),
-     ({"n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "parallel": "no"}, "parallel must be true or false"),
-     ({"n_layers": 2, "n_heads": 4}, "misses n_kv_heads"),
-     ({"n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "layers": 3}, "unknown fields layers"),
-     ([2, 4, 4], "must be an object")],
-)  # fmt: skip
+    [
+        ({"n_layers": 10**7, "n_heads": 4, "n_kv_heads": 4}, "n_layers is 10000000; valid: 1 to 1024"),
+        ({"n_layers": 2, "n_heads": 2000, "n_kv_heads": 1}, "n_heads is 2000; valid: 1 to 1024"),
+        ({"n_layers": 1000, "n_heads": 1000, "n_kv_heads": 1000}, "senders x receivers entries"),
+        ({"n_layers": 0, "n_heads": 4, "n_kv_heads": 4}, "n_layers is 0; valid: 1 to 1024"),
+        ({"n_layers": 2, "n_heads": 4, "n_kv_heads": 3}, "must be a multiple of n_kv_heads"),
+        ({"n_layers": 2.0, "n_heads": 4, "n_kv_heads": 4}, "n_layers must be a whole number, not 2.0"),
+        ({"n_layers": True, "n_heads": 4, "n_kv_heads": 4}, "n_layers must be a whole number, not True"),
+        ({"n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "parallel": "no"}, "parallel must be true or false"),
+        ({"n_layers": 2, "n_heads": 4}, "misses n_kv_heads"),
+        ({"n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "layers": 3}, "unknown fields layers"),
+        ([2, 4, 4], "must be an object"),
+    ],
+)
 def test_shapes_read_from_files_are_checked_before_anything_is_allocated(shape, says: str) -> None:
     with pytest.raises(
         InputError, match=r"^f\.json: shape: .*" + says.replace("(", r"\(").replace(")", r"\)")
@@ -267,13 +332,18 @@ def test_a_huge_shape_in_a_circuit_is_refused_at_once_without_memory(made: Path,
 def test_circuit_edges_out_of_range_or_backwards_name_the_file_the_edge_and_the_range(made, tmp_path) -> None:
     path = copy(made, tmp_path) / "c.circuit.json"
     good = path.read_text()
-    cases = [(("a1.h9", "logits"), r"'a1\.h9' is not a sender .*: it names head 9; the graph has heads 0 to 3"),
-             (("input", "a0.h2<k>"), r"'a0\.h2<k>' is not a receiver .*key/value head 2; the graph has key/value "
-                                     r"heads 0 to 1"),
-             (("a1.h0", "a0.h1<q>"), r"edge \('a1\.h0', 'a0\.h1<q>'\) is not an edge .*a sender must come before"),
-             (("a0.h0<q>", "logits"), r"'a0\.h0<q>' is not a sender .*it is a head's input"),
-             (("m0", "input"), r"'input' is not a receiver"),
-             (("a00.h1", "logits"), r"the engine spells it 'a0\.h1'")]  # fmt: skip
+    cases = [
+        (("a1.h9", "logits"), r"'a1\.h9' is not a sender .*: it names head 9; the graph has heads 0 to 3"),
+        (
+            ("input", "a0.h2<k>"),
+            r"'a0\.h2<k>' is not a receiver .*key/value head 2; the graph has key/value "
+            r"heads 0 to 1",
+        ),
+        (("a1.h0", "a0.h1<q>"), r"edge \('a1\.h0', 'a0\.h1<q>'\) is not an edge .*a sender must come before"),
+        (("a0.h0<q>", "logits"), r"'a0\.h0<q>' is not a sender .*it is a head's input"),
+        (("m0", "input"), r"'input' is not a receiver"),
+        (("a00.h1", "logits"), r"the engine spells it 'a0\.h1'"),
+    ]
     for (sender, receiver), says in cases:
         path.write_text(good)
         edit_json(path, lambda d, s=sender, r=receiver: d["edges"][0].update(source=s, target=r))
@@ -284,18 +354,28 @@ def test_circuit_edges_out_of_range_or_backwards_name_the_file_the_edge_and_the_
 def test_circuit_fields_of_the_wrong_type_are_refused(made: Path, tmp_path: Path) -> None:
     path = copy(made, tmp_path) / "c.circuit.json"
     good = path.read_text()
-    cases = [(lambda d: d["nodes"][0].update(score="1"), r"node 'input': 'score' is '1'"),
-             (lambda d: d.update(edges={"a": 1}), r"'edges' must be a list"),
-             (lambda d: d["edges"].append(dict(d["edges"][0])), r"appears twice"),
-             (lambda d: d.update(directed=False), r"a circuit is a directed graph"),
-             (lambda d: d["graph"].update(params={"n": "10"}), r"'params': field 'n' is '10'"),
-             (lambda d: d["graph"].update(params={"by": 1}), r"'params': field 'by' is 1; valid: 'signed' or 'abs'"),
-             (lambda d: d["graph"]["params"].update(faithfulness_interval={"value": "high"}),
-              r"'faithfulness_interval\.value' is 'high'"),
-             (lambda d: d["graph"].update(provenance=[1]), r"'provenance' must be an object"),
-             (lambda d: d["graph"]["provenance"].update(metric="accuracy"), r"field 'metric' is 'accuracy'; valid: "),
-             (lambda d: d["graph"]["provenance"].update(split_seed=True), r"field 'split_seed' is True"),
-             (lambda d: d["graph"].update(name=5), r"'name' must be a string")]  # fmt: skip
+    cases = [
+        (lambda d: d["nodes"][0].update(score="1"), r"node 'input': 'score' is '1'"),
+        (lambda d: d.update(edges={"a": 1}), r"'edges' must be a list"),
+        (lambda d: d["edges"].append(dict(d["edges"][0])), r"appears twice"),
+        (lambda d: d.update(directed=False), r"a circuit is a directed graph"),
+        (lambda d: d["graph"].update(params={"n": "10"}), r"'params': field 'n' is '10'"),
+        (
+            lambda d: d["graph"].update(params={"by": 1}),
+            r"'params': field 'by' is 1; valid: 'signed' or 'abs'",
+        ),
+        (
+            lambda d: d["graph"]["params"].update(faithfulness_interval={"value": "high"}),
+            r"'faithfulness_interval\.value' is 'high'",
+        ),
+        (lambda d: d["graph"].update(provenance=[1]), r"'provenance' must be an object"),
+        (
+            lambda d: d["graph"]["provenance"].update(metric="accuracy"),
+            r"field 'metric' is 'accuracy'; valid: ",
+        ),
+        (lambda d: d["graph"]["provenance"].update(split_seed=True), r"field 'split_seed' is True"),
+        (lambda d: d["graph"].update(name=5), r"'name' must be a string"),
+    ]
     for change, says in cases:
         path.write_text(good)
         edit_json(path, change)
@@ -310,8 +390,12 @@ def test_graphs_of_older_versions_and_imported_graphs_still_load(made: Path, tmp
     edit_json(folder / META, lambda d: d.update(method=d.pop("score_method")))  # before 0.2
     assert load_scored(folder).metadata["score_method"] == "eap-ig"
     imported = toy_scored()
-    imported.metadata = {"score_method": "imported", "source_format": "eap-ig", "d_model": None,
-                         "imported_from": {"path": "x.json", "format": "mib-json"}}  # fmt: skip
+    imported.metadata = {
+        "score_method": "imported",
+        "source_format": "eap-ig",
+        "d_model": None,
+        "imported_from": {"path": "x.json", "format": "mib-json"},
+    }
     save_scored(tmp_path / "imported", imported)
     back = load_scored(tmp_path / "imported")
     assert back.metadata.get("relation") is None
@@ -333,12 +417,19 @@ def test_scores_files_with_wrong_tensors_name_the_tensor(made: Path, tmp_path: P
     folder = copy(made, tmp_path)
     tensors = load_file(str(folder / SCORES))
     n = tensors["edge_scores"].size
-    cases = [({"edge_scores": tensors["edge_scores"].astype(np.int32)}, rf"'edge_scores' holds \[{n}\] values of int32"),
-             ({"edge_scores": tensors["edge_scores"].reshape(1, n)}, rf"'edge_scores' holds \[1, {n}\] values"),
-             ({"pair_edges": np.array([10**6], np.int32), "pair_scores": np.zeros((2, 1), np.float32)},
-              r"'pair_edges' holds 1000000, which is not the index of an edge"),
-             ({"pair_edges": np.array([0, 1], np.int32)}, r"holds tensor 'pair_edges' but not 'pair_scores'"),
-             ({"edge_scores": np.full(n, np.inf, np.float32)}, rf"'edge_scores' holds {n} NaN or infinite scores")]  # fmt: skip
+    cases = [
+        (
+            {"edge_scores": tensors["edge_scores"].astype(np.int32)},
+            rf"'edge_scores' holds \[{n}\] values of int32",
+        ),
+        ({"edge_scores": tensors["edge_scores"].reshape(1, n)}, rf"'edge_scores' holds \[1, {n}\] values"),
+        (
+            {"pair_edges": np.array([10**6], np.int32), "pair_scores": np.zeros((2, 1), np.float32)},
+            r"'pair_edges' holds 1000000, which is not the index of an edge",
+        ),
+        ({"pair_edges": np.array([0, 1], np.int32)}, r"holds tensor 'pair_edges' but not 'pair_scores'"),
+        ({"edge_scores": np.full(n, np.inf, np.float32)}, rf"'edge_scores' holds {n} NaN or infinite scores"),
+    ]
     for replace, says in cases:
         save_file({"edge_scores": tensors["edge_scores"], **replace}, str(folder / SCORES))
         with pytest.raises(InputError, match=rf"^{folder / SCORES}: {says}"):
@@ -354,8 +445,14 @@ def test_csv_and_json_relations_with_a_byte_order_mark(tmp_path: Path) -> None:
     rel = load_relation(path, template="The capital of {} is")
     assert [f.subject for f in rel.facts] == ["France", "Japan"]  # the header is not a fact
     lre = tmp_path / "caps.json"
-    lre.write_bytes(("\ufeff" + json.dumps({"prompt_templates": ["{} is in"],
-                                            "samples": [{"subject": "Paris", "object": "France"}]})).encode())  # fmt: skip
+    lre.write_bytes(
+        (
+            "\ufeff"
+            + json.dumps(
+                {"prompt_templates": ["{} is in"], "samples": [{"subject": "Paris", "object": "France"}]}
+            )
+        ).encode()
+    )
     assert load_relation(lre).facts[0].subject == "Paris"
     raw = b'{"prompt_templates": ["{} is in"],\n "samples": [{"subject": "Par\xeds", "object": "x"}]}'
     lre.write_bytes(raw)
@@ -378,8 +475,10 @@ def test_repeated_subjects_with_other_objects_are_warned_about(tmp_path: Path, c
         ("Peru", "Lima"),
     ]
     (record,) = caplog.records
-    assert record.getMessage() == (f"relation caps (file {path}): 2 subjects have more than one object "
-                                   "(France: Paris, Lyon; Peru: Lima, Cusco, Callao); the first is kept")  # fmt: skip
+    assert record.getMessage() == (
+        f"relation caps (file {path}): 2 subjects have more than one object "
+        "(France: Paris, Lyon; Peru: Lima, Cusco, Callao); the first is kept"
+    )
     caplog.clear()
     path.write_text("France,Paris\nFrance,Paris\nJapan,Tokyo\n")  # the same fact twice: nothing is lost
     with caplog.at_level(logging.WARNING, logger="circuits.relations.schema"):

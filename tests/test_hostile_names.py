@@ -337,16 +337,29 @@ def write_results(root: Path, folder_names: list[str], value: str) -> None:
         (rel / "mechanisms" / "knockout.json").write_text(json.dumps({"n_prompts": 3, "effect": value}))
         (rel / "mechanisms" / "knockout.svg").write_text(TINY_SVG)
     pair = {"a": value, "b": value, "value": value, "head_share": value, "noise": {"relative": value}}
-    job = {"seconds": 1.5, "stages_run": value, "stages_reused": value, value: value,
-           "reuse": {"most_similar": pair, "least_similar": {**pair, "b": value},
-                     "core": {"n_edges": value, "k": value, "heads": [value]}},
-           "channels": [{"relation": value, "auc_component": value}],
-           "relations": [{"relation": folder_names[0], "findings": {value: value}}]}  # fmt: skip
+    job = {
+        "seconds": 1.5,
+        "stages_run": value,
+        "stages_reused": value,
+        value: value,
+        "reuse": {
+            "most_similar": pair,
+            "least_similar": {**pair, "b": value},
+            "core": {"n_edges": value, "k": value, "heads": [value]},
+        },
+        "channels": [{"relation": value, "auc_component": value}],
+        "relations": [{"relation": folder_names[0], "findings": {value: value}}],
+    }
     (model / "job.json").write_text(json.dumps(job))
     reuse = model / "reuse"
     reuse.mkdir()
-    report = {"metric": value, "relations": [value, value], "core": {"heads": [value], "k": value},
-              "most_similar": pair, "clustering": {"linkage_method": value}}  # fmt: skip
+    report = {
+        "metric": value,
+        "relations": [value, value],
+        "core": {"heads": [value], "k": value},
+        "most_similar": pair,
+        "clustering": {"linkage_method": value},
+    }
     (reuse / "report.json").write_text(json.dumps(report))
     (reuse / "heatmap.svg").write_text(TINY_SVG)
     (reuse / f"{folder_names[-1]}.csv").write_text("a,b\n1,2\n")
@@ -355,9 +368,12 @@ def write_results(root: Path, folder_names: list[str], value: str) -> None:
         text = " ".join(re.sub("[\ud800-\udfff]", "", value).splitlines())
         csv.writer(handle).writerows([["a", "b", text], [text, text, "0.5"], ["x", "y", "z"]])
     (model / "channels").mkdir()
-    channels = {"channels": [{"writer": value, "reader": value, "kind": value, "z": 1.0}],
-                "validation": [{"relation": value, "auc_whole": value}], "settings": {value: value},
-                "overlay": {"relation": value, "circuit": value}}  # fmt: skip
+    channels = {
+        "channels": [{"writer": value, "reader": value, "kind": value, "z": 1.0}],
+        "validation": [{"relation": value, "auc_whole": value}],
+        "settings": {value: value},
+        "overlay": {"relation": value, "circuit": value},
+    }
     (model / "channels" / "channels.json").write_text(json.dumps(channels))
     (model / "channels" / "overlay.svg").write_text(TINY_SVG)
 

@@ -140,8 +140,13 @@ def test_parallel_blocks_write_their_edges_and_read_back(fmt, tmp_path):
 @pytest.mark.parametrize("fmt", ["json", "pt"])
 @pytest.mark.parametrize("with_scores", [False, True])
 def test_circuit_round_trip_is_identical(scored, fmt, with_scores, tmp_path):
-    circuit = Circuit.from_mask(scored, scored.top_mask(12, by="signed"), extract_method="top-n",
-                                params={"n": 12, "by": "signed"}, name="top12")  # fmt: skip
+    circuit = Circuit.from_mask(
+        scored,
+        scored.top_mask(12, by="signed"),
+        extract_method="top-n",
+        params={"n": 12, "by": "signed"},
+        name="top12",
+    )
     circuit.faithfulness = 0.625
     path = write(tmp_path / f"c.{fmt}", fmt, circuit, scored=scored if with_scores else None)
     back = read(path, fmt)
@@ -167,8 +172,11 @@ def test_circuit_without_provenance_reads_back_as_a_foreign_circuit(scored):
 HAND = {
     "cfg": {"n_layers": 1, "n_heads": 2, "parallel_attn_mlp": False, "d_model": 8},
     "nodes": {
-        "input": {"in_graph": True}, "a0.h0": {"in_graph": False}, "a0.h1": {"in_graph": True},
-        "m0": {"in_graph": False}, "logits": {"in_graph": True},
+        "input": {"in_graph": True},
+        "a0.h0": {"in_graph": False},
+        "a0.h1": {"in_graph": True},
+        "m0": {"in_graph": False},
+        "logits": {"in_graph": True},
     },
     "edges": {
         "input->a0.h0<q>": {"score": 0.01, "in_graph": False},
@@ -185,7 +193,7 @@ HAND = {
         "a0.h1->logits": {"score": -0.12, "in_graph": True},
         "m0->logits": {"score": 0.13, "in_graph": False},
     },
-}  # fmt: skip
+}
 
 
 def test_a_hand_written_json_file_loads_with_scores_in_place(tmp_path):
@@ -226,9 +234,14 @@ def test_a_hand_made_pt_file_loads_with_scores_in_place(tmp_path):
     scores[senders.index("a1.h1"), column("logits")] = 4.0
     in_graph = torch.zeros_like(scores, dtype=torch.bool)
     in_graph[senders.index("m0"), column("a1.h1<v>")] = True
-    data = {"cfg": {"n_layers": n_layers, "n_heads": n_heads, "parallel_attn_mlp": False, "d_model": 16},
-            "src_nodes": senders, "dst_nodes": receivers, "edges_scores": scores, "edges_in_graph": in_graph,
-            "nodes_in_graph": torch.zeros(len(senders), dtype=torch.bool)}  # fmt: skip
+    data = {
+        "cfg": {"n_layers": n_layers, "n_heads": n_heads, "parallel_attn_mlp": False, "d_model": 16},
+        "src_nodes": senders,
+        "dst_nodes": receivers,
+        "edges_scores": scores,
+        "edges_in_graph": in_graph,
+        "nodes_in_graph": torch.zeros(len(senders), dtype=torch.bool),
+    }
     torch.save(data, tmp_path / "hand.pt")
     back = read_mib_pt(tmp_path / "hand.pt")
     shape = back.graph.shape
@@ -246,11 +259,13 @@ def test_a_hand_made_pt_file_loads_with_scores_in_place(tmp_path):
 # ------------------------------------------------------------------ (d) grouped-query attention
 def test_foreign_per_query_head_kv_scores_are_summed_and_ored():
     cfg = {"n_layers": 1, "n_heads": 4, "parallel_attn_mlp": False, "d_model": 8, "n_key_value_heads": 2}
-    edges = {"input->a0.h0<k>": {"score": 1.0, "in_graph": False},
-             "input->a0.h1<k>": {"score": 2.0, "in_graph": True},
-             "input->a0.h2<v>": {"score": -0.5, "in_graph": False},
-             "input->a0.h3<v>": {"score": -0.25, "in_graph": False},
-             "input->a0.h3<q>": {"score": 7.0, "in_graph": False}}  # fmt: skip
+    edges = {
+        "input->a0.h0<k>": {"score": 1.0, "in_graph": False},
+        "input->a0.h1<k>": {"score": 2.0, "in_graph": True},
+        "input->a0.h2<v>": {"score": -0.5, "in_graph": False},
+        "input->a0.h3<v>": {"score": -0.25, "in_graph": False},
+        "input->a0.h3<q>": {"score": 7.0, "in_graph": False},
+    }
     back = from_mib_json({"cfg": cfg, "nodes": {}, "edges": edges})
     shape = back.graph.shape
     assert shape == GraphShape(1, 4, 2)
@@ -278,9 +293,11 @@ def test_our_export_repeats_a_kv_score_on_each_query_head_and_says_so():
     k_scores = [data["edges"][f"input->a0.h{h}<k>"]["score"] for h in range(4)]
     assert k_scores == [0.0, 0.0, pytest.approx(0.3), pytest.approx(0.3)]
     assert [data["edges"][f"input->a0.h{h}<v>"] for h in range(4)] == [
-        {"score": 0.0, "in_graph": False}, {"score": 0.0, "in_graph": False},
-        {"score": -0.7, "in_graph": True}, {"score": -0.7, "in_graph": True},
-    ]  # fmt: skip
+        {"score": 0.0, "in_graph": False},
+        {"score": 0.0, "in_graph": False},
+        {"score": -0.7, "in_graph": True},
+        {"score": -0.7, "in_graph": True},
+    ]
     back = from_mib_json(data)  # the marker: the copies are one value, not summed
     assert back.graph.scores[0, shape.k_receiver(0, 1)] == np.float32(0.3)
     assert back.circuit == circuit
@@ -467,11 +484,22 @@ def test_export_and_import_commands(scored, capsys, tmp_path):
     assert back.metadata["imported_from"] == {"path": str(tmp_path / "g.json"), "format": "mib-json"}
     assert {k: v for k, v in back.metadata.items() if k != "imported_from"} == scored.metadata
 
-    circuit = Circuit.from_mask(scored, scored.top_mask(9, by="signed"), extract_method="top-n",
-                                params={"n": 9, "by": "signed"})  # fmt: skip
+    circuit = Circuit.from_mask(
+        scored, scored.top_mask(9, by="signed"), extract_method="top-n", params={"n": 9, "by": "signed"}
+    )
     circuit.save(tmp_path / "c.circuit.json")
-    code, out, _ = run_cli(capsys, "export", tmp_path / "c.circuit.json", "--format", "mib-pt",
-                           "--out", tmp_path / "c.pt", "--scored", tmp_path / "scored", "--json")  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        "export",
+        tmp_path / "c.circuit.json",
+        "--format",
+        "mib-pt",
+        "--out",
+        tmp_path / "c.pt",
+        "--scored",
+        tmp_path / "scored",
+        "--json",
+    )
     assert code == 0 and json.loads(out)[0]["in_graph"] == sum(
         scored.shape.group if r.endswith(("<k>", "<v>")) else 1 for _, r in circuit.edges
     )
@@ -481,8 +509,21 @@ def test_export_and_import_commands(scored, capsys, tmp_path):
     assert Circuit.load(report["circuit"]) == circuit
     assert np.array_equal(load_scored(tmp_path / "c").scores, scored.scores)
 
-    code, out, _ = run_cli(capsys, "export", tmp_path / "scored", "--format", "mib-json", "--sizes", "mib",
-                           "--by", "signed", "--out", tmp_path / "ten", "--stem", "task_model")  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        "export",
+        tmp_path / "scored",
+        "--format",
+        "mib-json",
+        "--sizes",
+        "mib",
+        "--by",
+        "signed",
+        "--out",
+        tmp_path / "ten",
+        "--stem",
+        "task_model",
+    )
     assert code == 0 and out.count("wrote") == 10 and (tmp_path / "ten" / "task_model_0.1.json").is_file()
 
 

@@ -275,10 +275,19 @@ def test_errors_say_what_is_wrong_and_what_is_close(tiny_llama, kwargs, message)
 
 
 def test_edits_print_as_their_specs(tiny_llama):
-    edits = parse_edits(tiny_llama, scale=["m2=0.25", "a0.h1->logits=2"], ablate=["a1.h0", "a0.h0->a2.h1<v>:zero"],
-                        subspace=["m1:4=0.5"])  # fmt: skip
-    assert [str(e) for e in edits] == ["scale m2=0.25", "scale a0.h1->logits=2", "ablate a1.h0:mean",
-                                       "ablate a0.h0->a2.h1<v>:zero", "subspace m1:4=0.5"]  # fmt: skip
+    edits = parse_edits(
+        tiny_llama,
+        scale=["m2=0.25", "a0.h1->logits=2"],
+        ablate=["a1.h0", "a0.h0->a2.h1<v>:zero"],
+        subspace=["m1:4=0.5"],
+    )
+    assert [str(e) for e in edits] == [
+        "scale m2=0.25",
+        "scale a0.h1->logits=2",
+        "ablate a1.h0:mean",
+        "ablate a0.h0->a2.h1<v>:zero",
+        "subspace m1:4=0.5",
+    ]
     assert edits[2] == Edit("ablate", "a1.h0", ablation=Ablation.MEAN)
     assert parse_edits(tiny_llama, scale=[str(edits[0]).removeprefix("scale ")]) == edits[:1]
 
@@ -297,17 +306,39 @@ def strict(text):
 
 
 def test_intervene_command_on_a_bundled_relation_and_an_unseen_lre_file(capsys, tmp_path, river_lre):
-    code, out, err = run_cli(capsys, "intervene", RELATION, *TINY, "--ablate", "a1.h0:zero", "--scale", "m2=0.5",
-                             "--ablate", "a0.h1->a2.h0<v>:counterfactual", "--subspace", "a2.h1:3", "--json",
-                             "--out", str(tmp_path / "a"))  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "intervene",
+        RELATION,
+        *TINY,
+        "--ablate",
+        "a1.h0:zero",
+        "--scale",
+        "m2=0.5",
+        "--ablate",
+        "a0.h1->a2.h0<v>:counterfactual",
+        "--subspace",
+        "a2.h1:3",
+        "--json",
+        "--out",
+        str(tmp_path / "a"),
+    )
     assert code == 0, err
     record = strict(out)
     assert record == strict((tmp_path / "a" / "intervene.json").read_text())
-    assert set(record["before"]) == set(record["after"]) == set(record["change"]) == {
-        "accuracy", "answer_prob", "logit_diff"}  # fmt: skip
+    assert (
+        set(record["before"])
+        == set(record["after"])
+        == set(record["change"])
+        == {"accuracy", "answer_prob", "logit_diff"}
+    )
     assert all(set(v) == {"value", "low", "high"} for v in record["after"].values())
-    assert record["edits"] == ["scale m2=0.5", "ablate a1.h0:zero", "ablate a0.h1->a2.h0<v>:counterfactual",
-                               "subspace a2.h1:3=0"]  # fmt: skip
+    assert record["edits"] == [
+        "scale m2=0.5",
+        "ablate a1.h0:zero",
+        "ablate a0.h1->a2.h0<v>:counterfactual",
+        "subspace a2.h1:3=0",
+    ]
     assert record["n_prompts"] == 3 and record["split"] == "heldout" and record["n_boot"] == 50
     assert ET.parse(tmp_path / "a" / "intervene.svg").getroot().tag.endswith("svg")
 
@@ -339,8 +370,16 @@ def gallery(tiny_llama, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("gallery")
     settings = ScoreSettings(max_pairs=8, max_rank=ALL, ig_steps=2)
-    run_reuse(PICKS, model=tiny_llama, settings=settings, size=20, store=root, cross=False, formats=("dot",),
-              progress=False)  # fmt: skip
+    run_reuse(
+        PICKS,
+        model=tiny_llama,
+        settings=settings,
+        size=20,
+        store=root,
+        cross=False,
+        formats=("dot",),
+        progress=False,
+    )
     return root
 
 
@@ -348,8 +387,9 @@ def test_reuse_test_ablates_the_core_the_specific_and_random_heads(tiny_llama, g
     from circuits.pipeline.interventions import _circuit_pairs, circuit_heads, run_reuse_test
     from circuits.store import Gallery
 
-    record, files = run_reuse_test(tiny_llama, PICKS, store=gallery, fraction=0.5, out=tmp_path, save=True,
-                                   n_boot=50, progress=False)  # fmt: skip
+    record, files = run_reuse_test(
+        tiny_llama, PICKS, store=gallery, fraction=0.5, out=tmp_path, save=True, n_boot=50, progress=False
+    )
     stored = Gallery(gallery).circuits("tiny-llama")
     heads = {r: circuit_heads(stored[r]) for r in PICKS}
     counts = Counter(h for hs in heads.values() for h in hs)
@@ -374,9 +414,12 @@ def test_reuse_test_ablates_the_core_the_specific_and_random_heads(tiny_llama, g
         edits = [Edit("ablate", h, ablation=Ablation.MEAN) for h in record["core"]]
         by_hand = intervene(tiny_llama, pairs, edits, n_boot=50, progress=False)
         assert by_hand.after["logit_diff"].value == pytest.approx(ld["core"]["value"], abs=1e-5)
-    assert files == [tmp_path / "reuse_test.json", tmp_path / "reuse_test.svg",
-                     gallery / "tiny-llama" / "reuse_test" / "reuse_test.json",
-                     gallery / "tiny-llama" / "reuse_test" / "reuse_test.svg"]  # fmt: skip
+    assert files == [
+        tmp_path / "reuse_test.json",
+        tmp_path / "reuse_test.svg",
+        gallery / "tiny-llama" / "reuse_test" / "reuse_test.json",
+        gallery / "tiny-llama" / "reuse_test" / "reuse_test.svg",
+    ]
     assert strict((tmp_path / "reuse_test.json").read_text()) == json.loads(json.dumps(record))
     assert ET.parse(tmp_path / "reuse_test.svg").getroot().tag.endswith("svg")
 
@@ -388,8 +431,17 @@ def test_reuse_test_command_and_its_errors(capsys, gallery, tmp_path):
     )
     assert code == 0, err
     assert "zero ablation" in out and "pooled" in out and "country_language" in out
-    code, out, err = run_cli(capsys, "reuse-test", *PICKS, *common, "--json", "--circuit", "top-n-signed-20",
-                             "--ablation", "counterfactual")  # fmt: skip
+    code, out, err = run_cli(
+        capsys,
+        "reuse-test",
+        *PICKS,
+        *common,
+        "--json",
+        "--circuit",
+        "top-n-signed-20",
+        "--ablation",
+        "counterfactual",
+    )
     assert code == 0, err
     record = strict(out)
     assert record["circuits"] == dict.fromkeys(PICKS, "top-n-signed-20")

@@ -46,9 +46,19 @@ def test_stage_log_reuses_only_a_finished_stage_with_the_same_key_and_files(tmp_
 def _settings(**changes):
     from circuits.pipeline.job import JobSettings
 
-    base = dict(relations=("country_capital_city", "country_currency"), max_pairs=8, ig_steps=2, analysis_pairs=6,
-                analyses=("knockout", "dla"), n_boot=20, n_splits=4, n_perm=5, reuse_size=20, channels_top=3,
-                max_rank=ALL)  # fmt: skip
+    base = dict(
+        relations=("country_capital_city", "country_currency"),
+        max_pairs=8,
+        ig_steps=2,
+        analysis_pairs=6,
+        analyses=("knockout", "dla"),
+        n_boot=20,
+        n_splits=4,
+        n_perm=5,
+        reuse_size=20,
+        channels_top=3,
+        max_rank=ALL,
+    )
     return JobSettings(**{**base, **changes})
 
 
@@ -90,9 +100,15 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
     assert ran == {"dla/country_currency", "reuse", "channels"}
     home = out / "tiny-llama"
     for rel in ("country_capital_city", "country_currency"):
-        for path in ("scored/scores.safetensors", "evaluation/evaluation.json", "evaluation/evaluation.svg",
-                     "mechanisms/knockout.json", "mechanisms/dla.svg", "positions/positions.json",
-                     "positions/positions.svg"):  # fmt: skip
+        for path in (
+            "scored/scores.safetensors",
+            "evaluation/evaluation.json",
+            "evaluation/evaluation.svg",
+            "mechanisms/knockout.json",
+            "mechanisms/dla.svg",
+            "positions/positions.json",
+            "positions/positions.svg",
+        ):
             assert (home / rel / path).is_file(), (rel, path)
         evaluation = json.loads((home / rel / "evaluation" / "evaluation.json").read_text())
         row = next(r for r in summary["relations"] if r["relation"] == rel)
@@ -123,20 +139,56 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
     lre["samples"] = lre["samples"][:-1]
     changed = tmp_path / "country_currency.json"
     changed.write_text(json.dumps(lre))
-    third = run_job(_settings(relations=("country_capital_city", str(changed))), out, model=tiny_llama,
-                    progress=False, report=False)  # fmt: skip
+    third = run_job(
+        _settings(relations=("country_capital_city", str(changed))),
+        out,
+        model=tiny_llama,
+        progress=False,
+        report=False,
+    )
     ran = {name for name, s in third["stages"].items() if not s["reused"]}
-    assert ran == {"score/country_currency", "circuit/country_currency", "evaluation/country_currency",
-                   "positions/country_currency", "knockout/country_currency", "dla/country_currency", "reuse",
-                   "channels"}  # fmt: skip
+    assert ran == {
+        "score/country_currency",
+        "circuit/country_currency",
+        "evaluation/country_currency",
+        "positions/country_currency",
+        "knockout/country_currency",
+        "dla/country_currency",
+        "reuse",
+        "channels",
+    }
 
 
 def test_run_command_prints_the_summary(tiny_llama, tmp_path: Path, capsys) -> None:
     from circuits.cli import main
 
-    argv = ["run", "country_capital_city", "country_currency", "--model", "tiny-llama", "--max-rank", str(ALL),
-            "--max-pairs", "8", "--analysis-pairs", "6", "--analyses", "dla", "--boot", "10", "--splits", "2",
-            "--permutations", "2", "--size", "20", "--out", str(tmp_path), "--quiet", "--no-report"]  # fmt: skip
+    argv = [
+        "run",
+        "country_capital_city",
+        "country_currency",
+        "--model",
+        "tiny-llama",
+        "--max-rank",
+        str(ALL),
+        "--max-pairs",
+        "8",
+        "--analysis-pairs",
+        "6",
+        "--analyses",
+        "dla",
+        "--boot",
+        "10",
+        "--splits",
+        "2",
+        "--permutations",
+        "2",
+        "--size",
+        "20",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        "--no-report",
+    ]
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "main job on tiny-llama: 2 relations" in text
@@ -159,21 +211,40 @@ def test_ctrl_c_is_reported_in_one_line(tiny_llama, tmp_path: Path, capsys, monk
         raise KeyboardInterrupt
 
     monkeypatch.setattr(job_module, "run_job", interrupted)
-    assert main(["run", "country_capital_city", "country_currency", "--model", "tiny-llama", "--out",
-                 str(tmp_path), "--quiet"]) == 130  # fmt: skip
+    assert (
+        main(
+            [
+                "run",
+                "country_capital_city",
+                "country_currency",
+                "--model",
+                "tiny-llama",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+            ]
+        )
+        == 130
+    )
     assert "interrupted; nothing half-written was left; run it again to continue" in capsys.readouterr().err
 
 
 def test_a_target_out_of_reach_keeps_the_capped_circuit_and_says_so(tiny_llama, tmp_path: Path) -> None:
     from circuits.pipeline.job import run_job
 
-    summary = run_job(_settings(analyses=(), target_faithfulness=1.0, max_edges=1, n_perm=2, n_splits=2), tmp_path,
-                      model=tiny_llama, progress=False, report=False)  # fmt: skip
+    summary = run_job(
+        _settings(analyses=(), target_faithfulness=1.0, max_edges=1, n_perm=2, n_splits=2),
+        tmp_path,
+        model=tiny_llama,
+        progress=False,
+        report=False,
+    )
     for row in summary["relations"]:
         assert row["n_edges"] <= 1
         if not row["target_reached"]:
             assert row["circuit"].startswith("top-n")
-            evaluation = json.loads((tmp_path / "tiny-llama" / row["relation"] / "evaluation" / "evaluation.json")
-                                    .read_text())  # fmt: skip
+            evaluation = json.loads(
+                (tmp_path / "tiny-llama" / row["relation"] / "evaluation" / "evaluation.json").read_text()
+            )
             assert evaluation["circuit"]["target_reached"] is False
     assert not all(row["target_reached"] for row in summary["relations"])

@@ -37,13 +37,33 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 def full_metadata() -> dict[str, Any]:
     """The metadata `circuits score` writes (every field the engine reads), for the toy graph."""
-    return {"model": "org/toy", "relation": "rel", "relation_source": "bundled:rel", "template": "X {} is",
-            "score_method": "eap-ig", "metric": "logit-diff", "ablation": "counterfactual", "ig_steps": 5,
-            "exact_refined_edges": 0, "n_pairs_scoring": 3, "n_pairs_heldout": 2, "n_facts": 9, "n_known": 5,
-            "n_no_counterfactual": 0, "split_seed": 0, "seed": 0, "heldout_fraction": 0.4, "max_pairs": 8,
-            "known_filter": {"heldout_fraction": 0.4, "max_rank": 1, "min_prob": 0.0}, "processing": "none",
-            "package_version": "0.4.0", "d_model": 32, "pair_edges": 6, "positions": "summed",
-            "seconds": 0.5}  # fmt: skip
+    return {
+        "model": "org/toy",
+        "relation": "rel",
+        "relation_source": "bundled:rel",
+        "template": "X {} is",
+        "score_method": "eap-ig",
+        "metric": "logit-diff",
+        "ablation": "counterfactual",
+        "ig_steps": 5,
+        "exact_refined_edges": 0,
+        "n_pairs_scoring": 3,
+        "n_pairs_heldout": 2,
+        "n_facts": 9,
+        "n_known": 5,
+        "n_no_counterfactual": 0,
+        "split_seed": 0,
+        "seed": 0,
+        "heldout_fraction": 0.4,
+        "max_pairs": 8,
+        "known_filter": {"heldout_fraction": 0.4, "max_rank": 1, "min_prob": 0.0},
+        "processing": "none",
+        "package_version": "0.4.0",
+        "d_model": 32,
+        "pair_edges": 6,
+        "positions": "summed",
+        "seconds": 0.5,
+    }
 
 
 def seed_graph(*, roles: bool = False) -> ScoredGraph:
@@ -62,11 +82,18 @@ def seed_graph(*, roles: bool = False) -> ScoredGraph:
 
 def seed_circuit(*, roles: bool = False) -> Circuit:
     graph = seed_graph(roles=roles)
-    circuit = Circuit.from_mask(graph, graph.top_mask(8, by="signed", positions=graph.positions),
-                                extract_method="top-n", params={"n": 8, "by": "signed"}, name="seed")  # fmt: skip
+    circuit = Circuit.from_mask(
+        graph,
+        graph.top_mask(8, by="signed", positions=graph.positions),
+        extract_method="top-n",
+        params={"n": 8, "by": "signed"},
+        name="seed",
+    )
     circuit.faithfulness = 0.75
-    circuit.params = {**circuit.params, "faithfulness_interval": {"value": 0.75, "low": 0.5, "high": 0.9,
-                                                                  "n_boot": 50, "n_pairs": 2}}  # fmt: skip
+    circuit.params = {
+        **circuit.params,
+        "faithfulness_interval": {"value": 0.75, "low": 0.5, "high": 0.9, "n_boot": 50, "n_pairs": 2},
+    }
     return circuit
 
 
@@ -106,8 +133,9 @@ def test_the_seeds_load(seeds) -> None:
 # ------------------------------------------------------------------ loading fuzzed bytes
 
 
-def load_one_scored(work: Path, seeds: dict[str, Any], kind: str, *, meta: bytes | None = None,
-                    scores: bytes | None = None) -> ScoredGraph:  # fmt: skip
+def load_one_scored(
+    work: Path, seeds: dict[str, Any], kind: str, *, meta: bytes | None = None, scores: bytes | None = None
+) -> ScoredGraph:
     folder = work / "scored"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
@@ -179,12 +207,16 @@ def cut(blob: bytes, where: float) -> bytes:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**30), 10**30) | st.sampled_from([10**400, -1, 0, 2**31])
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**30), 10**30)
+    | st.sampled_from([10**400, -1, 0, 2**31])
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
     | st.sampled_from(["", "NaN", "{}", "a0.h0", "a99.h0<q>", "logits", "kl", "roles", "1.5"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
-)  # fmt: skip
+)
 
 
 def paths_of(data: Any, path: tuple = ()) -> list[tuple]:
@@ -299,11 +331,16 @@ SIZES = sorted(
 
 
 @FUZZ
-@given(kind=kinds, name=st.sampled_from(["edge_scores", "scores", "role_edge_scores", "pair_edges", "pair_scores"]),
-       dtype=st.sampled_from([np.float32, np.float16, np.float64, np.int32, np.int64, np.uint8]),
-       dims=st.lists(st.sampled_from(SIZES), max_size=3), real=st.booleans(),
-       fill=st.sampled_from([np.nan, np.inf, -np.inf, -1, 10**6, 2**31 - 1, 0.5]), where=st.floats(0, 1),
-       drop=st.none() | st.sampled_from(["edge_scores", "role_edge_scores", "pair_edges", "pair_scores"]))  # fmt: skip
+@given(
+    kind=kinds,
+    name=st.sampled_from(["edge_scores", "scores", "role_edge_scores", "pair_edges", "pair_scores"]),
+    dtype=st.sampled_from([np.float32, np.float16, np.float64, np.int32, np.int64, np.uint8]),
+    dims=st.lists(st.sampled_from(SIZES), max_size=3),
+    real=st.booleans(),
+    fill=st.sampled_from([np.nan, np.inf, -np.inf, -1, 10**6, 2**31 - 1, 0.5]),
+    where=st.floats(0, 1),
+    drop=st.none() | st.sampled_from(["edge_scores", "role_edge_scores", "pair_edges", "pair_scores"]),
+)
 def test_safetensors_wrong_tensors(
     seeds, kind, name, dtype, dims, real: bool, fill, where: float, drop
 ) -> None:

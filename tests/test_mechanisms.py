@@ -136,8 +136,9 @@ def test_last_token_that_sees_only_itself_computes_as_if_it_were_alone(tiny_llam
     base = answer_prob(tiny_llama, prompts.tokens, prompts.last, prompts.answer)
     alone = prompts.tokens[torch.arange(len(prompts)), prompts.last][:, None]
     p_alone = answer_prob(tiny_llama, alone, torch.zeros(len(prompts), dtype=torch.long), prompts.answer)
-    np.testing.assert_allclose(result.curves[0].per_prompt[:, 0], ((p_alone - base) / base).double().numpy(),
-                               rtol=1e-4, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        result.curves[0].per_prompt[:, 0], ((p_alone - base) / base).double().numpy(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_grouped_query_blocking_is_per_query_head(tiny_llama, prompts_of):
@@ -197,8 +198,9 @@ def test_frozen_norm_is_the_norm_without_its_bias_and_is_linear(tiny):
     expected = inner(x) - (bias if bias is not None else 0)
     torch.testing.assert_close(frozen(x), expected, rtol=1e-5, atol=1e-5)
     parts = torch.randn(5, 3, x.shape[-1])
-    torch.testing.assert_close(frozen(parts, per_component=True).sum(1), frozen(parts.sum(1)), rtol=1e-4,
-                               atol=1e-5)  # fmt: skip
+    torch.testing.assert_close(
+        frozen(parts, per_component=True).sum(1), frozen(parts.sum(1)), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_logit_lens_of_the_last_residual_stream_is_the_models_output(tiny, prompts_of):
@@ -236,8 +238,9 @@ def test_head_ranks_come_from_the_heads_own_output(tiny_gpt2, prompts_of):
     logits = FrozenNorm(tiny_gpt2.bridge.ln_final, cache[hook_point("final_in")][rows, prompts.last])(out)
     logits = logits @ tiny_gpt2.bridge.W_U.float()
     ranks = (logits > logits[rows, prompts.answer][:, None]).sum(-1) + 1
-    assert result.head("a1.h2").median_rank == pytest.approx(float(ranks.float().median(0).values.item())
-                                                             if len(ranks) % 2 else float(np.median(ranks)))  # fmt: skip
+    assert result.head("a1.h2").median_rank == pytest.approx(
+        float(ranks.float().median(0).values.item()) if len(ranks) % 2 else float(np.median(ranks))
+    )
 
 
 # ------------------------------------------------------------ enrichment
@@ -264,23 +267,41 @@ def test_attribute_rate_and_mlp_removal_match_a_cached_reference(tiny, prompts_o
     before_mlp0 = after0 - cache[hook_point("mlp_out", 0)][rows, last_subject]
 
     def decoded(resid):
-        return [[tiny.tokenizer.decode([int(t)]).strip().lower() for t in row]
-                for row in decode(tiny, resid).topk(10, dim=-1).indices]  # fmt: skip
+        return [
+            [tiny.tokenizer.decode([int(t)]).strip().lower() for t in row]
+            for row in decode(tiny, resid).topk(10, dim=-1).indices
+        ]
 
     # each subject's "attributes" are some of the tokens it decodes to after layer 0
     clean_top = decoded(after0)
     attrs = {s: set(top[::2]) for s, top in zip(prompts.subjects, clean_top, strict=True)}
     result = enrichment(tiny, prompts, attrs, top_k=10, split=1, progress=False)
-    present = [i for i, s in enumerate(prompts.subjects)
-               if attribute_tokens(attrs[s], s, lambda w: tiny.tokenizer.decode(
-                   tiny.tokenizer(" " + w, add_special_tokens=False)["input_ids"][:1]))]  # fmt: skip
+    present = [
+        i
+        for i, s in enumerate(prompts.subjects)
+        if attribute_tokens(
+            attrs[s],
+            s,
+            lambda w: tiny.tokenizer.decode(
+                tiny.tokenizer(" " + w, add_special_tokens=False)["input_ids"][:1]
+            ),
+        )
+    ]
     assert result.n_prompts == len(present) > 0
     assert result.rates["clean"][0].value > 0
     removed_top = decoded(before_mlp0)
 
     def rate(tops, shift=0):
-        sets = [attribute_tokens(attrs[prompts.subjects[i]], prompts.subjects[i], lambda w: tiny.tokenizer.decode(
-            tiny.tokenizer(" " + w, add_special_tokens=False)["input_ids"][:1])) for i in present]  # fmt: skip
+        sets = [
+            attribute_tokens(
+                attrs[prompts.subjects[i]],
+                prompts.subjects[i],
+                lambda w: tiny.tokenizer.decode(
+                    tiny.tokenizer(" " + w, add_special_tokens=False)["input_ids"][:1]
+                ),
+            )
+            for i in present
+        ]
         sets = sets[shift:] + sets[:shift]
         return float(np.mean([sum(t in s for t in tops[i]) / 10 for i, s in zip(present, sets, strict=True)]))
 
@@ -340,8 +361,17 @@ def test_commands_work_on_an_lre_file_never_seen(capsys, tmp_path, river_lre):
         code, out, err = run_cli(capsys, command, str(lre), *TINY)
         assert code == 0, err
         assert "tiny-llama / river_country:" in out and "(8 of 8 facts known)" in out
-    code, out, _ = run_cli(capsys, "knockout", str(lre), *TINY, "--sources", "subject+relation,last",
-                           "--block-first", "--window", "2")  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        "knockout",
+        str(lre),
+        *TINY,
+        "--sources",
+        "subject+relation,last",
+        "--block-first",
+        "--window",
+        "2",
+    )
     assert (
         "strongest for subject+relation: layers 0-1" in out
         or "strongest for subject+relation: layers 1-2" in out
@@ -367,8 +397,12 @@ def test_store_puts_the_analyses_beside_the_relations_circuits_and_in_the_manife
         code, _, _ = run_cli(capsys, command, "country_capital_city", *TINY, "--store", str(tmp_path))
         assert code == 0
     folder = tmp_path / "tiny-llama" / "country_capital_city" / "mechanisms"
-    assert sorted(p.name for p in folder.iterdir()) == ["enrichment.json", "enrichment.svg", "knockout.json",
-                                                       "knockout.svg"]  # fmt: skip
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "enrichment.json",
+        "enrichment.svg",
+        "knockout.json",
+        "knockout.svg",
+    ]
     gallery = Gallery(tmp_path)
     entry = gallery.manifest()["entries"]["tiny-llama/country_capital_city/mechanisms"]
     assert entry["kind"] == "mechanisms" and entry["analyses"] == ["enrichment", "knockout"]

@@ -107,8 +107,15 @@ class _RMS(torch.nn.Module):
 
 
 def _stub(W_in, W_out, act):
-    mlp = SimpleNamespace(W_in=W_in, W_out=W_out, W_gate=None, b_in=None, b_out=None, b_gate=None,
-                          original_component=SimpleNamespace(act_fn=act))  # fmt: skip
+    mlp = SimpleNamespace(
+        W_in=W_in,
+        W_out=W_out,
+        W_gate=None,
+        b_in=None,
+        b_out=None,
+        b_gate=None,
+        original_component=SimpleNamespace(act_fn=act),
+    )
     block = SimpleNamespace(ln2=_RMS(W_in.shape[0]), mlp=mlp)
     return SimpleNamespace(name="stub", n_layers=1, bridge=SimpleNamespace(blocks=[block]))
 
@@ -244,8 +251,9 @@ def test_command_prints_json_and_writes_files_for_a_bundled_relation(capsys, tmp
 
 def test_command_on_an_lre_file_never_seen_with_chosen_layers_and_position(capsys, tmp_path, river_lre):
     lre = river_lre
-    code, out, err = run_cli(capsys, "mlp", str(lre), *TINY, "--layer", "2", "--layer", "1", "--position",
-                             "subject", "--top", "3")  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "mlp", str(lre), *TINY, "--layer", "2", "--layer", "1", "--position", "subject", "--top", "3"
+    )
     assert code == 0, err
     assert "tiny-llama / river_country:" in out and "(8 of 8 facts known)" in out
     assert "at the last subject token" in out and "subject-moving heads" in out
@@ -268,6 +276,8 @@ def test_command_errors_exit_with_status_2(capsys, argv, message):
 
 
 def test_command_and_figure_modules_do_not_import_torch():
-    code = ("import sys, circuits.cli.mlp, circuits.draw.mlp_figures, circuits.cli; "
-            "circuits.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'")  # fmt: skip
+    code = (
+        "import sys, circuits.cli.mlp, circuits.draw.mlp_figures, circuits.cli; "
+        "circuits.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -169,8 +169,12 @@ def test_noise_tells_shared_from_distinct_circuits() -> None:
     c = synthetic(shape, noisy_pairs(shape, 12, 7, signal=other), "c")
     graphs = {"a": a, "b": b, "c": c}
     circuits = {name: pruned_top_n(g, 25) for name, g in graphs.items()}
-    refs = family_noise(graphs, circuits, ["edge_jaccard", "weighted_jaccard", "spearman"],
-                        settings=NoiseSettings(n_boot=40, n_splits=10, n_perm=40))  # fmt: skip
+    refs = family_noise(
+        graphs,
+        circuits,
+        ["edge_jaccard", "weighted_jaccard", "spearman"],
+        settings=NoiseSettings(n_boot=40, n_splits=10, n_perm=40),
+    )
     same, different = refs.pairs[("a", "b")], refs.pairs[("a", "c")]
     assert same["edge_jaccard"].p > 0.05
     assert different["edge_jaccard"].p < 0.05
@@ -219,9 +223,32 @@ def test_rank_correlation_over_top_edges() -> None:
 
 def test_reuse_reports_intervals_ceilings_and_nulls(capsys, tmp_path: Path) -> None:
     store = tmp_path / "graphs"
-    argv = ["reuse", "country_capital_city", "country_language", "country_continent", "--model", "tiny-llama",
-            "--max-rank", "1000000000", "--max-pairs", "10", "--ig-steps", "2", "--size", "20", "--store",
-            str(store), "--quiet", "--no-cross", "--boot", "30", "--splits", "8", "--permutations", "15"]  # fmt: skip
+    argv = [
+        "reuse",
+        "country_capital_city",
+        "country_language",
+        "country_continent",
+        "--model",
+        "tiny-llama",
+        "--max-rank",
+        "1000000000",
+        "--max-pairs",
+        "10",
+        "--ig-steps",
+        "2",
+        "--size",
+        "20",
+        "--store",
+        str(store),
+        "--quiet",
+        "--no-cross",
+        "--boot",
+        "30",
+        "--splits",
+        "8",
+        "--permutations",
+        "15",
+    ]
     code, out, _ = run_cli(capsys, *argv, "--json")
     assert code == 0
     report = json.loads(out)
@@ -259,8 +286,22 @@ def test_compare_reports_intervals_when_the_scored_graphs_are_beside(capsys, tmp
     paths = []
     for relation in ("country_capital_city", "country_language"):
         folder = tmp_path / relation
-        code, _, _ = run_cli(capsys, "score", relation, "--model", "tiny-llama", "--max-rank", "1000000000",
-                             "--max-pairs", "10", "--ig-steps", "2", "--out", str(folder), "--quiet")  # fmt: skip
+        code, _, _ = run_cli(
+            capsys,
+            "score",
+            relation,
+            "--model",
+            "tiny-llama",
+            "--max-rank",
+            "1000000000",
+            "--max-pairs",
+            "10",
+            "--ig-steps",
+            "2",
+            "--out",
+            str(folder),
+            "--quiet",
+        )
         assert code == 0
         code, _, _ = run_cli(
             capsys, "extract", str(folder), "--size", "20", "--out", str(folder / "c.circuit.json")

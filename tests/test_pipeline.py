@@ -41,13 +41,25 @@ def test_exact_method_refines_top_edges(tiny_gpt2, tmp_path):
 
 def test_user_relation_file_is_evaluated_from_its_copy(tiny_gpt2, tmp_path):
     rel = tmp_path / "mine.json"
-    samples = [{"subject": s, "object": o} for s, o in [
-        ("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Germany", "Berlin"),
-        ("Greece", "Athens"), ("Egypt", "Cairo"), ("Peru", "Lima"), ("Cuba", "Havana")]]  # fmt: skip
-    rel.write_text(json.dumps({"name": "mine", "prompt_templates": ["The capital of {} is"],
-                               "samples": samples}))  # fmt: skip
-    graph, pairs = score_relation(tiny_gpt2, rel, ScoreSettings(score_method="eap", max_rank=10**9),
-                                  progress=False)  # fmt: skip
+    samples = [
+        {"subject": s, "object": o}
+        for s, o in [
+            ("France", "Paris"),
+            ("Spain", "Madrid"),
+            ("Italy", "Rome"),
+            ("Germany", "Berlin"),
+            ("Greece", "Athens"),
+            ("Egypt", "Cairo"),
+            ("Peru", "Lima"),
+            ("Cuba", "Havana"),
+        ]
+    ]
+    rel.write_text(
+        json.dumps({"name": "mine", "prompt_templates": ["The capital of {} is"], "samples": samples})
+    )
+    graph, pairs = score_relation(
+        tiny_gpt2, rel, ScoreSettings(score_method="eap", max_rank=10**9), progress=False
+    )
     save_scored(tmp_path / "out", graph, pairs.relation)
     rel.unlink()  # the evaluation must not need the original file
     result, _ = evaluate_scored(tmp_path / "out", model=tiny_gpt2, progress=False)
@@ -67,11 +79,19 @@ def test_settings_steps_and_what_a_stored_graph_must_match():
     assert eap.steps == 1  # EAP takes one gradient step whatever ig_steps says
     assert ScoreSettings(ig_steps=7).steps == 7
     want = ScoreSettings(score_method="eap-ig", ig_steps=3, max_pairs=8, seed=2).stored_as()
-    assert want == {"score_method": "eap-ig", "metric": "logit-diff", "ablation": "counterfactual",
-                    "ig_steps": 3, "seed": 2, "max_pairs": 8, "heldout_fraction": 0.4,
-                    "known_filter": {"max_rank": 1, "min_prob": 0.0, "heldout_fraction": 0.4},
-                    "prompt_request": {"templates": "best", "shots": None},
-                    "pair_edges": 4096, "positions": "summed"}  # fmt: skip
+    assert want == {
+        "score_method": "eap-ig",
+        "metric": "logit-diff",
+        "ablation": "counterfactual",
+        "ig_steps": 3,
+        "seed": 2,
+        "max_pairs": 8,
+        "heldout_fraction": 0.4,
+        "known_filter": {"max_rank": 1, "min_prob": 0.0, "heldout_fraction": 0.4},
+        "prompt_request": {"templates": "best", "shots": None},
+        "pair_edges": 4096,
+        "positions": "summed",
+    }
     with pytest.raises(InputError, match="at least 1"):
         ScoreSettings(ig_steps=0)
     with pytest.raises(InputError, match="at least 1"):
@@ -98,8 +118,13 @@ def test_score_metadata_and_evaluation_curve(tiny_llama, tiny_gpt2, tmp_path):
     assert result.n_pairs == len(pairs.heldout)
     assert result.n_edges == graph.n_edges
     assert result.absolute[-1] == pytest.approx(1.0, abs=1e-4)  # every edge kept
-    assert result.extra == {"split": "heldout", "relation": "country_capital_city", "model": "tiny-llama",
-                            "score_method": "eap", "positions": "summed"}  # fmt: skip
+    assert result.extra == {
+        "split": "heldout",
+        "relation": "country_capital_city",
+        "model": "tiny-llama",
+        "score_method": "eap",
+        "positions": "summed",
+    }
     scoring, _ = evaluate_scored(tmp_path, model=tiny_llama, progress=False, split="scoring")
     assert scoring.n_pairs == len(pairs.scoring)
     with pytest.raises(InputError, match="shape"):
@@ -120,8 +145,15 @@ def test_extract_stored_writes_next_to_the_graph_or_into_a_store(tmp_path: Path)
     assert circuit.name == "top-n-signed-12"
     assert circuit.n_edges <= 12
     assert circuit.faithfulness is None  # not evaluated
-    named, out, _ = extract_stored(tmp_path / "r1", extract_method="greedy", fraction=0.1, by="abs",
-                                   pruned=False, name="mine", out=tmp_path / "x" / "c.json")  # fmt: skip
+    named, out, _ = extract_stored(
+        tmp_path / "r1",
+        extract_method="greedy",
+        fraction=0.1,
+        by="abs",
+        pruned=False,
+        name="mine",
+        out=tmp_path / "x" / "c.json",
+    )
     assert out == tmp_path / "x" / "c.json"
     assert named.name == "mine"
     assert named.extract_method == "greedy"
@@ -182,9 +214,22 @@ def test_reuse_on_tiny_llama_stores_everything_and_reuses_it(tiny_llama, tmp_pat
         assert 0 < row["n_edges"] <= 20
     folder = Path(report["folder"])
     assert folder == tmp_path / "tiny-llama" / "reuse"
-    for name in ("edge_jaccard.csv", "node_jaccard.csv", "weighted_jaccard.csv", "edge_overlap.csv",
-                 "head_share.csv", "spearman.csv", "heatmap.svg", "heads.svg", "cross_task.csv",
-                 "cross_task.svg", "core.json", "core.dot", "clustering.json", "report.json"):  # fmt: skip
+    for name in (
+        "edge_jaccard.csv",
+        "node_jaccard.csv",
+        "weighted_jaccard.csv",
+        "edge_overlap.csv",
+        "head_share.csv",
+        "spearman.csv",
+        "heatmap.svg",
+        "heads.svg",
+        "cross_task.csv",
+        "cross_task.svg",
+        "core.json",
+        "core.dot",
+        "clustering.json",
+        "report.json",
+    ):
         assert (folder / name).is_file(), name
     rows = list(csv.reader(io.StringIO((folder / "edge_jaccard.csv").read_text())))
     assert rows[0] == ["edge_jaccard", *PICKS]
@@ -208,8 +253,9 @@ def test_reuse_on_tiny_llama_stores_everything_and_reuses_it(tiny_llama, tmp_pat
     assert sorted(first) == sorted(PICKS)
 
     # a second run (the model loaded again by name) reuses the stored graphs and finds the same circuits
-    again = run_reuse(PICKS, model="tiny-llama", settings=settings, size=20, store=tmp_path, progress=False,
-                      cross=False)  # fmt: skip
+    again = run_reuse(
+        PICKS, model="tiny-llama", settings=settings, size=20, store=tmp_path, progress=False, cross=False
+    )
     assert {row["source"] for row in again["circuits"]} == {"stored"}
     assert again["relations"] == PICKS
     assert Gallery(tmp_path).circuits("tiny-llama") == first
@@ -239,8 +285,14 @@ def test_reuse_refuses_bad_arguments(tiny_llama, tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_reuse_on_embedded_model(tmp_path: Path) -> None:
     picks = ["country_capital_city", "country_language"]
-    report = run_reuse(picks, model="smollm2-135m", settings=ScoreSettings(max_pairs=8, ig_steps=2),
-                       size=150, store=tmp_path, progress=False)  # fmt: skip
+    report = run_reuse(
+        picks,
+        model="smollm2-135m",
+        settings=ScoreSettings(max_pairs=8, ig_steps=2),
+        size=150,
+        store=tmp_path,
+        progress=False,
+    )
     assert len(report["relations"]) == 2
     folder = Path(report["folder"])
     assert (folder / "edge_jaccard.csv").is_file()
@@ -248,6 +300,13 @@ def test_reuse_on_embedded_model(tmp_path: Path) -> None:
     for row in report["circuits"]:
         assert row["faithfulness"] is not None
     # a second run reuses the stored graphs
-    again = run_reuse(picks, model="smollm2-135m", settings=ScoreSettings(max_pairs=8, ig_steps=2),
-                      size=150, store=tmp_path, progress=False, cross=False)  # fmt: skip
+    again = run_reuse(
+        picks,
+        model="smollm2-135m",
+        settings=ScoreSettings(max_pairs=8, ig_steps=2),
+        size=150,
+        store=tmp_path,
+        progress=False,
+        cross=False,
+    )
     assert {row["source"] for row in again["circuits"]} == {"stored"}

@@ -245,8 +245,10 @@ def test_noise_references_redraw_unit_circuits(tiny_llama):
     from circuits.extract import pruned_top_n
 
     settings = ScoreSettings(ig_steps=2, max_pairs=10, max_rank=10**9, positions="roles")
-    graphs = {r: score_relation(tiny_llama, r, settings, progress=False)[0]
-              for r in ("country_capital_city", "country_currency")}  # fmt: skip
+    graphs = {
+        r: score_relation(tiny_llama, r, settings, progress=False)[0]
+        for r in ("country_capital_city", "country_currency")
+    }
     draws = redraw_bootstrap(graphs["country_capital_city"], 20, "signed", n_boot=5)
     assert all(d.circuit.positions == "roles" and 0 < d.circuit.n_units <= 20 for d in draws)
     # a redraw with every pair at weight 1 is the graph's own pruned top-n unit circuit
@@ -260,8 +262,12 @@ def test_noise_references_redraw_unit_circuits(tiny_llama):
     family = family_noise(graphs, circuits, ["edge_jaccard"], settings=NoiseSettings(20, 4, 5, 0))
     sim = family.pairs[("country_capital_city", "country_currency")]["edge_jaccard"]
     assert 0.0 <= sim.interval.value <= 1.0 and sim.null is not None
-    summed = score_relation(tiny_llama, "country_language", ScoreSettings(ig_steps=2, max_pairs=10, max_rank=10**9),
-                            progress=False)[0]  # fmt: skip
+    summed = score_relation(
+        tiny_llama,
+        "country_language",
+        ScoreSettings(ig_steps=2, max_pairs=10, max_rank=10**9),
+        progress=False,
+    )[0]
     from circuits.compare.noise import pooled_rows
 
     with pytest.raises(InputError, match="cannot be pooled"):

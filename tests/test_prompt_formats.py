@@ -57,8 +57,14 @@ def test_demonstrations_come_from_other_facts_and_never_hold_either_answer(tiny,
 
 
 def test_an_answer_shared_with_a_demonstration_takes_another_demonstration(tiny):
-    facts = [Fact("Austria", "German"), Fact("Germany", "German"), Fact("France", "French"),
-             Fact("Spain", "Spanish"), Fact("Italy", "Italian"), Fact("Portugal", "Portuguese")]  # fmt: skip
+    facts = [
+        Fact("Austria", "German"),
+        Fact("Germany", "German"),
+        Fact("France", "French"),
+        Fact("Spain", "Spanish"),
+        Fact("Italy", "Italian"),
+        Fact("Portugal", "Portuguese"),
+    ]
     rel = Relation("lang", "lang", ("The language of {} is",), (), {}, tuple(facts), "<test>")
     pairs = make_pairs(tiny, rel, shots=2, max_rank=ALL, min_known=2)
     for p in pairs.pairs:
@@ -94,8 +100,9 @@ def test_zero_shots_leave_the_prompt_as_the_template(tiny):
 
 def test_default_shots_follow_the_template_and_are_recorded(tiny):
     assert split_template("Kenya is in Africa. {} is in the continent of") == (
-        "Kenya is in Africa. ", "{} is in the continent of"
-    )  # fmt: skip
+        "Kenya is in Africa. ",
+        "{} is in the continent of",
+    )
     assert default_shots(PLAIN) == 1 and default_shots(load_relation("country_capital_city").template) == 0
     pairs = make_pairs(tiny, plain_relation(), templates="first", max_rank=ALL)
     assert {len(p.demos) for p in pairs.pairs} == {1}
@@ -189,7 +196,7 @@ def test_a_scored_graph_remakes_its_pairs_and_evaluates_the_same(tiny_llama, req
     again = remake_pairs(tiny_llama, pairs.relation, graph.metadata)
     assert [(p.clean_text, p.corrupt_text) for p in again.heldout] == [
         (p.clean_text, p.corrupt_text) for p in pairs.heldout
-    ]  # fmt: skip
+    ]
     file = tmp_path / "plain_capitals.json"
     file.write_text(json.dumps(relation_to_json(pairs.relation)), encoding="utf-8")
     with_pairs = heldout_evaluator(tiny_llama, graph, pairs).full.metric
@@ -208,8 +215,12 @@ def test_few_pairs_are_warned_about_with_counts_and_remedies(tiny, caplog):
     assert f"below {MIN_SCORING} scored or {MIN_HELDOUT} held out" in text
     assert "--templates all" in text and "--shots 3" in text
     with caplog.at_level(logging.WARNING):
-        score_relation(tiny, plain_relation(12), ScoreSettings(ig_steps=1, max_rank=ALL, templates="first"),
-                       progress=False)  # fmt: skip
+        score_relation(
+            tiny,
+            plain_relation(12),
+            ScoreSettings(ig_steps=1, max_rank=ALL, templates="first"),
+            progress=False,
+        )
     assert any("pairs to score" in r.getMessage() for r in caplog.records)
     enough = make_pairs(tiny, load_relation("country_capital_city"), max_rank=ALL)
     assert len(enough.scoring) >= MIN_SCORING and sample_warning(enough) is None
@@ -223,9 +234,26 @@ def test_score_says_which_prompts_it_used_and_records_them(capsys, tmp_path, cap
 
     out = tmp_path / "s"
     with caplog.at_level(logging.WARNING):
-        code, text, err = run_cli(capsys, "score", "country_capital_city", "--model", "tiny-llama", "--max-rank", ALL,
-                                  "--max-pairs", 8, "--ig-steps", 1, "--templates", "all", "--shots", 2,
-                                  "--quiet", "--out", out)  # fmt: skip
+        code, text, err = run_cli(
+            capsys,
+            "score",
+            "country_capital_city",
+            "--model",
+            "tiny-llama",
+            "--max-rank",
+            ALL,
+            "--max-pairs",
+            8,
+            "--ig-steps",
+            1,
+            "--templates",
+            "all",
+            "--shots",
+            2,
+            "--quiet",
+            "--out",
+            out,
+        )
     assert code == 0, err
     assert (
         "prompts: 2-shot 'The capital of Kenya is Nairobi. The capital of {} is' + 2-shot 'The capital city of {} "
@@ -252,8 +280,9 @@ def test_relations_compares_templates_and_shots_for_a_file(capsys, tmp_path):
     assert len(lines) == 6  # 2 templates x shots 0, 1, 3
     picked = [line for line in lines if "picked by `circuits score`" in line]
     assert len(picked) == 2 and all("1   30 of 30" in line for line in picked)  # each template at 1 shot
-    code, _, err = run_cli(capsys, "score", file, "--model", "tiny-llama", "--templates", "third", "--out",
-                           tmp_path / "x")  # fmt: skip
+    code, _, err = run_cli(
+        capsys, "score", file, "--model", "tiny-llama", "--templates", "third", "--out", tmp_path / "x"
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "templates 'third' is not valid; give best, first, all, or a template index" in err
 
@@ -267,8 +296,15 @@ def test_one_shot_from_its_own_facts_makes_the_embedded_model_know_more_of_a_pla
     """A zero-shot file a user might write: the model knows more of it once one of its facts is shown first."""
     cities = load_relation("city_in_country").facts[:40]
     file = tmp_path / "city_country_plain.json"
-    file.write_text(json.dumps({"name": "city in country", "prompt_templates": ["{} is located in the country of"],
-                                "samples": [{"subject": f.subject, "object": f.object} for f in cities]}))  # fmt: skip
+    file.write_text(
+        json.dumps(
+            {
+                "name": "city in country",
+                "prompt_templates": ["{} is located in the country of"],
+                "samples": [{"subject": f.subject, "object": f.object} for f in cities],
+            }
+        )
+    )
     rel = load_relation(file)
     rows = {r["shots"]: r for r in survey_prompts(smollm2, rel, shots=(0, 1))}
     assert rows[1]["n_known"] > rows[0]["n_known"] + 3, rows
@@ -280,8 +316,24 @@ def test_one_shot_from_its_own_facts_makes_the_embedded_model_know_more_of_a_pla
 def test_an_analysis_says_which_prompt_formats_its_prompts_use(capsys):
     from conftest import run_cli
 
-    code, text, err = run_cli(capsys, "knockout", "country_capital_city", "--model", "tiny-llama", "--max-rank", ALL,
-                              "--max-pairs", 6, "--boot", 10, "--templates", "all", "--shots", 2, "--quiet")  # fmt: skip
+    code, text, err = run_cli(
+        capsys,
+        "knockout",
+        "country_capital_city",
+        "--model",
+        "tiny-llama",
+        "--max-rank",
+        ALL,
+        "--max-pairs",
+        6,
+        "--boot",
+        10,
+        "--templates",
+        "all",
+        "--shots",
+        2,
+        "--quiet",
+    )
     assert code == 0, err
     first = text.splitlines()[0]
     assert "6 known-fact prompts" in first

@@ -31,10 +31,13 @@ def _write(tmp_path, data, name="rel.json"):
 
 
 def _lre(samples, templates=("The capital of {} is",)):
-    return {"name": "test", "prompt_templates": list(templates), "prompt_templates_zs": [],
-            "properties": {"relation_type": "factual", "domain_name": "a", "range_name": "b",
-                           "symmetric": False},
-            "samples": samples}  # fmt: skip
+    return {
+        "name": "test",
+        "prompt_templates": list(templates),
+        "prompt_templates_zs": [],
+        "properties": {"relation_type": "factual", "domain_name": "a", "range_name": "b", "symmetric": False},
+        "samples": samples,
+    }
 
 
 def test_user_lre_file_loads(tmp_path):
@@ -51,12 +54,14 @@ def test_user_lre_file_loads(tmp_path):
         ("[1, 2]", "top level must be an object"),
         ({"prompt_templates": ["The {} is"]}, "'samples' must be a list"),
         ({"prompt_templates": "The {} is", "samples": []}, "'prompt_templates' must be a non-empty list"),
-        ({"prompt_templates": ["The capital is"], "samples": [{"subject": "a", "object": "b"}]},
-         "exactly one '{}'"),
+        (
+            {"prompt_templates": ["The capital is"], "samples": [{"subject": "a", "object": "b"}]},
+            "exactly one '{}'",
+        ),
         ({"prompt_templates": ["The {} is"], "samples": []}, "no facts"),
         ({"prompt_templates": ["The {} is"], "samples": [{"subject": "a"}]}, r"samples\[0\].object"),
     ],
-)  # fmt: skip
+)
 def test_bad_lre_files_get_clear_errors(tmp_path, content, message):
     path = _write(tmp_path, content)
     with pytest.raises(InputError, match=message) as info:
@@ -132,8 +137,15 @@ def test_roles_locate_the_subject(tiny):
 
 
 def test_subjects_without_equal_length_counterfactual_are_skipped_and_counted(tiny_gpt2):
-    facts = [Fact(s, o) for s, o in [("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"),
-                                     ("the United Kingdom of Great Britain and Northern Ireland", "London")]]  # fmt: skip
+    facts = [
+        Fact(s, o)
+        for s, o in [
+            ("France", "Paris"),
+            ("Spain", "Madrid"),
+            ("Italy", "Rome"),
+            ("the United Kingdom of Great Britain and Northern Ireland", "London"),
+        ]
+    ]
     rel = Relation("t", "t", ("The capital of {} is",), (), {}, tuple(facts))
     pairs = make_pairs(tiny_gpt2, rel, max_rank=ALL, min_known=1)
     assert pairs.n_no_counterfactual >= 1
@@ -190,6 +202,7 @@ def test_batches_pad_right_and_record_last_positions(tiny_gpt2):
 
 @pytest.mark.integration
 def test_embedded_model_knows_enough_facts(smollm2):
-    counts = {name: sum(c.known for c in check_facts(smollm2, load_relation(name)))
-              for name in bundled_relations()}  # fmt: skip
+    counts = {
+        name: sum(c.known for c in check_facts(smollm2, load_relation(name))) for name in bundled_relations()
+    }
     assert sum(n >= 20 for n in counts.values()) >= 10, counts

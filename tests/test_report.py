@@ -94,12 +94,29 @@ def write_evaluation(folder: Path, circuit: str, faithfulness: dict[str, float])
     fractions = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
     curve = [round(0.1 * i, 3) for i in range(10)]
     curves = {k: curve for k in ("signed", "absolute", "random", "hit_at_10")}
-    data = {"clean_metric": 5.0, "corrupt_metric": -1.0, "fractions": fractions, **curves, "cpr": 0.8,
-            "cmd": 0.2, "random_cpr": 0.1, "n_pairs": 10, "n_edges": 70651, "extra": {"split": "heldout"},
-            "intervals": {**{k: [interval(v) for v in curve] for k in curves}, "cpr": interval(0.8),
-                          "cmd": interval(0.2), "random_cpr": interval(0.1), "clean_metric": interval(5.0),
-                          "corrupt_metric": interval(-1.0), "n_boot": 200, "seed": 0},
-            "circuit": {"name": circuit, "n_edges": 150, "target": None, "faithfulness": faithfulness}}  # fmt: skip
+    data = {
+        "clean_metric": 5.0,
+        "corrupt_metric": -1.0,
+        "fractions": fractions,
+        **curves,
+        "cpr": 0.8,
+        "cmd": 0.2,
+        "random_cpr": 0.1,
+        "n_pairs": 10,
+        "n_edges": 70651,
+        "extra": {"split": "heldout"},
+        "intervals": {
+            **{k: [interval(v) for v in curve] for k in curves},
+            "cpr": interval(0.8),
+            "cmd": interval(0.2),
+            "random_cpr": interval(0.1),
+            "clean_metric": interval(5.0),
+            "corrupt_metric": interval(-1.0),
+            "n_boot": 200,
+            "seed": 0,
+        },
+        "circuit": {"name": circuit, "n_edges": 150, "target": None, "faithfulness": faithfulness},
+    }
     (folder / "evaluation").mkdir()
     (folder / "evaluation" / "evaluation.json").write_text(json.dumps(data))
     (folder / "evaluation" / "evaluation.svg").write_text(SVG)
@@ -258,8 +275,11 @@ def test_several_models_get_a_section_and_a_folder_each(tmp_path):
     make_results(tmp_path)
     shutil.copytree(tmp_path / MODEL, tmp_path / "gpt2")
     out = build_report(tmp_path).parent
-    assert {p.relative_to(out).as_posix() for p in pages_of(out)} == {"index.html", "gpt2/rel_a.html",
-                                                                      f"{MODEL}/rel_a.html"}  # fmt: skip
+    assert {p.relative_to(out).as_posix() for p in pages_of(out)} == {
+        "index.html",
+        "gpt2/rel_a.html",
+        f"{MODEL}/rel_a.html",
+    }
     index = (out / "index.html").read_text(encoding="utf-8")
     assert "<h2>gpt2</h2>" in index and f"<h2>{MODEL}</h2>" in index
     page = out / "gpt2" / "rel_a.html"
@@ -273,16 +293,32 @@ def test_evaluation_channels_and_job_are_shown(tmp_path):
     write_evaluation(folder, "top-n-signed-80", interval(0.91, 0.05) | {"low": 0.86, "high": 0.95})
     channels = tmp_path / MODEL / "channels"
     channels.mkdir()
-    validation = {"relation": "rel_a", "n_edges": 900, "n_important": 9, "top_fraction": 0.01, "auc_whole": 0.71,
-                  "auc_component": 0.83, "precision_whole": 0.2, "precision_component": 0.4,
-                  "score_method": "eap-ig", "n_pairs": 14}  # fmt: skip
-    record = {"model": MODEL, "channels": [{"writer": "a1.h0", "reader": "a5.h2<k>", "kind": "k", "z": 7.5,
-                                            "rank": 2}], "validation": [validation],
-              "overlay": {"relation": "rel_a", "circuit": "top-n-signed-80"}}  # fmt: skip
+    validation = {
+        "relation": "rel_a",
+        "n_edges": 900,
+        "n_important": 9,
+        "top_fraction": 0.01,
+        "auc_whole": 0.71,
+        "auc_component": 0.83,
+        "precision_whole": 0.2,
+        "precision_component": 0.4,
+        "score_method": "eap-ig",
+        "n_pairs": 14,
+    }
+    record = {
+        "model": MODEL,
+        "channels": [{"writer": "a1.h0", "reader": "a5.h2<k>", "kind": "k", "z": 7.5, "rank": 2}],
+        "validation": [validation],
+        "overlay": {"relation": "rel_a", "circuit": "top-n-signed-80"},
+    }
     (channels / "channels.json").write_text(json.dumps(record))
     shutil.copy(folder / "top-n-signed-150" / "circuit.svg", channels / "overlay.svg")
-    job = {"model": MODEL, "seconds": {"score": 12.5}, "stages": {f"s{i}": {"seconds": i} for i in range(12)},
-           "relations": [{"relation": "rel_a", "findings": {"knockout": "a <b> drop", "dla": ""}}]}  # fmt: skip
+    job = {
+        "model": MODEL,
+        "seconds": {"score": 12.5},
+        "stages": {f"s{i}": {"seconds": i} for i in range(12)},
+        "relations": [{"relation": "rel_a", "findings": {"knockout": "a <b> drop", "dla": ""}}],
+    }
     (tmp_path / MODEL / "job.json").write_text(json.dumps(job))
     (tmp_path / MODEL / "stages").mkdir()
     (tmp_path / MODEL / "stages" / "circuit__rel_a.json").write_text("{}")
@@ -324,8 +360,10 @@ def test_evaluation_channels_and_job_are_shown(tmp_path):
 def test_the_newest_circuit_in_the_manifest_is_shown_without_an_evaluation(tmp_path):
     folder = make_results(tmp_path, circuit="b-old")
     shutil.copytree(folder / "b-old", folder / "a-new")
-    entries = {f"{MODEL}/rel_a/b-old": {"date": "2026-01-01T00:00:00+00:00"},
-               f"{MODEL}/rel_a/a-new": {"date": "2026-02-01T00:00:00+00:00"}}  # fmt: skip
+    entries = {
+        f"{MODEL}/rel_a/b-old": {"date": "2026-01-01T00:00:00+00:00"},
+        f"{MODEL}/rel_a/a-new": {"date": "2026-02-01T00:00:00+00:00"},
+    }
     (tmp_path / "manifest.json").write_text(json.dumps({"entries": entries}))
     text = (build_report(tmp_path).parent / MODEL / "rel_a.html").read_text(encoding="utf-8")
     assert "Circuit a-new" in text and ">b-old</a>" in text
@@ -333,11 +371,17 @@ def test_the_newest_circuit_in_the_manifest_is_shown_without_an_evaluation(tmp_p
 
 @pytest.mark.parametrize(
     "where",
-    ["smollm2-135m/rel_a/scored/graph.json", "smollm2-135m/rel_a/top-n-signed-150/circuit.json",
-     "smollm2-135m/rel_a/evaluation/evaluation.json", "smollm2-135m/rel_a/mechanisms/dla.json",
-     "smollm2-135m/reuse/report.json", "smollm2-135m/channels/channels.json", "smollm2-135m/job.json",
-     "manifest.json"],
-)  # fmt: skip
+    [
+        "smollm2-135m/rel_a/scored/graph.json",
+        "smollm2-135m/rel_a/top-n-signed-150/circuit.json",
+        "smollm2-135m/rel_a/evaluation/evaluation.json",
+        "smollm2-135m/rel_a/mechanisms/dla.json",
+        "smollm2-135m/reuse/report.json",
+        "smollm2-135m/channels/channels.json",
+        "smollm2-135m/job.json",
+        "manifest.json",
+    ],
+)
 def test_malformed_json_is_an_input_error_naming_the_file(tmp_path, where):
     make_results(tmp_path)
     path = tmp_path / where
@@ -385,8 +429,13 @@ def test_the_report_does_not_import_torch():
         build_report({str(GALLERY)!r}, out=tempfile.mkdtemp() + "/report")
         print(json.dumps({{"torch": "torch" in sys.modules}}))
     """
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"torch": False}
 
@@ -394,10 +443,21 @@ def test_the_report_does_not_import_torch():
 def test_the_relation_page_says_how_its_prompts_were_made_and_flags_few_pairs(tmp_path):
     folder = make_results(tmp_path)
     meta = json.loads((folder / "scored" / "graph.json").read_text())
-    meta.update({"n_pairs_scoring": 9, "n_pairs_heldout": 6, "prompt": {
-        "templates": "best", "shots": None, "formats": [{"template": "<b>{} is in</b>", "shots": 1}],
-        "per_format": [{"template": "a {}", "shots": 0, "n_known": 11}, {"template": "b {}", "shots": 1, "n_known": 23}],
-    }})  # fmt: skip
+    meta.update(
+        {
+            "n_pairs_scoring": 9,
+            "n_pairs_heldout": 6,
+            "prompt": {
+                "templates": "best",
+                "shots": None,
+                "formats": [{"template": "<b>{} is in</b>", "shots": 1}],
+                "per_format": [
+                    {"template": "a {}", "shots": 0, "n_known": 11},
+                    {"template": "b {}", "shots": 1, "n_known": 23},
+                ],
+            },
+        }
+    )
     (folder / "scored" / "graph.json").write_text(json.dumps(meta))
     index = build_report(tmp_path, out=tmp_path / "site")
     page = (index.parent / MODEL / "rel_a.html").read_text(encoding="utf-8")

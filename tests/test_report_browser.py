@@ -27,8 +27,10 @@ GALLERY = Path(__file__).resolve().parents[1] / "graphs"
 BLANK_SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="200"></svg>'
 
 
-MISSING = ("Chromium was not found (looked for $CHROMIUM, chromium, chromium-browser, google-chrome): run "
-           "`make test`, which installs Debian's chromium (or `apt-get install chromium`)")  # fmt: skip
+MISSING = (
+    "Chromium was not found (looked for $CHROMIUM, chromium, chromium-browser, google-chrome): run "
+    "`make test`, which installs Debian's chromium (or `apt-get install chromium`)"
+)
 
 
 def test_chromium_is_installed():
@@ -106,9 +108,11 @@ def test_pages_of_the_parts_the_gallery_lacks_open_cleanly(browser, tmp_path):
     write_evaluation(folder, "top-n-signed-80", {"value": 0.91, "low": 0.86, "high": 0.95})
     channels = tmp_path / MODEL / "channels"
     channels.mkdir()
-    record = {"channels": [{"writer": "a1.h0", "reader": "a5.h2<k>", "kind": "k", "z": 7.5, "rank": 2}],
-              "validation": [{"relation": "rel_a", "auc_whole": 0.7, "auc_component": 0.8}],
-              "overlay": {"relation": "rel_a", "circuit": "top-n-signed-80"}}  # fmt: skip
+    record = {
+        "channels": [{"writer": "a1.h0", "reader": "a5.h2<k>", "kind": "k", "z": 7.5, "rank": 2}],
+        "validation": [{"relation": "rel_a", "auc_whole": 0.7, "auc_component": 0.8}],
+        "overlay": {"relation": "rel_a", "circuit": "top-n-signed-80"},
+    }
     (channels / "channels.json").write_text(json.dumps(record))
     shutil.copy(folder / "top-n-signed-150" / "circuit.svg", channels / "overlay.svg")
     (tmp_path / MODEL / "job.json").write_text(json.dumps({"model": MODEL, "seconds": {"score": 12.5}}))
@@ -127,11 +131,13 @@ def test_pages_of_the_parts_the_gallery_lacks_open_cleanly(browser, tmp_path):
 def test_the_detectors_catch_a_broken_page(browser, tmp_path):
     (tmp_path / "blank.svg").write_text(BLANK_SVG)
     broken = tmp_path / "broken.html"
-    broken.write_text('<!DOCTYPE html><html><body><h1>broken</h1><img src="missing.png" alt="x">'
-                      '<object type="image/svg+xml" data="blank.svg"></object>'
-                      '<object type="image/svg+xml" data="absent.svg"></object>'
-                      '<a href="nowhere.html">a dead link</a>'
-                      "<script>throw new Error('deliberate failure')</script></body></html>")  # fmt: skip
+    broken.write_text(
+        '<!DOCTYPE html><html><body><h1>broken</h1><img src="missing.png" alt="x">'
+        '<object type="image/svg+xml" data="blank.svg"></object>'
+        '<object type="image/svg+xml" data="absent.svg"></object>'
+        '<a href="nowhere.html">a dead link</a>'
+        "<script>throw new Error('deliberate failure')</script></body></html>"
+    )
     found = "\n".join(problems_of(browser.open(broken.as_uri())))
     assert "failed load (Image): net::ERR_FILE_NOT_FOUND" in found
     assert "failed load (Document): net::ERR_FILE_NOT_FOUND" in found  # the missing <object> diagram

@@ -186,8 +186,13 @@ def test_hubs_by_default_only_when_units_would_fan_out() -> None:
 
 
 def test_title_and_lanes() -> None:
-    c = circuit(provenance={"model": "toy", "relation": "capital"}, name="c1", extract_method="top-n",
-                params={"n": 12, "by": "signed"}, faithfulness=0.8125)  # fmt: skip
+    c = circuit(
+        provenance={"model": "toy", "relation": "capital"},
+        name="c1",
+        extract_method="top-n",
+        params={"n": 12, "by": "signed"},
+        faithfulness=0.8125,
+    )
     g = role_dot(c)
     label = g.get_graph_defaults()[0]["label"]
     assert "toy / capital / c1" in label

@@ -159,12 +159,26 @@ def test_circuit_evaluation_is_unchanged(tiny):
 
 
 def test_knockout_effects_are_unchanged(tiny):
-    pairs = make_pairs(tiny, load_relation("country_capital_city"), templates="all", max_rank=10**9,
-                       heldout_fraction=0.0, max_pairs=8).pairs  # fmt: skip
+    pairs = make_pairs(
+        tiny,
+        load_relation("country_capital_city"),
+        templates="all",
+        max_rank=10**9,
+        heldout_fraction=0.0,
+        max_pairs=8,
+    ).pairs
     prompts = Prompts.of(pairs, tiny.pad_id)
     sources = [("subject",), ("demo",), ("relation",), ("last",), tuple(ROLES)]
-    full = knockout(tiny, prompts, window=1, sources=sources, block_first=True, n_boot=10, progress=False,
-                    shared_prefix=False)  # fmt: skip
+    full = knockout(
+        tiny,
+        prompts,
+        window=1,
+        sources=sources,
+        block_first=True,
+        n_boot=10,
+        progress=False,
+        shared_prefix=False,
+    )
     cached = knockout(tiny, prompts, window=1, sources=sources, block_first=True, n_boot=10, progress=False)
     for a, b in zip([*full.curves, full.sink], [*cached.curves, cached.sink], strict=True):
         assert a.source == b.source
@@ -173,15 +187,43 @@ def test_knockout_effects_are_unchanged(tiny):
 
 def test_a_fully_blocked_padded_prompt_reads_nothing_as_if_alone(tiny_llama):
     """Blocking every position: a right-padded row must not read its padding (the full-sequence path too)."""
-    pairs = make_pairs(tiny_llama, load_relation("country_capital_city"), templates="all", max_rank=10**9,
-                       heldout_fraction=0.0, max_pairs=6).pairs  # fmt: skip
+    pairs = make_pairs(
+        tiny_llama,
+        load_relation("country_capital_city"),
+        templates="all",
+        max_rank=10**9,
+        heldout_fraction=0.0,
+        max_pairs=6,
+    ).pairs
     prompts = Prompts.of(pairs, tiny_llama.pad_id)
     assert len(set(prompts.last.tolist())) > 1
-    batched = knockout(tiny_llama, prompts, window=2, sources=[tuple(ROLES)], n_boot=10, progress=False,
-                       shared_prefix=False).curves[0].per_prompt  # fmt: skip
+    batched = (
+        knockout(
+            tiny_llama,
+            prompts,
+            window=2,
+            sources=[tuple(ROLES)],
+            n_boot=10,
+            progress=False,
+            shared_prefix=False,
+        )
+        .curves[0]
+        .per_prompt
+    )
     for i, pair in enumerate(pairs):
-        alone = knockout(tiny_llama, Prompts.of([pair], tiny_llama.pad_id), window=2, sources=[tuple(ROLES)],
-                         n_boot=10, progress=False, shared_prefix=False).curves[0].per_prompt  # fmt: skip
+        alone = (
+            knockout(
+                tiny_llama,
+                Prompts.of([pair], tiny_llama.pad_id),
+                window=2,
+                sources=[tuple(ROLES)],
+                n_boot=10,
+                progress=False,
+                shared_prefix=False,
+            )
+            .curves[0]
+            .per_prompt
+        )
         close(batched[i], alone[0])
 
 
@@ -215,20 +257,27 @@ def test_ablations_that_change_the_prefix_run_full_prompts_and_say_so(tiny_llama
 def test_a_scored_graph_records_the_prefix_it_used_and_matches_one_scored_without(tiny_llama):
     settings = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9)
     graph, _ = score_relation(tiny_llama, "country_capital_city", settings, progress=False)
-    off, _ = score_relation(tiny_llama, "country_capital_city", ScoreSettings(ig_steps=2, max_pairs=8,
-                            max_rank=10**9, shared_prefix=False), progress=False)  # fmt: skip
+    off, _ = score_relation(
+        tiny_llama,
+        "country_capital_city",
+        ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9, shared_prefix=False),
+        progress=False,
+    )
     record = graph.metadata["shared_prefix"]
     assert record["used"] is True and 0.5 < record["share"] < 1
     assert off.metadata["shared_prefix"] == {"used": False, "reason": "turned off", "share": 0.0}
     close(graph.scores, off.scores)
-    assert settings.stored_as() == ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9,
-                                                 shared_prefix=False).stored_as()  # fmt: skip
+    assert (
+        settings.stored_as()
+        == ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9, shared_prefix=False).stored_as()
+    )
 
 
 def test_embedded_model_scores_evaluation_and_knockout_are_unchanged(embedded):
     harness = Harness(embedded)
-    pairs = make_pairs(embedded, load_relation("country_capital_city"), templates="all", heldout_fraction=0.0,
-                       max_pairs=24).pairs  # fmt: skip
+    pairs = make_pairs(
+        embedded, load_relation("country_capital_city"), templates="all", heldout_fraction=0.0, max_pairs=24
+    ).pairs
     by_length = sorted(pairs, key=lambda p: len(p.clean_tokens))
     pairs = by_length[:4] + by_length[-4:]  # prompts of different lengths share a prefix
     batch = batch_pairs(pairs, pad=embedded.pad_id)

@@ -46,8 +46,17 @@ def test_scored_graph_round_trips_bit_for_bit(tiny_llama, tmp_path):
     assert np.array_equal(back.scores, graph.scores)
     assert back.scores.dtype == np.float32
     assert back.metadata == json.loads(json.dumps(graph.metadata))
-    for key in ("model", "relation", "score_method", "metric", "ablation", "ig_steps", "n_pairs_scoring",
-                "split_seed", "package_version"):  # fmt: skip
+    for key in (
+        "model",
+        "relation",
+        "score_method",
+        "metric",
+        "ablation",
+        "ig_steps",
+        "n_pairs_scoring",
+        "split_seed",
+        "package_version",
+    ):
         assert key in back.metadata
     assert back.metadata["ig_steps"] == 2
     assert back.metadata["n_pairs_scoring"] == len(pairs.scoring)
@@ -222,8 +231,13 @@ def test_gallery_save_files_and_newest_circuit_per_relation(tmp_path: Path) -> N
     os.utime(large_folder / CIRCUIT_FILE, (1e9, 1e9))
     assert gallery.circuits("org/toy") == {"r1": small}
     assert gallery.circuits("org/toy", name=circuit_name(small)) == {"r1": small}
-    folder = gallery.save_files("org/toy", "reuse", {"a.csv": "x,y\n", "b.bin": b"\x00\x01"}, {"metric": "m"},
-                                after=lambda d: (d / "c.txt").write_text("late"))  # fmt: skip
+    folder = gallery.save_files(
+        "org/toy",
+        "reuse",
+        {"a.csv": "x,y\n", "b.bin": b"\x00\x01"},
+        {"metric": "m"},
+        after=lambda d: (d / "c.txt").write_text("late"),
+    )
     assert folder == tmp_path / "org__toy" / "reuse"
     assert sorted(p.name for p in folder.iterdir()) == ["a.csv", "b.bin", "c.txt"]
     assert (folder / "b.bin").read_bytes() == b"\x00\x01"
@@ -237,8 +251,11 @@ def test_gallery_save_files_and_newest_circuit_per_relation(tmp_path: Path) -> N
     gallery.save_files("org/toy", "suppression", {"suppression.json": "{}"}, {"relations": ["r1"]})
     (tmp_path / "manifest.json").unlink()
     rebuilt = gallery.rebuild_manifest()["entries"]
-    assert rebuilt["org__toy/suppression"] == {"kind": "suppression", "model": "org__toy",
-                                               "files": ["suppression.json"]}  # fmt: skip
+    assert rebuilt["org__toy/suppression"] == {
+        "kind": "suppression",
+        "model": "org__toy",
+        "files": ["suppression.json"],
+    }
     assert "org__toy/r1" not in rebuilt and "org__toy/reuse" in rebuilt
 
 

@@ -92,8 +92,12 @@ def test_the_batch_size_follows_the_free_memory(tiny_llama, monkeypatch) -> None
     monkeypatch.setattr(memory, "available_bytes", lambda device: 10**15)
     assert memory.auto_batch_size(harness, batch, "attribution") == 16
     monkeypatch.setattr(memory, "available_bytes", lambda device: 0)
-    graph, _ = score_relation(tiny_llama, "country_capital_city", ScoreSettings(ig_steps=2, max_pairs=6,
-                              max_rank=ALL), progress=False)  # fmt: skip
+    graph, _ = score_relation(
+        tiny_llama,
+        "country_capital_city",
+        ScoreSettings(ig_steps=2, max_pairs=6, max_rank=ALL),
+        progress=False,
+    )
     assert graph.metadata["batch_size"] == 1
 
 

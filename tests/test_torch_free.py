@@ -65,8 +65,13 @@ TORCH_FREE = [
 
 def run_python(code: str) -> dict:
     """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line of output."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -118,9 +123,16 @@ def test_help_models_and_relations_commands_do_not_import_torch():
         seen["printed"] = "usage: circuits" in out.getvalue() and "smollm2-135m" in out.getvalue()
         print(json.dumps(seen))
     """)
-    assert result == {"help_exit": 0, "after_help": False, "models_exit": 0, "after_models": False,
-                      "models_json_exit": 0, "relations_exit": 0, "after_relations": False,
-                      "printed": True}  # fmt: skip
+    assert result == {
+        "help_exit": 0,
+        "after_help": False,
+        "models_exit": 0,
+        "after_models": False,
+        "models_json_exit": 0,
+        "relations_exit": 0,
+        "after_relations": False,
+        "printed": True,
+    }
 
 
 def test_names_that_run_a_model_import_torch_on_first_use():

@@ -102,10 +102,18 @@ class Harness:
         self.layers = []
         for block in self.bridge.blocks:
             attn = block.attn
-            self.layers.append(_LayerWeights(
-                attn.W_Q.detach(), attn.W_K.detach(), attn.W_V.detach(), attn.W_O.detach(),
-                _maybe(attn.b_Q), _maybe(attn.b_K), _maybe(attn.b_V), _nonzero(getattr(attn, "b_O", None)),
-            ))  # fmt: skip
+            self.layers.append(
+                _LayerWeights(
+                    attn.W_Q.detach(),
+                    attn.W_K.detach(),
+                    attn.W_V.detach(),
+                    attn.W_O.detach(),
+                    _maybe(attn.b_Q),
+                    _maybe(attn.b_K),
+                    _maybe(attn.b_V),
+                    _nonzero(getattr(attn, "b_O", None)),
+                )
+            )
         # J_norm^T of each attention norm, closed-form where a probe confirms it (attribution.norms)
         self.norm_vjps = [NormVJP(block.ln1) for block in self.bridge.blocks]
         # the scale of a norm after the attention block, where there is one (Gemma 2/3)
@@ -116,8 +124,10 @@ class Harness:
             for i, block in enumerate(self.bridge.blocks)
         ]
         if any(p is not None for p in self.post_attn) and any(w.b_O is not None for w in self.layers):
-            raise InputError(f"model {model.name!r} normalises an attention output that has a bias; "
-                             "the engine cannot split that into heads")  # fmt: skip
+            raise InputError(
+                f"model {model.name!r} normalises an attention output that has a bias; "
+                "the engine cannot split that into heads"
+            )
 
     def head_writes(self, layer: int, z: Tensor) -> Tensor:
         """What each head of ``layer`` adds to the residual stream, ``[..., heads, d]`` from ``z`` ``[..., heads, d_head]``.
@@ -219,8 +229,15 @@ class Harness:
     def new_buffer(self, tokens: Tensor) -> Tensor:
         batch, pos = tokens.shape[:2]
         d = int(self.model.cfg.d_model)
-        return torch.zeros(self.shape.n_senders, batch, pos, d, device=tokens.device,
-                           dtype=self._dtype(), requires_grad=False)  # fmt: skip
+        return torch.zeros(
+            self.shape.n_senders,
+            batch,
+            pos,
+            d,
+            device=tokens.device,
+            dtype=self._dtype(),
+            requires_grad=False,
+        )
 
     def _dtype(self) -> torch.dtype:
         return next(self.bridge.parameters()).dtype
@@ -374,8 +391,7 @@ class Harness:
             grads = torch.autograd.grad(values.mean(), wanted, allow_unused=True)
         return self._receiver_grads(store, list(grads), tokens), values.detach()
 
-    def _receiver_grads(self, store: dict[str, Tensor], grads: list[Tensor | None],
-                        tokens: Tensor) -> Tensor:  # fmt: skip
+    def _receiver_grads(self, store: dict[str, Tensor], grads: list[Tensor | None], tokens: Tensor) -> Tensor:
         shape = self.shape
         batch, pos = tokens.shape[:2]
         d = int(self.model.cfg.d_model)
@@ -435,8 +451,15 @@ class Harness:
             hooks.append((hook_point("attn_in", layer), keep_x))
             for kind, W, b in (("q", w.W_Q, w.b_Q), ("k", w.W_K, w.b_K), ("v", w.W_V, w.b_V)):
 
-                def on_proj(out: Tensor, hook: Any, layer: int = layer, kind: str = kind,
-                            W: Tensor = W, b: Tensor | None = b, ln1: Any = ln1) -> Tensor:  # fmt: skip
+                def on_proj(
+                    out: Tensor,
+                    hook: Any,
+                    layer: int = layer,
+                    kind: str = kind,
+                    W: Tensor = W,
+                    b: Tensor | None = b,
+                    ln1: Any = ln1,
+                ) -> Tensor:
                     add = delta(layer, kind)
                     if add is None:
                         return out

@@ -34,8 +34,14 @@ def model_dims(model: Any) -> ModelDims:
     return ModelDims.of(model.name, model.cfg, n_params)
 
 
-def auto_batch_size(harness: Any, batch: PairBatch, kind: str, *, ablation: Ablation | str = Ablation.COUNTERFACTUAL,
-                    shared_prefix: bool = True) -> int:  # fmt: skip
+def auto_batch_size(
+    harness: Any,
+    batch: PairBatch,
+    kind: str,
+    *,
+    ablation: Ablation | str = Ablation.COUNTERFACTUAL,
+    shared_prefix: bool = True,
+) -> int:
     """Pairs per pass of ``kind`` (``"attribution"`` or ``"evaluation"``) that fit half the free memory.
 
     The positions a pass runs are the longest prompt's, less the shortest

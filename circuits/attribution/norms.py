@@ -67,8 +67,11 @@ def norm_form(norm: torch.nn.Module) -> NormForm | None:
     with torch.no_grad():
         want = module(x).float()
     tol = 1e-6 * float(want.abs().max())
-    for form in (NormForm("rms", w, None, eps), NormForm("rms", 1.0 + w, None, eps, one_plus=True),
-                 NormForm("layer", w, bias, eps)):  # fmt: skip
+    for form in (
+        NormForm("rms", w, None, eps),
+        NormForm("rms", 1.0 + w, None, eps, one_plus=True),
+        NormForm("layer", w, bias, eps),
+    ):
         if torch.allclose(_apply(form, x.float()), want, rtol=1e-4, atol=tol):
             return form
     return None
@@ -145,8 +148,10 @@ class NormScale:
         form = norm_form(norm)
         if form is None or form.kind != "rms":
             module = getattr(norm, "original_component", norm)
-            raise InputError(f"{where} ({type(module).__name__}) is not an RMS norm; the engine splits a "
-                             "normalised attention output into heads only for RMS norms")  # fmt: skip
+            raise InputError(
+                f"{where} ({type(module).__name__}) is not an RMS norm; the engine splits a "
+                "normalised attention output into heads only for RMS norms"
+            )
         self.gain, self.eps = form.gain, form.eps
 
     def __call__(self, x: Tensor) -> Tensor:

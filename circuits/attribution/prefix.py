@@ -87,15 +87,20 @@ class SharedPrefix:
             picked = t[which].gather(2, index.expand(-1, t.shape[1], -1, t.shape[3]))
             return picked * real[:, None, :, None].to(t.dtype)
 
-        return cls(lengths, tuple(aligned(k) for k, _ in kv), tuple(aligned(v) for _, v in kv),
-                   int(tokens.shape[1]))  # fmt: skip
+        return cls(
+            lengths, tuple(aligned(k) for k, _ in kv), tuple(aligned(v) for _, v in kv), int(tokens.shape[1])
+        )
 
     def select(self, rows: Tensor) -> SharedPrefix:
         """The prefix of the rows ``rows`` (indices into this batch)."""
         rows = rows.cpu().long()
         on = rows.to(self.keys[0].device)
-        return SharedPrefix(self.lengths[rows], tuple(k[on] for k in self.keys),
-                            tuple(v[on] for v in self.values), self.n_positions)  # fmt: skip
+        return SharedPrefix(
+            self.lengths[rows],
+            tuple(k[on] for k in self.keys),
+            tuple(v[on] for v in self.values),
+            self.n_positions,
+        )
 
     def forward_kwargs(self, rows: int, n_new: int, device: torch.device) -> dict[str, object]:
         """Keyword arguments of a forward over ``n_new`` positions of ``rows`` rows.
@@ -119,8 +124,13 @@ class SharedPrefix:
         mask = torch.cat([real, torch.ones(n, n_new, dtype=torch.bool)], 1).long().repeat(reps, 1)
         positions = (self.lengths[:, None] + torch.arange(n_new)[None]).clamp(max=self.n_positions - 1)
         # TransformerLens 4.3's attention reads its cache as ``layer_past``; transformers 5 passes ``cache``
-        return {"cache": cache, "layer_past": cache, "use_cache": True, "attention_mask": mask.to(device),
-                "position_ids": positions.repeat(reps, 1).to(device)}  # fmt: skip
+        return {
+            "cache": cache,
+            "layer_past": cache,
+            "use_cache": True,
+            "attention_mask": mask.to(device),
+            "position_ids": positions.repeat(reps, 1).to(device),
+        }
 
     def key_layout(self, per_position: Tensor, n_new: int) -> Tensor:
         """A ``[batch, n_positions]`` per-position tensor laid out like the keys of a cached forward.
@@ -192,8 +202,15 @@ def _suffix_batch(batch: PairBatch, lengths: Tensor) -> PairBatch:
         return shift_rows(t, lengths, n_new, fill)
 
     role = None if batch.role is None else move(batch.role, -1)
-    return PairBatch(move(batch.clean, int(pad)), move(batch.corrupt, int(pad)), move(batch.mask, False),
-                     last.to(batch.last.device), batch.answer, batch.corrupt_answer, role)  # fmt: skip
+    return PairBatch(
+        move(batch.clean, int(pad)),
+        move(batch.corrupt, int(pad)),
+        move(batch.mask, False),
+        last.to(batch.last.device),
+        batch.answer,
+        batch.corrupt_answer,
+        role,
+    )
 
 
 @contextlib.contextmanager

@@ -163,12 +163,22 @@ def attribute_edges(
     if ig_steps < 1:
         raise InputError(f"ig_steps must be at least 1, not {ig_steps}")
     with counterfactual_prefix(harness, batch, ablation, enabled=shared_prefix and ablated is None) as batch:
-        return _attribute(harness, batch, Metric(metric), Ablation(ablation), ig_steps, means, ablated,
-                          per_pair, by_role)  # fmt: skip
+        return _attribute(
+            harness, batch, Metric(metric), Ablation(ablation), ig_steps, means, ablated, per_pair, by_role
+        )
 
 
-def _attribute(harness: Harness, batch: PairBatch, metric: Metric, ablation: Ablation, ig_steps: int,
-               means: Tensor | None, ablated: Tensor | None, per_pair: bool, by_role: bool) -> Tensor:  # fmt: skip
+def _attribute(
+    harness: Harness,
+    batch: PairBatch,
+    metric: Metric,
+    ablation: Ablation,
+    ig_steps: int,
+    means: Tensor | None,
+    ablated: Tensor | None,
+    per_pair: bool,
+    by_role: bool,
+) -> Tensor:
     device = harness.model.device
     clean = batch.clean.to(device)
     last = batch.last.to(device)
@@ -231,15 +241,26 @@ def exact_edges(
         if not (0 <= s < shape.n_senders and 0 <= r < shape.n_receivers and mask[s, r]):
             raise InputError(f"({s}, {r}) is not an edge of this graph")
         if len(edge) == 3 and (batch.role is None or not 0 <= edge[2] < len(ROLES)):
-            raise InputError(f"unit {tuple(edge)}: a role index lies in [0, {len(ROLES)}) and needs a batch "
-                             "with position roles")  # fmt: skip
+            raise InputError(
+                f"unit {tuple(edge)}: a role index lies in [0, {len(ROLES)}) and needs a batch "
+                "with position roles"
+            )
     with counterfactual_prefix(harness, batch, ablation, enabled=shared_prefix and ablated is None) as batch:
         return _exact(harness, batch, edges, metric, ablation, means, max_rows, progress, ablated, per_pair)
 
 
-def _exact(harness: Harness, batch: PairBatch, edges: Sequence[tuple[int, ...]], metric: Metric | str,
-           ablation: Ablation | str, means: Tensor | None, max_rows: int, progress: Any,
-           ablated: Tensor | None, per_pair: bool) -> np.ndarray:  # fmt: skip
+def _exact(
+    harness: Harness,
+    batch: PairBatch,
+    edges: Sequence[tuple[int, ...]],
+    metric: Metric | str,
+    ablation: Ablation | str,
+    means: Tensor | None,
+    max_rows: int,
+    progress: Any,
+    ablated: Tensor | None,
+    per_pair: bool,
+) -> np.ndarray:
     shape = harness.shape
     device = harness.model.device
     clean = batch.clean.to(device)
@@ -359,8 +380,14 @@ def exact_nodes(
         return _exact_nodes(harness, batch, metric, ablation, means, max_rows)
 
 
-def _exact_nodes(harness: Harness, batch: PairBatch, metric: Metric | str, ablation: Ablation | str,
-                 means: Tensor | None, max_rows: int) -> np.ndarray:  # fmt: skip
+def _exact_nodes(
+    harness: Harness,
+    batch: PairBatch,
+    metric: Metric | str,
+    ablation: Ablation | str,
+    means: Tensor | None,
+    max_rows: int,
+) -> np.ndarray:
     shape = harness.shape
     device = harness.model.device
     clean = batch.clean.to(device)
@@ -370,8 +397,9 @@ def _exact_nodes(harness: Harness, batch: PairBatch, metric: Metric | str, ablat
     scores = np.zeros(shape.n_senders)
     groups: list[tuple[int, list[int]]] = [(0, [0])]
     for layer in range(shape.n_layers):
-        groups.append((layer, [shape.head_sender(layer, h) for h in range(shape.n_heads)]
-                       + [shape.mlp_sender(layer)]))  # fmt: skip
+        groups.append(
+            (layer, [shape.head_sender(layer, h) for h in range(shape.n_heads)] + [shape.mlp_sender(layer)])
+        )
     per_chunk = max(1, max_rows // n)
     for layer, senders in groups:
         resid = harness.residual_before(clean, layer)
@@ -385,8 +413,9 @@ def _exact_nodes(harness: Harness, batch: PairBatch, metric: Metric | str, ablat
     return scores
 
 
-def _run_with_sender_added(harness: Harness, rows: Tensor, layer: int, chunk: list[int],
-                           adds: Tensor) -> Tensor:  # fmt: skip
+def _run_with_sender_added(
+    harness: Harness, rows: Tensor, layer: int, chunk: list[int], adds: Tensor
+) -> Tensor:
     """Final residual of a forward from ``layer``, each block of rows adding one sender's Δ."""
     shape = harness.shape
     n = rows.shape[0] // len(chunk)

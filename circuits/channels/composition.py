@@ -183,8 +183,9 @@ def make_writers(weights: HeadWeights, shape: GraphShape, *, mlp_out: Tensor | N
             senders.append(shape.mlp_sender(layer))
             layers.append(layer)
             is_mlp.append(True)
-    return Writers(names, np.array(layers), np.array(senders), np.array(is_mlp, dtype=bool),
-                   dirs, sigma, norm, gram)  # fmt: skip
+    return Writers(
+        names, np.array(layers), np.array(senders), np.array(is_mlp, dtype=bool), dirs, sigma, norm, gram
+    )
 
 
 def _mlp_whole(writers: Writers, wsel: np.ndarray, rmat: Tensor, rnorm: Tensor, *, chunk: int = 64) -> Tensor:
@@ -203,8 +204,15 @@ def _mlp_whole(writers: Writers, wsel: np.ndarray, rmat: Tensor, rnorm: Tensor, 
     return sq.clamp_min(0).sqrt() / (norms[:, None].clamp_min(1e-30) * rnorm.clamp_min(1e-30))
 
 
-def _scores(writers: Writers, wsel: np.ndarray, rmat: Tensor, rnorm: Tensor, *, chunk: int = 64,
-            mlp_whole: bool = True) -> tuple[Tensor, Tensor]:  # fmt: skip
+def _scores(
+    writers: Writers,
+    wsel: np.ndarray,
+    rmat: Tensor,
+    rnorm: Tensor,
+    *,
+    chunk: int = 64,
+    mlp_whole: bool = True,
+) -> tuple[Tensor, Tensor]:
     """Whole-matrix ``[w, r]`` and component ``[w, r, c]`` scores of selected writers against readers.
 
     ``rmat`` ``[d, n * dh]`` holds the readers' reduced factors side by side
@@ -268,22 +276,41 @@ def null_distribution(
         return torch.randn(*size, generator=gen)
 
     heads = HeadWeights(
-        W_Q=randn(n, 1, d, dh), W_K=randn(n, 1, d, dh), W_V=randn(n, 1, d, dh), W_O=randn(n, 1, dh, d),
-        norm_weight=torch.ones(n, d), centered=False, n_heads=1, n_kv_heads=1,
-    )  # fmt: skip
+        W_Q=randn(n, 1, d, dh),
+        W_K=randn(n, 1, d, dh),
+        W_V=randn(n, 1, d, dh),
+        W_O=randn(n, 1, dh, d),
+        norm_weight=torch.ones(n, d),
+        centered=False,
+        n_heads=1,
+        n_kv_heads=1,
+    )
     rw = HeadWeights(
-        W_Q=randn(1, n * g, d, dh), W_K=randn(1, n, d, dh), W_V=randn(1, n, d, dh),
-        W_O=randn(1, n * g, dh, d), norm_weight=torch.ones(1, d), centered=False,
-        n_heads=n * g, n_kv_heads=n,
-    )  # fmt: skip
+        W_Q=randn(1, n * g, d, dh),
+        W_K=randn(1, n, d, dh),
+        W_V=randn(1, n, d, dh),
+        W_O=randn(1, n * g, dh, d),
+        norm_weight=torch.ones(1, d),
+        centered=False,
+        n_heads=n * g,
+        n_kv_heads=n,
+    )
     readers = make_readers(rw, GraphShape(1, n * g, n))
     rmat, rnorm = readers.matrix(), readers.norm
     whole, comp = _scores(make_writers(heads, GraphShape(n, 1, 1)), np.arange(n), rmat, rnorm)
     scored = {"head": whole}
     if d_mlp:  # MLPs are costly: 8 random ones, each against every random reader
         few = min(n, 8)
-        some = HeadWeights(W_Q=heads.W_Q[:few], W_K=heads.W_K[:few], W_V=heads.W_V[:few], W_O=heads.W_O[:few],
-                           norm_weight=heads.norm_weight[:few], centered=False, n_heads=1, n_kv_heads=1)  # fmt: skip
+        some = HeadWeights(
+            W_Q=heads.W_Q[:few],
+            W_K=heads.W_K[:few],
+            W_V=heads.W_V[:few],
+            W_O=heads.W_O[:few],
+            norm_weight=heads.norm_weight[:few],
+            centered=False,
+            n_heads=1,
+            n_kv_heads=1,
+        )
         mlps = make_writers(some, GraphShape(few, 1, 1), mlp_out=randn(few, d_mlp, d))
         scored["mlp"] = _scores(mlps, np.nonzero(mlps.is_mlp)[0], rmat, rnorm)[0]
     out_whole, out_comp = {}, {}
@@ -394,11 +421,24 @@ def analyze(
         if len(mlps):  # every MLP against every reader at once; keep the later readers
             later = writers.layers[mlps, None] < readers.layers[None, :]
             whole[mlps] = np.where(later, _mlp_whole(writers, mlps, rmat, rnorm).numpy(), np.nan)
-        null = null_distribution(weights, d_mlp=None if mlp_out is None else mlp_out.shape[1],
-                                 n=n_null, seed=seed)  # fmt: skip
+        null = null_distribution(
+            weights, d_mlp=None if mlp_out is None else mlp_out.shape[1], n=n_null, seed=seed
+        )
     seconds = time.perf_counter() - started
-    settings = {"mlp": mlp, "n_components": c, "fold_norm": fold_norm, "centered": weights.centered,
-                "n_null": n_null, "seed": seed, "rotary": "ignored (relative position 0)"}  # fmt: skip
-    log.info("channel analysis of %s: %d writers x %d readers in %.1f s",
-             model.name, len(writers.names), len(readers.names), seconds)  # fmt: skip
+    settings = {
+        "mlp": mlp,
+        "n_components": c,
+        "fold_norm": fold_norm,
+        "centered": weights.centered,
+        "n_null": n_null,
+        "seed": seed,
+        "rotary": "ignored (relative position 0)",
+    }
+    log.info(
+        "channel analysis of %s: %d writers x %d readers in %.1f s",
+        model.name,
+        len(writers.names),
+        len(readers.names),
+        seconds,
+    )
     return ChannelAnalysis(model.name, shape, writers, readers, whole, component, null, settings, seconds)

@@ -131,12 +131,20 @@ def find_channels(
     out = []
     for w, r in zip(*np.unravel_index(flat, key.shape), strict=True):
         comps, captured = rank_for_share(analysis, w, r, share)
-        out.append(Channel(
-            writer=analysis.writers.names[w], reader=analysis.readers.names[r],
-            kind=str(analysis.readers.kinds[r]), z=float(best[w, r]),
-            score=float(analysis.component[w, r, best_i[w, r]]), whole=float(analysis.whole[w, r]),
-            whole_z=float(whole_z[w, r]), components=comps, rank=len(comps), share=captured,
-        ))  # fmt: skip
+        out.append(
+            Channel(
+                writer=analysis.writers.names[w],
+                reader=analysis.readers.names[r],
+                kind=str(analysis.readers.kinds[r]),
+                z=float(best[w, r]),
+                score=float(analysis.component[w, r, best_i[w, r]]),
+                whole=float(analysis.whole[w, r]),
+                whole_z=float(whole_z[w, r]),
+                components=comps,
+                rank=len(comps),
+                share=captured,
+            )
+        )
     return out
 
 
@@ -156,9 +164,18 @@ def channel_graph(channels: list[Channel]) -> Any:
 
     out = nx.DiGraph()
     for ch in channels:
-        out.add_edge(ch.writer, ch.reader, score=ch.z, weight=abs(ch.z), qkv=ch.kind, rank=ch.rank,
-                     components=list(ch.components), whole_z=ch.whole_z, internal=False,
-                     predicted=True)  # fmt: skip
+        out.add_edge(
+            ch.writer,
+            ch.reader,
+            score=ch.z,
+            weight=abs(ch.z),
+            qkv=ch.kind,
+            rank=ch.rank,
+            components=list(ch.components),
+            whole_z=ch.whole_z,
+            internal=False,
+            predicted=True,
+        )
         if ch.reader.endswith(">"):
             out.add_edge(ch.reader, ch.reader[:-3], internal=True, qkv=ch.kind)
     return out

@@ -219,8 +219,16 @@ def head_weights(
             os_.append(W_O if post is None else W_O * post.gain.detach().float().cpu())
             ws.append(w)
     W_Q, W_K, W_V, W_O, norm_weight = (torch.stack(t).to(dtype) for t in (qs, ks, vs, os_, ws))
-    return HeadWeights(W_Q=W_Q, W_K=W_K, W_V=W_V, W_O=W_O, norm_weight=norm_weight, centered=bool(center),
-                       n_heads=model.n_heads, n_kv_heads=model.n_kv_heads)  # fmt: skip
+    return HeadWeights(
+        W_Q=W_Q,
+        W_K=W_K,
+        W_V=W_V,
+        W_O=W_O,
+        norm_weight=norm_weight,
+        centered=bool(center),
+        n_heads=model.n_heads,
+        n_kv_heads=model.n_kv_heads,
+    )
 
 
 def ov_matrices(weights: HeadWeights) -> Factored:

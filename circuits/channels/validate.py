@@ -97,8 +97,9 @@ class ValidationRow:
 
 def _edge_arrays(analysis: ChannelAnalysis, graph: ScoredGraph, writers: str) -> tuple[np.ndarray, ...]:
     if graph.shape != analysis.shape:
-        raise InputError(f"the scored graph's shape {graph.shape} differs from the analysed model's "
-                         f"{analysis.shape}")  # fmt: skip
+        raise InputError(
+            f"the scored graph's shape {graph.shape} differs from the analysed model's {analysis.shape}"
+        )
     if writers not in ("heads", "all"):
         raise InputError(f"validate 'heads' or 'all' writers, not {writers!r}")
     comp_z = analysis.component_z
@@ -127,11 +128,17 @@ def validate_graph(
     labels[np.argsort(-patch, kind="stable")[:k]] = True
     meta = graph.metadata
     return ValidationRow(
-        relation=str(meta.get("relation", "")), n_edges=len(patch), n_important=k, top_fraction=top_fraction,
-        auc_whole=roc_auc(whole, labels), auc_component=roc_auc(comp, labels),
-        precision_whole=precision_at_k(whole, labels, k), precision_component=precision_at_k(comp, labels, k),
-        score_method=str(meta.get("score_method", "")), n_pairs=int(meta.get("n_pairs_scoring", 0)),
-    )  # fmt: skip
+        relation=str(meta.get("relation", "")),
+        n_edges=len(patch),
+        n_important=k,
+        top_fraction=top_fraction,
+        auc_whole=roc_auc(whole, labels),
+        auc_component=roc_auc(comp, labels),
+        precision_whole=precision_at_k(whole, labels, k),
+        precision_component=precision_at_k(comp, labels, k),
+        score_method=str(meta.get("score_method", "")),
+        n_pairs=int(meta.get("n_pairs_scoring", 0)),
+    )
 
 
 def validate_relations(
@@ -163,15 +170,21 @@ def validate_relations(
 
 def format_validation(rows: list[ValidationRow]) -> str:
     """A readable table of validation rows."""
-    head = (f"{'relation':<26}{'edges':>7}{'import.':>8}{'AUC whole':>11}{'AUC comp':>10}"
-            f"{'P@k whole':>11}{'P@k comp':>10}")  # fmt: skip
+    head = (
+        f"{'relation':<26}{'edges':>7}{'import.':>8}{'AUC whole':>11}{'AUC comp':>10}"
+        f"{'P@k whole':>11}{'P@k comp':>10}"
+    )
     lines = [head]
     for r in rows:
-        lines.append(f"{r.relation:<26}{r.n_edges:>7}{r.n_important:>8}{r.auc_whole:>11.3f}"
-                     f"{r.auc_component:>10.3f}{r.precision_whole:>11.3f}{r.precision_component:>10.3f}")  # fmt: skip
+        lines.append(
+            f"{r.relation:<26}{r.n_edges:>7}{r.n_important:>8}{r.auc_whole:>11.3f}"
+            f"{r.auc_component:>10.3f}{r.precision_whole:>11.3f}{r.precision_component:>10.3f}"
+        )
     if rows:
-        lines.append(f"(important = top {100 * rows[0].top_fraction:g}% of writer->q/k/v edges by "
-                     f"|{rows[0].score_method or 'patching'} score|; k = number of important edges)")  # fmt: skip
+        lines.append(
+            f"(important = top {100 * rows[0].top_fraction:g}% of writer->q/k/v edges by "
+            f"|{rows[0].score_method or 'patching'} score|; k = number of important edges)"
+        )
     return "\n".join(lines)
 
 
@@ -205,8 +218,15 @@ class CausalResult:
         return out
 
 
-def _run_removing(model: Any, batch: Any, layer: int, head: int | None, basis: Tensor, scale: float,
-                  reader: str | None = None) -> np.ndarray:  # fmt: skip
+def _run_removing(
+    model: Any,
+    batch: Any,
+    layer: int,
+    head: int | None,
+    basis: Tensor,
+    scale: float,
+    reader: str | None = None,
+) -> np.ndarray:
     """Per-pair metric of a forward in which the writer's output loses ``(1 - scale)`` of its part in ``basis``.
 
     With ``reader`` (a receiver name) only that receiver's input loses it: the
@@ -324,16 +344,30 @@ def causal_check(
         randoms.append(
             float((_run_removing(model, batch, layer, head, mix.T @ span, scale, reader) - clean).mean())
         )
-    return CausalResult(channel.writer, channel.reader, channel.kind, basis.shape[0], scale, float(clean.mean()),
-                        float(per_pair.mean()), randoms, scope, interval)  # fmt: skip
+    return CausalResult(
+        channel.writer,
+        channel.reader,
+        channel.kind,
+        basis.shape[0],
+        scale,
+        float(clean.mean()),
+        float(per_pair.mean()),
+        randoms,
+        scope,
+        interval,
+    )
 
 
 def format_causal(results: list[CausalResult]) -> str:
     """A readable table of causal checks (the channel's change with its 95% bootstrap interval)."""
-    lines = [f"{'writer':<9}{'reader':<12}{'scope':<8}{'rank':>5}{'clean':>9}{'channel [95% interval]':>26}"
-             f"{'random mean':>13}{'sd':>8}"]  # fmt: skip
+    lines = [
+        f"{'writer':<9}{'reader':<12}{'scope':<8}{'rank':>5}{'clean':>9}{'channel [95% interval]':>26}"
+        f"{'random mean':>13}{'sd':>8}"
+    ]
     for r in results:
         change = r.channel_interval.format(3) if r.channel_interval is not None else f"{r.channel_change:.3f}"
-        lines.append(f"{r.writer:<9}{r.reader:<12}{r.scope:<8}{r.rank:>5}{r.clean:>9.3f}"
-                     f"{change:>26}{r.random_mean:>13.3f}{r.random_std:>8.3f}")  # fmt: skip
+        lines.append(
+            f"{r.writer:<9}{r.reader:<12}{r.scope:<8}{r.rank:>5}{r.clean:>9.3f}"
+            f"{change:>26}{r.random_mean:>13.3f}{r.random_std:>8.3f}"
+        )
     return "\n".join(lines)

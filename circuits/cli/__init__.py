@@ -54,17 +54,31 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole parser tree of the ``circuits`` command."""
-    parser = _Parser(prog="circuits", parents=[options.common()],
-                                     description="Circuit-discovery graph engine for transformer language "
-                                     "models.")  # fmt: skip
+    parser = _Parser(
+        prog="circuits",
+        parents=[options.common()],
+        description="Circuit-discovery graph engine for transformer language models.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text,
-                              parents=[options.common(), *parents])  # fmt: skip
+        return sub.add_parser(
+            name, help=help_text, description=help_text, parents=[options.common(), *parents]
+        )
 
-    for group in (job, relations, scoring, graphs, channels, mechanisms, additive, mlp, interventions,
-                  interchange, report):  # fmt: skip
+    for group in (
+        job,
+        relations,
+        scoring,
+        graphs,
+        channels,
+        mechanisms,
+        additive,
+        mlp,
+        interventions,
+        interchange,
+        report,
+    ):
         group.register(add)
     return parser
 
@@ -73,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``circuits`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         threads = getattr(args, "threads", None)
         if threads is not None:
@@ -88,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"circuits {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every file was written atomically; `circuits run` keeps its finished stages
-        print(f"circuits {args.command}: interrupted; nothing half-written was left"
-              + ("; run it again to continue where it stopped" if args.command == "run" else ""), file=sys.stderr)  # fmt: skip
+        print(
+            f"circuits {args.command}: interrupted; nothing half-written was left"
+            + ("; run it again to continue where it stopped" if args.command == "run" else ""),
+            file=sys.stderr,
+        )
         return 130

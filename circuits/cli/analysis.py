@@ -22,9 +22,15 @@ def prompt_choice(args: argparse.Namespace) -> Any:
     """The :class:`~circuits.pipeline.mechanisms.PromptChoice` of the relation options."""
     from circuits.pipeline.mechanisms import PromptChoice
 
-    return PromptChoice(template=args.template, seed=args.seed, max_pairs=args.max_pairs,
-                        max_rank=args.max_rank, min_prob=args.min_prob, templates=args.templates,
-                        shots=args.shots)  # fmt: skip
+    return PromptChoice(
+        template=args.template,
+        seed=args.seed,
+        max_pairs=args.max_pairs,
+        max_rank=args.max_rank,
+        min_prob=args.min_prob,
+        templates=args.templates,
+        shots=args.shots,
+    )
 
 
 def run_job(
@@ -35,8 +41,16 @@ def run_job(
 
     model = options.load(args)
     run = getattr(importlib.import_module(f"circuits.pipeline.{module}"), job)
-    return run(model, args.relation, prompt_choice(args), n_boot=args.boot, out=args.out, store=args.store,
-               progress=not args.quiet, **job_options)  # fmt: skip
+    return run(
+        model,
+        args.relation,
+        prompt_choice(args),
+        n_boot=args.boot,
+        out=args.out,
+        store=args.store,
+        progress=not args.quiet,
+        **job_options,
+    )
 
 
 def finish(args: argparse.Namespace, record: dict[str, Any], text: list[str], files: list[Path]) -> int:
@@ -55,8 +69,10 @@ def heading(record: dict[str, Any]) -> str:
     p = record["prompts"]
     formats = (p.get("prompt") or {}).get("formats") or [{"template": p["template"], "shots": 0}]
     shown = " + ".join(f"{f['shots']}-shot {f['template']!r}" for f in formats)
-    return (f"{record['model']} / {record['relation']}: {record['n_prompts']} known-fact prompts "
-            f"({p['n_known']} of {p['n_facts']} facts known), {shown}")  # fmt: skip
+    return (
+        f"{record['model']} / {record['relation']}: {record['n_prompts']} known-fact prompts "
+        f"({p['n_known']} of {p['n_facts']} facts known), {shown}"
+    )
 
 
 def output_options(p: argparse.ArgumentParser) -> None:
@@ -64,5 +80,10 @@ def output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", type=options.out_dir, default=None, help="write <analysis>.json and <analysis>.svg here"
     )
-    p.add_argument("--store", type=options.out_dir, default=None, metavar="ROOT",
-                   help="also store them in the gallery ROOT (e.g. graphs): ROOT/<model>/<relation>/mechanisms/")  # fmt: skip
+    p.add_argument(
+        "--store",
+        type=options.out_dir,
+        default=None,
+        metavar="ROOT",
+        help="also store them in the gallery ROOT (e.g. graphs): ROOT/<model>/<relation>/mechanisms/",
+    )

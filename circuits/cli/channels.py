@@ -19,12 +19,16 @@ __all__ = ["register"]
 
 
 def _channel_table(channels: list[Any]) -> str:
-    lines = [f"{'writer':<9}{'reader':<12}{'type':>5}{'z comp':>8}{'CS comp':>9}{'z whole':>9}"
-             f"{'CS whole':>10}{'rank':>6}{'share':>7}  components"]  # fmt: skip
+    lines = [
+        f"{'writer':<9}{'reader':<12}{'type':>5}{'z comp':>8}{'CS comp':>9}{'z whole':>9}"
+        f"{'CS whole':>10}{'rank':>6}{'share':>7}  components"
+    ]
     for c in channels:
         comps = ",".join(str(i) for i in c.components[:8]) + ("..." if len(c.components) > 8 else "")
-        lines.append(f"{c.writer:<9}{c.reader:<12}{c.kind:>5}{c.z:>8.1f}{c.score:>9.3f}{c.whole_z:>9.1f}"
-                     f"{c.whole:>10.3f}{c.rank:>6}{c.share:>7.2f}  {comps}")  # fmt: skip
+        lines.append(
+            f"{c.writer:<9}{c.reader:<12}{c.kind:>5}{c.z:>8.1f}{c.score:>9.3f}{c.whole_z:>9.1f}"
+            f"{c.whole:>10.3f}{c.rank:>6}{c.share:>7.2f}  {comps}"
+        )
     return "\n".join(lines)
 
 
@@ -33,48 +37,98 @@ def cmd_channels(args: argparse.Namespace) -> int:
     from circuits.pipeline import run_channels
 
     model = options.load(args)
-    report = run_channels(model, top=args.top, share=args.share, by=args.by, mlp=not args.no_mlp,
-                          validate=args.validate, max_pairs=args.max_pairs, top_fraction=args.top_fraction,
-                          causal=args.causal, n_random=args.random, seed=args.seed,
-                          progress=not args.quiet)  # fmt: skip
+    report = run_channels(
+        model,
+        top=args.top,
+        share=args.share,
+        by=args.by,
+        mlp=not args.no_mlp,
+        validate=args.validate,
+        max_pairs=args.max_pairs,
+        top_fraction=args.top_fraction,
+        causal=args.causal,
+        n_random=args.random,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     if args.json:
         print(json.dumps(report.as_dict(share=args.share, by=args.by), indent=2))
         return 0
     a = report.analysis
-    text = [f"{model.name}: {len(a.writers.names)} writers x {len(a.readers.names)} "
-            f"q/k/v readers analysed in {a.seconds:.1f} s",
-            f"top {len(report.channels)} channels by {args.by} z-score (rank = components carrying "
-            f"{args.share:g} of the composition):", _channel_table(report.channels)]  # fmt: skip
+    text = [
+        f"{model.name}: {len(a.writers.names)} writers x {len(a.readers.names)} "
+        f"q/k/v readers analysed in {a.seconds:.1f} s",
+        f"top {len(report.channels)} channels by {args.by} z-score (rank = components carrying "
+        f"{args.share:g} of the composition):",
+        _channel_table(report.channels),
+    ]
     if report.validation:
         text += ["", "validation against patching:", format_validation(report.validation)]
     for relation, checks in report.causal.items():
-        text += ["", f"causal check on {relation} ({report.n_pairs[relation]} pairs; change of the mean logit "
-                 "difference when the channel's subspace is removed from the writer's output, for "
-                 "every reader (writer) or the channel's reader only (edge); random: "
-                 f"{args.random} random subspaces of the same rank):", format_causal(checks)]  # fmt: skip
+        text += [
+            "",
+            f"causal check on {relation} ({report.n_pairs[relation]} pairs; change of the mean logit "
+            "difference when the channel's subspace is removed from the writer's output, for "
+            "every reader (writer) or the channel's reader only (edge); random: "
+            f"{args.random} random subspaces of the same rank):",
+            format_causal(checks),
+        ]
     print("\n".join(text))
     return 0
 
 
 def register(add: Any) -> None:
     """Add ``channels`` through ``add(name, help, *parents)``."""
-    p = add("channels", "low-rank channels between heads from weight SVD, checked against patching",
-            options.model(), options.seed(), options.quiet(), options.json_output())  # fmt: skip
+    p = add(
+        "channels",
+        "low-rank channels between heads from weight SVD, checked against patching",
+        options.model(),
+        options.seed(),
+        options.quiet(),
+        options.json_output(),
+    )
     p.add_argument("--top", type=options.at_least(1), default=20, help="channels listed (default 20)")
-    p.add_argument("--share", type=options.in_range(0, 1, open_low=True), default=0.9,
-                   help="share of a composition the listed components must carry (default 0.9)")  # fmt: skip
-    p.add_argument("--by", default="component", choices=["component", "whole"],
-                   help="rank channels by best-component or whole-matrix z-score")  # fmt: skip
+    p.add_argument(
+        "--share",
+        type=options.in_range(0, 1, open_low=True),
+        default=0.9,
+        help="share of a composition the listed components must carry (default 0.9)",
+    )
+    p.add_argument(
+        "--by",
+        default="component",
+        choices=["component", "whole"],
+        help="rank channels by best-component or whole-matrix z-score",
+    )
     p.add_argument("--no-mlp", action="store_true", help="score attention heads only as writers")
-    p.add_argument("--validate", action="append", default=[], metavar="RELATION",
-                   help="bundled relation name or LRE JSON path to validate against (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--validate",
+        action="append",
+        default=[],
+        metavar="RELATION",
+        help="bundled relation name or LRE JSON path to validate against (repeatable)",
+    )
     p.add_argument(
         "--max-pairs", type=options.at_least(2), default=None, help="prompt pairs per relation for patching"
     )
-    p.add_argument("--top-fraction", type=options.in_range(0, 1, open_low=True), default=0.01,
-                   help="share of writer->q/k/v edges counted as important (default 0.01)")  # fmt: skip
-    p.add_argument("--causal", type=options.at_least(0), default=0, metavar="N",
-                   help="with --validate: subspace-removal check of the N strongest channels")  # fmt: skip
-    p.add_argument("--random", type=options.at_least(0), default=4, metavar="N",
-                   help="random subspaces per causal check (default 4)")  # fmt: skip
+    p.add_argument(
+        "--top-fraction",
+        type=options.in_range(0, 1, open_low=True),
+        default=0.01,
+        help="share of writer->q/k/v edges counted as important (default 0.01)",
+    )
+    p.add_argument(
+        "--causal",
+        type=options.at_least(0),
+        default=0,
+        metavar="N",
+        help="with --validate: subspace-removal check of the N strongest channels",
+    )
+    p.add_argument(
+        "--random",
+        type=options.at_least(0),
+        default=4,
+        metavar="N",
+        help="random subspaces per causal check (default 4)",
+    )
     p.set_defaults(func=cmd_channels)

@@ -23,15 +23,29 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from circuits.pipeline import extract_stored
 
     circuit, out, message = extract_stored(
-        args.dir, extract_method=args.extract_method, size=args.size, fraction=args.fraction,
-        threshold=args.threshold, target_faithfulness=args.target_faithfulness, by=args.by,
-        pruned=not args.no_prune, evaluate=args.evaluate, name=args.name, out=args.out, store=args.store,
-        formats=tuple(args.format or ["svg"]), positions=args.positions,
-    )  # fmt: skip
+        args.dir,
+        extract_method=args.extract_method,
+        size=args.size,
+        fraction=args.fraction,
+        threshold=args.threshold,
+        target_faithfulness=args.target_faithfulness,
+        by=args.by,
+        pruned=not args.no_prune,
+        evaluate=args.evaluate,
+        name=args.name,
+        out=args.out,
+        store=args.store,
+        formats=tuple(args.format or ["svg"]),
+        positions=args.positions,
+    )
     s = circuit.summary()
     if args.json:
-        print(json.dumps({**s, "faithfulness_interval": circuit.params.get("faithfulness_interval"),
-                          "path": str(out)}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {**s, "faithfulness_interval": circuit.params.get("faithfulness_interval"), "path": str(out)},
+                indent=2,
+            )
+        )
         return 0
     if message:
         print(message)
@@ -46,8 +60,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from circuits.pipeline import render_circuit_file
 
-    result = render_circuit_file(args.circuit, diff=args.diff, color_by=args.color_by, out=args.out,
-                                 formats=(args.format,))  # fmt: skip
+    result = render_circuit_file(
+        args.circuit, diff=args.diff, color_by=args.color_by, out=args.out, formats=(args.format,)
+    )
     for path in result.written:
         print(f"wrote {path}")
     if result.message:
@@ -73,8 +88,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if "common_units" in result:
         print("(both circuits are position-aware: the edge similarities below compare (edge, role) units)")
     sims = (result.get("noise") or {}).get("similarities", {})
-    for key in ("common_units", "common_edges", "edge_jaccard", "node_jaccard", "edge_overlap", "node_overlap",
-                "weighted_jaccard", "head_share", "heads_of_a_in_b", "heads_of_b_in_a"):  # fmt: skip
+    for key in (
+        "common_units",
+        "common_edges",
+        "edge_jaccard",
+        "node_jaccard",
+        "edge_overlap",
+        "node_overlap",
+        "weighted_jaccard",
+        "head_share",
+        "heads_of_a_in_b",
+        "heads_of_b_in_a",
+    ):
         if key not in result:
             continue
         value = result[key]
@@ -86,8 +111,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"{'spearman (top)':<18}{_iv(sims['spearman'])}  {_references(sims['spearman'])}")
     print(f"common heads: {', '.join(result['common_heads']) or '-'}")
     if sims:
-        print("[interval]: 95% bootstrap over each circuit's scoring pairs; ceilings: split-half; "
-              "relative: half-sample similarity / sqrt(ceilings); null: pairs shuffled between A and B")  # fmt: skip
+        print(
+            "[interval]: 95% bootstrap over each circuit's scoring pairs; ceilings: split-half; "
+            "relative: half-sample similarity / sqrt(ceilings); null: pairs shuffled between A and B"
+        )
     elif result.get("noise"):
         print(f"no intervals: {result['noise']['skipped']}")
     return 0
@@ -103,16 +130,36 @@ def cmd_reuse(args: argparse.Namespace) -> int:
     from circuits.compare.ceilings import NoiseSettings
     from circuits.pipeline import ScoreSettings, run_reuse
 
-    settings = ScoreSettings(score_method=args.score_method, max_pairs=args.max_pairs, seed=args.seed,
-                             ig_steps=args.ig_steps, batch_size=args.batch_size, max_rank=args.max_rank,
-                             min_prob=args.min_prob, positions=args.positions, templates=args.templates,
-                             shots=args.shots)  # fmt: skip
+    settings = ScoreSettings(
+        score_method=args.score_method,
+        max_pairs=args.max_pairs,
+        seed=args.seed,
+        ig_steps=args.ig_steps,
+        batch_size=args.batch_size,
+        max_rank=args.max_rank,
+        min_prob=args.min_prob,
+        positions=args.positions,
+        templates=args.templates,
+        shots=args.shots,
+    )
     noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
     executor = options.executor_of(args)
-    report = run_reuse(args.relations, model=options.load(args), settings=settings,
-                       extract_method=args.extract_method, size=args.size, fraction=args.fraction,
-                       by=args.by, store=args.store, metric=args.metric, cross=not args.no_cross,
-                       noise=noise, heatmap=args.heatmap, progress=not args.quiet, executor=executor)  # fmt: skip
+    report = run_reuse(
+        args.relations,
+        model=options.load(args),
+        settings=settings,
+        extract_method=args.extract_method,
+        size=args.size,
+        fraction=args.fraction,
+        by=args.by,
+        store=args.store,
+        metric=args.metric,
+        cross=not args.no_cross,
+        noise=noise,
+        heatmap=args.heatmap,
+        progress=not args.quiet,
+        executor=executor,
+    )
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -134,8 +181,10 @@ def cmd_reuse(args: argparse.Namespace) -> int:
     print(f"clustering: {report['clustering']['newick']}")
     for key in ("most_similar", "least_similar"):
         pair = report[key]
-        print(f"{key.replace('_', ' ')}: {pair['a']} / {pair['b']} {report['metric']} {pair['value']:.3f}, "
-              f"head share {pair['head_share']:.3f}")  # fmt: skip
+        print(
+            f"{key.replace('_', ' ')}: {pair['a']} / {pair['b']} {report['metric']} {pair['value']:.3f}, "
+            f"head share {pair['head_share']:.3f}"
+        )
     print(f"done in {report['seconds']:.1f} s")
     return 0
 
@@ -147,8 +196,10 @@ def noise_table(noise: dict[str, Any], metric: str) -> str:
     ]
     for relation, ceilings in noise["ceilings"].items():
         lines.append(f"  {relation:<28}{_iv(ceilings[metric])}")
-    lines.append(f"pairs ({metric} [95% bootstrap interval]; relative = half-sample similarity / sqrt(ceilings); "
-                 f"null = shared-circuit permutation null, p = share of shuffles at or below):")  # fmt: skip
+    lines.append(
+        f"pairs ({metric} [95% bootstrap interval]; relative = half-sample similarity / sqrt(ceilings); "
+        f"null = shared-circuit permutation null, p = share of shuffles at or below):"
+    )
     rows = sorted(
         (p[metric] for p in noise["pairs"]), key=lambda r: -(r["value"] if r["value"] is not None else -9)
     )
@@ -162,10 +213,18 @@ def _v(d: dict[str, Any] | None) -> str:
 
 
 def _noise_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--splits", type=options.at_least(0), default=50,
-                   help="random halvings of each relation's pairs for its noise ceiling (default 50)")  # fmt: skip
-    p.add_argument("--permutations", type=options.at_least(0), default=100,
-                   help="label shuffles per pair of relations for the permutation null (default 100)")  # fmt: skip
+    p.add_argument(
+        "--splits",
+        type=options.at_least(0),
+        default=50,
+        help="random halvings of each relation's pairs for its noise ceiling (default 50)",
+    )
+    p.add_argument(
+        "--permutations",
+        type=options.at_least(0),
+        default=100,
+        help="label shuffles per pair of relations for the permutation null (default 100)",
+    )
 
 
 def _sized(p: argparse.ArgumentParser, *, target: bool) -> None:
@@ -180,10 +239,17 @@ def _sized(p: argparse.ArgumentParser, *, target: bool) -> None:
         group.add_argument(
             "--threshold", type=float, help="with --extract-method threshold: minimum strength"
         )
-        group.add_argument("--target-faithfulness", type=options.in_range(0, 1, open_low=True),
-                           help="the smallest top-n circuit reaching this faithfulness (runs the model)")  # fmt: skip
-    p.add_argument("--by", default="signed", choices=["signed", "abs"],
-                   help="signed: most negative scores first (relied-on edges); abs: |score|")  # fmt: skip
+        group.add_argument(
+            "--target-faithfulness",
+            type=options.in_range(0, 1, open_low=True),
+            help="the smallest top-n circuit reaching this faithfulness (runs the model)",
+        )
+    p.add_argument(
+        "--by",
+        default="signed",
+        choices=["signed", "abs"],
+        help="signed: most negative scores first (relied-on edges); abs: |score|",
+    )
 
 
 def register(add: Any) -> None:
@@ -192,21 +258,34 @@ def register(add: Any) -> None:
     p.add_argument(
         "dir", type=Path, help="a directory written by `circuits score` (or a store relation folder)"
     )
-    p.add_argument("--extract-method", default=ExtractMethod.TOP_N.value, choices=_EXTRACT,
-                   help="how edges are chosen (default top-n)")  # fmt: skip
+    p.add_argument(
+        "--extract-method",
+        default=ExtractMethod.TOP_N.value,
+        choices=_EXTRACT,
+        help="how edges are chosen (default top-n)",
+    )
     _sized(p, target=True)
     p.add_argument("--no-prune", action="store_true", help="keep dead and dangling edges")
-    p.add_argument("--positions", choices=list(POSITIONS), default=None,
-                   help="roles: choose (edge, role) units (needs a graph scored with --positions roles); "
-                        "summed: edges (default: how the graph was scored)")  # fmt: skip
+    p.add_argument(
+        "--positions",
+        choices=list(POSITIONS),
+        default=None,
+        help="roles: choose (edge, role) units (needs a graph scored with --positions roles); "
+        "summed: edges (default: how the graph was scored)",
+    )
     p.add_argument("--evaluate", action="store_true", help="measure held-out faithfulness (runs the model)")
     p.add_argument("--name", help="circuit name (default: extraction method-by-size)")
     p.add_argument("--out", type=options.out_file, help="circuit JSON path (default: DIR/NAME.circuit.json)")
     p.add_argument(
         "--store", type=options.out_dir, help="save into this graphs/ store instead, with diagrams"
     )
-    p.add_argument("--format", action="append", default=None, choices=FORMATS,
-                   help="diagram formats with --store (default svg)")  # fmt: skip
+    p.add_argument(
+        "--format",
+        action="append",
+        default=None,
+        choices=FORMATS,
+        help="diagram formats with --store (default svg)",
+    )
     p.set_defaults(func=cmd_extract)
 
     p = add("render", "draw a circuit (or two, with --diff) with Graphviz")
@@ -217,32 +296,60 @@ def register(add: Any) -> None:
     p.add_argument("--out", type=options.out_file, help="output path (suffix replaced by the format)")
     p.set_defaults(func=cmd_render)
 
-    p = add("compare", "similarities of two circuits, with intervals, noise ceilings and a permutation null",
-            options.seed(), options.boot(), options.json_output())  # fmt: skip
+    p = add(
+        "compare",
+        "similarities of two circuits, with intervals, noise ceilings and a permutation null",
+        options.seed(),
+        options.boot(),
+        options.json_output(),
+    )
     p.add_argument("a", type=Path, help="circuit JSON file or store circuit folder")
     p.add_argument("b", type=Path)
     p.add_argument("--diff", type=options.out_file, help="also write a diff diagram (DOT and SVG) here")
     _noise_options(p)
     p.set_defaults(func=cmd_compare)
 
-    p = add("reuse", "circuits of many relations: reuse matrix with intervals, noise ceilings and nulls, "
-            "clustering, cross-task faithfulness, all stored in graphs/", options.model(), options.pairs(),
-            options.seed(), options.boot(), options.quiet(), options.json_output(), options.executor())  # fmt: skip
+    p = add(
+        "reuse",
+        "circuits of many relations: reuse matrix with intervals, noise ceilings and nulls, "
+        "clustering, cross-task faithfulness, all stored in graphs/",
+        options.model(),
+        options.pairs(),
+        options.seed(),
+        options.boot(),
+        options.quiet(),
+        options.json_output(),
+        options.executor(),
+    )
     p.add_argument("relations", nargs="+", help="bundled relation names or LRE JSON files")
     p.add_argument("--score-method", default=ScoreMethod.EAP_IG.value, choices=[m.value for m in ScoreMethod])
-    p.add_argument("--extract-method", default=ExtractMethod.TOP_N.value,
-                   choices=[ExtractMethod.TOP_N.value, ExtractMethod.GREEDY.value, ExtractMethod.PATHS.value,
-                            ExtractMethod.NODES.value])  # fmt: skip
+    p.add_argument(
+        "--extract-method",
+        default=ExtractMethod.TOP_N.value,
+        choices=[
+            ExtractMethod.TOP_N.value,
+            ExtractMethod.GREEDY.value,
+            ExtractMethod.PATHS.value,
+            ExtractMethod.NODES.value,
+        ],
+    )
     _sized(p, target=False)
     p.add_argument("--metric", default="edge_jaccard", choices=SIMILARITIES, help="for the clustering")
     p.add_argument("--ig-steps", type=options.at_least(1), default=5)
     options.add_batch_size(p)
     p.add_argument("--store", type=options.out_dir, default="graphs", help="store root (default graphs/)")
     p.add_argument("--no-cross", action="store_true", help="skip cross-task faithfulness")
-    p.add_argument("--positions", choices=list(POSITIONS), default="summed",
-                   help="roles: score by position role and compare (edge, role) units (--size counts units)")  # fmt: skip
+    p.add_argument(
+        "--positions",
+        choices=list(POSITIONS),
+        default="summed",
+        help="roles: score by position role and compare (edge, role) units (--size counts units)",
+    )
     _noise_options(p)
-    p.add_argument("--heatmap", default="similarity", choices=["similarity", "relative"],
-                   help="heatmap.svg shows the similarity or the similarity relative to the ceilings "
-                   "(both are written)")  # fmt: skip
+    p.add_argument(
+        "--heatmap",
+        default="similarity",
+        choices=["similarity", "relative"],
+        help="heatmap.svg shows the similarity or the similarity relative to the ceilings (both are written)",
+    )
     p.set_defaults(func=cmd_reuse)

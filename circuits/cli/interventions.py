@@ -28,17 +28,29 @@ def _iv(point: dict[str, Any], digits: int = 3) -> str:
 
 
 def cmd_intervene(args: argparse.Namespace) -> int:
-    _, record, files = run_job(args, "interventions", "run_intervene", scale=args.scale or (),
-                                    ablate=args.ablate or (), subspace=args.subspace or (), split=args.split,
-                                    heldout_fraction=args.heldout_fraction)  # fmt: skip
+    _, record, files = run_job(
+        args,
+        "interventions",
+        "run_intervene",
+        scale=args.scale or (),
+        ablate=args.ablate or (),
+        subspace=args.subspace or (),
+        split=args.split,
+        heldout_fraction=args.heldout_fraction,
+    )
     p = record["prompts"]
-    text = [heading(record), f"split: {record['split']} ({record['n_prompts']} of {p['n_pairs']} pairs; "
-            f"{p['n_scoring']} scoring, {p['n_heldout']} held out); mean [95% bootstrap interval]"]  # fmt: skip
+    text = [
+        heading(record),
+        f"split: {record['split']} ({record['n_prompts']} of {p['n_pairs']} pairs; "
+        f"{p['n_scoring']} scoring, {p['n_heldout']} held out); mean [95% bootstrap interval]",
+    ]
     text.append("edits: " + ("; ".join(record["edits"]) if record["edits"] else "no edits (after = before)"))
     text.append(f"{'metric':<12}{'before':>26}{'after':>26}{'change (after - before)':>28}")
     for metric in record["before"]:
-        text.append(f"{_NAMES.get(metric, metric):<12}{_iv(record['before'][metric]):>26}"
-                    f"{_iv(record['after'][metric]):>26}{_iv(record['change'][metric]):>28}")  # fmt: skip
+        text.append(
+            f"{_NAMES.get(metric, metric):<12}{_iv(record['before'][metric]):>26}"
+            f"{_iv(record['after'][metric]):>26}{_iv(record['change'][metric]):>28}"
+        )
     return finish(args, record, text, files)
 
 
@@ -46,28 +58,46 @@ def cmd_reuse_test(args: argparse.Namespace) -> int:
     from circuits.pipeline.interventions import run_reuse_test
 
     model = options.load(args)
-    record, files = run_reuse_test(model, args.relations, store=args.gallery, circuit=args.circuit,
-                                   ablation=args.ablation, fraction=args.fraction, max_pairs=args.max_pairs,
-                                   n_boot=args.boot, seed=args.seed, out=args.out, save=args.save,
-                                   progress=not args.quiet)  # fmt: skip
-    text = [f"{record['model']}: causal reuse test, {record['ablation']} ablation of heads, on each circuit's "
-            f"held-out prompts; core = {len(record['core'])} heads in >= {record['k']} of "
-            f"{record['n_circuits']} circuits: {', '.join(record['core'])}",
-            "accuracy = share of prompts whose answer is top-1; drop = before - after, mean [95% paired "
-            "bootstrap interval]"]  # fmt: skip
-    text.append(f"{'relation':<22}{'n':>4}{'core':>5}{'spec':>5}{'before':>7}{'core':>6}{'core@n':>7}{'spec':>6}"
-                f"{'rand':>6}{'drop core':>20}{'drop core@n':>20}{'drop specific':>20}{'drop random':>20}"
-                f"{'core@n - specific':>20}")  # fmt: skip
+    record, files = run_reuse_test(
+        model,
+        args.relations,
+        store=args.gallery,
+        circuit=args.circuit,
+        ablation=args.ablation,
+        fraction=args.fraction,
+        max_pairs=args.max_pairs,
+        n_boot=args.boot,
+        seed=args.seed,
+        out=args.out,
+        save=args.save,
+        progress=not args.quiet,
+    )
+    text = [
+        f"{record['model']}: causal reuse test, {record['ablation']} ablation of heads, on each circuit's "
+        f"held-out prompts; core = {len(record['core'])} heads in >= {record['k']} of "
+        f"{record['n_circuits']} circuits: {', '.join(record['core'])}",
+        "accuracy = share of prompts whose answer is top-1; drop = before - after, mean [95% paired "
+        "bootstrap interval]",
+    ]
+    text.append(
+        f"{'relation':<22}{'n':>4}{'core':>5}{'spec':>5}{'before':>7}{'core':>6}{'core@n':>7}{'spec':>6}"
+        f"{'rand':>6}{'drop core':>20}{'drop core@n':>20}{'drop specific':>20}{'drop random':>20}"
+        f"{'core@n - specific':>20}"
+    )
     pooled = {**record["pooled"], "relation": "pooled (all prompts)", "n_core": "", "n_specific": ""}
     for row in [*record["relations"], pooled]:
         acc, drop = row["accuracy"], row["drop_accuracy"]
-        text.append(f"{row['relation']:<22}{row['n_prompts']:>4}{row['n_core']!s:>5}{row['n_specific']!s:>5}"
-                    f"{acc['before']['value']:>7.2f}{acc['core']['value']:>6.2f}{acc['core_matched']['value']:>7.2f}"
-                    f"{acc['specific']['value']:>6.2f}{acc['random']['value']:>6.2f}{_iv(drop['core'], 2):>20}"
-                    f"{_iv(drop['core_matched'], 2):>20}{_iv(drop['specific'], 2):>20}{_iv(drop['random'], 2):>20}"
-                    f"{_iv(drop['matched_vs_specific'], 2):>20}")  # fmt: skip
-    text.append("core@n: the n core heads the relation's graph weighs most, n = its number of specific heads; "
-                "accuracy columns are after ablating each set")  # fmt: skip
+        text.append(
+            f"{row['relation']:<22}{row['n_prompts']:>4}{row['n_core']!s:>5}{row['n_specific']!s:>5}"
+            f"{acc['before']['value']:>7.2f}{acc['core']['value']:>6.2f}{acc['core_matched']['value']:>7.2f}"
+            f"{acc['specific']['value']:>6.2f}{acc['random']['value']:>6.2f}{_iv(drop['core'], 2):>20}"
+            f"{_iv(drop['core_matched'], 2):>20}{_iv(drop['specific'], 2):>20}{_iv(drop['random'], 2):>20}"
+            f"{_iv(drop['matched_vs_specific'], 2):>20}"
+        )
+    text.append(
+        "core@n: the n core heads the relation's graph weighs most, n = its number of specific heads; "
+        "accuracy columns are after ablating each set"
+    )
     text.append(f"({record['seconds']} s)")
     return finish(args, record, text, files)
 
@@ -75,40 +105,86 @@ def cmd_reuse_test(args: argparse.Namespace) -> int:
 def register(add: Any) -> None:
     """Add ``intervene`` and ``reuse-test`` through ``add(name, help, *parents)``."""
     parents = options.analysis()
-    p = add("intervene", "scale, ablate or remove output subspaces of heads and MLPs (and scale or ablate "
-            "edges); accuracy, p(answer) and logit difference before and after", *parents)  # fmt: skip
-    p.add_argument("--scale", action="append", metavar="NODE=F",
-                   help="multiply a node's output (a{l}.h{h}, m{l}) or an edge SRC->DST by F; repeatable")  # fmt: skip
-    p.add_argument("--ablate", action="append", metavar="NODE[:MODE]",
-                   help="replace a node's output or an edge SRC->DST by its mean over the scoring prompts "
-                   "(mean, the default), zero, or its value on the corrupt prompt (counterfactual); "
-                   "repeatable")  # fmt: skip
-    p.add_argument("--subspace", action="append", metavar="NODE:RANK[=F]",
-                   help="scale by F (default 0: remove) the part of a node's output in the span of the top RANK "
-                   "output singular directions of its OV matrix (head) or W_out (MLP); repeatable")  # fmt: skip
-    p.add_argument("--split", default="heldout", choices=["heldout", "scoring", "all"],
-                   help="which pairs to measure on (default heldout)")  # fmt: skip
-    p.add_argument("--heldout-fraction", type=options.in_range(0, 1), default=0.4,
-                   help="share of the pairs held out of scoring (default 0.4, as circuits score)")  # fmt: skip
+    p = add(
+        "intervene",
+        "scale, ablate or remove output subspaces of heads and MLPs (and scale or ablate "
+        "edges); accuracy, p(answer) and logit difference before and after",
+        *parents,
+    )
+    p.add_argument(
+        "--scale",
+        action="append",
+        metavar="NODE=F",
+        help="multiply a node's output (a{l}.h{h}, m{l}) or an edge SRC->DST by F; repeatable",
+    )
+    p.add_argument(
+        "--ablate",
+        action="append",
+        metavar="NODE[:MODE]",
+        help="replace a node's output or an edge SRC->DST by its mean over the scoring prompts "
+        "(mean, the default), zero, or its value on the corrupt prompt (counterfactual); "
+        "repeatable",
+    )
+    p.add_argument(
+        "--subspace",
+        action="append",
+        metavar="NODE:RANK[=F]",
+        help="scale by F (default 0: remove) the part of a node's output in the span of the top RANK "
+        "output singular directions of its OV matrix (head) or W_out (MLP); repeatable",
+    )
+    p.add_argument(
+        "--split",
+        default="heldout",
+        choices=["heldout", "scoring", "all"],
+        help="which pairs to measure on (default heldout)",
+    )
+    p.add_argument(
+        "--heldout-fraction",
+        type=options.in_range(0, 1),
+        default=0.4,
+        help="share of the pairs held out of scoring (default 0.4, as circuits score)",
+    )
     output_options(p)
     p.set_defaults(func=cmd_intervene)
 
-    p = add("reuse-test", "causal test of circuit reuse: ablate the heads the stored circuits share vs each "
-            "relation's own heads, on held-out prompts", options.model(), options.seed(), options.boot(),
-            options.json_output(), options.quiet())  # fmt: skip
+    p = add(
+        "reuse-test",
+        "causal test of circuit reuse: ablate the heads the stored circuits share vs each "
+        "relation's own heads, on held-out prompts",
+        options.model(),
+        options.seed(),
+        options.boot(),
+        options.json_output(),
+        options.quiet(),
+    )
     p.add_argument("relations", nargs="+", help="relations whose circuits are in the gallery (at least 2)")
     p.add_argument(
         "--gallery", type=Path, default=Path("graphs"), help="gallery to read circuits from (default graphs)"
     )
-    p.add_argument("--circuit", default=None,
-                   help="stored circuit name, e.g. top-n-signed-150 (default: each relation's newest)")  # fmt: skip
-    p.add_argument("--ablation", default="mean", choices=["mean", "zero", "counterfactual"],
-                   help="what an ablated head outputs (default mean over the scoring prompts)")  # fmt: skip
-    p.add_argument("--fraction", type=options.in_range(0, 1), default=0.5,
-                   help="core = heads in at least this share of the circuits (default 0.5)")  # fmt: skip
-    p.add_argument("--max-pairs", type=options.at_least(2), default=None,
-                   help="pair cap (default and minimum: the one each circuit was scored with, so its held-out "
-                   "prompts stay unseen)")  # fmt: skip
+    p.add_argument(
+        "--circuit",
+        default=None,
+        help="stored circuit name, e.g. top-n-signed-150 (default: each relation's newest)",
+    )
+    p.add_argument(
+        "--ablation",
+        default="mean",
+        choices=["mean", "zero", "counterfactual"],
+        help="what an ablated head outputs (default mean over the scoring prompts)",
+    )
+    p.add_argument(
+        "--fraction",
+        type=options.in_range(0, 1),
+        default=0.5,
+        help="core = heads in at least this share of the circuits (default 0.5)",
+    )
+    p.add_argument(
+        "--max-pairs",
+        type=options.at_least(2),
+        default=None,
+        help="pair cap (default and minimum: the one each circuit was scored with, so its held-out "
+        "prompts stay unseen)",
+    )
     p.add_argument(
         "--out", type=options.out_dir, default=None, help="write reuse_test.json and reuse_test.svg here"
     )

@@ -14,9 +14,12 @@ __all__ = ["register"]
 
 def format_summary(s: dict[str, Any]) -> str:
     """The job's summary as text: one table row per relation, then what was found."""
-    lines = [f"main job on {s['model']}: {len(s['relations'])} relations, {s['stages_run']} stages run, "
-             f"{s['stages_reused']} read back from disk, {s['seconds']:.0f} s", "",
-             f"{'relation':<22} {'pairs':>9} {'edges':>6}  {'held-out F':<20} {'CPR':<20}"]  # fmt: skip
+    lines = [
+        f"main job on {s['model']}: {len(s['relations'])} relations, {s['stages_run']} stages run, "
+        f"{s['stages_reused']} read back from disk, {s['seconds']:.0f} s",
+        "",
+        f"{'relation':<22} {'pairs':>9} {'edges':>6}  {'held-out F':<20} {'CPR':<20}",
+    ]
     for r in s["relations"]:
         pairs = f"{r['n_scoring']}+{r['n_heldout']}"
         edges = f"{r['n_edges']}{'' if r.get('target_reached', True) else '*'}"
@@ -24,26 +27,37 @@ def format_summary(s: dict[str, Any]) -> str:
             f"{r['relation']:<22} {pairs:>9} {edges:>6}  {_iv(r['faithfulness']):<20} {_iv(r['cpr']):<20}"
         )
     settings = s["settings"]
-    lines.append(f"(circuits: smallest top-n reaching F >= {settings['target_faithfulness']} on the scoring "
-                 "pairs; F and CPR on the held-out pairs, 95% bootstrap intervals)")  # fmt: skip
+    lines.append(
+        f"(circuits: smallest top-n reaching F >= {settings['target_faithfulness']} on the scoring "
+        "pairs; F and CPR on the held-out pairs, 95% bootstrap intervals)"
+    )
     if not all(r.get("target_reached", True) for r in s["relations"]):
-        lines.append(f"(* no circuit of at most {settings.get('max_edges')} edges reached the target: the top "
-                     f"{settings.get('max_edges')} edges)")  # fmt: skip
+        lines.append(
+            f"(* no circuit of at most {settings.get('max_edges')} edges reached the target: the top "
+            f"{settings.get('max_edges')} edges)"
+        )
     for name, why in s["skipped"].items():
         lines.append(f"skipped {name}: {why}")
     rows = [r for r in s["relations"] if r.get("positions")]
     if rows:
-        lines += ["", f"{'position-aware':<22} {'units':>6} {'on edges':>9}  {'held-out F':<20} "
-                  f"{'summed edges':>12}  {'summed F':<20} units by role (subject/last)"]  # fmt: skip
+        lines += [
+            "",
+            f"{'position-aware':<22} {'units':>6} {'on edges':>9}  {'held-out F':<20} "
+            f"{'summed edges':>12}  {'summed F':<20} units by role (subject/last)",
+        ]
         for r in rows:
             p = r["positions"]
             units = f"{p['n_units']}{'' if p.get('target_reached', True) else '*'}"
             roles = p["role_counts"]
-            lines.append(f"{r['relation']:<22} {units:>6} {p['n_edges']:>9}  {_iv(p['faithfulness']):<20} "
-                         f"{p['summed_edges']:>12}  {_iv(p['summed_faithfulness']):<20} "
-                         f"{roles.get('subject', 0)}/{roles.get('last', 0)}")  # fmt: skip
-        lines.append("(smallest circuits of (edge, role) units and of edges reaching the target on the same "
-                     "role-scored graph)")  # fmt: skip
+            lines.append(
+                f"{r['relation']:<22} {units:>6} {p['n_edges']:>9}  {_iv(p['faithfulness']):<20} "
+                f"{p['summed_edges']:>12}  {_iv(p['summed_faithfulness']):<20} "
+                f"{roles.get('subject', 0)}/{roles.get('last', 0)}"
+            )
+        lines.append(
+            "(smallest circuits of (edge, role) units and of edges reaching the target on the same "
+            "role-scored graph)"
+        )
     lines += ["", "what was found:"]
     for r in s["relations"]:
         lines.append(f"  {r['relation']}: strongest heads {', '.join(r['heads'][:6])}")
@@ -54,12 +68,16 @@ def format_summary(s: dict[str, Any]) -> str:
         noise = p.get("noise") or {}
         extra = f" (relative to ceilings {_iv(noise.get('relative'))})" if noise.get("relative") else ""
         lines.append(f"  reuse, {word}: {p['a']} ~ {p['b']} edge Jaccard {p['value']:.2f}{extra}")
-    lines.append(f"  shared core: {reuse['core']['n_edges']} edges in at least {reuse['core']['k']} circuits; "
-                 f"heads {', '.join(reuse['core']['heads'][:8])}")  # fmt: skip
+    lines.append(
+        f"  shared core: {reuse['core']['n_edges']} edges in at least {reuse['core']['k']} circuits; "
+        f"heads {', '.join(reuse['core']['heads'][:8])}"
+    )
     for row in s["channels"]:
-        lines.append(f"  channels vs {row['relation']} patching: AUC {row['auc_component']:.2f} (per component), "
-                     f"{row['auc_whole']:.2f} (whole matrix); precision@{row['n_important']} "
-                     f"{row['precision_component']:.2f}")  # fmt: skip
+        lines.append(
+            f"  channels vs {row['relation']} patching: AUC {row['auc_component']:.2f} (per component), "
+            f"{row['auc_whole']:.2f} (whole matrix); precision@{row['n_important']} "
+            f"{row['precision_component']:.2f}"
+        )
     if s.get("report"):
         lines += ["", f"report: {s['report']}"]
     return "\n".join(lines)
@@ -71,11 +89,23 @@ def job_settings(args: argparse.Namespace) -> Any:
 
     relations = tuple(args.relations) or DEFAULT_RELATIONS
     analyses = tuple(a for a in args.analyses.split(",") if a) if args.analyses is not None else None
-    return JobSettings(relations=relations, max_pairs=args.max_pairs, target_faithfulness=args.target_faithfulness,
-                           max_edges=args.max_edges,
-                           reuse_size=args.size, analysis_pairs=args.analysis_pairs, n_boot=args.boot,
-                           n_splits=args.splits, n_perm=args.permutations, seed=args.seed, max_rank=args.max_rank,
-                           positions=not args.no_positions, templates=args.templates, shots=args.shots, **({"analyses": analyses} if analyses is not None else {}))  # fmt: skip
+    return JobSettings(
+        relations=relations,
+        max_pairs=args.max_pairs,
+        target_faithfulness=args.target_faithfulness,
+        max_edges=args.max_edges,
+        reuse_size=args.size,
+        analysis_pairs=args.analysis_pairs,
+        n_boot=args.boot,
+        n_splits=args.splits,
+        n_perm=args.permutations,
+        seed=args.seed,
+        max_rank=args.max_rank,
+        positions=not args.no_positions,
+        templates=args.templates,
+        shots=args.shots,
+        **({"analyses": analyses} if analyses is not None else {}),
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -84,18 +114,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = job_settings(args)
     executor = options.executor_of(args)
     model = options.load(args)
-    summary = run_job(settings, args.out, model=model, progress=not args.quiet, report=not args.no_report,
-                      executor=executor)  # fmt: skip
+    summary = run_job(
+        settings, args.out, model=model, progress=not args.quiet, report=not args.no_report, executor=executor
+    )
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return 0
 
 
 def register(add: Any) -> None:
     """Add ``run`` and ``compare-models`` through ``add(name, help, *parents)``."""
-    p = add("run", "the main job: score, extract, evaluate, compare and explain several relations, then build "
-            "the HTML report; a re-run reuses every finished stage whose inputs are unchanged",
-            options.model(), options.seed(), options.boot(), options.json_output(), options.quiet(),
-            options.executor())  # fmt: skip
+    p = add(
+        "run",
+        "the main job: score, extract, evaluate, compare and explain several relations, then build "
+        "the HTML report; a re-run reuses every finished stage whose inputs are unchanged",
+        options.model(),
+        options.seed(),
+        options.boot(),
+        options.json_output(),
+        options.quiet(),
+        options.executor(),
+    )
     add_job_arguments(p)
     p.add_argument("--no-report", action="store_true", help="do not build the HTML report")
     p.set_defaults(func=cmd_run)
@@ -104,30 +142,49 @@ def register(add: Any) -> None:
 
 def add_job_arguments(p: argparse.ArgumentParser) -> None:
     """The main job's relations, ``--out`` and settings (shared by ``run`` and ``compare-models``)."""
-    p.add_argument("relations", nargs="*", metavar="RELATION",
-                   help="bundled relation names or relation files (default: country_capital_city "
-                   "country_language country_currency city_in_country)")  # fmt: skip
+    p.add_argument(
+        "relations",
+        nargs="*",
+        metavar="RELATION",
+        help="bundled relation names or relation files (default: country_capital_city "
+        "country_language country_currency city_in_country)",
+    )
     p.add_argument(
         "--out", type=options.out_dir, default="runs/demo", help="results folder (default runs/demo)"
     )
     p.add_argument(
         "--max-pairs", type=options.at_least(2), default=24, help="prompt pairs per relation (default 24)"
     )
-    p.add_argument("--target-faithfulness", type=options.in_range(0, 1, open_low=True), default=0.8,
-                   help="each relation's circuit is the smallest reaching this (default 0.8)")  # fmt: skip
-    p.add_argument("--max-edges", type=options.at_least(1), default=1000,
-                   help="... of at most this many edges, else the top this many (default 1000)")  # fmt: skip
+    p.add_argument(
+        "--target-faithfulness",
+        type=options.in_range(0, 1, open_low=True),
+        default=0.8,
+        help="each relation's circuit is the smallest reaching this (default 0.8)",
+    )
+    p.add_argument(
+        "--max-edges",
+        type=options.at_least(1),
+        default=1000,
+        help="... of at most this many edges, else the top this many (default 1000)",
+    )
     p.add_argument(
         "--size",
         type=options.at_least(1),
         default=150,
         help="edges of the circuits reuse compares (default 150)",
     )
-    p.add_argument("--analysis-pairs", type=options.at_least(1), default=16,
-                   help="prompts of each mechanism analysis (default 16)")  # fmt: skip
-    p.add_argument("--analyses", default=None,
-                   help="comma-separated mechanism analyses (default all: knockout,enrichment,extraction,dla,"
-                   "motif,mlp; '' for none)")  # fmt: skip
+    p.add_argument(
+        "--analysis-pairs",
+        type=options.at_least(1),
+        default=16,
+        help="prompts of each mechanism analysis (default 16)",
+    )
+    p.add_argument(
+        "--analyses",
+        default=None,
+        help="comma-separated mechanism analyses (default all: knockout,enrichment,extraction,dla,"
+        "motif,mlp; '' for none)",
+    )
     p.add_argument(
         "--splits",
         type=options.at_least(0),
@@ -140,19 +197,29 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         default=50,
         help="permutation shuffles for nulls (default 50)",
     )
-    p.add_argument("--max-rank", type=options.at_least(1), default=1,
-                   help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
-    p.add_argument("--no-positions", action="store_true",
-                   help="skip the position-aware circuits (scored by role: first, demo, subject, relation, last)")  # fmt: skip
+    p.add_argument(
+        "--max-rank",
+        type=options.at_least(1),
+        default=1,
+        help="a fact is known when its answer ranks at most this (default 1: top-1)",
+    )
+    p.add_argument(
+        "--no-positions",
+        action="store_true",
+        help="skip the position-aware circuits (scored by role: first, demo, subject, relation, last)",
+    )
     options.prompt_options(p)
 
 
 def format_comparison(c: dict[str, Any]) -> str:
     """A comparison across models as text: per relation each model's circuit at the target, then reuse."""
     models = c["models"]
-    lines = [f"{len(c['relations'])} relations on {', '.join(models)} (circuits: smallest top-n reaching "
-             f"F >= {c['target']} on the scoring pairs; F on the held-out pairs, 95% intervals)", "",
-             f"{'relation':<22}" + "".join(f" {m[:26]:<44}" for m in models) + " depth overlap"]  # fmt: skip
+    lines = [
+        f"{len(c['relations'])} relations on {', '.join(models)} (circuits: smallest top-n reaching "
+        f"F >= {c['target']} on the scoring pairs; F on the held-out pairs, 95% intervals)",
+        "",
+        f"{'relation':<22}" + "".join(f" {m[:26]:<44}" for m in models) + " depth overlap",
+    ]
     for row in c["relations"]:
         cells = []
         for m in models:
@@ -166,11 +233,17 @@ def format_comparison(c: dict[str, Any]) -> str:
     if reuse is None:
         lines.append("reuse: fewer than three shared relations with a reuse matrix in both models")
     else:
-        rho = "undefined (a constant matrix)" if reuse["spearman"] is None else (
-            f"{reuse['spearman']:.2f} (permutation p {reuse['p']:.3f}, {reuse['n_perm']} shuffles)")  # fmt: skip
+        rho = (
+            "undefined (a constant matrix)"
+            if reuse["spearman"] is None
+            else (f"{reuse['spearman']:.2f} (permutation p {reuse['p']:.3f}, {reuse['n_perm']} shuffles)")
+        )
         first = " vs ".join(" ~ ".join(pair) for pair in reuse["first_merge"])
-        lines += ["", f"reuse matrices: Spearman of the pairs' edge Jaccard {rho}",
-                  f"first to merge: {first} ({'the same' if reuse['same_first_merge'] else 'different'})"]  # fmt: skip
+        lines += [
+            "",
+            f"reuse matrices: Spearman of the pairs' edge Jaccard {rho}",
+            f"first to merge: {first} ({'the same' if reuse['same_first_merge'] else 'different'})",
+        ]
     lines.append(f"\nstored in {c['folder']}")
     return "\n".join(lines)
 
@@ -184,21 +257,41 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
     def load(name: str) -> Any:
         return load_model(name, device=args.device)
 
-    comparison = run_comparison(settings, args.out, list(args.models), load=load, progress=not args.quiet,
-                                n_perm=args.model_permutations)  # fmt: skip
+    comparison = run_comparison(
+        settings,
+        args.out,
+        list(args.models),
+        load=load,
+        progress=not args.quiet,
+        n_perm=args.model_permutations,
+    )
     print(json.dumps(comparison, indent=1) if args.json else format_comparison(comparison))
     return 0
 
 
 def register_compare(add: Any) -> None:
     """Add ``compare-models`` through ``add(name, help, *parents)``."""
-    p = add("compare-models", "the main job on two or more models (finished stages are read back), then their "
-            "circuits, depth profiles, mechanisms and reuse matrices side by side",
-            options.seed(), options.boot(), options.json_output(), options.quiet())  # fmt: skip
-    p.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"],
-                   help="the models to compare (default: the two embedded ones, smollm2-135m gemma3-270m)")  # fmt: skip
+    p = add(
+        "compare-models",
+        "the main job on two or more models (finished stages are read back), then their "
+        "circuits, depth profiles, mechanisms and reuse matrices side by side",
+        options.seed(),
+        options.boot(),
+        options.json_output(),
+        options.quiet(),
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["smollm2-135m", "gemma3-270m"],
+        help="the models to compare (default: the two embedded ones, smollm2-135m gemma3-270m)",
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--model-permutations", type=options.at_least(0), default=1000,
-                   help="relation-label shuffles for the reuse matrices' correlation (default 1000)")  # fmt: skip
+    p.add_argument(
+        "--model-permutations",
+        type=options.at_least(0),
+        default=1000,
+        help="relation-label shuffles for the reuse matrices' correlation (default 1000)",
+    )
     add_job_arguments(p)
     p.set_defaults(func=cmd_compare_models)

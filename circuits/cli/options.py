@@ -109,8 +109,12 @@ def common() -> argparse.ArgumentParser:
     p.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress details"
     )
-    p.add_argument("--threads", type=at_least(1), default=argparse.SUPPRESS,
-                   help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=at_least(1),
+        default=argparse.SUPPRESS,
+        help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)",
+    )
     return p
 
 
@@ -120,8 +124,12 @@ def model(default: str | None = DEFAULT_MODEL) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--model", default=default, help=f"model name (default {default})")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--device-map", choices=["auto"], default=None,
-                   help="spread a model too large for one device over every GPU, then the host")  # fmt: skip
+    p.add_argument(
+        "--device-map",
+        choices=["auto"],
+        default=None,
+        help="spread a model too large for one device over every GPU, then the host",
+    )
     return p
 
 
@@ -129,13 +137,24 @@ def model(default: str | None = DEFAULT_MODEL) -> argparse.ArgumentParser:
 def executor() -> argparse.ArgumentParser:
     """``--executor``, ``--address`` and ``--task-cpus``: where a sweep's per-relation tasks run."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--executor", choices=("serial", "ray"), default="serial",
-                   help="serial: one relation after another here (default); ray: one Ray task per relation")  # fmt: skip
-    p.add_argument("--address", default=None,
-                   help="with --executor ray: an existing cluster ('auto' or HOST:PORT; default: a local "
-                   "Ray instance on every core of this machine)")  # fmt: skip
-    p.add_argument("--task-cpus", type=at_least(1), default=1,
-                   help="with --executor ray: CPUs (torch threads) per task (default 1)")  # fmt: skip
+    p.add_argument(
+        "--executor",
+        choices=("serial", "ray"),
+        default="serial",
+        help="serial: one relation after another here (default); ray: one Ray task per relation",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: an existing cluster ('auto' or HOST:PORT; default: a local "
+        "Ray instance on every core of this machine)",
+    )
+    p.add_argument(
+        "--task-cpus",
+        type=at_least(1),
+        default=1,
+        help="with --executor ray: CPUs (torch threads) per task (default 1)",
+    )
     return p
 
 
@@ -148,8 +167,12 @@ def load(args: argparse.Namespace) -> Any:
 
 def add_batch_size(p: argparse.ArgumentParser) -> None:
     """``--batch-size``: pairs per pass (memory, not results)."""
-    p.add_argument("--batch-size", type=at_least(1), default=None,
-                   help="pairs per pass (default: as many as fit half the free memory, at most 16)")  # fmt: skip
+    p.add_argument(
+        "--batch-size",
+        type=at_least(1),
+        default=None,
+        help="pairs per pass (default: as many as fit half the free memory, at most 16)",
+    )
 
 
 def executor_of(args: argparse.Namespace) -> Any:
@@ -188,12 +211,24 @@ def quiet() -> argparse.ArgumentParser:
 def pairs() -> argparse.ArgumentParser:
     """``--max-pairs``, ``--max-rank``, ``--min-prob``, ``--templates`` and ``--shots``: which prompt pairs are used."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--max-pairs", type=at_least(2), default=None,
-                   help="use at most this many prompt pairs (at least 2: one scored, one held out)")  # fmt: skip
-    p.add_argument("--max-rank", type=at_least(1), default=1,
-                   help="a fact is known when its answer ranks at most this (default 1: top-1)")  # fmt: skip
-    p.add_argument("--min-prob", type=in_range(0, 1), default=0.0,
-                   help="... and has at least this probability (default 0)")  # fmt: skip
+    p.add_argument(
+        "--max-pairs",
+        type=at_least(2),
+        default=None,
+        help="use at most this many prompt pairs (at least 2: one scored, one held out)",
+    )
+    p.add_argument(
+        "--max-rank",
+        type=at_least(1),
+        default=1,
+        help="a fact is known when its answer ranks at most this (default 1: top-1)",
+    )
+    p.add_argument(
+        "--min-prob",
+        type=in_range(0, 1),
+        default=0.0,
+        help="... and has at least this probability (default 0)",
+    )
     prompt_options(p)
     return p
 
@@ -210,14 +245,24 @@ def templates(text: str) -> str | int:
 
 def prompt_options(p: argparse.ArgumentParser) -> None:
     """Add ``--templates`` and ``--shots`` to ``p``."""
-    p.add_argument("--templates", type=templates, default="best", metavar="best|first|all|INDEX",
-                   help="which of the relation's templates make the prompts: best (the default) keeps the one "
-                   "under which the model knows the most facts and every other that knows at least half as many; "
-                   "first, all (each fact once per template), or the one at INDEX (from 0); "
-                   "`circuits relations FILE --model M` compares them")  # fmt: skip
-    p.add_argument("--shots", type=at_least(0), default=None, metavar="N",
-                   help="demonstrations drawn from the relation's other facts before every prompt (default: 1 "
-                   "for a template with no demonstration of its own, 0 for one with)")  # fmt: skip
+    p.add_argument(
+        "--templates",
+        type=templates,
+        default="best",
+        metavar="best|first|all|INDEX",
+        help="which of the relation's templates make the prompts: best (the default) keeps the one "
+        "under which the model knows the most facts and every other that knows at least half as many; "
+        "first, all (each fact once per template), or the one at INDEX (from 0); "
+        "`circuits relations FILE --model M` compares them",
+    )
+    p.add_argument(
+        "--shots",
+        type=at_least(0),
+        default=None,
+        metavar="N",
+        help="demonstrations drawn from the relation's other facts before every prompt (default: 1 "
+        "for a template with no demonstration of its own, 0 for one with)",
+    )
 
 
 @functools.cache
@@ -225,8 +270,10 @@ def relation() -> argparse.ArgumentParser:
     """The ``RELATION`` argument and ``--template``."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("relation", help="bundled relation name, LRE-schema JSON file or subject,object CSV")
-    p.add_argument("--template", help="a template with one '{}' (default: the relation's first; "
-                   "required for a CSV relation)")  # fmt: skip
+    p.add_argument(
+        "--template",
+        help="a template with one '{}' (default: the relation's first; required for a CSV relation)",
+    )
     return p
 
 
@@ -234,8 +281,13 @@ def relation() -> argparse.ArgumentParser:
 def boot() -> argparse.ArgumentParser:
     """``--boot B``: bootstrap resamples over prompt pairs for every 95% interval (0: no intervals)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--boot", type=at_least(0), default=200, metavar="B",
-                   help="bootstrap resamples over prompt pairs for the 95%% intervals (default 200)")  # fmt: skip
+    p.add_argument(
+        "--boot",
+        type=at_least(0),
+        default=200,
+        metavar="B",
+        help="bootstrap resamples over prompt pairs for the 95%% intervals (default 200)",
+    )
     return p
 
 

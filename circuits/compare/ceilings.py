@@ -93,8 +93,14 @@ class FamilyNoise:
                 values[i, i] = self.ceilings[name][metric].value
         for (a, b), sims in self.pairs.items():
             s = sims[metric]
-            value = {"relative": s.relative, "low": s.interval.low, "high": s.interval.high,
-                     "matched": s.matched, "null": s.null.value if s.null else None, "p": s.p}[what]  # fmt: skip
+            value = {
+                "relative": s.relative,
+                "low": s.interval.low,
+                "high": s.interval.high,
+                "matched": s.matched,
+                "null": s.null.value if s.null else None,
+                "p": s.p,
+            }[what]
             i, j = self.names.index(a), self.names.index(b)
             values[i, j] = values[j, i] = np.nan if value is None else value
         return ReuseMatrix(list(self.names), values, f"{metric}_{what}")
@@ -167,8 +173,9 @@ def family_noise(
     pairs: dict[tuple[str, str], dict[str, Similarity]] = {}
     for k, (a, b) in enumerate(combinations(names, 2)):
         n = min(sizes[a], sizes[b])
-        null = permutation_null(graphs[a], graphs[b], n, rank_by, fns, n_perm=settings.n_perm,
-                                seed=settings.seed + 1000 + k)  # fmt: skip
+        null = permutation_null(
+            graphs[a], graphs[b], n, rank_by, fns, n_perm=settings.n_perm, seed=settings.seed + 1000 + k
+        )
         _tick(progress, settings.n_perm)
         sims = {}
         for m, fn in fns.items():

@@ -40,15 +40,22 @@ class CrossTask:
         return self.transferred / self.own if self.own else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"source": self.source, "target": self.target, "n_edges": self.n_edges,
-               "transferred": self.transferred, "own": self.own, "ratio": self.ratio}  # fmt: skip
+        out = {
+            "source": self.source,
+            "target": self.target,
+            "n_edges": self.n_edges,
+            "transferred": self.transferred,
+            "own": self.own,
+            "ratio": self.ratio,
+        }
         if self.intervals is not None:
             out["intervals"] = {k: iv.as_dict() for k, iv in self.intervals.items()}
         return out
 
 
-def _measure(evaluator: Any, transferred: np.ndarray, own: np.ndarray, n_boot: int, seed: int,
-             cache: dict[Any, Any]) -> tuple[float, float, dict[str, Interval] | None]:  # fmt: skip
+def _measure(
+    evaluator: Any, transferred: np.ndarray, own: np.ndarray, n_boot: int, seed: int, cache: dict[Any, Any]
+) -> tuple[float, float, dict[str, Interval] | None]:
     """Faithfulness of two masks on one evaluator and, when it keeps per-pair values, their intervals."""
     if not hasattr(evaluator, "run_mask") or n_boot == 0:
         run = as_evaluate(evaluator)
@@ -62,8 +69,11 @@ def _measure(evaluator: Any, transferred: np.ndarray, own: np.ndarray, n_boot: i
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = boot[:, 0] / boot[:, 1]
     ratio = values[0] / values[1] if values[1] else float("nan")
-    intervals = {"transferred": percentile_interval(values[0], boot[:, 0]),
-                 "own": percentile_interval(values[1], boot[:, 1]), "ratio": percentile_interval(ratio, ratios)}  # fmt: skip
+    intervals = {
+        "transferred": percentile_interval(values[0], boot[:, 0]),
+        "own": percentile_interval(values[1], boot[:, 1]),
+        "ratio": percentile_interval(ratio, ratios),
+    }
     return values[0], values[1], intervals
 
 
@@ -85,16 +95,25 @@ def cross_task_faithfulness(
     position-aware circuit, B's own has as many (edge, role) units.
     """
     if circuit.shape != graph_b.shape:
-        raise InputError(f"circuit of {circuit.model!r} and graph of {graph_b.metadata.get('model')!r} "
-                         "have different shapes")  # fmt: skip
+        raise InputError(
+            f"circuit of {circuit.model!r} and graph of {graph_b.metadata.get('model')!r} "
+            "have different shapes"
+        )
     if own is None:
-        own = pruned_top_n(graph_b, circuit.n_units, by=by or circuit.params.get("by", "signed"),
-                           positions=circuit.positions)  # fmt: skip
+        own = pruned_top_n(
+            graph_b, circuit.n_units, by=by or circuit.params.get("by", "signed"), positions=circuit.positions
+        )
     transferred, mine, intervals = _measure(
         evaluate_b, circuit.to_unit_mask(), own.to_unit_mask(), n_boot, seed, {}
     )
-    return CrossTask(circuit.label(), str(graph_b.metadata.get("relation", "B")), circuit.n_units,
-                     transferred, mine, intervals)  # fmt: skip
+    return CrossTask(
+        circuit.label(),
+        str(graph_b.metadata.get("relation", "B")),
+        circuit.n_units,
+        transferred,
+        mine,
+        intervals,
+    )
 
 
 def cross_task_matrix(
@@ -127,11 +146,16 @@ def cross_task_matrix(
                 if (circuits[target].n_units, circuits[target].positions) == size:
                     own_masks[size] = circuits[target].to_unit_mask()
                 else:
-                    mine = pruned_top_n(graphs[target], c.n_units, by=by or c.params.get("by", "signed"),
-                                        positions=c.positions)  # fmt: skip
+                    mine = pruned_top_n(
+                        graphs[target],
+                        c.n_units,
+                        by=by or c.params.get("by", "signed"),
+                        positions=c.positions,
+                    )
                     own_masks[size] = mine.to_unit_mask()
-            transferred, own, intervals = _measure(evaluators[target], c.to_unit_mask(), own_masks[size],
-                                                   n_boot, seed, runs)  # fmt: skip
+            transferred, own, intervals = _measure(
+                evaluators[target], c.to_unit_mask(), own_masks[size], n_boot, seed, runs
+            )
             result = CrossTask(source, target, c.n_units, transferred, own, intervals)
             results.append(result)
             values[i, j] = result.ratio

@@ -128,11 +128,21 @@ def shared_core(circuits: Sequence[Circuit], k: int | None = None, *, name: str 
             node_scores.setdefault(n, []).append(v)
     senders = {s for s, _ in edges}
     models = {c.model for c in circuits}
-    provenance = {"model": models.pop() if len(models) == 1 else None,
-                  "relations": [c.label() for c in circuits]}  # fmt: skip
-    return Circuit(circuits[0].shape, edges,
-                   {n: float(np.mean(v)) for n, v in node_scores.items() if n in senders}, provenance,
-                   "shared-core", {"k": k, "n": len(circuits)}, None, name, roles)  # fmt: skip
+    provenance = {
+        "model": models.pop() if len(models) == 1 else None,
+        "relations": [c.label() for c in circuits],
+    }
+    return Circuit(
+        circuits[0].shape,
+        edges,
+        {n: float(np.mean(v)) for n, v in node_scores.items() if n in senders},
+        provenance,
+        "shared-core",
+        {"k": k, "n": len(circuits)},
+        None,
+        name,
+        roles,
+    )
 
 
 def specific_parts(circuits: Sequence[Circuit], k: int | None = None) -> dict[str, Circuit]:
@@ -141,8 +151,9 @@ def specific_parts(circuits: Sequence[Circuit], k: int | None = None) -> dict[st
     out = {}
     for c in circuits:
         own = c.units() - core
-        out[c.label()] = c.with_units(own, extract_method="specific", params={**c.params, "core_k": k},
-                                      name=f"{c.label()}-specific")  # fmt: skip
+        out[c.label()] = c.with_units(
+            own, extract_method="specific", params={**c.params, "core_k": k}, name=f"{c.label()}-specific"
+        )
     return out
 
 
@@ -172,8 +183,12 @@ class ReuseMatrix:
         return out.getvalue()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "names": self.names, "symmetric": self.symmetric,
-                "values": [[None if math.isnan(v) else float(v) for v in row] for row in self.values]}  # fmt: skip
+        return {
+            "metric": self.metric,
+            "names": self.names,
+            "symmetric": self.symmetric,
+            "values": [[None if math.isnan(v) else float(v) for v in row] for row in self.values],
+        }
 
     def pairs(self) -> list[tuple[str, str, float]]:
         """Off-diagonal pairs (each once when symmetric), most similar first."""
@@ -276,8 +291,14 @@ class Clustering:
     metric: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"names": self.names, "linkage": self.linkage, "order": self.order,
-                "newick": self.newick, "linkage_method": self.linkage_method, "metric": self.metric}  # fmt: skip
+        return {
+            "names": self.names,
+            "linkage": self.linkage,
+            "order": self.order,
+            "newick": self.newick,
+            "linkage_method": self.linkage_method,
+            "metric": self.metric,
+        }
 
 
 def cluster(matrix: ReuseMatrix, *, method: str = "average") -> Clustering:

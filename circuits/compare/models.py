@@ -33,8 +33,15 @@ import numpy as np
 from circuits.io import read_json
 from circuits.vocab import InputError, parse_node
 
-__all__ = ["COMPARISON", "COMPARISON_FOLDER", "DEPTH_BINS", "compare_models", "compare_reuse", "depth_profile",
-           "read_model_results"]  # fmt: skip
+__all__ = [
+    "COMPARISON",
+    "COMPARISON_FOLDER",
+    "DEPTH_BINS",
+    "compare_models",
+    "compare_reuse",
+    "depth_profile",
+    "read_model_results",
+]
 
 DEPTH_BINS = 10
 COMPARISON_FOLDER = "compare-models"
@@ -109,23 +116,33 @@ def _relation_files(folder: Path, row: dict[str, Any]) -> dict[str, Any]:
         ) from None
     evaluation = _read(folder / "evaluation" / "evaluation.json", "evaluation record")
     out: dict[str, Any] = {
-        "n_edges": row["n_edges"], "target_reached": row.get("target_reached"),
-        "faithfulness": row.get("faithfulness"), "n_known": row.get("n_known"), "n_facts": row.get("n_facts"),
-        "graph_edges": evaluation.get("n_edges"), "fractions": evaluation.get("fractions"),
-        "curve": evaluation.get("signed"), "n_layers": n_layers,
+        "n_edges": row["n_edges"],
+        "target_reached": row.get("target_reached"),
+        "faithfulness": row.get("faithfulness"),
+        "n_known": row.get("n_known"),
+        "n_facts": row.get("n_facts"),
+        "graph_edges": evaluation.get("n_edges"),
+        "fractions": evaluation.get("fractions"),
+        "curve": evaluation.get("signed"),
+        "n_layers": n_layers,
         "depth": depth_profile(circuit.get("edges", []), n_layers),
-    }  # fmt: skip
+    }
     if out["graph_edges"]:
         out["share"] = row["n_edges"] / out["graph_edges"]
     mech = folder / "mechanisms"
     if (mech / "knockout.json").is_file():
         knock = _read(mech / "knockout.json", "knockout record")
         window, layers = int(knock.get("window", 1)), int(knock.get("n_layers", n_layers))
-        out["knockout"] = {c["source"]: {"effect": c["strongest"]["effect"],
-                                         "depth": (c["strongest"]["start"] + window / 2) / layers,
-                                         "curve": [e["value"] for e in c["effect"]],
-                                         "starts": [s / layers for s in c["window_starts"]]}
-                           for c in knock.get("curves", []) if c.get("strongest")}  # fmt: skip
+        out["knockout"] = {
+            c["source"]: {
+                "effect": c["strongest"]["effect"],
+                "depth": (c["strongest"]["start"] + window / 2) / layers,
+                "curve": [e["value"] for e in c["effect"]],
+                "starts": [s / layers for s in c["window_starts"]],
+            }
+            for c in knock.get("curves", [])
+            if c.get("strongest")
+        }
     if (mech / "dla.json").is_file():
         out["dla_counts"] = _read(mech / "dla.json", "DLA record").get("counts")
     return out
@@ -162,8 +179,9 @@ def _first_merge(m: np.ndarray, names: list[str]) -> list[str]:
     return sorted((names[upper[0][best]], names[upper[1][best]]))
 
 
-def compare_reuse(a: dict[str, Any] | None, b: dict[str, Any] | None, names: list[str], n_perm: int,
-           seed: int) -> dict[str, Any] | None:  # fmt: skip
+def compare_reuse(
+    a: dict[str, Any] | None, b: dict[str, Any] | None, names: list[str], n_perm: int, seed: int
+) -> dict[str, Any] | None:
     """Two reuse matrices (``{"names", "values"}``) over the relations ``names`` they share.
 
     ``None`` when fewer than three relations are in both. The Spearman
@@ -191,8 +209,15 @@ def compare_reuse(a: dict[str, Any] | None, b: dict[str, Any] | None, names: lis
             null.append(float(spearmanr(ma[upper], shuffled).statistic) if np.ptp(shuffled) > 0 else 0.0)
         p = (1 + sum(v >= rho for v in null)) / (1 + n_perm)
     first_a, first_b = _first_merge(ma, names), _first_merge(mb, names)
-    return {"relations": names, "spearman": rho, "p": p, "n_perm": n_perm, "first_merge": [first_a, first_b],
-            "same_first_merge": first_a == first_b, "matrices": [ma.tolist(), mb.tolist()]}  # fmt: skip
+    return {
+        "relations": names,
+        "spearman": rho,
+        "p": p,
+        "n_perm": n_perm,
+        "first_merge": [first_a, first_b],
+        "same_first_merge": first_a == first_b,
+        "matrices": [ma.tolist(), mb.tolist()],
+    }
 
 
 def compare_models(
@@ -213,5 +238,11 @@ def compare_models(
         row["depth_overlap"] = {f"{a}|{b}": _overlap(per[a]["depth"], per[b]["depth"]) for a, b in pairs}
         relations.append(row)
     reuse = compare_reuse(results[0]["reuse"], results[1]["reuse"], shared, n_perm, seed)
-    return {"models": models, "relations": relations, "reuse": reuse, "target": results[0]["target"],
-            "depth_bins": DEPTH_BINS, "seed": seed}  # fmt: skip
+    return {
+        "models": models,
+        "relations": relations,
+        "reuse": reuse,
+        "target": results[0]["target"],
+        "depth_bins": DEPTH_BINS,
+        "seed": seed,
+    }

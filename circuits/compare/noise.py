@@ -135,8 +135,10 @@ class PairRows:
 def _need_pairs(graph: ScoredGraph) -> Any:
     if graph.pair_scores is None:
         where = graph.metadata.get("relation", "this graph")
-        raise InputError(f"{where}: the scored graph keeps no per-pair scores (scored before version 0.3); "
-                         "score it again with `circuits score` to get intervals and noise ceilings")  # fmt: skip
+        raise InputError(
+            f"{where}: the scored graph keeps no per-pair scores (scored before version 0.3); "
+            "score it again with `circuits score` to get intervals and noise ceilings"
+        )
     return graph.pair_scores
 
 
@@ -157,8 +159,10 @@ def pooled_rows(a: ScoredGraph, b: ScoredGraph) -> PairRows:
     if a.shape != b.shape:
         raise InputError(f"graphs of different shapes cannot be pooled: {a.shape} and {b.shape}")
     if a.positions != b.positions:
-        raise InputError(f"a graph scored by position role cannot be pooled with one summed over positions "
-                         f"({a.metadata.get('relation')}: {a.positions}, {b.metadata.get('relation')}: {b.positions})")  # fmt: skip
+        raise InputError(
+            f"a graph scored by position role cannot be pooled with one summed over positions "
+            f"({a.metadata.get('relation')}: {a.positions}, {b.metadata.get('relation')}: {b.positions})"
+        )
     pa, pb = _need_pairs(a), _need_pairs(b)
     union = np.union1d(pa.edges, pb.edges)
     dense_a, dense_b = (g.unit_scores(g.positions).astype(np.float64) for g in (a, b))
@@ -259,13 +263,24 @@ class Redraws:
         roles, rest = np.divmod(flat, self.rows.shape.n_senders * self.rows.shape.n_receivers)
         rows, cols = np.divmod(rest, self.rows.shape.n_receivers)
         values = self.rows.values_at(means, flat)
-        units = group_units({(self.senders[s], self.receivers[r], ROLES[role]): float(v)
-                             for role, s, r, v in zip(roles.tolist(), rows.tolist(), cols.tolist(), values.tolist(),
-                                                      strict=True)})  # fmt: skip
+        units = group_units(
+            {
+                (self.senders[s], self.receivers[r], ROLES[role]): float(v)
+                for role, s, r, v in zip(
+                    roles.tolist(), rows.tolist(), cols.tolist(), values.tolist(), strict=True
+                )
+            }
+        )
         edges = {e: sum(kept.values()) for e, kept in units.items()}
-        circuit = Circuit(self.rows.shape, edges, {}, {"relation": self.rows.metadata.get("relation")}, "top-n",
-                          {"n": m, "by": self.by, "pruned": True, "max_edges": self.n},
-                          roles=units if self.rows.units else None)  # fmt: skip
+        circuit = Circuit(
+            self.rows.shape,
+            edges,
+            {},
+            {"relation": self.rows.metadata.get("relation")},
+            "top-n",
+            {"n": m, "by": self.by, "pruned": True, "max_edges": self.n},
+            roles=units if self.rows.units else None,
+        )
         return Draw(circuit, np.asarray(weights, dtype=np.float64), self.rows, means)
 
 
@@ -288,8 +303,10 @@ def redraw_halves(
     """
     rows = pair_rows(graph)
     if rows.n_pairs < 2:
-        raise InputError(f"a split-half ceiling needs at least 2 scoring pairs, {graph.metadata.get('relation')} "
-                         f"has {rows.n_pairs}")  # fmt: skip
+        raise InputError(
+            f"a split-half ceiling needs at least 2 scoring pairs, {graph.metadata.get('relation')} "
+            f"has {rows.n_pairs}"
+        )
     redraws = Redraws(rows, n, by)
     rng = np.random.default_rng(seed)
     half = rows.n_pairs // 2
@@ -309,9 +326,15 @@ def ceiling(halves: Sequence[tuple[Draw, Draw]], metric: Metric) -> tuple[Interv
 
 
 def permutation_null(
-    a: ScoredGraph, b: ScoredGraph, n: int, by: str, metrics: Mapping[str, Metric], *, n_perm: int = 100,
+    a: ScoredGraph,
+    b: ScoredGraph,
+    n: int,
+    by: str,
+    metrics: Mapping[str, Metric],
+    *,
+    n_perm: int = 100,
     seed: int = 0,
-) -> dict[str, np.ndarray]:  # fmt: skip
+) -> dict[str, np.ndarray]:
     """Each metric's similarity over ``n_perm`` shuffles of the relation labels of ``a``'s and ``b``'s pairs."""
     rows = pooled_rows(a, b)
     na = _need_pairs(a).n_pairs
@@ -364,10 +387,18 @@ class Similarity:
         def iv(x: Interval | None) -> dict[str, float | None] | None:
             return None if x is None else x.as_dict()
 
-        return {"a": self.a, "b": self.b, "metric": self.metric, **self.interval.as_dict(),
-                "ceiling_a": iv(self.ceiling_a), "ceiling_b": iv(self.ceiling_b),
-                "matched": _num(self.matched), "relative": _num(self.relative), "null": iv(self.null),
-                "p": _num(self.p)}  # fmt: skip
+        return {
+            "a": self.a,
+            "b": self.b,
+            "metric": self.metric,
+            **self.interval.as_dict(),
+            "ceiling_a": iv(self.ceiling_a),
+            "ceiling_b": iv(self.ceiling_b),
+            "matched": _num(self.matched),
+            "relative": _num(self.relative),
+            "null": iv(self.null),
+            "p": _num(self.p),
+        }
 
 
 def _num(x: float | None) -> float | None:

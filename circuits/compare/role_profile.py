@@ -34,8 +34,10 @@ def role_profile(circuit: Circuit) -> dict[str, Any]:
     (0.5, 2)
     """
     if circuit.roles is None:
-        raise InputError(f"{circuit.label()}: a role profile needs a position-aware circuit "
-                         "(extract it from a graph scored with --positions roles)")  # fmt: skip
+        raise InputError(
+            f"{circuit.label()}: a role profile needs a position-aware circuit "
+            "(extract it from a graph scored with --positions roles)"
+        )
     n_layers = circuit.shape.n_layers
     by_layer: dict[int, dict[str, float]] = {}
     totals = dict.fromkeys(ROLES, 0.0)
@@ -56,5 +58,8 @@ def role_profile(circuit: Circuit) -> dict[str, Any]:
             {"layer": layer, "total": total, "shares": shares, "top": max(ROLES, key=lambda r: row[r])}
         )
     grand = sum(totals.values())
-    return {"layers": layers, "totals": {r: (v / grand if grand else 0.0) for r, v in totals.items()},
-            "units": counts}  # fmt: skip
+    return {
+        "layers": layers,
+        "totals": {r: (v / grand if grand else 0.0) for r, v in totals.items()},
+        "units": counts,
+    }

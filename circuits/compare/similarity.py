@@ -240,9 +240,15 @@ def compare(a: Circuit, b: Circuit) -> dict[str, Any]:
     True
     """
     heads_a, heads_b = set(a.heads()), set(b.heads())
-    out: dict[str, Any] = {"a": a.label(), "b": b.label(), "edges_a": a.n_edges, "edges_b": b.n_edges,
-                           "nodes_a": len(a.nodes()), "nodes_b": len(b.nodes()),
-                           "common_edges": len(set(a.edges) & set(b.edges))}  # fmt: skip
+    out: dict[str, Any] = {
+        "a": a.label(),
+        "b": b.label(),
+        "edges_a": a.n_edges,
+        "edges_b": b.n_edges,
+        "nodes_a": len(a.nodes()),
+        "nodes_b": len(b.nodes()),
+        "common_edges": len(set(a.edges) & set(b.edges)),
+    }
     if a.roles is not None and b.roles is not None:
         out.update({"units_a": a.n_units, "units_b": b.n_units, "common_units": len(a.units() & b.units())})
     out.update({name: fn(a, b) for name, fn in METRICS.items()})

@@ -14,8 +14,14 @@ from circuits.draw.plotting import pyplot, series, title, to_svg
 
 __all__ = ["dla_figure", "motif_figure", "suppression_figure"]
 
-_GROUP_COLOURS = {"subject heads": "#1b9e77", "relation heads": "#d95f02", "mixed heads": "#7570b3",
-                  "MLPs": "#e7298a", "rest": "#999999", "sum": "#333333"}  # fmt: skip
+_GROUP_COLOURS = {
+    "subject heads": "#1b9e77",
+    "relation heads": "#d95f02",
+    "mixed heads": "#7570b3",
+    "MLPs": "#e7298a",
+    "rest": "#999999",
+    "sum": "#333333",
+}
 
 
 def dla_figure(record: dict[str, Any]) -> str:
@@ -34,14 +40,22 @@ def dla_figure(record: dict[str, Any]) -> str:
     plt = pyplot()
     heads = record["top_heads"]
     roles = record["roles"]
-    values = np.array([[h["by_role"][r]["value"] or 0.0 for r in roles] + [h["dla"]["value"] or 0.0]
-                       for h in heads])  # fmt: skip
+    values = np.array(
+        [[h["by_role"][r]["value"] or 0.0 for r in roles] + [h["dla"]["value"] or 0.0] for h in heads]
+    )
     fig, ax = plt.subplots(figsize=(6.2, 1.2 + 0.34 * max(len(heads), 1)))
     bound = float(np.abs(values).max()) if values.size else 1.0
     image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if abs(v) > 0.6 * bound else "black")  # fmt: skip
+        ax.text(
+            j,
+            i,
+            f"{v:.2f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if abs(v) > 0.6 * bound else "black",
+        )
     ax.set_xticks(range(len(roles) + 1), [*roles, "total"])
     ax.axvline(len(roles) - 0.5, color="black", lw=1.2)
     labels = [h["head"] + (f" ({h['class']})" if h.get("class") else "") for h in heads]
@@ -67,14 +81,25 @@ def motif_figure(record: dict[str, Any]) -> str:
     plt = pyplot()
     labels = [*record["groups"], "sum"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    panels = ((left, labels, [record["contribution"][g] for g in labels]),
-              (right, [*labels, "motif"], [*(record["top1"][g] for g in labels), record["motif"]]))  # fmt: skip
+    panels = (
+        (left, labels, [record["contribution"][g] for g in labels]),
+        (right, [*labels, "motif"], [*(record["top1"][g] for g in labels), record["motif"]]),
+    )
     for ax, names, points in panels:
         value, low, high = series(points)
-        errors = [[v - lo for v, lo in zip(value, low, strict=True)],
-                  [hi - v for v, hi in zip(value, high, strict=True)]]  # fmt: skip
-        bars = ax.bar(range(len(names)), value, color=[_GROUP_COLOURS.get(g, "white") for g in names],
-                      edgecolor="#333333", yerr=errors, ecolor="#444444", error_kw={"lw": 0.8, "capsize": 2})  # fmt: skip
+        errors = [
+            [v - lo for v, lo in zip(value, low, strict=True)],
+            [hi - v for v, hi in zip(value, high, strict=True)],
+        ]
+        bars = ax.bar(
+            range(len(names)),
+            value,
+            color=[_GROUP_COLOURS.get(g, "white") for g in names],
+            edgecolor="#333333",
+            yerr=errors,
+            ecolor="#444444",
+            error_kw={"lw": 0.8, "capsize": 2},
+        )
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.grid(alpha=0.25, axis="y")
     bars[-1].set_hatch("///")
@@ -109,17 +134,29 @@ def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
     suppressors = {s["component"] for s in record["suppressors"]}
     order = sorted(range(len(names)), key=lambda i: (names[i] not in suppressors, -np.abs(values[i]).mean()))
     order = order[: max(rows, len(suppressors))]
-    fig, (heat, acc, prob) = plt.subplots(1, 3, figsize=(14, 2.4 + 0.32 * max(len(order), len(relations))),
-                                          gridspec_kw={"width_ratios": [1.3, 1, 1]})  # fmt: skip
+    fig, (heat, acc, prob) = plt.subplots(
+        1,
+        3,
+        figsize=(14, 2.4 + 0.32 * max(len(order), len(relations))),
+        gridspec_kw={"width_ratios": [1.3, 1, 1]},
+    )
     shown = values[order]
     # clip the colours at the 90th percentile of |effect|, so one large MLP does not wash out the suppressors
     bound = float(np.percentile(np.abs(shown), 90)) or float(np.abs(shown).max()) or 1.0
     image = heat.imshow(shown, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
     for (i, j), v in np.ndenumerate(shown):
-        heat.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5.5,
-                  color="white" if abs(v) > 0.7 * bound else "black")  # fmt: skip
-    heat.set_yticks(range(len(order)), [names[i] + (" *" if names[i] in suppressors else "") for i in order],
-                    fontsize=8)  # fmt: skip
+        heat.text(
+            j,
+            i,
+            f"{v:.2f}",
+            ha="center",
+            va="center",
+            fontsize=5.5,
+            color="white" if abs(v) > 0.7 * bound else "black",
+        )
+    heat.set_yticks(
+        range(len(order)), [names[i] + (" *" if names[i] in suppressors else "") for i in order], fontsize=8
+    )
     heat.set_xticks(range(len(relations)), relations, rotation=40, ha="right", fontsize=7)
     bar = fig.colorbar(image, ax=heat, shrink=0.8, extend="both")
     bar.set_label("direct effect on the answer's\ncentred logit (mean; colours clipped)", fontsize=8)
@@ -128,11 +165,20 @@ def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
     for ax, metric, label in ((acc, "accuracy", "top-1 accuracy"), (prob, "answer_prob", "p(answer)")):
         for offset, when, colour in ((-width / 2, "before", "#999999"), (width / 2, "after", "#1b9e77")):
             value, low, high = series([record["mitigation"][r][when][metric] for r in relations])
-            errors = [[v - lo for v, lo in zip(value, low, strict=True)],
-                      [hi - v for v, hi in zip(value, high, strict=True)]]  # fmt: skip
-            ax.barh([i + offset for i in range(len(relations))], value, height=width, color=colour,
-                    xerr=errors, ecolor="#444444", error_kw={"lw": 0.8, "capsize": 1.5},
-                    label=f"{when}" + (f" (suppressors × {record['alpha']:g})" if when == "after" else ""))  # fmt: skip
+            errors = [
+                [v - lo for v, lo in zip(value, low, strict=True)],
+                [hi - v for v, hi in zip(value, high, strict=True)],
+            ]
+            ax.barh(
+                [i + offset for i in range(len(relations))],
+                value,
+                height=width,
+                color=colour,
+                xerr=errors,
+                ecolor="#444444",
+                error_kw={"lw": 0.8, "capsize": 1.5},
+                label=f"{when}" + (f" (suppressors × {record['alpha']:g})" if when == "after" else ""),
+            )
         ax.set_yticks(range(len(relations)), relations, fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel(f"{label} on held-out prompts")
@@ -144,9 +190,11 @@ def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
     note = ""
     if control.get("before"):
         b, a = control["before"], control["after"]
-        note = (f"control: next-token loss on {control.get('n_texts', 0)} other sentences "
-                f"{b['value']:.3f} → {a['value']:.3f} nats (change {control['change']['value']:+.3f} "
-                f"[{control['change']['low']:+.3f}, {control['change']['high']:+.3f}])")  # fmt: skip
+        note = (
+            f"control: next-token loss on {control.get('n_texts', 0)} other sentences "
+            f"{b['value']:.3f} → {a['value']:.3f} nats (change {control['change']['value']:+.3f} "
+            f"[{control['change']['low']:+.3f}, {control['change']['high']:+.3f}])"
+        )
     fig.suptitle(title(record, "Final-layer suppression") + ("\n" + note if note else ""), fontsize=10)
     fig.tight_layout()
     return to_svg(fig)

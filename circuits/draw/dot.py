@@ -103,8 +103,17 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
         if 0 <= layer < 10**6:
             anchor = f"axis_{layer}_{stage}"
             text = ("", f"L{layer} attn", f"L{layer} mlp")[stage]
-            rank.add_node(pydot.Node(anchor, label=dot_string(text), shape="plaintext", style="solid",
-                                     fontcolor="#888888", fontsize="9", height="0.1"))  # fmt: skip
+            rank.add_node(
+                pydot.Node(
+                    anchor,
+                    label=dot_string(text),
+                    shape="plaintext",
+                    style="solid",
+                    fontcolor="#888888",
+                    fontsize="9",
+                    height="0.1",
+                )
+            )
             axis.append(anchor)
         for name in sorted(levels[level], key=lambda n: (parse_node(n)[2] or 0, n)):
             kind, layer_, head, qkv = parse_node(name)
@@ -113,8 +122,12 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
             tip = f"{name} ({kind}" + (f", layer {layer_})" if layer_ is not None else ")")
             tip += f" score {score:+.4g}" if score is not None else ""
             label = f"a{layer_} kv{head} {qkv}" if qkv else name
-            attrs: dict[str, Any] = {"label": dot_string(label), "shape": SHAPES[kind],
-                                     "fillcolor": dot_string(FILLS[kind]), "tooltip": dot_string(tip)}  # fmt: skip
+            attrs: dict[str, Any] = {
+                "label": dot_string(label),
+                "shape": SHAPES[kind],
+                "fillcolor": dot_string(FILLS[kind]),
+                "tooltip": dot_string(tip),
+            }
             if kind == "head_input":
                 attrs.update(fontsize="8", height="0.2")
             rank.add_node(pydot.Node(_id(name), **attrs))
@@ -135,11 +148,19 @@ def _add_nodes(g: Any, circuit: Circuit, names: set[str], extra_scores: dict[str
 def _legend(g: Any, rows: list[tuple[str, str]]) -> None:
     import pydot
 
-    cells = "".join(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{dot_html(c)}">{dot_html(t)}</FONT></TD></TR>'
-                    for t, c in rows)  # fmt: skip
+    cells = "".join(
+        f'<TR><TD ALIGN="LEFT"><FONT COLOR="{dot_html(c)}">{dot_html(t)}</FONT></TD></TR>' for t, c in rows
+    )
     box = pydot.Cluster("legend", label='"legend"', fontsize="10", color="#bbbbbb", style="rounded")
-    box.add_node(pydot.Node("legend", shape="plaintext", style="solid", fontsize="9",
-                            label=f'<<TABLE BORDER="0" CELLSPACING="1">{cells}</TABLE>>'))  # fmt: skip
+    box.add_node(
+        pydot.Node(
+            "legend",
+            shape="plaintext",
+            style="solid",
+            fontsize="9",
+            label=f'<<TABLE BORDER="0" CELLSPACING="1">{cells}</TABLE>>',
+        )
+    )
     g.add_subgraph(box)
 
 
@@ -153,9 +174,11 @@ def _draw_edges(g: Any, circuit: Circuit, styler: Any) -> set[str]:
         target = _target(circuit, receiver)
         names |= {sender, target}
         edge_qkv = receiver[-2] if receiver.endswith(">") else ""
-        attrs = {"penwidth": f"{0.6 + 4.4 * abs(score) / top:.3f}",
-                 "tooltip": dot_string(f"{sender} → {receiver}: score {score:+.4g}"),
-                 **styler(sender, receiver, edge_qkv, score)}  # fmt: skip
+        attrs = {
+            "penwidth": f"{0.6 + 4.4 * abs(score) / top:.3f}",
+            "tooltip": dot_string(f"{sender} → {receiver}: score {score:+.4g}"),
+            **styler(sender, receiver, edge_qkv, score),
+        }
         g.add_edge(pydot.Edge(_id(sender), _id(target), **attrs))
     group = circuit.shape.group
     heads = {n for n in names if parse_node(n)[0] == "head" and parse_node(n)[3] is None}
@@ -163,9 +186,16 @@ def _draw_edges(g: Any, circuit: Circuit, styler: Any) -> set[str]:
         _, layer, kv, qkv = parse_node(name)
         for h in range(kv * group, (kv + 1) * group):  # type: ignore[operator]
             if head_name(layer, h) in heads:  # type: ignore[arg-type]
-                g.add_edge(pydot.Edge(_id(name), _id(head_name(layer, h)), style="dashed",  # type: ignore[arg-type]
-                                      color='"#aaaaaa"', arrowhead=ARROWS[qkv or ""],
-                                      tooltip=dot_string(f"{name} feeds {head_name(layer, h)}")))  # type: ignore[arg-type]  # fmt: skip
+                g.add_edge(
+                    pydot.Edge(
+                        _id(name),
+                        _id(head_name(layer, h)),
+                        style="dashed",  # type: ignore[arg-type]
+                        color='"#aaaaaa"',
+                        arrowhead=ARROWS[qkv or ""],
+                        tooltip=dot_string(f"{name} feeds {head_name(layer, h)}"),
+                    )
+                )  # type: ignore[arg-type]
     return names
 
 
@@ -173,8 +203,10 @@ def _title(c: Circuit) -> str:
     parts = [p for p in (c.model, c.relation, c.name) if p]
     n = c.params.get("n")
     by = c.params.get("by")
-    bits = [f"{c.extract_method}" + (f" n={n}" if n is not None else "") + (f" by {by}" if by else ""),
-            f"{c.n_edges} edges, {len(c.heads())} heads, {len(c.mlps())} MLPs"]  # fmt: skip
+    bits = [
+        f"{c.extract_method}" + (f" n={n}" if n is not None else "") + (f" by {by}" if by else ""),
+        f"{c.n_edges} edges, {len(c.heads())} heads, {len(c.mlps())} MLPs",
+    ]
     if c.faithfulness is not None:
         bits.append(f"faithfulness {c.faithfulness:.3f}")
     return " / ".join(parts) + "\n" + "; ".join(bits)
@@ -235,8 +267,11 @@ def circuit_dot(circuit: Circuit, *, color_by: str = "sign", title: str | None =
         sign = "neg" if score < 0 else "pos"
         if color_by == "sign":
             return {"color": dot_string(SIGN_COLOURS[sign]), "arrowhead": ARROWS[qkv]}
-        return {"color": dot_string(QKV_COLOURS[qkv]), "arrowhead": ARROWS[qkv],
-                "style": "solid" if sign == "neg" else "dashed"}  # fmt: skip
+        return {
+            "color": dot_string(QKV_COLOURS[qkv]),
+            "arrowhead": ARROWS[qkv],
+            "style": "solid" if sign == "neg" else "dashed",
+        }
 
     g = _new_graph(title or _title(circuit))
     names = _draw_edges(g, circuit, styler)
@@ -246,8 +281,11 @@ def circuit_dot(circuit: Circuit, *, color_by: str = "sign", title: str | None =
     else:
         rows = [(f"into {q}" if q else "into MLP / logits", c) for q, c in QKV_COLOURS.items()]
         rows.append(("dashed: positive score", "#555555"))
-    rows += [("arrow: q normal, k diamond, v dot", "#555555"), ("width: |score|", "#555555"),
-             ("ellipse head, box MLP", "#555555")]  # fmt: skip
+    rows += [
+        ("arrow: q normal, k diamond, v dot", "#555555"),
+        ("width: |score|", "#555555"),
+        ("ellipse head, box MLP", "#555555"),
+    ]
     _legend(g, rows)
     return g
 
@@ -268,14 +306,20 @@ def diff_dot(a: Circuit, b: Circuit, *, labels: tuple[str, str] | None = None) -
         return {"color": dot_string(colour), "style": style, "arrowhead": ARROWS[qkv]}
 
     counts = {k: sum(1 for v in where.values() if v == k) for k in DIFF_STYLES}
-    g = _new_graph(f"{la} vs {lb}\n{counts['shared']} shared, {counts['a']} only in {la}, "
-                   f"{counts['b']} only in {lb}")  # fmt: skip
+    g = _new_graph(
+        f"{la} vs {lb}\n{counts['shared']} shared, {counts['a']} only in {la}, {counts['b']} only in {lb}"
+    )
     names = _draw_edges(g, merged, styler)
     _add_nodes(g, merged, names, {})
-    _legend(g, [(f"shared ({counts['shared']}, solid)", DIFF_STYLES["shared"][0]),
-                (f"only in {la} ({counts['a']}, dashed)", DIFF_STYLES["a"][0]),
-                (f"only in {lb} ({counts['b']}, dotted)", DIFF_STYLES["b"][0]),
-                ("width: |score| (A's where shared)", "#555555")])  # fmt: skip
+    _legend(
+        g,
+        [
+            (f"shared ({counts['shared']}, solid)", DIFF_STYLES["shared"][0]),
+            (f"only in {la} ({counts['a']}, dashed)", DIFF_STYLES["a"][0]),
+            (f"only in {lb} ({counts['b']}, dotted)", DIFF_STYLES["b"][0]),
+            ("width: |score| (A's where shared)", "#555555"),
+        ],
+    )
     return g
 
 
@@ -316,11 +360,17 @@ def channels_dot(
             return {"color": dot_string(colour), "style": style, "arrowhead": ARROWS[qkv], "penwidth": "1.2"}
         colour, style = CHANNEL_STYLES["both"] if (sender, receiver) in own else (QKV_COLOURS[qkv], "dashed")
         width = 0.8 + 3.2 * abs(channel.z) / top_z
-        return {"color": dot_string(colour), "style": style, "arrowhead": ARROWS[qkv], "fontsize": "8",
-                "penwidth": f"{width:.3f}",
-                "label": dot_string(f"z={channel.z:.1f} r={channel.rank}"),
-                "tooltip": dot_string(f"{sender} → {receiver}: {channel.kind}-composition "
-                                      f"z={channel.z:.2f}, rank {channel.rank}")}  # fmt: skip
+        return {
+            "color": dot_string(colour),
+            "style": style,
+            "arrowhead": ARROWS[qkv],
+            "fontsize": "8",
+            "penwidth": f"{width:.3f}",
+            "label": dot_string(f"z={channel.z:.1f} r={channel.rank}"),
+            "tooltip": dot_string(
+                f"{sender} → {receiver}: {channel.kind}-composition z={channel.z:.2f}, rank {channel.rank}"
+            ),
+        }
 
     n_shared = sum(1 for e in by_edge if e in own)
     default = f"{len(by_edge)} predicted channels" + (
@@ -331,7 +381,9 @@ def channels_dot(
     _add_nodes(g, merged, names, {})
     rows = [(f"channel into {q}", c) for q, c in QKV_COLOURS.items() if q]
     if circuit is not None:
-        rows += [("circuit edge (solid)", CHANNEL_STYLES["circuit"][0]),
-                 ("channel on a circuit edge (bold)", CHANNEL_STYLES["both"][0])]  # fmt: skip
+        rows += [
+            ("circuit edge (solid)", CHANNEL_STYLES["circuit"][0]),
+            ("channel on a circuit edge (bold)", CHANNEL_STYLES["both"][0]),
+        ]
     _legend(g, [*rows, ("label: z-score and rank", "#555555")])
     return g

@@ -13,9 +13,11 @@ from circuits.draw.plotting import CYCLE, band, pyplot, to_svg
 
 __all__ = ["faithfulness_figure"]
 
-_CURVES = (("signed", "by signed score (most relied-on first)", CYCLE[0]),
-           ("absolute", "by |score|", CYCLE[1]),
-           ("random", "random edges", "#888888"))  # fmt: skip
+_CURVES = (
+    ("signed", "by signed score (most relied-on first)", CYCLE[0]),
+    ("absolute", "by |score|", CYCLE[1]),
+    ("random", "random edges", "#888888"),
+)
 
 
 def _points(record: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -49,9 +51,19 @@ def faithfulness_figure(record: dict[str, Any]) -> str:
         share = 100 * circuit["n_edges"] / max(1, record["n_edges"])
         low = f["value"] - f["low"] if f.get("low") is not None else 0.0
         high = f["high"] - f["value"] if f.get("high") is not None else 0.0
-        ax.errorbar([share], [f["value"]], yerr=[[low], [high]], fmt="D", color="black", ms=6, capsize=3,
-                    label=f"{circuit['name']} ({circuit['n_edges']} edges"
-                    + ("" if circuit.get("target_reached", True) else ", short of the target") + ")", zorder=5)  # fmt: skip
+        ax.errorbar(
+            [share],
+            [f["value"]],
+            yerr=[[low], [high]],
+            fmt="D",
+            color="black",
+            ms=6,
+            capsize=3,
+            label=f"{circuit['name']} ({circuit['n_edges']} edges"
+            + ("" if circuit.get("target_reached", True) else ", short of the target")
+            + ")",
+            zorder=5,
+        )
         if circuit.get("target") is not None:
             ax.axhline(
                 circuit["target"], color="black", lw=0.7, ls=":", label=f"target F = {circuit['target']:g}"
@@ -63,9 +75,12 @@ def faithfulness_figure(record: dict[str, Any]) -> str:
     ax.set_ylabel("faithfulness F\n(m(circuit) − m(corrupt)) / (m(clean) − m(corrupt))")
     extra = record.get("extra") or {}
     split = {"heldout": "held-out"}.get(extra.get("split", "heldout"), extra.get("split"))
-    ax.set_title(f"Faithfulness: {extra.get('relation', '')} ({extra.get('model', '')}, "
-                 f"{record['n_pairs']} {split} pairs; CPR {record['cpr']:.2f}, "
-                 f"CMD {record['cmd']:.2f})", fontsize=10)  # fmt: skip
+    ax.set_title(
+        f"Faithfulness: {extra.get('relation', '')} ({extra.get('model', '')}, "
+        f"{record['n_pairs']} {split} pairs; CPR {record['cpr']:.2f}, "
+        f"CMD {record['cmd']:.2f})",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, loc="upper left", frameon=False)
     ax.grid(alpha=0.25)
     return to_svg(fig)

@@ -55,12 +55,19 @@ def enrichment_figure(record: dict[str, Any]) -> str:
     """
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    styles = {"clean": ("black", "-"), "mlp-early": ("#d95f02", "-"), "mlp-late": ("#d95f02", ":"),
-              "attn-early": ("#1b9e77", "-"), "attn-late": ("#1b9e77", ":"), "null": ("#999999", "--")}  # fmt: skip
+    styles = {
+        "clean": ("black", "-"),
+        "mlp-early": ("#d95f02", "-"),
+        "mlp-late": ("#d95f02", ":"),
+        "attn-early": ("#1b9e77", "-"),
+        "attn-late": ("#1b9e77", ":"),
+        "null": ("#999999", "--"),
+    }
     for condition, points in record["rates"].items():
         colour, style = styles.get(condition, ("#7570b3", "-"))
         label = {"clean": "no intervention", "null": "chance: another subject's attributes"}.get(
-            condition, f"{condition.replace('-', ' ')} removed")  # fmt: skip
+            condition, f"{condition.replace('-', ' ')} removed"
+        )
         band(ax, list(range(len(points))), points, label, colour, style)
     split = record.get("split")
     if split:
@@ -85,19 +92,32 @@ def extraction_figure(record: dict[str, Any]) -> str:
     """
     plt = pyplot()
     ranks = bool(record.get("attn_median_rank"))
-    fig, axes = plt.subplots(2 if ranks else 1, 1, figsize=(7.5, 6.4 if ranks else 4.2), sharex=True,
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        2 if ranks else 1, 1, figsize=(7.5, 6.4 if ranks else 4.2), sharex=True, squeeze=False
+    )
     ax = axes[0][0]
     layers = list(range(len(record["attn_rate"])))
     width = 0.4
-    for offset, key, label, colour in ((-width / 2, "attn_rate", "attention", "#1b9e77"),
-                                       (width / 2, "mlp_rate", "MLP", "#d95f02")):  # fmt: skip
+    for offset, key, label, colour in (
+        (-width / 2, "attn_rate", "attention", "#1b9e77"),
+        (width / 2, "mlp_rate", "MLP", "#d95f02"),
+    ):
         value, low, high = series(record[key])
         x = [layer + offset for layer in layers]
-        errors = [[v - lo for v, lo in zip(value, low, strict=True)],
-                  [hi - v for v, hi in zip(value, high, strict=True)]]  # fmt: skip
-        ax.bar(x, value, width=width, color=colour, label=label, yerr=errors, ecolor="#444444",
-               error_kw={"lw": 0.8, "capsize": 1.5})  # fmt: skip
+        errors = [
+            [v - lo for v, lo in zip(value, low, strict=True)],
+            [hi - v for v, hi in zip(value, high, strict=True)],
+        ]
+        ax.bar(
+            x,
+            value,
+            width=width,
+            color=colour,
+            label=label,
+            yerr=errors,
+            ecolor="#444444",
+            error_kw={"lw": 0.8, "capsize": 1.5},
+        )
     ax.set_ylabel("extraction rate\n(share of prompts: answer is top-1)")
     ax.set_ylim(0, max(0.05, *(p["high"] or 0 for p in record["attn_rate"] + record["mlp_rate"])) * 1.1)
     ax.set_title(title(record, "Attribute extraction at the last position"), fontsize=10)

@@ -21,9 +21,11 @@ __all__ = ["FORMATS", "GRAPHVIZ_HINT", "Rendered", "render"]
 log = logging.getLogger(__name__)
 
 FORMATS = ("svg", "png", "dot")
-GRAPHVIZ_HINT = ("Graphviz's `dot` executable was not found, so only the DOT file was written; install "
-                 "Graphviz (Debian/Ubuntu: `sudo apt-get install graphviz`, macOS: `brew install graphviz`, "
-                 "conda: `conda install -c conda-forge graphviz`) and run `circuits render` again")  # fmt: skip
+GRAPHVIZ_HINT = (
+    "Graphviz's `dot` executable was not found, so only the DOT file was written; install "
+    "Graphviz (Debian/Ubuntu: `sudo apt-get install graphviz`, macOS: `brew install graphviz`, "
+    "conda: `conda install -c conda-forge graphviz`) and run `circuits render` again"
+)
 
 
 @dataclass
@@ -98,8 +100,10 @@ def render(graph: Any, path: str | Path, *, formats: tuple[str, ...] = ("svg",))
     for fmt in images:
         done = subprocess.run([exe, f"-T{fmt}"], input=text.encode(), capture_output=True, check=False)  # type: ignore[list-item]
         if done.returncode != 0:
-            raise CircuitsError(f"dot -T{fmt} failed on {_at(stem, 'dot')}: "
-                                f"{done.stderr.decode(errors='replace').strip()[:500]}")  # fmt: skip
+            raise CircuitsError(
+                f"dot -T{fmt} failed on {_at(stem, 'dot')}: "
+                f"{done.stderr.decode(errors='replace').strip()[:500]}"
+            )
         atomic_write_bytes(_at(stem, fmt), done.stdout)
         out.written.append(_at(stem, fmt))
     return out

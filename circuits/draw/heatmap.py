@@ -55,10 +55,12 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
     tree_h = 70 if dendro else 0
     top = 30 + tree_h + label_w
     width, height = label_w + cell * len(names) + 20, top + cell * len(names) + 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
-           f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
-           f'<text x="8" y="18" font-size="13">{markup(title or matrix.metric)}</text>']  # fmt: skip
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="Helvetica, Arial, sans-serif" font-size="11">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>',
+        f'<text x="8" y="18" font-size="13">{markup(title or matrix.metric)}</text>',
+    ]
     for col, j in enumerate(order):
         x = label_w + col * cell + cell / 2
         out.append(
@@ -75,18 +77,24 @@ def heatmap_svg(matrix: Any, *, title: str | None = None, clustering: Any = None
             text = "" if math.isnan(v) else f"{v:.2f}"
             tip = tips[i][j] if tips else (text or "n/a")
             ink = "white" if not math.isnan(v) and abs(v) > 0.6 else "black"
-            out.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_colour(v, low)}" '
-                       f'stroke="white"><title>{markup(names[i])} / {markup(names[j])}: {markup(tip)}</title></rect>'
-                       f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" '
-                       f'font-size="9" fill="{ink}">{text}</text>')  # fmt: skip
+            out.append(
+                f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_colour(v, low)}" '
+                f'stroke="white"><title>{markup(names[i])} / {markup(names[j])}: {markup(tip)}</title></rect>'
+                f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" '
+                f'font-size="9" fill="{ink}">{text}</text>'
+            )
     if dendro:
         peak = max((max(d) for d in dendro["dcoord"]), default=1.0) or 1.0
         base = 30 + tree_h
         for xs, ys in zip(dendro["icoord"], dendro["dcoord"], strict=True):
-            points = " ".join(f"{label_w + (x - 5) / 10 * cell + cell / 2:.1f},{base - y / peak * (tree_h - 8):.1f}"
-                              for x, y in zip(xs, ys, strict=True))  # fmt: skip
+            points = " ".join(
+                f"{label_w + (x - 5) / 10 * cell + cell / 2:.1f},{base - y / peak * (tree_h - 8):.1f}"
+                for x, y in zip(xs, ys, strict=True)
+            )
             out.append(f'<polyline points="{points}" fill="none" stroke="#444444"/>')
-    out.append(f'<text x="8" y="{height - 14}" font-size="9" fill="#666666">'
-               f'{markup(matrix.metric)}; scale {"-1 (red) .. " if low < 0 else ""}0 (white) .. 1 (blue)</text>')  # fmt: skip
+    out.append(
+        f'<text x="8" y="{height - 14}" font-size="9" fill="#666666">'
+        f"{markup(matrix.metric)}; scale {'-1 (red) .. ' if low < 0 else ''}0 (white) .. 1 (blue)</text>"
+    )
     out.append("</svg>")
     return "\n".join(out) + "\n"

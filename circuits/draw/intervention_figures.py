@@ -15,7 +15,11 @@ from circuits.draw.plotting import CYCLE, pyplot, series, to_svg
 
 __all__ = ["intervention_figure", "reuse_test_figure"]
 
-_LABELS = {"accuracy": "top-1 accuracy", "answer_prob": "p(answer)", "logit_diff": "logit difference\n(answer − corrupt answer)"}  # fmt: skip
+_LABELS = {
+    "accuracy": "top-1 accuracy",
+    "answer_prob": "p(answer)",
+    "logit_diff": "logit difference\n(answer − corrupt answer)",
+}
 
 
 def _bars(
@@ -24,8 +28,16 @@ def _bars(
     value, low, high = series(points)
     below = [max(0.0, v - lo) if v == v and lo == lo else 0.0 for v, lo in zip(value, low, strict=True)]
     above = [max(0.0, hi - v) if v == v and hi == hi else 0.0 for v, hi in zip(value, high, strict=True)]
-    ax.bar(x, value, width, color=colour, label=label, yerr=[below, above], capsize=2,
-           error_kw={"lw": 0.8, "ecolor": "black"})  # fmt: skip
+    ax.bar(
+        x,
+        value,
+        width,
+        color=colour,
+        label=label,
+        yerr=[below, above],
+        capsize=2,
+        error_kw={"lw": 0.8, "ecolor": "black"},
+    )
 
 
 def intervention_figure(record: dict[str, Any]) -> str:
@@ -58,8 +70,11 @@ def intervention_figure(record: dict[str, Any]) -> str:
     edits = "; ".join(record["edits"]) or "no edits"
     if len(edits) > 90:
         edits = edits[:87] + "..."
-    fig.suptitle(f"Intervention on {record['relation']} ({record['model']}, {record['n_prompts']} "
-                 f"{record['split']} prompts)\n{edits}", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        f"Intervention on {record['relation']} ({record['model']}, {record['n_prompts']} "
+        f"{record['split']} prompts)\n{edits}",
+        fontsize=9,
+    )
     fig.tight_layout()
     return to_svg(fig)
 
@@ -76,10 +91,13 @@ def reuse_test_figure(record: dict[str, Any]) -> str:
     """
     plt = pyplot()
     rows = record["relations"]
-    conditions = [("before", "no ablation", "#888888"), ("core", "after ablating the core", CYCLE[1]),
-                  ("core_matched", "after ablating as many core heads as specific ones", CYCLE[3]),
-                  ("specific", "after ablating specific heads", CYCLE[0]),
-                  ("random", "after ablating random heads", CYCLE[2])]  # fmt: skip
+    conditions = [
+        ("before", "no ablation", "#888888"),
+        ("core", "after ablating the core", CYCLE[1]),
+        ("core_matched", "after ablating as many core heads as specific ones", CYCLE[3]),
+        ("specific", "after ablating specific heads", CYCLE[0]),
+        ("random", "after ablating random heads", CYCLE[2]),
+    ]
     conditions = [c for c in conditions if all(c[0] in r["accuracy"] for r in rows)]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows) + 2.0), 4.2))
     width = 0.8 / len(conditions)
@@ -90,8 +108,11 @@ def reuse_test_figure(record: dict[str, Any]) -> str:
     ax.set_xticks(range(len(rows)), names, rotation=35, ha="right", fontsize=7)
     ax.set_ylabel("top-1 accuracy (held-out prompts)")
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"Causal reuse test ({record['model']}, {record['ablation']} ablation): core = "
-                 f"{len(record['core'])} heads in ≥ {record['k']} of {record['n_circuits']} circuits", fontsize=9)  # fmt: skip
+    ax.set_title(
+        f"Causal reuse test ({record['model']}, {record['ablation']} ablation): core = "
+        f"{len(record['core'])} heads in ≥ {record['k']} of {record['n_circuits']} circuits",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.25, axis="y")
     return to_svg(fig)

@@ -72,8 +72,15 @@ def _limit(matrix: list[list[float]]) -> float:
     return max(values[min(len(values) - 1, int(0.98 * len(values)))], 1e-9)
 
 
-def _heatmap(fig: Any, ax: Any, matrix: list[list[float]], columns: list[str], layers: list[int],
-             moving: set[str], label: str) -> None:  # fmt: skip
+def _heatmap(
+    fig: Any,
+    ax: Any,
+    matrix: list[list[float]],
+    columns: list[str],
+    layers: list[int],
+    moving: set[str],
+    label: str,
+) -> None:
     import numpy as np
 
     data = np.ma.masked_invalid(np.asarray(matrix, dtype=float))
@@ -116,10 +123,24 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
     grid = fig.add_gridspec(2, 2, height_ratios=[height + 1.3, 3.0])  # + the rotated component labels
     gain_ax = fig.add_subplot(grid[0, 0])
     push_ax = fig.add_subplot(grid[0, 1], sharey=gain_ax)
-    _heatmap(fig, gain_ax, _matrix(record, chosen, "gain"), chosen, layers, moving,
-             "mean gain ⟨MLP_c, x_c⟩ / ‖x_c‖²")  # fmt: skip
-    _heatmap(fig, push_ax, _matrix(record, chosen, "push"), chosen, layers, moving,
-             "mean push (answer's centred logit)")  # fmt: skip
+    _heatmap(
+        fig,
+        gain_ax,
+        _matrix(record, chosen, "gain"),
+        chosen,
+        layers,
+        moving,
+        "mean gain ⟨MLP_c, x_c⟩ / ‖x_c‖²",
+    )
+    _heatmap(
+        fig,
+        push_ax,
+        _matrix(record, chosen, "push"),
+        chosen,
+        layers,
+        moving,
+        "mean push (answer's centred logit)",
+    )
     gain_ax.set_ylabel("decomposed MLP", fontsize=8)
     gain_ax.set_title("gain: < 0 erases, > 0 amplifies what c wrote", fontsize=9)
     push_ax.set_title("push: the part's direct effect on the answer", fontsize=9)
@@ -129,16 +150,26 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
     parts = sorted(last["components"], key=lambda c: -abs(c["push"]["value"] or 0.0))[:bars]
     names = [c["name"] for c in parts]
     value, low, high = series([c["push"] for c in parts])
-    errors = [[max(v - lo, 0.0) for v, lo in zip(value, low, strict=True)],
-              [max(hi - v, 0.0) for v, hi in zip(value, high, strict=True)]]  # fmt: skip
+    errors = [
+        [max(v - lo, 0.0) for v, lo in zip(value, low, strict=True)],
+        [max(hi - v, 0.0) for v, hi in zip(value, high, strict=True)],
+    ]
     colours = ["#b2182b" if v > 0 else "#2166ac" for v in value]
     x = list(range(len(parts)))
     bar_ax.bar(x, value, color=colours, yerr=errors, ecolor="#444444", error_kw={"lw": 0.8, "capsize": 2})
     for i, c in enumerate(parts):
         gain = c["gain"]["value"]
         text = "gain —" if gain is None else f"gain {gain:+.2f}"
-        bar_ax.annotate(text, (i, 0), xytext=(0, -3 if value[i] >= 0 else 3), textcoords="offset points",
-                        ha="center", va="top" if value[i] >= 0 else "bottom", fontsize=6.5, color="#333333")  # fmt: skip
+        bar_ax.annotate(
+            text,
+            (i, 0),
+            xytext=(0, -3 if value[i] >= 0 else 3),
+            textcoords="offset points",
+            ha="center",
+            va="top" if value[i] >= 0 else "bottom",
+            fontsize=6.5,
+            color="#333333",
+        )
     bar_ax.set_xticks(x)
     bar_ax.set_xticklabels(names, fontsize=8)
     for tick, name in zip(bar_ax.get_xticklabels(), names, strict=True):
@@ -148,8 +179,11 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
     bar_ax.axhline(0.0, color="black", lw=0.8)
     total = last["total_push"]["value"]
     bar_ax.set_ylabel("push toward the answer\n(centred logit)", fontsize=8)
-    bar_ax.set_title(f"parts of MLP {last['layer']} with the largest |push| (whole MLP: "
-                     f"{'—' if total is None else f'{total:+.2f}'}); bars: 95% bootstrap intervals", fontsize=9)  # fmt: skip
+    bar_ax.set_title(
+        f"parts of MLP {last['layer']} with the largest |push| (whole MLP: "
+        f"{'—' if total is None else f'{total:+.2f}'}); bars: 95% bootstrap intervals",
+        fontsize=9,
+    )
     bar_ax.grid(alpha=0.25, axis="y")
     where = "the last subject token" if record.get("position") == "subject" else "the last position"
     fig.suptitle(title(record, f"MLP decomposition at {where}"), fontsize=10)

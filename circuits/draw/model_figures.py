@@ -38,8 +38,15 @@ def curves_figure(comparison: dict[str, Any]) -> str:
     for ax, row in zip(axes, rows, strict=True):
         for i, (model, data) in enumerate(row["models"].items()):
             if data.get("fractions") and data.get("curve"):
-                ax.plot(data["fractions"], data["curve"], marker="o", ms=3, lw=1.6, color=CYCLE[i % len(CYCLE)],
-                        label=f"{model} ({data['n_edges']} edges at F={comparison['target']})")  # fmt: skip
+                ax.plot(
+                    data["fractions"],
+                    data["curve"],
+                    marker="o",
+                    ms=3,
+                    lw=1.6,
+                    color=CYCLE[i % len(CYCLE)],
+                    label=f"{model} ({data['n_edges']} edges at F={comparison['target']})",
+                )
         ax.axhline(comparison["target"], color="#999999", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_title(row["relation"], fontsize=9)
@@ -59,8 +66,15 @@ def depth_figure(comparison: dict[str, Any]) -> str:
     fig, axes = _grid(len(rows))
     for ax, row in zip(axes, rows, strict=True):
         for i, (model, data) in enumerate(row["models"].items()):
-            ax.plot(centres, data["depth"], marker="o", ms=3, lw=1.6, color=CYCLE[i % len(CYCLE)],
-                    label=f"{model} ({data['n_layers']} layers)")  # fmt: skip
+            ax.plot(
+                centres,
+                data["depth"],
+                marker="o",
+                ms=3,
+                lw=1.6,
+                color=CYCLE[i % len(CYCLE)],
+                label=f"{model} ({data['n_layers']} layers)",
+            )
         overlap = ", ".join(f"{v:.2f}" for v in row["depth_overlap"].values())
         ax.set_title(f"{row['relation']} (overlap {overlap})", fontsize=9)
         ax.set_xlim(0, 1)
@@ -79,8 +93,14 @@ def knockout_figure(comparison: dict[str, Any]) -> str:
     for ax, row in zip(axes, rows, strict=False):
         for i, (model, data) in enumerate(row["models"].items()):
             for source, curve in data["knockout"].items():
-                ax.plot(curve["starts"], curve["curve"], _STYLES[i % len(_STYLES)], lw=1.4,
-                        color=COLOURS.get(source, "#444444"), label=f"{model}: {source}")  # fmt: skip
+                ax.plot(
+                    curve["starts"],
+                    curve["curve"],
+                    _STYLES[i % len(_STYLES)],
+                    lw=1.4,
+                    color=COLOURS.get(source, "#444444"),
+                    label=f"{model}: {source}",
+                )
         ax.axhline(0, color="#999999", lw=0.6)
         ax.set_title(row["relation"], fontsize=9)
         ax.set_xlabel("window start (relative depth)", fontsize=8)

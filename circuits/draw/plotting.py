@@ -44,8 +44,9 @@ def series(points: Sequence[dict[str, Any] | None]) -> tuple[list[float], list[f
     return value, low, high
 
 
-def band(ax: Any, x: Sequence[float], points: Sequence[dict[str, Any]], label: str, colour: str,
-         style: str = "-") -> None:  # fmt: skip
+def band(
+    ax: Any, x: Sequence[float], points: Sequence[dict[str, Any]], label: str, colour: str, style: str = "-"
+) -> None:
     """A line of interval midpoints with its shaded 95% band."""
     value, low, high = series(points)
     ax.plot(x, value, style, color=colour, label=label, lw=1.8, marker="o", ms=3)

@@ -69,10 +69,15 @@ def positions_figure(record: dict[str, Any]) -> str:
     summed = record.get("summed_circuit")
     versus = ""
     if summed:
-        versus = (f"\nsmallest summed circuit: {summed['n_edges']} edges, "
-                  f"F {summed['faithfulness_interval']['value']:.2f}")  # fmt: skip
-    left.set_title(f"equal size: roles vs summed\nposition-aware circuit: {c['n_units']} units on {c['n_edges']} "
-                   f"edges, F {f['value']:.2f}{short}{versus}", fontsize=8)  # fmt: skip
+        versus = (
+            f"\nsmallest summed circuit: {summed['n_edges']} edges, "
+            f"F {summed['faithfulness_interval']['value']:.2f}"
+        )
+    left.set_title(
+        f"equal size: roles vs summed\nposition-aware circuit: {c['n_units']} units on {c['n_edges']} "
+        f"edges, F {f['value']:.2f}{short}{versus}",
+        fontsize=8,
+    )
     left.legend(fontsize=8, frameon=False, loc="upper left")
     left.grid(alpha=0.25, axis="y")
 
@@ -88,7 +93,11 @@ def positions_figure(record: dict[str, Any]) -> str:
     right.set_title("which role each layer reads the circuit's score at", fontsize=9)
     right.legend(fontsize=8, frameon=False, title="role", title_fontsize=8)
     right.grid(alpha=0.25, axis="y")
-    fig.suptitle(f"Position-aware circuit: {record['relation']} ({record['model']}, "
-                 f"{record['n_heldout']} held-out pairs)", fontsize=10, y=0.99)  # fmt: skip
+    fig.suptitle(
+        f"Position-aware circuit: {record['relation']} ({record['model']}, "
+        f"{record['n_heldout']} held-out pairs)",
+        fontsize=10,
+        y=0.99,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     return to_svg(fig)

@@ -57,8 +57,9 @@ __all__ = ["DOT_HTML_MAX", "dot_html", "dot_string", "markup"]
 DOT_HTML_MAX = 500
 """The most characters of one text :func:`dot_html` keeps (a legend row; a few fit one label)."""
 
-_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}"
-                                           for p in range(17))  # fmt: skip
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" for p in range(17)
+)
 _DOT_BLANKED = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff{_NONCHARACTERS}]")
 _MARKUP_REMOVED = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff{_NONCHARACTERS}]")
 

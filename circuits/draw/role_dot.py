@@ -101,8 +101,14 @@ def _targets(circuit: Circuit, receiver: str, role: str, sends_at: dict[str, set
 def _graph(title: str) -> Any:
     import pydot
 
-    g = pydot.Dot(graph_type="digraph", rankdir="BT", newrank="true", ranksep="0.28", nodesep="0.14",
-                  outputorder="edgesfirst")  # fmt: skip
+    g = pydot.Dot(
+        graph_type="digraph",
+        rankdir="BT",
+        newrank="true",
+        ranksep="0.28",
+        nodesep="0.14",
+        outputorder="edgesfirst",
+    )
     g.set_graph_defaults(label=dot_string(title), labelloc="t", fontname="Helvetica", fontsize="14")
     g.set_node_defaults(
         fontname="Helvetica", fontsize="10", style="filled", height="0.26", margin='"0.05,0.02"'
@@ -181,9 +187,11 @@ def role_dot(circuit: Circuit, *, title: str | None = None, kv_hubs: bool | None
     import pydot
 
     if circuit.roles is None:
-        raise InputError(f"{circuit.label()!r} is not a position-aware circuit (its edges are summed over "
-                         "positions, it has no roles); draw it with circuit_dot, or extract a circuit from "
-                         "a graph scored with `--positions roles`")  # fmt: skip
+        raise InputError(
+            f"{circuit.label()!r} is not a position-aware circuit (its edges are summed over "
+            "positions, it has no roles); draw it with circuit_dot, or extract a circuit from "
+            "a graph scored with `--positions roles`"
+        )
     units = sorted(circuit.units(), key=_unit_order)
     sends_at: dict[str, set[str]] = {}
     sent: dict[Node, list[float]] = {}
@@ -215,9 +223,13 @@ def role_dot(circuit: Circuit, *, title: str | None = None, kv_hubs: bool | None
             elif receiver == LOGITS and role != "last":
                 tip += " (logits are read at the last position only)"
             width = 0.7 + 3.8 * abs(score) / top
-            attrs: dict[str, Any] = {"color": dot_string(SIGN_COLOURS["neg" if score < 0 else "pos"]),
-                     "arrowhead": ARROWS[qkv], "penwidth": f"{max(width, 1.2) if cross else width:.3f}",
-                     "tooltip": dot_string(f"{tip}: score {score:+.4g}"), "weight": "1" if cross else "3"}  # fmt: skip
+            attrs: dict[str, Any] = {
+                "color": dot_string(SIGN_COLOURS["neg" if score < 0 else "pos"]),
+                "arrowhead": ARROWS[qkv],
+                "penwidth": f"{max(width, 1.2) if cross else width:.3f}",
+                "tooltip": dot_string(f"{tip}: score {score:+.4g}"),
+                "weight": "1" if cross else "3",
+            }
             if cross:
                 attrs["style"] = CROSS_STYLE
             edges.append(((sender, role), target, attrs))
@@ -225,11 +237,23 @@ def role_dot(circuit: Circuit, *, title: str | None = None, kv_hubs: bool | None
         _, layer, kv, _ = parse_node(kv_input)
         for head, rho in reads:
             nodes.add((head, rho))
-            edges.append(((kv_input, role), (head, rho), {
-                "color": dot_string(HUB_COLOUR), "style": CROSS_STYLE if rho != role else "solid",
-                "penwidth": "1.4" if rho != role else "0.8", "arrowhead": "vee", "weight": "1", "minlen": "2",
-                "tooltip": dot_string(f"a{layer} key/value head {kv} read at {role} feeds {head}'s output "
-                                      f"at {rho}")}))  # fmt: skip
+            edges.append(
+                (
+                    (kv_input, role),
+                    (head, rho),
+                    {
+                        "color": dot_string(HUB_COLOUR),
+                        "style": CROSS_STYLE if rho != role else "solid",
+                        "penwidth": "1.4" if rho != role else "0.8",
+                        "arrowhead": "vee",
+                        "weight": "1",
+                        "minlen": "2",
+                        "tooltip": dot_string(
+                            f"a{layer} key/value head {kv} read at {role} feeds {head}'s output at {rho}"
+                        ),
+                    },
+                )
+            )
 
     g = _graph(title or _title(circuit))
     _layout(g, circuit, nodes, sent, bool(hubs), {(s, t) for s, t, _ in edges})
@@ -268,8 +292,15 @@ def _layout(
         same = pydot.Subgraph(rank="same")
         if 0 <= layer < 10**6:
             text = (f"L{layer} k/v", f"L{layer} attn", f"L{layer} mlp")[stage]
-            axis = pydot.Node(f"axis_{j}", label=dot_string(text), shape="plaintext", style="solid",
-                              fontcolor='"#888888"', fontsize="9", height="0.1")  # fmt: skip
+            axis = pydot.Node(
+                f"axis_{j}",
+                label=dot_string(text),
+                shape="plaintext",
+                style="solid",
+                fontcolor='"#888888"',
+                fontsize="9",
+                height="0.1",
+            )
         else:
             axis = pydot.Node(f"axis_{j}", label='""', shape="point", style="invis", width="0.01")
         same.add_node(axis)
@@ -282,9 +313,16 @@ def _layout(
         members: list[tuple[int, str]] = []
         if level == _HEADER:
             for i, lane in enumerate(lanes):
-                same.add_node(pydot.Node(f"lane_{lane}", label=dot_string(f"{lane}\n{_units(counts[lane])}"),
-                                         shape="plaintext", style="solid", fontsize="13",
-                                         tooltip=dot_string(f"role {lane}: {_units(counts[lane])}")))  # fmt: skip
+                same.add_node(
+                    pydot.Node(
+                        f"lane_{lane}",
+                        label=dot_string(f"{lane}\n{_units(counts[lane])}"),
+                        shape="plaintext",
+                        style="solid",
+                        fontsize="13",
+                        tooltip=dot_string(f"role {lane}: {_units(counts[lane])}"),
+                    )
+                )
                 members.append((i, f"lane_{lane}"))
         for name, role in sorted(levels[level], key=lambda n: (ROLES.index(n[1]), _head_index(n[0]), n[0])):
             same.add_node(_draw_node(name, role, sent.get((name, role), [])))
@@ -306,8 +344,17 @@ def _layout(
             visible = 0 < i < len(fence) - 1
             for copy in range(FENCE_COPIES):  # parallel copies: crossing a fence costs that many crossings
                 shown = visible and copy == FENCE_COPIES // 2  # the middle copy is drawn straight
-                g.add_edge(pydot.Edge(a, b, dir="none", weight="1000", color='"#c8c8c8"', penwidth="1.2",
-                                      style="solid" if shown else "invis"))  # fmt: skip
+                g.add_edge(
+                    pydot.Edge(
+                        a,
+                        b,
+                        dir="none",
+                        weight="1000",
+                        color='"#c8c8c8"',
+                        penwidth="1.2",
+                        style="solid" if shown else "invis",
+                    )
+                )
         previous = fence
 
 
@@ -345,8 +392,9 @@ def _legend_node(hubs: bool) -> Any:
             ("   the head's output at another", "#555555"),
         ]
     rows += [("node: component at the lane's role", "#555555"), ("ellipse head, box MLP", "#555555")]
-    cells = "".join(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{dot_html(c)}">{dot_html(t)}</FONT></TD></TR>'
-                    for t, c in rows)  # fmt: skip
+    cells = "".join(
+        f'<TR><TD ALIGN="LEFT"><FONT COLOR="{dot_html(c)}">{dot_html(t)}</FONT></TD></TR>' for t, c in rows
+    )
     label = f'<<TABLE BORDER="1" COLOR="#bbbbbb" CELLSPACING="1" CELLBORDER="0">{cells}</TABLE>>'
     return pydot.Node("legend", shape="plaintext", style="solid", fontsize="9", label=label)
 
@@ -358,8 +406,12 @@ def _draw_node(name: str, role: str, sent: list[float]) -> Any:
     if qkv:
         label = f"a{layer} kv{head}"
         tip = f"key/value head {head} of layer {layer} (its k and v inputs) read at {role}"
-        attrs: dict[str, Any] = {"shape": SHAPES["head_input"], "fillcolor": dot_string(FILLS["head_input"]),
-                                 "fontsize": "8", "height": "0.2"}  # fmt: skip
+        attrs: dict[str, Any] = {
+            "shape": SHAPES["head_input"],
+            "fillcolor": dot_string(FILLS["head_input"]),
+            "fontsize": "8",
+            "height": "0.2",
+        }
     else:
         label = name
         tip = f"{name} at {role} ({kind}" + (f", layer {layer})" if layer is not None else ")")

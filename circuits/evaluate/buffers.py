@@ -67,5 +67,7 @@ class Buffers:
         buffer = scratch[: self.nbytes] if fits else torch.empty(self.nbytes, dtype=torch.uint8)  # type: ignore[index]
         self._file.seek(0)
         self._file.readinto(memoryview(buffer.numpy()))
-        return {name: buffer[offset : offset + n].view(dtype).reshape(shape).to(self.device)
-                for name, shape, dtype, offset, n in self._layout}  # fmt: skip
+        return {
+            name: buffer[offset : offset + n].view(dtype).reshape(shape).to(self.device)
+            for name, shape, dtype, offset, n in self._layout
+        }

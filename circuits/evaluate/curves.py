@@ -146,8 +146,10 @@ def bootstrap_evaluation(
     """
     weights = evaluator.resample_weights(n_boot, seed)
     x = np.asarray(fractions, dtype=float)
-    curves = {name: evaluator.boot_faithfulness(runs, weights)
-              for name, runs in (("signed", signed), ("absolute", absolute), ("random", random))}  # fmt: skip
+    curves = {
+        name: evaluator.boot_faithfulness(runs, weights)
+        for name, runs in (("signed", signed), ("absolute", absolute), ("random", random))
+    }
     hits = evaluator.boot_hits(absolute, weights)
 
     def points(runs: Sequence[CircuitRun]) -> list[float]:
@@ -163,13 +165,16 @@ def bootstrap_evaluation(
         random=each(points(random), curves["random"]),
         hit_at_10=each([run.hit_at_k for run in absolute], hits),
         cpr=percentile_interval(area(x, points(signed)), np.trapezoid(curves["signed"], x, axis=1)),
-        cmd=percentile_interval(area(x, [abs(1 - f) for f in points(absolute)]),
-                                np.trapezoid(np.abs(1 - curves["absolute"]), x, axis=1)),
+        cmd=percentile_interval(
+            area(x, [abs(1 - f) for f in points(absolute)]),
+            np.trapezoid(np.abs(1 - curves["absolute"]), x, axis=1),
+        ),
         random_cpr=percentile_interval(area(x, points(random)), np.trapezoid(curves["random"], x, axis=1)),
         clean_metric=percentile_interval(full.metric, weights @ full.values),
         corrupt_metric=percentile_interval(empty.metric, weights @ empty.values),
-        n_boot=n_boot, seed=seed,
-    )  # fmt: skip
+        n_boot=n_boot,
+        seed=seed,
+    )
 
 
 def evaluate_graph(
@@ -264,9 +269,17 @@ def evaluate_graph(
         bootstrap_evaluation(evaluator, fractions, *runs, n_boot=int(n_boot), seed=seed) if n_boot else None
     )
     return Evaluation(
-        clean_metric=evaluator.full.metric, corrupt_metric=evaluator.empty.metric,
-        fractions=list(fractions), signed=signed, absolute=absolute, random=random_curve,
-        hit_at_10=hits, cpr=area(fractions, signed), cmd=cmd,
-        random_cpr=area(fractions, random_curve), n_pairs=len(evaluator.batch), n_edges=total,
+        clean_metric=evaluator.full.metric,
+        corrupt_metric=evaluator.empty.metric,
+        fractions=list(fractions),
+        signed=signed,
+        absolute=absolute,
+        random=random_curve,
+        hit_at_10=hits,
+        cpr=area(fractions, signed),
+        cmd=cmd,
+        random_cpr=area(fractions, random_curve),
+        n_pairs=len(evaluator.batch),
+        n_edges=total,
         intervals=intervals,
-    )  # fmt: skip
+    )

@@ -179,16 +179,23 @@ class Evaluator:
         self.batch = batch
         self.k = k
         device = harness.model.device
-        size = batch_size or auto_batch_size(harness, batch, "evaluation", ablation=ablation,
-                                             shared_prefix=shared_prefix)  # fmt: skip
+        size = batch_size or auto_batch_size(
+            harness, batch, "evaluation", ablation=ablation, shared_prefix=shared_prefix
+        )
         if size < 1:
             raise InputError(f"batch_size must be at least 1, not {size}")
         budget = CACHE_BYTES if cache_bytes is None else cache_bytes
         self.chunks: list[_Chunk] = []
         cached = 0
         for start in range(0, len(batch), size):
-            chunk = _Chunk(harness, batch.rows(start, min(len(batch), start + size)), metric, ablation, means,
-                           shared_prefix)  # fmt: skip
+            chunk = _Chunk(
+                harness,
+                batch.rows(start, min(len(batch), start + size)),
+                metric,
+                ablation,
+                means,
+                shared_prefix,
+            )
             # the first mini-batch keeps its ablated senders in memory, later ones while the budget lasts,
             # the rest in a temporary file (read back at each run: faster than computing them again)
             if not self.chunks or cached + chunk.buffer_bytes <= budget:
@@ -222,8 +229,10 @@ class Evaluator:
         keep_t = keep_t.to(self.mask.device).bool()
         shapes = (tuple(self.mask.shape), (N_ROLES, *self.mask.shape))
         if tuple(keep_t.shape) not in shapes:
-            raise InputError(f"a circuit mask has shape {shapes[0]} (edges) or {shapes[1]} "
-                             f"((edge, role) units), not {tuple(keep_t.shape)}")  # fmt: skip
+            raise InputError(
+                f"a circuit mask has shape {shapes[0]} (edges) or {shapes[1]} "
+                f"((edge, role) units), not {tuple(keep_t.shape)}"
+            )
         if keep_t.ndim == 3 and self.batch.role is None:
             raise InputError(
                 "a position-aware circuit needs pairs with position roles (batch_pairs makes them)"
@@ -305,8 +314,15 @@ class _Chunk:
     however many pairs.
     """
 
-    def __init__(self, harness: Harness, batch: PairBatch, metric: Metric | str, ablation: Ablation | str,
-                 means: Tensor | None, shared_prefix: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        harness: Harness,
+        batch: PairBatch,
+        metric: Metric | str,
+        ablation: Ablation | str,
+        means: Tensor | None,
+        shared_prefix: bool,
+    ) -> None:
         self.harness, self.shape = harness, harness.shape
         self.device = harness.model.device
         self.ablation, self.means = Ablation(ablation), means
@@ -318,10 +334,14 @@ class _Chunk:
         with harness.sharing(self.prefix):
             self.fn: MetricFn = clean_metric(harness, batch, metric)[0]
         d = int(harness.model.cfg.d_model)
-        prefix_bytes = 0 if self.prefix is None else sum(t.numel() * t.element_size()
-                                                          for t in (*self.prefix.keys, *self.prefix.values))  # fmt: skip
-        self.buffer_bytes = (self.shape.n_senders * batch.clean.numel() * d * harness._dtype().itemsize
-                             + prefix_bytes)  # fmt: skip
+        prefix_bytes = (
+            0
+            if self.prefix is None
+            else sum(t.numel() * t.element_size() for t in (*self.prefix.keys, *self.prefix.values))
+        )
+        self.buffer_bytes = (
+            self.shape.n_senders * batch.clean.numel() * d * harness._dtype().itemsize + prefix_bytes
+        )
         self.kept: Buffers | None = None
 
     def keep(self, where: str) -> None:
@@ -343,8 +363,11 @@ class _Chunk:
         prefix = self.prefix
         if prefix is not None and not prefix.keys:
             n = sum(name.startswith("key") for name in tensors)
-            prefix = dataclasses.replace(prefix, keys=tuple(tensors[f"key{i}"] for i in range(n)),
-                                         values=tuple(tensors[f"value{i}"] for i in range(n)))  # fmt: skip
+            prefix = dataclasses.replace(
+                prefix,
+                keys=tuple(tensors[f"key{i}"] for i in range(n)),
+                values=tuple(tensors[f"value{i}"] for i in range(n)),
+            )
         return tensors["ablated"], prefix
 
     def run(

@@ -141,8 +141,10 @@ def extract(
         raise InputError(f"unknown extraction method {extract_method!r}; valid: {', '.join(METHODS)}")
     positions = graph.positions if positions is None else check_positions(positions)
     if positions == ROLE_POSITIONS and extract_method in ("paths", "nodes"):
-        raise InputError(f"extraction method {extract_method!r} chooses edges summed over positions; with "
-                         "positions 'roles' use top-n, threshold, greedy or minimal")  # fmt: skip
+        raise InputError(
+            f"extraction method {extract_method!r} chooses edges summed over positions; with "
+            "positions 'roles' use top-n, threshold, greedy or minimal"
+        )
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise InputError(f"fraction must lie in (0, 1], not {fraction}")
@@ -179,5 +181,7 @@ def _check_size(graph: ScoredGraph, extract_method: str, size: int, positions: s
     else:
         n, what = graph.n_units(positions), "(edge, role) units" if positions == ROLE_POSITIONS else "edges"
     if size > n:
-        raise InputError(f"extraction method {extract_method!r}: size {size} is larger than the graph, which has "
-                         f"{n} {what}; a size is from 1 to {n} (a fraction of 1 keeps them all)")  # fmt: skip
+        raise InputError(
+            f"extraction method {extract_method!r}: size {size} is larger than the graph, which has "
+            f"{n} {what}; a size is from 1 to {n} (a fraction of 1 keeps them all)"
+        )

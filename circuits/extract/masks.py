@@ -161,8 +161,10 @@ def _feeds(shape: GraphShape) -> tuple[tuple[int, ...], ...]:
     out: list[tuple[int, ...]] = []
     for layer in range(shape.n_layers):
         out += [(shape.head_sender(layer, h),) for h in range(shape.n_heads)]
-        groups = [tuple(shape.head_sender(layer, h) for h in range(kv * shape.group, (kv + 1) * shape.group))
-                  for kv in range(shape.n_kv_heads)]  # fmt: skip
+        groups = [
+            tuple(shape.head_sender(layer, h) for h in range(kv * shape.group, (kv + 1) * shape.group))
+            for kv in range(shape.n_kv_heads)
+        ]
         out += groups + groups  # <k> then <v>
         out.append((shape.mlp_sender(layer),))
     out.append(())  # logits

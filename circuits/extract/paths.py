@@ -105,8 +105,9 @@ def strongest_paths(graph: ScoredGraph, k: int, *, by: str = "signed") -> list[P
             if r_names[next_column] != s_names[sender]:  # a head input, not an MLP's own input
                 nodes.append(r_names[next_column])
             column = next_column
-        paths.append(Path(tuple(reversed(nodes)), tuple(reversed(edges)),
-                          float(r_val[shape.logits_receiver, rank])))  # fmt: skip
+        paths.append(
+            Path(tuple(reversed(nodes)), tuple(reversed(edges)), float(r_val[shape.logits_receiver, rank]))
+        )
     return paths
 
 

@@ -159,8 +159,9 @@ def greedy(graph: ScoredGraph, n: int, *, by: str = "signed", positions: str = S
             connected.add(node)
             for into in sources[node]:
                 push(into)
-    return Circuit.from_mask(graph, keep if units else keep[0], extract_method="greedy",
-                             params={"n": n, "by": by})  # fmt: skip
+    return Circuit.from_mask(
+        graph, keep if units else keep[0], extract_method="greedy", params={"n": n, "by": by}
+    )
 
 
 def prune(circuit: Circuit) -> Circuit:
@@ -292,8 +293,10 @@ def minimal_circuit(
             if total < n_units
             else ""
         )
-        raise InputError(f"no circuit reaches faithfulness {target}{within}; the best measured is {best:.4f} "
-                         "(targets above 1 are reachable only when the full model is exceeded)")  # fmt: skip
+        raise InputError(
+            f"no circuit reaches faithfulness {target}{within}; the best measured is {best:.4f} "
+            "(targets above 1 are reachable only when the full model is exceeded)"
+        )
     faith, circuit = seen[found]
     params = {**circuit.params, "target": target, "search": [[k, v[0]] for k, v in sorted(seen.items())]}
     return circuit.with_units(circuit.units(), extract_method="minimal", params=params, faithfulness=faith)

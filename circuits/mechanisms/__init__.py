@@ -63,20 +63,34 @@ __all__ = [
 ]
 
 _WHERE = {
-    "ROLES": "circuits.relations.roles", "parse_source_sets": "circuits.relations.roles",
+    "ROLES": "circuits.relations.roles",
+    "parse_source_sets": "circuits.relations.roles",
     "attribute_words": "attributes",
     "Prompts": "lens",
-    "KnockoutResult": "attention_knockout", "default_window": "attention_knockout", "knockout": "attention_knockout",
-    "EnrichmentResult": "subject_enrichment", "enrichment": "subject_enrichment",
-    "ExtractionResult": "attribute_extraction", "extraction": "attribute_extraction",
-    "LastPosition": "direct_effects", "last_position": "direct_effects",
-    "SourceAttribution": "per_source_dla", "Thresholds": "per_source_dla", "source_attribution": "per_source_dla",
-    "MotifResult": "motif", "additive_motif": "motif",
-    "MLPDecomposition": "mlp_parts", "mlp_decomposition": "mlp_parts",
-    "SuppressionResult": "suppressors", "suppression": "suppressors",
-    "Edit": "edits", "InterventionResult": "interventions", "intervene": "interventions",
-    "parse_edits": "edits", "node_hooks": "editing",
-}  # fmt: skip
+    "KnockoutResult": "attention_knockout",
+    "default_window": "attention_knockout",
+    "knockout": "attention_knockout",
+    "EnrichmentResult": "subject_enrichment",
+    "enrichment": "subject_enrichment",
+    "ExtractionResult": "attribute_extraction",
+    "extraction": "attribute_extraction",
+    "LastPosition": "direct_effects",
+    "last_position": "direct_effects",
+    "SourceAttribution": "per_source_dla",
+    "Thresholds": "per_source_dla",
+    "source_attribution": "per_source_dla",
+    "MotifResult": "motif",
+    "additive_motif": "motif",
+    "MLPDecomposition": "mlp_parts",
+    "mlp_decomposition": "mlp_parts",
+    "SuppressionResult": "suppressors",
+    "suppression": "suppressors",
+    "Edit": "edits",
+    "InterventionResult": "interventions",
+    "intervene": "interventions",
+    "parse_edits": "edits",
+    "node_hooks": "editing",
+}
 
 
 def __getattr__(name: str) -> Any:

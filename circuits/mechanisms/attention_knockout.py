@@ -67,10 +67,15 @@ class KnockoutCurve:
 
     def as_dict(self) -> dict[str, Any]:
         start, worst = self.strongest()
-        return {"source": self.source, "n_prompts": self.n_prompts, "n_skipped": len(self.skipped),
-                "skipped": self.skipped, "window_starts": self.starts,
-                "effect": [e.as_dict() for e in self.effect],
-                "strongest": {"start": start, "effect": worst.as_dict()}}  # fmt: skip
+        return {
+            "source": self.source,
+            "n_prompts": self.n_prompts,
+            "n_skipped": len(self.skipped),
+            "skipped": self.skipped,
+            "window_starts": self.starts,
+            "effect": [e.as_dict() for e in self.effect],
+            "strongest": {"start": start, "effect": worst.as_dict()},
+        }
 
 
 @dataclass
@@ -99,15 +104,22 @@ class KnockoutResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "analysis": "knockout", "model": self.model, "relation": self.relation,
-            "template": self.template, "n_layers": self.n_layers, "window": self.window,
-            "n_prompts": self.n_prompts, "baseline_prob": self.baseline_prob.as_dict(),
+            "analysis": "knockout",
+            "model": self.model,
+            "relation": self.relation,
+            "template": self.template,
+            "n_layers": self.n_layers,
+            "window": self.window,
+            "n_prompts": self.n_prompts,
+            "baseline_prob": self.baseline_prob.as_dict(),
             "effect": "(p_knock - p) / p of the answer, mean over prompts, 95% bootstrap interval",
             "curves": [c.as_dict() for c in self.curves],
             "sink": None if self.sink is None else self.sink.as_dict(),
-            "n_forwards": self.n_forwards, "seconds": round(self.seconds, 3),
-            "n_boot": self.n_boot, "seed": self.seed,
-        }  # fmt: skip
+            "n_forwards": self.n_forwards,
+            "seconds": round(self.seconds, 3),
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
 
 
 def _blocking_hooks(layers: range, blocked: Tensor, query: Tensor, fully: Tensor) -> list[tuple[str, Any]]:
@@ -188,8 +200,9 @@ def knockout(
     n_layers = int(model.n_layers)
     window = default_window(n_layers) if window is None else int(window)
     if not 0 <= window <= n_layers:
-        raise InputError(f"--window must lie in [0, {n_layers}] for {model.name} ({n_layers} layers), "
-                         f"not {window}")  # fmt: skip
+        raise InputError(
+            f"--window must lie in [0, {n_layers}] for {model.name} ({n_layers} layers), not {window}"
+        )
     sets = [tuple(s) for s in sources]
     if not sets and not block_first:
         raise InputError("no source sets to block; name roles such as 'subject,relation,last'")
@@ -212,8 +225,10 @@ def knockout(
         cache[layer] = x.detach()
         return x
 
-    hooks = [(hook_point("resid_pre", layer), lambda x, hook, layer=layer: keep(x, hook, layer))
-             for layer in range(n_layers)]  # fmt: skip
+    hooks = [
+        (hook_point("resid_pre", layer), lambda x, hook, layer=layer: keep(x, hook, layer))
+        for layer in range(n_layers)
+    ]
     with torch.no_grad(), harness.sharing(prefix):
         final = harness.run_to_final(run_tokens, hooks)
         base = harness.last_logits(final, query).float().softmax(-1)
@@ -236,8 +251,10 @@ def knockout(
             blocked[i, positions] = True
         name = source_name(source)
         if not keep_rows:
-            raise InputError(f"source set {name!r}: every prompt has an empty role "
-                             f"({len(skipped)} prompts, e.g. {skipped[0]!r})")  # fmt: skip
+            raise InputError(
+                f"source set {name!r}: every prompt has an empty role "
+                f"({len(skipped)} prompts, e.g. {skipped[0]!r})"
+            )
         idx = torch.tensor(keep_rows)
         fully = blocked.sum(1) == last + 1
         keys = blocked if prefix is None else prefix.key_layout(blocked, 1)
@@ -261,7 +278,17 @@ def knockout(
     bar.close()
     sink = curves.pop() if block_first else None
     return KnockoutResult(
-        model.name, relation, template, n_layers, window, len(prompts),
+        model.name,
+        relation,
+        template,
+        n_layers,
+        window,
+        len(prompts),
         mean_interval(p_clean, n_boot=n_boot, seed=seed),
-        curves, sink, n_forwards, time.perf_counter() - started, n_boot, seed,
-    )  # fmt: skip
+        curves,
+        sink,
+        n_forwards,
+        time.perf_counter() - started,
+        n_boot,
+        seed,
+    )

@@ -42,8 +42,13 @@ class HeadExtraction:
     ov_top10: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"head": self.head, "median_rank": self.median_rank, "top1": round(self.top1, 4),
-                "ov_median_rank": self.ov_median_rank, "ov_top10": round(self.ov_top10, 4)}  # fmt: skip
+        return {
+            "head": self.head,
+            "median_rank": self.median_rank,
+            "top1": round(self.top1, 4),
+            "ov_median_rank": self.ov_median_rank,
+            "ov_top10": round(self.ov_top10, 4),
+        }
 
 
 @dataclass
@@ -75,19 +80,26 @@ class ExtractionResult:
 
     def as_dict(self, top: int = 10) -> dict[str, Any]:
         return {
-            "analysis": "extraction", "model": self.model, "relation": self.relation,
-            "template": self.template, "n_layers": self.n_layers, "n_prompts": self.n_prompts,
+            "analysis": "extraction",
+            "model": self.model,
+            "relation": self.relation,
+            "template": self.template,
+            "n_layers": self.n_layers,
+            "n_prompts": self.n_prompts,
             "rate": "share of prompts where the sublayer's output at the last position, through the frozen "
-                    "final norm and the unembedding, has the answer as its top-1 token; 95% bootstrap interval",
+            "final norm and the unembedding, has the answer as its top-1 token; 95% bootstrap interval",
             "attn_rate": [r.as_dict() for r in self.attn_rate],
             "mlp_rate": [r.as_dict() for r in self.mlp_rate],
             "any_event": self.any_event,
-            "attn_median_rank": self.attn_median_rank, "mlp_median_rank": self.mlp_median_rank,
+            "attn_median_rank": self.attn_median_rank,
+            "mlp_median_rank": self.mlp_median_rank,
             "top_heads_by_output": [self.head(h).as_dict() for h in self.by_output[:top]],
             "top_heads_by_ov": [self.head(h).as_dict() for h in self.by_ov[:top]],
             "heads": [h.as_dict() for h in self.heads],
-            "seconds": round(self.seconds, 3), "n_boot": self.n_boot, "seed": self.seed,
-        }  # fmt: skip
+            "seconds": round(self.seconds, 3),
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
 
 
 def extraction(
@@ -157,16 +169,34 @@ def extraction(
     for layer in range(n_layers):
         for h in range(n_heads):
             r, o = head_ranks[:, layer, h], ov_ranks[:, layer, h]
-            heads.append(HeadExtraction(head_name(layer, h), float(np.median(r)), float((r == 1).mean()),
-                                        float(np.median(o)), float((o <= 10).mean())))  # fmt: skip
+            heads.append(
+                HeadExtraction(
+                    head_name(layer, h),
+                    float(np.median(r)),
+                    float((r == 1).mean()),
+                    float(np.median(o)),
+                    float((o <= 10).mean()),
+                )
+            )
     by_output = [h.head for h in sorted(heads, key=lambda h: (h.median_rank, -h.top1))]
     by_ov = [h.head for h in sorted(heads, key=lambda h: (h.ov_median_rank, -h.ov_top10))]
     attn_top1, mlp_top1 = (sub_ranks[k] == 1 for k in ("attn_out", "mlp_out"))
     totals = {"attn": float(attn_top1.any(1).mean()), "mlp": float(mlp_top1.any(1).mean())}
     return ExtractionResult(
-        model.name, relation, template, n_layers, len(prompts), bootstrap_intervals(attn_top1, n_boot=n_boot, seed=seed),
-        bootstrap_intervals(mlp_top1, n_boot=n_boot, seed=seed), heads, by_output, by_ov, any_event=totals,
+        model.name,
+        relation,
+        template,
+        n_layers,
+        len(prompts),
+        bootstrap_intervals(attn_top1, n_boot=n_boot, seed=seed),
+        bootstrap_intervals(mlp_top1, n_boot=n_boot, seed=seed),
+        heads,
+        by_output,
+        by_ov,
+        any_event=totals,
         attn_median_rank=np.median(sub_ranks["attn_out"], axis=0).tolist(),
         mlp_median_rank=np.median(sub_ranks["mlp_out"], axis=0).tolist(),
-        seconds=time.perf_counter() - started, n_boot=n_boot, seed=seed,
-    )  # fmt: skip
+        seconds=time.perf_counter() - started,
+        n_boot=n_boot,
+        seed=seed,
+    )

@@ -116,10 +116,13 @@ def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") ->
         (hook_point("final_in"), rec.at("final", last)),
     ]
     for layer in range(n_layers):
-        hooks += [(hook_point("z", layer), rec.at(f"z{layer}", last)), (hook_point("v", layer), rec.whole(f"v{layer}")),
-                  (hook_point("pattern", layer), rec.query_row(f"A{layer}", last)),
-                  (hook_point("attn_out", layer), rec.at(f"attn{layer}", last)),
-                  (hook_point("mlp_out", layer), rec.at(mlp_name(layer), last))]  # fmt: skip
+        hooks += [
+            (hook_point("z", layer), rec.at(f"z{layer}", last)),
+            (hook_point("v", layer), rec.whole(f"v{layer}")),
+            (hook_point("pattern", layer), rec.query_row(f"A{layer}", last)),
+            (hook_point("attn_out", layer), rec.at(f"attn{layer}", last)),
+            (hook_point("mlp_out", layer), rec.at(mlp_name(layer), last)),
+        ]
     run_with_hooks(model, prompts.tokens.to(model.device), hooks)
 
     norm = FrozenNorm(bridge.ln_final, store["final"])
@@ -158,5 +161,15 @@ def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") ->
     b_U = getattr(bridge, "b_U", None)
     if b_U is not None:
         constant = constant + b_U.detach().float()
-    return LastPosition(names, stacked, norm, W_U, constant, direction, pulled,
-                        torch.stack(per_source, dim=1), n_layers, n_heads)  # fmt: skip
+    return LastPosition(
+        names,
+        stacked,
+        norm,
+        W_U,
+        constant,
+        direction,
+        pulled,
+        torch.stack(per_source, dim=1),
+        n_layers,
+        n_heads,
+    )

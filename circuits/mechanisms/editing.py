@@ -73,8 +73,9 @@ def _mlp_subspace(model: Any, layer: int, rank: int) -> Tensor:
     return V.T @ V
 
 
-def _reference(harness: Harness, tokens: Tensor, heads: set[tuple[int, int]], mlps: set[int],
-               inputs: bool = False) -> dict[str, Tensor]:  # fmt: skip
+def _reference(
+    harness: Harness, tokens: Tensor, heads: set[tuple[int, int]], mlps: set[int], inputs: bool = False
+) -> dict[str, Tensor]:
     """Unedited outputs on ``tokens``: heads' ``z`` (``[b, p, d_head]``) and, under ``a{l}.h{h}:write``, what
     they write to the residual (:meth:`Harness.head_writes`), MLP outputs, the input embedding."""
     store: dict[str, Tensor] = {}
@@ -112,12 +113,15 @@ def _reference(harness: Harness, tokens: Tensor, heads: set[tuple[int, int]], ml
 
 def _check_batch(value: Tensor, x: Tensor, what: str) -> None:
     if tuple(value.shape[:2]) != tuple(x.shape[:2]):
-        raise InputError(f"{what}: counterfactual values were computed on a batch of shape "
-                         f"{tuple(value.shape[:2])}, this forward has {tuple(x.shape[:2])}")  # fmt: skip
+        raise InputError(
+            f"{what}: counterfactual values were computed on a batch of shape "
+            f"{tuple(value.shape[:2])}, this forward has {tuple(x.shape[:2])}"
+        )
 
 
-def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor],
-             cache: dict[str, Any]) -> list[Hook]:  # fmt: skip
+def _node_fn(
+    model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor], cache: dict[str, Any]
+) -> list[Hook]:
     shape = GraphShape.of(model)
     kind, layer, head, _ = parse_node(edit.node)
     assert layer is not None
@@ -127,10 +131,12 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
         assert head is not None
         if edit.op == "subspace":
             keep = torch.eye(int(model.cfg.d_head), dtype=torch.float64) - (1 - edit.factor) * _head_subspace(
-                model, layer, head, int(edit.rank or 0), cache)  # fmt: skip
+                model, layer, head, int(edit.rank or 0), cache
+            )
         if cache["harness"].post_attn[layer] is not None:
-            return _normed_head_edit(cache["harness"], edit, layer, head, means, ref,
-                                     keep if edit.op == "subspace" else None)  # fmt: skip
+            return _normed_head_edit(
+                cache["harness"], edit, layer, head, means, ref, keep if edit.op == "subspace" else None
+            )
         mean_z = None
         if edit.op == "ablate" and edit.ablation is Ablation.MEAN:
             # the head's mean output lies in W_O's row space, so z = mean W_O^+ writes exactly that mean
@@ -157,7 +163,8 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
         return [(hook_point("z", layer), on_z)]
     if edit.op == "subspace":
         keep_m = torch.eye(int(model.cfg.d_model), dtype=torch.float64) - (1 - edit.factor) * _mlp_subspace(
-            model, layer, int(edit.rank or 0))  # fmt: skip
+            model, layer, int(edit.rank or 0)
+        )
 
     def on_mlp(out: Tensor, hook: Any) -> Tensor:
         if edit.op == "scale":
@@ -175,8 +182,15 @@ def _node_fn(model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor
     return [(hook_point("mlp_out", layer), on_mlp)]
 
 
-def _normed_head_edit(harness: Harness, edit: Edit, layer: int, head: int, means: Tensor | None,
-                      ref: dict[str, Tensor], keep: Tensor | None) -> list[Hook]:  # fmt: skip
+def _normed_head_edit(
+    harness: Harness,
+    edit: Edit,
+    layer: int,
+    head: int,
+    means: Tensor | None,
+    ref: dict[str, Tensor],
+    keep: Tensor | None,
+) -> list[Hook]:
     """A head edit where a norm follows attention: the head's write is replaced in the normalised output.
 
     ``z`` is left as it is; at ``hook_attn_out`` the head's write in this
@@ -407,10 +421,17 @@ def edited_logits(
         if not any(e.is_edge for e in edits):
             return harness.last_logits(harness.run_to_final(tokens, hooks), last).float()
         plan = _EdgePlan(harness, edits, means, corrupt)
-        normed = {e.node for e in edits if not e.is_edge and parse_node(e.node)[0] == "head"
-                  and harness.post_attn[int(parse_node(e.node)[1] or 0)] is not None}  # fmt: skip
+        normed = {
+            e.node
+            for e in edits
+            if not e.is_edge
+            and parse_node(e.node)[0] == "head"
+            and harness.post_attn[int(parse_node(e.node)[1] or 0)] is not None
+        }
         if normed & plan.senders:
-            raise InputError(f"{sorted(normed & plan.senders)[0]}: in a model with a norm after attention a head "
-                             "cannot take a node edit and edge edits in one forward; give them separately")  # fmt: skip
+            raise InputError(
+                f"{sorted(normed & plan.senders)[0]}: in a model with a norm after attention a head "
+                "cannot take a node edit and edge edits in one forward; give them separately"
+            )
         with model.bridge.hooks(fwd_hooks=[*hooks, *plan.capture_hooks()]):
             return harness.patched(tokens, plan.delta, last).float()

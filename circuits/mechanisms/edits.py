@@ -138,8 +138,10 @@ class _Names:
         src = _check_name(src, self.senders, self.shape, where)
         dst = _check_name(dst, self.receivers, self.shape, where, receiver=True)
         if not self.mask[self.senders.index(src), self.receivers.index(dst)]:
-            raise InputError(f"{where}: {src}->{dst} is not an edge of the graph: a sender reaches only "
-                             "receivers later in the forward order")  # fmt: skip
+            raise InputError(
+                f"{where}: {src}->{dst} is not an edge of the graph: a sender reaches only "
+                "receivers later in the forward order"
+            )
         return src, dst
 
 
@@ -192,8 +194,10 @@ def parse_edits(
         try:
             ablation = Ablation(mode.strip())
         except ValueError:
-            raise InputError(f"{where}: unknown ablation mode {mode.strip()!r}; valid: "
-                             f"{', '.join(a.value for a in Ablation)}") from None  # fmt: skip
+            raise InputError(
+                f"{where}: unknown ablation mode {mode.strip()!r}; valid: "
+                f"{', '.join(a.value for a in Ablation)}"
+            ) from None
         node, receiver = names.target(target, where)
         edits.append(Edit("ablate", node, receiver, ablation=ablation))
     for spec in subspace:
@@ -220,7 +224,8 @@ def parse_edits(
     seen: dict[str, Edit] = {}
     for edit in edits:
         if edit.target in seen:
-            raise InputError(f"{edit.target} is edited twice ({seen[edit.target]}; {edit}); give one edit per "
-                             "node or edge")  # fmt: skip
+            raise InputError(
+                f"{edit.target} is edited twice ({seen[edit.target]}; {edit}); give one edit per node or edge"
+            )
         seen[edit.target] = edit
     return edits

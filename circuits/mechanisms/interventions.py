@@ -111,23 +111,40 @@ class InterventionResult:
     def as_dict(self) -> dict[str, Any]:
         """Strict JSON: ``before``/``after``/``change`` of ``{"value", "low", "high"}``, edits as strings."""
         return {
-            "analysis": "intervene", "model": self.model, "relation": self.relation, "template": self.template,
-            "split": self.split, "n_prompts": self.n_prompts, "edits": [str(e) for e in self.edits],
+            "analysis": "intervene",
+            "model": self.model,
+            "relation": self.relation,
+            "template": self.template,
+            "split": self.split,
+            "n_prompts": self.n_prompts,
+            "edits": [str(e) for e in self.edits],
             "note": "no edits: after is the unedited model" if not self.edits else "",
-            "metrics": {"accuracy": "answer is the top-1 next token", "answer_prob": "p(answer)",
-                        "logit_diff": "answer logit − corrupt answer logit"},
+            "metrics": {
+                "accuracy": "answer is the top-1 next token",
+                "answer_prob": "p(answer)",
+                "logit_diff": "answer logit − corrupt answer logit",
+            },
             "before": {k: v.as_dict() for k, v in self.before.items()},
             "after": {k: v.as_dict() for k, v in self.after.items()},
             "change": {k: v.as_dict() for k, v in self.change.items()},
-            "per_prompt": {"subjects": self.subjects,
-                           "before": {k: [round(float(x), 6) for x in v] for k, v in self.before_values.items()},
-                           "after": {k: [round(float(x), 6) for x in v] for k, v in self.after_values.items()}},
-            "n_boot": self.n_boot, "seed": self.seed, "seconds": round(self.seconds, 3),
-        }  # fmt: skip
+            "per_prompt": {
+                "subjects": self.subjects,
+                "before": {k: [round(float(x), 6) for x in v] for k, v in self.before_values.items()},
+                "after": {k: [round(float(x), 6) for x in v] for k, v in self.after_values.items()},
+            },
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+        }
 
 
-def paired_intervals(conditions: dict[str, dict[str, np.ndarray]], base: str, *, n_boot: int, seed: int,
-                     ) -> tuple[dict[str, dict[str, Interval]], dict[str, dict[str, Interval]]]:  # fmt: skip
+def paired_intervals(
+    conditions: dict[str, dict[str, np.ndarray]],
+    base: str,
+    *,
+    n_boot: int,
+    seed: int,
+) -> tuple[dict[str, dict[str, Interval]], dict[str, dict[str, Interval]]]:
     """Intervals of every condition's metrics and of ``condition − base``, all from the same resamples."""
     columns, keys = [], []
     for cond, per_prompt in conditions.items():
@@ -189,9 +206,19 @@ def intervene(
     bar.close()
     values, changes = paired_intervals({"before": before, "after": after}, "before", n_boot=n_boot, seed=seed)
     return InterventionResult(
-        model=model.name, relation=pairs.relation.name, template=pairs.template, split=split,
-        edits=list(edits), n_prompts=len(chosen), before=values["before"], after=values["after"],
-        change=changes["after"], before_values=before, after_values={k: v.copy() for k, v in after.items()},
-        subjects=[p.fact.subject for p in chosen], n_boot=n_boot, seed=seed,
+        model=model.name,
+        relation=pairs.relation.name,
+        template=pairs.template,
+        split=split,
+        edits=list(edits),
+        n_prompts=len(chosen),
+        before=values["before"],
+        after=values["after"],
+        change=changes["after"],
+        before_values=before,
+        after_values={k: v.copy() for k, v in after.items()},
+        subjects=[p.fact.subject for p in chosen],
+        n_boot=n_boot,
+        seed=seed,
         seconds=time.perf_counter() - started,
-    )  # fmt: skip
+    )

@@ -49,10 +49,16 @@ class Prompts:
             raise InputError("no prompts to analyse")
         tokens, _, last = pad_rows([p.clean_tokens for p in pairs], pad)
         answer = torch.tensor([p.answer for p in pairs], dtype=torch.long)
-        return cls(tokens, answer, last, tuple(p.roles for p in pairs),
-                   tuple(p.clean_text for p in pairs), tuple(p.fact.subject for p in pairs),
-                   tuple(p.answer_text for p in pairs),
-                   torch.tensor([p.corrupt_answer for p in pairs], dtype=torch.long))  # fmt: skip
+        return cls(
+            tokens,
+            answer,
+            last,
+            tuple(p.roles for p in pairs),
+            tuple(p.clean_text for p in pairs),
+            tuple(p.fact.subject for p in pairs),
+            tuple(p.answer_text for p in pairs),
+            torch.tensor([p.corrupt_answer for p in pairs], dtype=torch.long),
+        )
 
     def __len__(self) -> int:
         return int(self.tokens.shape[0])
@@ -73,8 +79,10 @@ class FrozenNorm:
     def __init__(self, norm: torch.nn.Module, x: Tensor) -> None:
         form = norm_form(norm)
         if form is None:
-            raise InputError(f"the norm {type(hf_module(norm)).__name__} is neither an RMS norm nor a LayerNorm; "
-                             "its scale cannot be frozen")  # fmt: skip
+            raise InputError(
+                f"the norm {type(hf_module(norm)).__name__} is neither an RMS norm nor a LayerNorm; "
+                "its scale cannot be frozen"
+            )
         self.centred = form.kind == "layer"
         x = x.float()
         if self.centred:
@@ -141,8 +149,9 @@ class _StopError(Exception):
     """Raised by a hook to end a forward early."""
 
 
-def run_with_hooks(model: Any, tokens: Tensor, hooks: list[tuple[str, Callable[..., Any]]],
-                   *, stop_at: str | None = None) -> Tensor | None:  # fmt: skip
+def run_with_hooks(
+    model: Any, tokens: Tensor, hooks: list[tuple[str, Callable[..., Any]]], *, stop_at: str | None = None
+) -> Tensor | None:
     """One forward under ``hooks``; the logits, or ``None`` when it stops at hook ``stop_at``."""
 
     def stop(x: Tensor, hook: Any) -> Tensor:

@@ -83,8 +83,12 @@ class ComponentEffect:
     norm: float  # mean ‖x_c‖: how much the component wrote at the position
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "gain": self.gain.as_dict(5), "push": self.push.as_dict(5),
-                "norm": round(self.norm, 5)}  # fmt: skip
+        return {
+            "name": self.name,
+            "gain": self.gain.as_dict(5),
+            "push": self.push.as_dict(5),
+            "norm": round(self.norm, 5),
+        }
 
 
 @dataclass
@@ -116,13 +120,16 @@ class LayerDecomposition:
     def as_dict(self, top: int = 10, keep: set[str] | None = None) -> dict[str, Any]:
         """The record of this MLP; ``keep`` limits ``components`` to those names (all by default)."""
         return {
-            "layer": self.layer, "mlp": mlp_name(self.layer), "total_push": self.total_push.as_dict(5),
-            "residual": float(f"{self.residual:.3g}"), "relative_residual": float(f"{self.relative_residual:.3g}"),
+            "layer": self.layer,
+            "mlp": mlp_name(self.layer),
+            "total_push": self.total_push.as_dict(5),
+            "residual": float(f"{self.residual:.3g}"),
+            "relative_residual": float(f"{self.relative_residual:.3g}"),
             "top_by_push": [c.name for c in self.by_push()[:top]],
             "top_by_gain": [c.name for c in self.by_gain()[:top]],
             "n_components": len(self.components),
             "components": [c.as_dict() for c in self.components if keep is None or c.name in keep],
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True)
@@ -206,21 +213,28 @@ class MLPDecomposition:
         in any MLP."""
         keep = set(self.top_moving()) | self.strongest("push", 2 * top) | self.strongest("gain", top)
         return {
-            "analysis": "mlp", "model": self.model, "relation": self.relation, "template": self.template,
-            "n_layers": self.n_layers, "n_prompts": self.n_prompts, "position": self.position,
+            "analysis": "mlp",
+            "model": self.model,
+            "relation": self.relation,
+            "template": self.template,
+            "n_layers": self.n_layers,
+            "n_prompts": self.n_prompts,
+            "position": self.position,
             "gain": "<MLP_c, x_c> / |x_c|^2: the MLP's part for component c along what c wrote (> 0 amplifies, "
-                    "< 0 erases); mean over prompts, 95% bootstrap interval",
+            "< 0 erases); mean over prompts, 95% bootstrap interval",
             "push": "the part's direct effect on the answer's centred logit through the frozen final norm",
             "components_listed": f"the subject-moving heads and the {2 * top} components with the largest |push| "
-                                 f"and the {top} with the largest |gain| in any MLP",
+            f"and the {top} with the largest |gain| in any MLP",
             "layers": [d.as_dict(top, keep) for d in self.layers],
             "moving_heads": [h.as_dict() for h in self.moving_heads],
             "top_moving": self.top_moving(),
             "moving_parts": [p.as_dict() for p in self.moving_parts],
             "moving_total_push": {h: iv.as_dict(5) for h, iv in self.moving_total_push.items()},
             "max_relative_residual": float(f"{self.residual:.3g}"),
-            "seconds": round(self.seconds, 3), "n_boot": self.n_boot, "seed": self.seed,
-        }  # fmt: skip
+            "seconds": round(self.seconds, 3),
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
 
 
 # ------------------------------------------------------------ the analysis
@@ -296,8 +310,10 @@ def mlp_decomposition(
             push = (final(parts, per_component=True) * direction[:, None]).sum(-1).numpy()
             gain_iv, push_iv = _intervals(gain, n_boot, seed), _intervals(push, n_boot, seed)
             norms = components.norm(dim=-1).mean(0).tolist()
-            effects = [ComponentEffect(name, g, p, float(s))
-                       for name, g, p, s in zip(names, gain_iv, push_iv, norms, strict=True)]  # fmt: skip
+            effects = [
+                ComponentEffect(name, g, p, float(s))
+                for name, g, p, s in zip(names, gain_iv, push_iv, norms, strict=True)
+            ]
             total = _intervals(push.sum(1, keepdims=True), n_boot, seed)[0]
             results.append(LayerDecomposition(layer, effects, total, error, error / scale))
             per_prompt[layer] = (names, gain, push)
@@ -323,7 +339,18 @@ def mlp_decomposition(
                 np.stack(pushes_of_head, 1).sum(1, keepdims=True), n_boot, seed
             )[0]
     return MLPDecomposition(
-        model.name, relation, template, int(model.n_layers), len(prompts), position, results, heads,
-        moving_parts, moving_total, n_moving=n_moving, seconds=time.perf_counter() - started, n_boot=n_boot,
+        model.name,
+        relation,
+        template,
+        int(model.n_layers),
+        len(prompts),
+        position,
+        results,
+        heads,
+        moving_parts,
+        moving_total,
+        n_moving=n_moving,
+        seconds=time.perf_counter() - started,
+        n_boot=n_boot,
         seed=seed,
-    )  # fmt: skip
+    )

@@ -174,11 +174,16 @@ def capture_inputs(model: Any, prompts: Prompts, position: str, upto: int) -> di
     at = rec.at
     hooks = [(hook_point("resid_pre", 0), at("input", pos)), (hook_point("final_in"), at("final", pos))]
     for layer in range(int(model.n_layers)):
-        hooks += [(hook_point("z", layer), at(f"z{layer}", pos)), (hook_point("v", layer), rec.whole(f"v{layer}")),
-                  (hook_point("pattern", layer), rec.query_row(f"p{layer}", prompts.last))]  # fmt: skip
+        hooks += [
+            (hook_point("z", layer), at(f"z{layer}", pos)),
+            (hook_point("v", layer), rec.whole(f"v{layer}")),
+            (hook_point("pattern", layer), rec.query_row(f"p{layer}", prompts.last)),
+        ]
         if layer <= upto:
-            hooks += [(hook_point("mlp_in", layer), at(f"x{layer}", pos)),
-                      (hook_point("mlp_out", layer), at(f"m{layer}", pos))]  # fmt: skip
+            hooks += [
+                (hook_point("mlp_in", layer), at(f"x{layer}", pos)),
+                (hook_point("mlp_out", layer), at(f"m{layer}", pos)),
+            ]
     run_with_hooks(model, prompts.tokens.to(model.device), hooks)
     return rec.store
 
@@ -223,8 +228,13 @@ def upstream_components(model: Any, store: dict[str, Tensor], layer: int) -> tup
     return names, torch.cat(parts, 1)
 
 
-def input_components(model: Any, prompts: Prompts, layer: int, *, position: str = "last",
-                     ) -> tuple[list[str], Tensor, Tensor]:  # fmt: skip
+def input_components(
+    model: Any,
+    prompts: Prompts,
+    layer: int,
+    *,
+    position: str = "last",
+) -> tuple[list[str], Tensor, Tensor]:
     """The components of the MLP input of ``layer`` at ``position``: names, ``[n, C, d]`` and the real input.
 
     ``components.sum(1)`` is the residual stream the MLP's norm reads (hook

@@ -52,17 +52,24 @@ class MotifResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "analysis": "motif", "model": self.model, "relation": self.relation, "template": self.template,
-            "n_prompts": self.n_prompts, "n_candidates": self.n_candidates, "groups": list(GROUPS),
+            "analysis": "motif",
+            "model": self.model,
+            "relation": self.relation,
+            "template": self.template,
+            "n_prompts": self.n_prompts,
+            "n_candidates": self.n_candidates,
+            "groups": list(GROUPS),
             "members": {g: m if g in GROUPS[:3] else len(m) for g, m in self.members.items()},
             "contribution": {g: iv.as_dict() for g, iv in self.contribution.items()},
             "top1": {g: iv.as_dict() for g, iv in self.top1.items()},
-            "median_rank": self.median_rank, "motif": self.motif.as_dict(),
+            "median_rank": self.median_rank,
+            "motif": self.motif.as_dict(),
             "definition": "contribution: a group's direct effect on the answer's centred logit; top1: share of "
-                          "prompts where the group's direct logits rank the answer first among the relation's "
-                          "candidate answers; motif: share where no group alone does but their sum does",
-            "n_boot": self.n_boot, "seed": self.seed,
-        }  # fmt: skip
+            "prompts where the group's direct logits rank the answer first among the relation's "
+            "candidate answers; motif: share where no group alone does but their sum does",
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
 
 
 def _ranks(logits: Tensor, answer_index: Tensor) -> Tensor:
@@ -119,11 +126,23 @@ def additive_motif(
     labels = [*GROUPS, "sum"]
     first = ranks == 1
     top1 = bootstrap_intervals(first.astype(float), n_boot=n_boot, seed=seed)
-    contribution = bootstrap_intervals(torch.cat([effects, effects.sum(1, keepdim=True)], 1).double().numpy(),
-                                       n_boot=n_boot, seed=seed)  # fmt: skip
+    contribution = bootstrap_intervals(
+        torch.cat([effects, effects.sum(1, keepdim=True)], 1).double().numpy(), n_boot=n_boot, seed=seed
+    )
     motif = (~first[:, :-1].any(1)) & first[:, -1]
     (motif_iv,) = bootstrap_intervals(motif.astype(float)[:, None], n_boot=n_boot, seed=seed)
-    return MotifResult(model, relation, template, len(answer), len(cands), members,
-                       dict(zip(labels, contribution, strict=True)), dict(zip(labels, top1, strict=True)),
-                       {g: float(np.median(ranks[:, i])) for i, g in enumerate(labels)}, motif_iv, ranks,
-                       n_boot, seed)  # fmt: skip
+    return MotifResult(
+        model,
+        relation,
+        template,
+        len(answer),
+        len(cands),
+        members,
+        dict(zip(labels, contribution, strict=True)),
+        dict(zip(labels, top1, strict=True)),
+        {g: float(np.median(ranks[:, i])) for i, g in enumerate(labels)},
+        motif_iv,
+        ranks,
+        n_boot,
+        seed,
+    )

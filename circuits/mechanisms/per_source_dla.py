@@ -63,8 +63,12 @@ class Thresholds:
         return "other"
 
     def as_dict(self) -> dict[str, float]:
-        return {"subject_share": self.subject_share, "relation_share": self.relation_share,
-                "mixed_share": self.mixed_share, "min_share": self.min_share}  # fmt: skip
+        return {
+            "subject_share": self.subject_share,
+            "relation_share": self.relation_share,
+            "mixed_share": self.mixed_share,
+            "min_share": self.min_share,
+        }
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,13 @@ class HeadAttribution:
     head_class: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"head": self.head, "dla": self.dla.as_dict(),
-                "by_role": {r: iv.as_dict() for r, iv in self.by_role.items()},
-                "positive_share": {r: round(v, 4) for r, v in self.shares.items()},
-                "class": self.head_class}  # fmt: skip
+        return {
+            "head": self.head,
+            "dla": self.dla.as_dict(),
+            "by_role": {r: iv.as_dict() for r, iv in self.by_role.items()},
+            "positive_share": {r: round(v, 4) for r, v in self.shares.items()},
+            "class": self.head_class,
+        }
 
 
 @dataclass
@@ -127,19 +134,28 @@ class SourceAttribution:
         top = self.n_top if top is None else top
         counts = {c: len(self.of_class(c)) for c in (*CLASSES, "other")}
         return {
-            "analysis": "dla", "model": self.model, "relation": self.relation, "template": self.template,
-            "direction": self.direction, "n_layers": self.n_layers, "n_heads": self.n_heads,
-            "n_prompts": self.n_prompts, "roles": list(ROLES),
+            "analysis": "dla",
+            "model": self.model,
+            "relation": self.relation,
+            "template": self.template,
+            "direction": self.direction,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "n_prompts": self.n_prompts,
+            "roles": list(ROLES),
             "dla": "direct effect of each head at the last position on the "
-                   + ("answer's centred logit" if self.direction == "answer" else "logit difference")
-                   + ", split by the role of the source position; mean over prompts, 95% bootstrap interval",
-            "thresholds": self.thresholds.as_dict(), "counts": counts,
+            + ("answer's centred logit" if self.direction == "answer" else "logit difference")
+            + ", split by the role of the source position; mean over prompts, 95% bootstrap interval",
+            "thresholds": self.thresholds.as_dict(),
+            "counts": counts,
             "classes": {c: self.of_class(c) for c in (*CLASSES, "other")},
             "top_heads": [self.head(h).as_dict() for h in self.top(top)],
             "heads": [h.as_dict() for h in self.heads],
             "max_sum_error": self.max_sum_error,
-            "seconds": round(self.seconds, 3), "n_boot": self.n_boot, "seed": self.seed,
-        }  # fmt: skip
+            "seconds": round(self.seconds, 3),
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
 
 
 def role_masks(prompts: Prompts, n_pos: int) -> torch.Tensor:
@@ -187,9 +203,30 @@ def source_attribution(
             active = (
                 dla.value > 0 and dla.low > 0 and budget > 0 and dla.value >= thresholds.min_share * budget
             )
-            roles = {r: Interval(float(mean[layer, h, i + 1]), float(low[layer, h, i + 1]),
-                                 float(high[layer, h, i + 1])) for i, r in enumerate(ROLES)}  # fmt: skip
-            heads.append(HeadAttribution(head_name(layer, h), dla, roles, shares,
-                                         thresholds.classify(shares) if active else None))  # fmt: skip
-    return SourceAttribution(model.name, relation, template, direction, L, H, len(prompts), heads, thresholds,
-                             error, time.perf_counter() - started, n_boot, seed, lp)  # fmt: skip
+            roles = {
+                r: Interval(
+                    float(mean[layer, h, i + 1]), float(low[layer, h, i + 1]), float(high[layer, h, i + 1])
+                )
+                for i, r in enumerate(ROLES)
+            }
+            heads.append(
+                HeadAttribution(
+                    head_name(layer, h), dla, roles, shares, thresholds.classify(shares) if active else None
+                )
+            )
+    return SourceAttribution(
+        model.name,
+        relation,
+        template,
+        direction,
+        L,
+        H,
+        len(prompts),
+        heads,
+        thresholds,
+        error,
+        time.perf_counter() - started,
+        n_boot,
+        seed,
+        lp,
+    )

@@ -61,28 +61,36 @@ class EnrichmentResult:
     def as_dict(self) -> dict[str, Any]:
         layer, rate = self.peak()
         return {
-            "analysis": "enrichment", "model": self.model, "relation": self.relation,
-            "template": self.template, "n_layers": self.n_layers, "top_k": self.top_k,
-            "split": self.split, "n_prompts": self.n_prompts, "n_no_attributes": self.n_no_attributes,
+            "analysis": "enrichment",
+            "model": self.model,
+            "relation": self.relation,
+            "template": self.template,
+            "n_layers": self.n_layers,
+            "top_k": self.top_k,
+            "split": self.split,
+            "n_prompts": self.n_prompts,
+            "n_no_attributes": self.n_no_attributes,
             "rate": f"share of the top-{self.top_k} logit-lens tokens at the last subject token that are "
-                    "attributes of the subject, after each layer; mean over prompts, 95% bootstrap interval",
+            "attributes of the subject, after each layer; mean over prompts, 95% bootstrap interval",
             "conditions": {
                 "clean": "no intervention",
                 "mlp-early": f"MLP outputs at the subject positions set to zero in layers 0..{self.split - 1}",
                 "mlp-late": f"MLP outputs at the subject positions set to zero in layers {self.split}.."
-                            f"{self.n_layers - 1}",
+                f"{self.n_layers - 1}",
                 "attn-early": f"attention outputs at the subject positions set to zero in layers 0.."
-                              f"{self.split - 1}",
+                f"{self.split - 1}",
                 "attn-late": f"attention outputs at the subject positions set to zero in layers {self.split}.."
-                             f"{self.n_layers - 1}",
+                f"{self.n_layers - 1}",
                 "null": "no intervention, scored against another prompt's subject's attributes (chance level)",
             },
             "embedding_rate": self.embedding_rate.as_dict(),
             "rates": {c: [r.as_dict() for r in rs] for c, rs in self.rates.items()},
             "peak": {"layer": layer, "rate": rate.as_dict()},
-            "examples": self.examples, "seconds": round(self.seconds, 3),
-            "n_boot": self.n_boot, "seed": self.seed,
-        }  # fmt: skip
+            "examples": self.examples,
+            "seconds": round(self.seconds, 3),
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
 
 
 class _TokenText:
@@ -157,8 +165,10 @@ def enrichment(
     sets = [attribute_tokens(attributes.get(s, ()), s, first_token) for s in prompts.subjects]
     use = [i for i, s in enumerate(sets) if s]
     if not use:
-        raise InputError(f"relation {relation!r}: no prompt's subject has attribute words in the bundled "
-                         "relations; enrichment needs subjects the relations say something about")  # fmt: skip
+        raise InputError(
+            f"relation {relation!r}: no prompt's subject has attribute words in the bundled "
+            "relations; enrichment needs subjects the relations say something about"
+        )
     rows = torch.tensor(use)
     tokens = prompts.tokens[rows].to(model.device)
     last_subject = torch.tensor([prompts.roles[i].last_subject for i in use])
@@ -191,8 +201,10 @@ def enrichment(
             return x
 
         hooks = _removal_hooks(condition, split, n_layers, subject_mask)
-        hooks += [(hook_point("resid_post", layer), lambda x, hook, layer=layer: grab(x, hook, layer))
-                  for layer in range(n_layers)]  # fmt: skip
+        hooks += [
+            (hook_point("resid_post", layer), lambda x, hook, layer=layer: grab(x, hook, layer))
+            for layer in range(n_layers)
+        ]
         if condition == "clean":
             hooks.append((hook_point("resid_pre", 0), lambda x, hook: grab(x, hook, -1)))
         run_with_hooks(model, tokens, hooks, stop_at=hook_point("final_in"))
@@ -206,10 +218,30 @@ def enrichment(
             top = decode(model, store[peak]).topk(top_k, dim=-1).indices.cpu()
             for r, i in enumerate(use[:5]):
                 found = [text(int(t)) for t in top[r] if text(int(t)) in sets[i]]
-                examples.append({"subject": prompts.subjects[i], "layer": peak, "attributes_in_top": found,
-                                 "n_attribute_tokens": len(sets[i])})  # fmt: skip
+                examples.append(
+                    {
+                        "subject": prompts.subjects[i],
+                        "layer": peak,
+                        "attributes_in_top": found,
+                        "n_attribute_tokens": len(sets[i]),
+                    }
+                )
         bar.update(1)
     bar.close()
     assert embedding is not None
-    return EnrichmentResult(model.name, relation, template, n_layers, top_k, split, len(use), rates, embedding,
-                            len(prompts) - len(use), examples, time.perf_counter() - started, n_boot, seed)  # fmt: skip
+    return EnrichmentResult(
+        model.name,
+        relation,
+        template,
+        n_layers,
+        top_k,
+        split,
+        len(use),
+        rates,
+        embedding,
+        len(prompts) - len(use),
+        examples,
+        time.perf_counter() - started,
+        n_boot,
+        seed,
+    )

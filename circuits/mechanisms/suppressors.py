@@ -57,8 +57,11 @@ class DirectEffect:
     negative_share: float  # share of prompts where the effect is negative
 
     def as_dict(self) -> dict[str, Any]:
-        return {"component": self.name, "effect": self.effect.as_dict(),
-                "negative_share": round(self.negative_share, 4)}  # fmt: skip
+        return {
+            "component": self.name,
+            "effect": self.effect.as_dict(),
+            "negative_share": round(self.negative_share, 4),
+        }
 
 
 @dataclass
@@ -82,32 +85,51 @@ class SuppressionResult:
 
     def suppresses_on(self, name: str) -> list[str]:
         """The relations on which ``name`` is negative on more than ``majority`` of the prompts."""
-        return [r for r, comps in self.effects.items()
-                for c in comps if c.name == name and c.negative_share > self.majority]  # fmt: skip
+        return [
+            r
+            for r, comps in self.effects.items()
+            for c in comps
+            if c.name == name and c.negative_share > self.majority
+        ]
 
     def as_dict(self) -> dict[str, Any]:
         metrics = ("accuracy", "answer_prob")
         return {
-            "analysis": "suppression", "model": self.model, "relations": self.relations,
-            "relation": "+".join(self.relations) if len(self.relations) <= 3 else f"{len(self.relations)} relations",
+            "analysis": "suppression",
+            "model": self.model,
+            "relations": self.relations,
+            "relation": "+".join(self.relations)
+            if len(self.relations) <= 3
+            else f"{len(self.relations)} relations",
             "n_prompts": sum(len(r.before_values["accuracy"]) for r in self.mitigation.values()),
-            "layers": self.layers, "alpha": self.alpha, "majority": self.majority,
+            "layers": self.layers,
+            "alpha": self.alpha,
+            "majority": self.majority,
             "relations_share": self.relations_share,
             "definition": "direct effect of each component of the last layers on the answer's centred logit at "
-                          "the last position (scoring prompts); a suppressor is negative on more than "
-                          f"{self.majority:.0%} of the prompts of at least {self.relations_share:.0%} of the "
-                          f"relations; mitigation scales suppressors by alpha, measured on held-out prompts",
+            "the last position (scoring prompts); a suppressor is negative on more than "
+            f"{self.majority:.0%} of the prompts of at least {self.relations_share:.0%} of the "
+            f"relations; mitigation scales suppressors by alpha, measured on held-out prompts",
             "effects": {r: [c.as_dict() for c in comps] for r, comps in self.effects.items()},
             "suppressors": [{"component": s, "relations": self.suppresses_on(s)} for s in self.suppressors],
-            "mitigation": {r: {"n_prompts": m.n_prompts,
-                               "before": {k: m.before[k].as_dict() for k in metrics},
-                               "after": {k: m.after[k].as_dict() for k in metrics},
-                               "change": {k: m.change[k].as_dict() for k in metrics}}
-                           for r, m in self.mitigation.items()},
-            "control": {"what": "mean next-token loss (nats) on full sentences of relations not analysed",
-                        "n_texts": self.control_texts, **{k: v.as_dict() for k, v in self.control.items()}},
-            "n_boot": self.n_boot, "seed": self.seed, "seconds": round(self.seconds, 3),
-        }  # fmt: skip
+            "mitigation": {
+                r: {
+                    "n_prompts": m.n_prompts,
+                    "before": {k: m.before[k].as_dict() for k in metrics},
+                    "after": {k: m.after[k].as_dict() for k in metrics},
+                    "change": {k: m.change[k].as_dict() for k in metrics},
+                }
+                for r, m in self.mitigation.items()
+            },
+            "control": {
+                "what": "mean next-token loss (nats) on full sentences of relations not analysed",
+                "n_texts": self.control_texts,
+                **{k: v.as_dict() for k, v in self.control.items()},
+            },
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def last_layer_components(model: Any, last_layers: int) -> tuple[list[int], list[str]]:
@@ -116,13 +138,20 @@ def last_layer_components(model: Any, last_layers: int) -> tuple[list[int], list
     if not 1 <= last_layers <= n_layers:
         raise InputError(f"--last-layers must lie in [1, {n_layers}] for {model.name}, not {last_layers}")
     layers = list(range(n_layers - last_layers, n_layers))
-    names = [n for layer in layers for n in (*(head_name(layer, h) for h in range(model.n_heads)),
-                                              mlp_name(layer))]  # fmt: skip
+    names = [
+        n for layer in layers for n in (*(head_name(layer, h) for h in range(model.n_heads)), mlp_name(layer))
+    ]
     return layers, names
 
 
-def relation_effects(model: Any, prompts: Prompts, names: Sequence[str], *, n_boot: int, seed: int,
-                     ) -> list[DirectEffect]:  # fmt: skip
+def relation_effects(
+    model: Any,
+    prompts: Prompts,
+    names: Sequence[str],
+    *,
+    n_boot: int,
+    seed: int,
+) -> list[DirectEffect]:
     """Direct effects of ``names`` on the answer's centred logit, over ``prompts``."""
     lp = last_position(model, prompts)
     effects = lp.effects()[:, [lp.index(n) for n in names]].double().numpy()  # [prompts, components]
@@ -131,8 +160,12 @@ def relation_effects(model: Any, prompts: Prompts, names: Sequence[str], *, n_bo
     return [DirectEffect(n, iv, float(s)) for n, iv, s in zip(names, intervals, negative, strict=True)]
 
 
-def choose_suppressors(effects: dict[str, list[DirectEffect]], *, majority: float, relations_share: float,
-                       ) -> list[str]:  # fmt: skip
+def choose_suppressors(
+    effects: dict[str, list[DirectEffect]],
+    *,
+    majority: float,
+    relations_share: float,
+) -> list[str]:
     """Components negative on more than ``majority`` of prompts on at least ``relations_share`` of relations.
 
     Ordered by their mean effect over the relations, most negative first.
@@ -211,6 +244,19 @@ def suppression(
         control = {"before": b, "after": a, "change": c}
     bar.update(1)
     bar.close()
-    return SuppressionResult(model.name, [p.relation.name for p in pair_sets], layers, alpha, majority,
-                             relations_share, effects, suppressors, mitigation, control, len(control_texts),
-                             n_boot, seed, time.perf_counter() - started)  # fmt: skip
+    return SuppressionResult(
+        model.name,
+        [p.relation.name for p in pair_sets],
+        layers,
+        alpha,
+        majority,
+        relations_share,
+        effects,
+        suppressors,
+        mitigation,
+        control,
+        len(control_texts),
+        n_boot,
+        seed,
+        time.perf_counter() - started,
+    )

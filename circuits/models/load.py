@@ -244,16 +244,18 @@ def check_device(device: str | torch.device) -> torch.device:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
-        raise InputError(f"unknown device {str(device)!r}; valid: cpu, cuda, cuda:N (a CUDA GPU), "
-                         "mps (Apple GPU)") from None  # fmt: skip
+        raise InputError(
+            f"unknown device {str(device)!r}; valid: cpu, cuda, cuda:N (a CUDA GPU), mps (Apple GPU)"
+        ) from None
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
             build = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
             raise InputError(f"device {str(device)!r}: {build} on this machine; use --device cpu")
         if parsed.index is not None and parsed.index >= count:
-            raise InputError(f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
-                             f"cuda:{count - 1}")  # fmt: skip
+            raise InputError(
+                f"device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+            )
     elif parsed.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device {str(device)!r}: no Apple GPU (MPS) is available here; use --device cpu")
     elif parsed.type not in ("cpu", "cuda", "mps"):
@@ -331,15 +333,23 @@ def _hub_unreachable(name: str) -> str | None:
     return None
 
 
-def _load_from_hub(name: str, *, device: Any, dtype: torch.dtype, processing: Processing,
-                   device_map: str | dict[str, Any] | None = None) -> LoadedModel:  # fmt: skip
+def _load_from_hub(
+    name: str,
+    *,
+    device: Any,
+    dtype: torch.dtype,
+    processing: Processing,
+    device_map: str | dict[str, Any] | None = None,
+) -> LoadedModel:
     from transformer_lens.model_bridge import TransformerBridge
 
     why = _hub_unreachable(name)
     if why is not None:
         known = ", ".join(list_models())
-        raise ModelNotAvailableError(f"cannot load model {name!r}: {why}. Models available here: {known}; "
-                                     f"the embedded default is {DEFAULT_MODEL!r}.")  # fmt: skip
+        raise ModelNotAvailableError(
+            f"cannot load model {name!r}: {why}. Models available here: {known}; "
+            f"the embedded default is {DEFAULT_MODEL!r}."
+        )
     try:
         from transformers import AutoTokenizer
 

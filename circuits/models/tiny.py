@@ -87,25 +87,50 @@ def build_tiny_model(name: str, *, seed: int = 0) -> tuple[Any, Any]:
     config: Any
     model: Any
     if name in _GPT2_SIZES:
-        config = GPT2Config(vocab_size=vocab, **_GPT2_SIZES[name], resid_pdrop=0.0, embd_pdrop=0.0,
-                            attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)  # fmt: skip
+        config = GPT2Config(
+            vocab_size=vocab,
+            **_GPT2_SIZES[name],
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
         model = GPT2LMHeadModel(config)
     elif name == "tiny-llama":
         config = LlamaConfig(
-            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-            tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, pad_token_id=0,
-        )  # fmt: skip
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            tie_word_embeddings=False,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
+        )
         model = LlamaForCausalLM(config)
     elif name == "tiny-gemma3":
         # head_dim * heads (64) != d_model (32), as in Gemma 3 270M (4 x 256 against 640)
         config = Gemma3TextConfig(
-            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-            num_attention_heads=4, num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16,
-            sliding_window=4, layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-            max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+            vocab_size=vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            head_dim=16,
+            query_pre_attn_scalar=16,
+            sliding_window=4,
+            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+            max_position_embeddings=64,
+            bos_token_id=0,
+            eos_token_id=0,
+            pad_token_id=0,
             architectures=["Gemma3ForCausalLM"],  # how TransformerBridge picks its adapter
-        )  # fmt: skip
+        )
         model = Gemma3ForCausalLM(config)
     else:
         raise ModelNotAvailableError(f"no tiny model {name!r}; tiny models: {list(TINY_MODELS)}")

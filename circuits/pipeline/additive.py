@@ -51,8 +51,9 @@ def run_dla(
     """
 
     def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> SourceAttribution:
-        result = source_attribution(model, prompts, direction=direction, thresholds=thresholds, n_boot=n_boot,
-                                    **common)  # fmt: skip
+        result = source_attribution(
+            model, prompts, direction=direction, thresholds=thresholds, n_boot=n_boot, **common
+        )
         result.n_top = top
         return result
 
@@ -75,7 +76,14 @@ def run_motif(
     def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> MotifResult:
         dla = source_attribution(model, prompts, thresholds=thresholds, n_boot=n_boot, **common)
         assert dla.last is not None
-        return additive_motif(dla.last, dla.classes(), prompts.answer, candidate_answers(model, pairs.relation),
-                              n_boot=n_boot, model=model.name, **common)  # fmt: skip
+        return additive_motif(
+            dla.last,
+            dla.classes(),
+            prompts.answer,
+            candidate_answers(model, pairs.relation),
+            n_boot=n_boot,
+            model=model.name,
+            **common,
+        )
 
     return run_analysis(model, relation, choice, "motif", motif_figure, out, store, analyse)

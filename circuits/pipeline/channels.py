@@ -38,17 +38,25 @@ class ChannelsReport:
     def as_dict(self, *, share: float, by: str) -> dict[str, Any]:
         a = self.analysis
         return {
-            "model": a.model, "analysis_seconds": round(a.seconds, 3),
-            "writers": len(a.writers.names), "readers": len(a.readers.names),
-            "settings": a.settings, "share": share, "by": by,
-            "null": {"whole": {f"{w}-{r}": v for (w, r), v in a.null.whole.items()},
-                     "component": a.null.component},
+            "model": a.model,
+            "analysis_seconds": round(a.seconds, 3),
+            "writers": len(a.writers.names),
+            "readers": len(a.readers.names),
+            "settings": a.settings,
+            "share": share,
+            "by": by,
+            "null": {
+                "whole": {f"{w}-{r}": v for (w, r), v in a.null.whole.items()},
+                "component": a.null.component,
+            },
             "channels": [c.as_dict() for c in self.channels],
             "validation": [row.as_dict() for row in self.validation],
-            "causal": [{"relation": rel, "checks": [c.as_dict() for c in checks]}
-                       for rel, checks in self.causal.items()],
+            "causal": [
+                {"relation": rel, "checks": [c.as_dict() for c in checks]}
+                for rel, checks in self.causal.items()
+            ],
             "seconds": round(self.seconds, 3),
-        }  # fmt: skip
+        }
 
 
 def run_channels(
@@ -93,8 +101,9 @@ def run_channels(
     report = ChannelsReport(analysis, find_channels(analysis, top=top, share=share, by=by))
     if validate:
         settings = ScoreSettings(max_pairs=max_pairs, seed=seed)
-        validated = validate_relations(model, analysis, validate, settings=settings,
-                                       top_fraction=top_fraction, progress=progress)  # fmt: skip
+        validated = validate_relations(
+            model, analysis, validate, settings=settings, top_fraction=top_fraction, progress=progress
+        )
         report.validation = [row for row, _, _ in validated]
         if causal:
             strongest = find_channels(analysis, top=causal, share=share, by=by)
@@ -103,7 +112,8 @@ def run_channels(
                 report.n_pairs[row.relation] = len(batch)
                 report.causal[row.relation] = [
                     causal_check(model, analysis, c, batch, seed=seed, scope=scope, n_random=n_random)
-                    for c in strongest for scope in ("writer", "edge")
-                ]  # fmt: skip
+                    for c in strongest
+                    for scope in ("writer", "edge")
+                ]
     report.seconds = time.perf_counter() - started
     return report

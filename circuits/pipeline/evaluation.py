@@ -103,8 +103,9 @@ def heldout_evaluator(
     if meta.get("ablation") == Ablation.MEAN.value:
         means = mean_senders(harness, batch_pairs(pairs.pairs, pad=pad))
     chosen = pairs.heldout if split == "heldout" else pairs.scoring
-    return Evaluator(harness, batch_pairs(chosen, pad=pad), metric=meta["metric"],
-                     ablation=meta["ablation"], means=means)  # fmt: skip
+    return Evaluator(
+        harness, batch_pairs(chosen, pad=pad), metric=meta["metric"], ablation=meta["ablation"], means=means
+    )
 
 
 def evaluate_scored(
@@ -179,14 +180,22 @@ def evaluate_scored(
     here = GraphShape.of(model)
     if here != graph.shape:
         whose = "" if meta["model"] == model.name else f" (the graph names {meta['model']!r})"
-        raise InputError(f"{directory}: the graph's shape ({shape_size(graph.shape)}) is not the shape of "
-                         f"{model.name!r} as loaded here ({shape_size(here)}){whose}; the graph was edited "
-                         "or scored on another model: score it again with this one")  # fmt: skip
+        raise InputError(
+            f"{directory}: the graph's shape ({shape_size(graph.shape)}) is not the shape of "
+            f"{model.name!r} as loaded here ({shape_size(here)}){whose}; the graph was edited "
+            "or scored on another model: score it again with this one"
+        )
     evaluator = heldout_evaluator(model, graph, relation_file=Path(directory) / RELATION, split=split)
     bar = progress_bar(len(FRACTIONS), "evaluating", enabled=progress)
-    result = evaluate_graph(evaluator, graph, seed=meta.get("seed", 0), progress=bar, n_boot=n_boot,
-                            positions=graph.positions)  # fmt: skip
+    result = evaluate_graph(
+        evaluator, graph, seed=meta.get("seed", 0), progress=bar, n_boot=n_boot, positions=graph.positions
+    )
     bar.close()
-    result.extra = {"split": split, "relation": meta["relation"], "model": meta["model"],
-                    "score_method": meta["score_method"], "positions": graph.positions}  # fmt: skip
+    result.extra = {
+        "split": split,
+        "relation": meta["relation"],
+        "model": meta["model"],
+        "score_method": meta["score_method"],
+        "positions": graph.positions,
+    }
     return result, graph

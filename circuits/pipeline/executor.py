@@ -110,15 +110,18 @@ class Executor:
         if self.address is not None and self.kind != "ray":
             raise InputError("--address needs --executor ray (the serial executor runs here)")
         if self.task_cpus < 1 or self.task_gpus < 0:
-            raise InputError(f"a task needs at least 1 CPU and no negative GPUs, not {self.task_cpus} CPUs "
-                             f"and {self.task_gpus} GPUs")  # fmt: skip
+            raise InputError(
+                f"a task needs at least 1 CPU and no negative GPUs, not {self.task_cpus} CPUs "
+                f"and {self.task_gpus} GPUs"
+            )
 
     @property
     def distributed(self) -> bool:
         return self.kind == "ray"
 
-    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "tasks",
-            progress: bool = True) -> list[Any]:  # fmt: skip
+    def map(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str = "tasks", progress: bool = True
+    ) -> list[Any]:
         """``[fn(item) for item in items]``, in order; on Ray, every item is one task.
 
         ``fn`` and the items must be picklable (a module-level function or a
@@ -144,8 +147,10 @@ class Executor:
             try:
                 ray.init(address=self.address, include_dashboard=False, logging_level="warning")
             except ConnectionError as error:
-                raise InputError(f"could not join the Ray cluster at {self.address!r}: {error}; start one with "
-                                 "`ray start --head` or leave --address out for a local instance") from None  # fmt: skip
+                raise InputError(
+                    f"could not join the Ray cluster at {self.address!r}: {error}; start one with "
+                    "`ray start --head` or leave --address out for a local instance"
+                ) from None
         try:
             task = ray.remote(num_cpus=self.task_cpus, num_gpus=self.task_gpus, max_retries=0)(_in_task)
             refs = [task.remote(fn, item, self.task_cpus) for item in items]
@@ -174,6 +179,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise InputError("--executor ray needs Ray: pip install 'circuit-graph-engine[distributed]' "
-                         "(or pip install ray)") from None  # fmt: skip
+        raise InputError(
+            "--executor ray needs Ray: pip install 'circuit-graph-engine[distributed]' (or pip install ray)"
+        ) from None
     return ray

@@ -36,8 +36,9 @@ def load_circuit(path: str | Path) -> Circuit:
     return Circuit.load(path / CIRCUIT_FILE if path.is_dir() else path)
 
 
-def diagram_writer(circuit: Circuit, formats: tuple[str, ...] = ("svg",), *,
-                   color_by: str = "sign") -> Callable[[Path], str]:  # fmt: skip
+def diagram_writer(
+    circuit: Circuit, formats: tuple[str, ...] = ("svg",), *, color_by: str = "sign"
+) -> Callable[[Path], str]:
     """A ``draw(folder)`` for :meth:`Gallery.save_circuit`: writes ``circuit.dot`` and the diagrams.
 
     A position-aware circuit is drawn in role lanes (:func:`~circuits.draw.role_dot`).
@@ -119,9 +120,18 @@ def extract_stored(
             search = heldout_evaluator(model, graph, relation_file=folder / RELATION, split="scoring")
     if target_faithfulness is not None:
         extract_method = ExtractMethod.MINIMAL.value
-    circuit = extract(graph, extract_method, size=size, fraction=fraction, value=threshold,
-                      target=target_faithfulness, evaluate=search, by=by, pruned=pruned,
-                      positions=positions)  # fmt: skip
+    circuit = extract(
+        graph,
+        extract_method,
+        size=size,
+        fraction=fraction,
+        value=threshold,
+        target=target_faithfulness,
+        evaluate=search,
+        by=by,
+        pruned=pruned,
+        positions=positions,
+    )
     if search is not None:  # what the search measured was on the scoring pairs; held-out F comes below
         circuit.params = {
             **circuit.params,
@@ -134,16 +144,21 @@ def extract_stored(
     if evaluator is not None:
         from circuits.evaluate import faithfulness_interval
 
-        interval = faithfulness_interval(evaluator, circuit.to_unit_mask(), n_boot=n_boot,
-                                         seed=graph.metadata.get("seed", 0))  # fmt: skip
+        interval = faithfulness_interval(
+            evaluator, circuit.to_unit_mask(), n_boot=n_boot, seed=graph.metadata.get("seed", 0)
+        )
         if circuit.faithfulness is None:
             circuit.faithfulness = interval.value
         n_pairs = len(evaluator.batch)
         if n_boot:
-            circuit.params = {**circuit.params, "faithfulness_interval": {**interval.as_dict(), "n_boot": n_boot,
-                                                                          "n_pairs": n_pairs}}  # fmt: skip
-            notes.append(f"held-out faithfulness {interval.format(3)} "
-                         f"(95% bootstrap over {n_pairs} pairs, {n_boot} resamples)")  # fmt: skip
+            circuit.params = {
+                **circuit.params,
+                "faithfulness_interval": {**interval.as_dict(), "n_boot": n_boot, "n_pairs": n_pairs},
+            }
+            notes.append(
+                f"held-out faithfulness {interval.format(3)} "
+                f"(95% bootstrap over {n_pairs} pairs, {n_boot} resamples)"
+            )
     if store is not None:
         where, message = Gallery(store).save_circuit(circuit, draw=diagram_writer(circuit, formats))
         return circuit, where, "\n".join([*notes, message] if message else notes)
@@ -192,10 +207,14 @@ def compare_files(
     first, second = load_circuit(a), load_circuit(b)
     models = [c.provenance.get("model") for c in (first, second)]
     if models[0] != models[1] or first.shape != second.shape:
-        a_of, b_of = (f"{m or 'an unnamed model'} ({shape_size(c.shape)})"
-                      for m, c in zip(models, (first, second), strict=True))  # fmt: skip
-        raise InputError(f"{a} is a circuit of {a_of} and {b} one of {b_of}: circuits of different models "
-                         "share no edges; compare circuits of one model")  # fmt: skip
+        a_of, b_of = (
+            f"{m or 'an unnamed model'} ({shape_size(c.shape)})"
+            for m, c in zip(models, (first, second), strict=True)
+        )
+        raise InputError(
+            f"{a} is a circuit of {a_of} and {b} one of {b_of}: circuits of different models "
+            "share no edges; compare circuits of one model"
+        )
     result = compare(first, second)
     if noise is not None:
         result["noise"] = _compare_noise((a, b), (first, second), noise)
@@ -214,8 +233,9 @@ def scored_beside(path: str | Path) -> Path | None:
     return None
 
 
-def _compare_noise(paths: tuple[str | Path, str | Path], circuits: tuple[Circuit, Circuit],
-                   settings: NoiseSettings) -> dict[str, Any]:  # fmt: skip
+def _compare_noise(
+    paths: tuple[str | Path, str | Path], circuits: tuple[Circuit, Circuit], settings: NoiseSettings
+) -> dict[str, Any]:
     folders = [scored_beside(p) for p in paths]
     if None in folders:
         missing = [str(p) for p, f in zip(paths, folders, strict=True) if f is None]
@@ -228,14 +248,22 @@ def _compare_noise(paths: tuple[str | Path, str | Path], circuits: tuple[Circuit
             "skipped": "a scored graph keeps no per-pair scores (scored before version 0.3); score it again"
         }
     if any(c.positions != g.positions for c, g in zip(circuits, graphs, strict=True)):
-        return {"skipped": "a circuit and the scored graph beside it differ in positions (summed vs roles); "
-                           "intervals redraw circuits from that graph, so they need the graph the circuit came from"}  # fmt: skip
+        return {
+            "skipped": "a circuit and the scored graph beside it differ in positions (summed vs roles); "
+            "intervals redraw circuits from that graph, so they need the graph the circuit came from"
+        }
     if circuits[0].params.get("by", "signed") != circuits[1].params.get("by", "signed"):
         return {"skipped": "the circuits rank edges differently (signed vs abs)"}
     names = ["A", "B"]
-    family = family_noise(dict(zip(names, graphs, strict=True)), dict(zip(names, circuits, strict=True)),
-                          [*METRICS, "spearman"], settings=settings)  # fmt: skip
+    family = family_noise(
+        dict(zip(names, graphs, strict=True)),
+        dict(zip(names, circuits, strict=True)),
+        [*METRICS, "spearman"],
+        settings=settings,
+    )
     sims = family.pairs[("A", "B")]
-    return {"settings": family.as_dict()["settings"],
-            "ceilings": {n: {m: iv.as_dict() for m, iv in c.items()} for n, c in family.ceilings.items()},
-            "similarities": {m: sim.as_dict() for m, sim in sims.items()}}  # fmt: skip
+    return {
+        "settings": family.as_dict()["settings"],
+        "ceilings": {n: {m: iv.as_dict() for m, iv in c.items()} for n, c in family.ceilings.items()},
+        "similarities": {m: sim.as_dict() for m, sim in sims.items()},
+    }

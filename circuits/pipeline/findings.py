@@ -32,20 +32,26 @@ def _enrichment(r: dict[str, Any]) -> str:
 def _extraction(r: dict[str, Any]) -> str:
     any_event = r.get("any_event") or {}
     heads = ", ".join(h["head"] for h in (r.get("top_heads_by_output") or [])[:3])
-    return (f"an attention sublayer puts the answer first on {100 * any_event.get('attn', 0):.0f}% of prompts, "
-            f"an MLP on {100 * any_event.get('mlp', 0):.0f}%; top heads {heads}")  # fmt: skip
+    return (
+        f"an attention sublayer puts the answer first on {100 * any_event.get('attn', 0):.0f}% of prompts, "
+        f"an MLP on {100 * any_event.get('mlp', 0):.0f}%; top heads {heads}"
+    )
 
 
 def _dla(r: dict[str, Any]) -> str:
     counts = r.get("counts") or {}
     top = (r.get("top_heads") or [{}])[0]
-    return (f"{counts.get('subject', 0)} subject, {counts.get('relation', 0)} relation, {counts.get('mixed', 0)} "
-            f"mixed heads; strongest {top.get('head')} ({top.get('class')}) {_iv(top.get('dla'))}")  # fmt: skip
+    return (
+        f"{counts.get('subject', 0)} subject, {counts.get('relation', 0)} relation, {counts.get('mixed', 0)} "
+        f"mixed heads; strongest {top.get('head')} ({top.get('class')}) {_iv(top.get('dla'))}"
+    )
 
 
 def _motif(r: dict[str, Any]) -> str:
-    return (f"additive motif (no group alone, their sum ranks the answer first) on {_iv(r.get('motif'))} of "
-            f"prompts; the sum ranks it first on {_iv((r.get('top1') or {}).get('sum'))}")  # fmt: skip
+    return (
+        f"additive motif (no group alone, their sum ranks the answer first) on {_iv(r.get('motif'))} of "
+        f"prompts; the sum ranks it first on {_iv((r.get('top1') or {}).get('sum'))}"
+    )
 
 
 def _mlp(r: dict[str, Any]) -> str:
@@ -57,8 +63,14 @@ def _mlp(r: dict[str, Any]) -> str:
     return f"subject-moving head {name}: the MLPs' parts along its output push the answer by {_iv(push)}"
 
 
-_FINDERS = {"knockout": _knockout, "enrichment": _enrichment, "extraction": _extraction, "dla": _dla,
-            "motif": _motif, "mlp": _mlp}  # fmt: skip
+_FINDERS = {
+    "knockout": _knockout,
+    "enrichment": _enrichment,
+    "extraction": _extraction,
+    "dla": _dla,
+    "motif": _motif,
+    "mlp": _mlp,
+}
 
 
 def finding(analysis: str, record: dict[str, Any]) -> str:

@@ -52,11 +52,15 @@ from circuits.vocab import Ablation, InputError, choice, head_name, parse_node
 
 __all__ = ["circuit_heads", "run_intervene", "run_reuse_test"]
 
-HEAD_RULE = ("a head is in a circuit when it sends one of its edges (a{l}.h{h}) or receives one at its query "
-             "input (a{l}.h{h}<q>); <k>/<v> receivers name key/value heads, which stand for single query heads "
-             "only without grouped-query attention")  # fmt: skip
-SPECIFIC_RULE = ("specific heads: the relation's circuit heads outside the core, ranked by their total |edge score| "
-                 "in the relation's scored graph (every edge they send or receive), as many as the core has")  # fmt: skip
+HEAD_RULE = (
+    "a head is in a circuit when it sends one of its edges (a{l}.h{h}) or receives one at its query "
+    "input (a{l}.h{h}<q>); <k>/<v> receivers name key/value heads, which stand for single query heads "
+    "only without grouped-query attention"
+)
+SPECIFIC_RULE = (
+    "specific heads: the relation's circuit heads outside the core, ranked by their total |edge score| "
+    "in the relation's scored graph (every edge they send or receive), as many as the core has"
+)
 
 
 def run_intervene(
@@ -94,10 +98,16 @@ def run_intervene(
     pairs = choice_pairs(model, relation, choice, heldout_fraction=heldout_fraction)
     result = intervene(model, pairs, edits, split=split, n_boot=n_boot, seed=choice.seed, progress=progress)
     record = result.as_dict()
-    record["prompts"] = {**choice.as_dict(), "template": pairs.template, "n_facts": pairs.n_facts,
-                         "n_known": pairs.n_known, "heldout_fraction": heldout_fraction,
-                         "n_pairs": len(pairs.pairs), "n_scoring": len(pairs.scoring),
-                         "n_heldout": len(pairs.heldout)}  # fmt: skip
+    record["prompts"] = {
+        **choice.as_dict(),
+        "template": pairs.template,
+        "n_facts": pairs.n_facts,
+        "n_known": pairs.n_known,
+        "heldout_fraction": heldout_fraction,
+        "n_pairs": len(pairs.pairs),
+        "n_scoring": len(pairs.scoring),
+        "n_heldout": len(pairs.heldout),
+    }
     return result, record, write_record(out, store, "intervene", record, intervention_figure)
 
 
@@ -162,8 +172,10 @@ def _circuit_pairs(model: LoadedModel, circuit: Circuit, gallery: Gallery, max_p
     name = str(circuit.relation)
     missing = [k for k in ("template", "split_seed", "heldout_fraction") if k not in p]
     if missing:
-        raise InputError(f"circuit {circuit.label()!r} of {name!r} does not record {', '.join(missing)}; "
-                         "its pairs cannot be remade (store it again with `circuits reuse`)")  # fmt: skip
+        raise InputError(
+            f"circuit {circuit.label()!r} of {name!r} does not record {', '.join(missing)}; "
+            "its pairs cannot be remade (store it again with `circuits reuse`)"
+        )
     file = gallery.folder(model.name, name, "scored") / RELATION
     source = str(p.get("relation_source", ""))
     rel = load_relation(file if file.is_file() else source.removeprefix("bundled:") or name)
@@ -171,14 +183,20 @@ def _circuit_pairs(model: LoadedModel, circuit: Circuit, gallery: Gallery, max_p
     stored_cap = p.get("max_pairs")
     cap = stored_cap if max_pairs is None else max_pairs
     if max_pairs is not None and (stored_cap is None or max_pairs < stored_cap):
-        raise InputError(f"--max-pairs {max_pairs} would put prompts the {name} circuit was scored on into the "
-                         f"held-out split; it was scored with max_pairs={stored_cap}: give at least that "
-                         "(or leave --max-pairs out)")  # fmt: skip
+        raise InputError(
+            f"--max-pairs {max_pairs} would put prompts the {name} circuit was scored on into the "
+            f"held-out split; it was scored with max_pairs={stored_cap}: give at least that "
+            "(or leave --max-pairs out)"
+        )
     return remake_pairs(model, rel, p, max_pairs=cap)
 
 
-def _find_circuits(gallery: Gallery, model: str, relations: Sequence[str], circuit: str | None,
-                   ) -> dict[str, Circuit]:  # fmt: skip
+def _find_circuits(
+    gallery: Gallery,
+    model: str,
+    relations: Sequence[str],
+    circuit: str | None,
+) -> dict[str, Circuit]:
     stored = gallery.circuits(model, circuit)
     out: dict[str, Circuit] = {}
     for arg in relations:
@@ -194,9 +212,11 @@ def _find_circuits(gallery: Gallery, model: str, relations: Sequence[str], circu
             where = folder / (circuit or "<circuit>") / "circuit.json"
             others = sorted(p.parent.name for p in folder.glob("*/circuit.json"))
             also = f" (it holds {', '.join(others)})" if others else ""
-            raise InputError(f"no stored circuit for relation {name!r} of {model}: {where} does not exist{also}; "
-                             f"make it with `circuits reuse {' '.join(relations)} --model {model} "
-                             f"--store {gallery.root}`")  # fmt: skip
+            raise InputError(
+                f"no stored circuit for relation {name!r} of {model}: {where} does not exist{also}; "
+                f"make it with `circuits reuse {' '.join(relations)} --model {model} "
+                f"--store {gallery.root}`"
+            )
         out[name] = stored[key]
     return out
 
@@ -300,8 +320,10 @@ def run_reuse_test(
         specific = own[: len(core)]
         outside = [h for h in all_heads if h not in heads[name] and h not in core]
         rng = np.random.default_rng([seed, index])
-        random_heads = sorted((str(h) for h in rng.choice(outside, size=min(len(core), len(outside)), replace=False)),
-                              key=lambda n: parse_node(n)[1:3])  # type: ignore[arg-type,return-value]  # fmt: skip
+        random_heads = sorted(
+            (str(h) for h in rng.choice(outside, size=min(len(core), len(outside)), replace=False)),
+            key=lambda n: parse_node(n)[1:3],
+        )  # type: ignore[arg-type,return-value]
         matched = sorted(core, key=lambda h: -weights.get(h, 0.0))[: len(specific)]
         sets = {"core": core, "core_matched": matched, "specific": specific, "random": random_heads}
         values = {"before": measure(edited_logits(harness, batch, []), batch)}
@@ -314,13 +336,21 @@ def run_reuse_test(
             else:
                 values[cond] = measure(edited_logits(harness, batch, edits, means=means), batch)
         row: dict[str, Any] = {
-            "relation": name, "circuit": c.name, "n_prompts": len(pairs.heldout),
-            "n_scoring_prompts": len(pairs.scoring), "n_circuit_heads": len(heads[name]),
-            "n_core": len(core), "n_core_in_circuit": len([h for h in core if h in heads[name]]),
-            "n_specific_available": len(own), "n_specific": len(specific), "specific_heads": specific,
-            "core_matched_heads": matched, "random_heads": random_heads, "heads_ranked_by": ranked_by,
+            "relation": name,
+            "circuit": c.name,
+            "n_prompts": len(pairs.heldout),
+            "n_scoring_prompts": len(pairs.scoring),
+            "n_circuit_heads": len(heads[name]),
+            "n_core": len(core),
+            "n_core_in_circuit": len([h for h in core if h in heads[name]]),
+            "n_specific_available": len(own),
+            "n_specific": len(specific),
+            "specific_heads": specific,
+            "core_matched_heads": matched,
+            "random_heads": random_heads,
+            "heads_ranked_by": ranked_by,
             **_summaries(values, n_boot=n_boot, seed=seed),
-        }  # fmt: skip
+        }
         row["seconds"] = round(time.perf_counter() - t0, 2)
         rows.append(row)
         for cond, v in values.items():
@@ -333,22 +363,34 @@ def run_reuse_test(
         **_summaries(joined, n_boot=n_boot, seed=seed),
     }
     record: dict[str, Any] = {
-        "analysis": "reuse_test", "model": loaded.name, "gallery": str(gallery.root),
-        "circuit": circuit, "circuits": {n: c.name for n, c in circuits.items()}, "ablation": mode.value,
-        "fraction": fraction, "k": k, "n_circuits": len(circuits), "core": core,
+        "analysis": "reuse_test",
+        "model": loaded.name,
+        "gallery": str(gallery.root),
+        "circuit": circuit,
+        "circuits": {n: c.name for n, c in circuits.items()},
+        "ablation": mode.value,
+        "fraction": fraction,
+        "k": k,
+        "n_circuits": len(circuits),
+        "core": core,
         "head_counts": {h: counts[h] for h in sorted(counts, key=lambda n: (-counts[n], parse_node(n)[1:3]))},
-        "head_rule": HEAD_RULE, "specific_rule": SPECIFIC_RULE,
+        "head_rule": HEAD_RULE,
+        "specific_rule": SPECIFIC_RULE,
         "random_rule": "random heads: drawn (seeded) from the heads outside the relation's circuit and the core, "
-                       "as many as the core has",
+        "as many as the core has",
         "matched_rule": "core_matched: the core heads with the largest total |edge score| in the relation's "
-                        "scored graph, as many as its specific heads (a size-matched comparison)",
+        "scored graph, as many as its specific heads (a size-matched comparison)",
         "drop": "before − after (positive: the ablation hurts), 95% paired bootstrap interval over prompts; "
-                "core_vs_specific = drop(core) − drop(specific), matched_vs_specific = drop(core_matched) − "
-                "drop(specific)",
+        "core_vs_specific = drop(core) − drop(specific), matched_vs_specific = drop(core_matched) − "
+        "drop(specific)",
         "split": "heldout (the circuit's own split: no prompt was used to find the circuit)",
-        "max_pairs": max_pairs, "relations": rows, "pooled": pooled_row, "n_boot": n_boot, "seed": seed,
+        "max_pairs": max_pairs,
+        "relations": rows,
+        "pooled": pooled_row,
+        "n_boot": n_boot,
+        "seed": seed,
         "seconds": round(time.perf_counter() - started, 2),
-    }  # fmt: skip
+    }
     files: list[Path] = []
     if out is not None or save:
         svg = reuse_test_figure(record)
@@ -358,7 +400,11 @@ def run_reuse_test(
             files += [Path(out) / "reuse_test.json", Path(out) / "reuse_test.svg"]
         if save:  # a gallery folder of its own, listed in the manifest
             text = record_json(record)
-            folder = gallery.save_files(loaded.name, "reuse_test", {"reuse_test.json": text, "reuse_test.svg": svg},
-                                        {"relations": [row["relation"] for row in rows]})  # fmt: skip
+            folder = gallery.save_files(
+                loaded.name,
+                "reuse_test",
+                {"reuse_test.json": text, "reuse_test.svg": svg},
+                {"relations": [row["relation"] for row in rows]},
+            )
             files += [folder / "reuse_test.json", folder / "reuse_test.svg"]
     return record, files

@@ -50,9 +50,14 @@ log = logging.getLogger(__name__)
 DEFAULT_RELATIONS = ("country_capital_city", "country_language", "country_currency", "city_in_country")
 """Four relations: two that share a subject type with different attributes, two about cities and countries."""
 
-ANALYSES: dict[str, Callable[..., Any]] = {"knockout": run_knockout, "enrichment": run_enrichment,
-                                           "extraction": run_extraction, "dla": run_dla, "motif": run_motif,
-                                           "mlp": run_mlp}  # fmt: skip
+ANALYSES: dict[str, Callable[..., Any]] = {
+    "knockout": run_knockout,
+    "enrichment": run_enrichment,
+    "extraction": run_extraction,
+    "dla": run_dla,
+    "motif": run_motif,
+    "mlp": run_mlp,
+}
 """The mechanism analyses the job runs for every relation, by name."""
 
 
@@ -135,8 +140,14 @@ class JobSettings:
             raise InputError("reuse_size, max_edges and channels_top must be at least 1")
 
     def score_settings(self) -> ScoreSettings:
-        return ScoreSettings(ig_steps=self.ig_steps, max_pairs=self.max_pairs, seed=self.seed, max_rank=self.max_rank,
-                             templates=self.templates, shots=self.shots)  # fmt: skip
+        return ScoreSettings(
+            ig_steps=self.ig_steps,
+            max_pairs=self.max_pairs,
+            seed=self.seed,
+            max_rank=self.max_rank,
+            templates=self.templates,
+            shots=self.shots,
+        )
 
     def noise(self) -> NoiseSettings:
         return NoiseSettings(n_boot=self.n_boot, n_splits=self.n_splits, n_perm=self.n_perm, seed=self.seed)
@@ -196,9 +207,14 @@ class _Job:
         def work() -> dict[str, Any]:
             graph, pairs = score_relation(self.model, arg, self.score, progress=self.progress)
             folder = self.gallery.save_scored(graph, pairs.relation)
-            return {"files": [self.rel(folder / SCORES)], "n_facts": pairs.n_facts, "n_known": pairs.n_known,
-                    "n_scoring": len(pairs.scoring), "n_heldout": len(pairs.heldout),
-                    "prompt": pairs.prompt_record()}  # fmt: skip
+            return {
+                "files": [self.rel(folder / SCORES)],
+                "n_facts": pairs.n_facts,
+                "n_known": pairs.n_known,
+                "n_scoring": len(pairs.scoring),
+                "n_heldout": len(pairs.heldout),
+                "prompt": pairs.prompt_record(),
+            }
 
         return self.stage(
             f"score/{rel.name}", {"relation": digest, "score": _settings_dict(self.score)}, work
@@ -224,13 +240,23 @@ class _Job:
                 log.warning("%s: %s; keeping the top %d edges", rel.name, error, cap)
                 circuit, where, _ = extract_stored(folder, size=cap, **common)
                 reached = False
-            return {**circuit.summary(), "target": target, "target_reached": reached,
-                    "faithfulness_interval": circuit.params.get("faithfulness_interval"),
-                    "search_faithfulness": circuit.params.get("search_faithfulness"),
-                    "heads": strongest_heads(circuit), "files": [self.rel(where / "circuit.json")]}  # fmt: skip
+            return {
+                **circuit.summary(),
+                "target": target,
+                "target_reached": reached,
+                "faithfulness_interval": circuit.params.get("faithfulness_interval"),
+                "search_faithfulness": circuit.params.get("search_faithfulness"),
+                "heads": strongest_heads(circuit),
+                "files": [self.rel(where / "circuit.json")],
+            }
 
-        inputs = {"relation": digest, "score": _settings_dict(self.score), "target": target, "max_edges": cap,
-                  "n_boot": self.settings.n_boot}  # fmt: skip
+        inputs = {
+            "relation": digest,
+            "score": _settings_dict(self.score),
+            "target": target,
+            "max_edges": cap,
+            "n_boot": self.settings.n_boot,
+        }
         return self.stage(f"circuit/{rel.name}", inputs, work)
 
     def evaluation(self, rel: Relation, digest: str, circuit: dict[str, Any]) -> dict[str, Any]:
@@ -239,21 +265,37 @@ class _Job:
 
         def work() -> dict[str, Any]:
             folder = self.gallery.folder(self.model.name, rel.name, "scored")
-            result, _ = evaluate_scored(folder, model=self.model, progress=self.progress,
-                                        n_boot=self.settings.n_boot)  # fmt: skip
+            result, _ = evaluate_scored(
+                folder, model=self.model, progress=self.progress, n_boot=self.settings.n_boot
+            )
             record = result.as_dict()
-            record["circuit"] = {"name": circuit["name"], "n_edges": circuit["n_edges"], "target": circuit["target"],
-                                 "target_reached": circuit["target_reached"],
-                                 "faithfulness": circuit["faithfulness_interval"]}  # fmt: skip
+            record["circuit"] = {
+                "name": circuit["name"],
+                "n_edges": circuit["n_edges"],
+                "target": circuit["target"],
+                "target_reached": circuit["target_reached"],
+                "faithfulness": circuit["faithfulness_interval"],
+            }
             files = {"evaluation.json": record_json(record), "evaluation.svg": faithfulness_figure(record)}
-            where = self.gallery.save_files(self.model.name, EVALUATION, files, {"n_pairs": result.n_pairs},
-                                            relation=rel.name)  # fmt: skip
+            where = self.gallery.save_files(
+                self.model.name, EVALUATION, files, {"n_pairs": result.n_pairs}, relation=rel.name
+            )
             iv = record["intervals"] or {}
-            return {"cpr": iv.get("cpr", result.cpr), "cmd": iv.get("cmd", result.cmd), "n_pairs": result.n_pairs,
-                    "clean_metric": result.clean_metric, "files": [self.rel(where / "evaluation.json")]}  # fmt: skip
+            return {
+                "cpr": iv.get("cpr", result.cpr),
+                "cmd": iv.get("cmd", result.cmd),
+                "n_pairs": result.n_pairs,
+                "clean_metric": result.clean_metric,
+                "files": [self.rel(where / "evaluation.json")],
+            }
 
-        inputs = {"relation": digest, "score": _settings_dict(self.score), "n_boot": self.settings.n_boot,
-                  "circuit": circuit["name"], "target_reached": circuit["target_reached"]}  # fmt: skip
+        inputs = {
+            "relation": digest,
+            "score": _settings_dict(self.score),
+            "n_boot": self.settings.n_boot,
+            "circuit": circuit["name"],
+            "target_reached": circuit["target_reached"],
+        }
         return self.stage(f"evaluation/{rel.name}", inputs, work)
 
     def analysis(
@@ -262,14 +304,23 @@ class _Job:
         """One mechanism analysis on the prompts the relation was scored with (``prompt``: its record)."""
         s = self.settings
         formats = [PromptFormat(f["template"], f["shots"]) for f in prompt.get("formats", [])]
-        choice = PromptChoice(seed=s.seed, max_pairs=s.analysis_pairs, max_rank=s.max_rank,
-                              templates=tuple(formats) or s.templates, shots=None if formats else s.shots)  # fmt: skip
+        choice = PromptChoice(
+            seed=s.seed,
+            max_pairs=s.analysis_pairs,
+            max_rank=s.max_rank,
+            templates=tuple(formats) or s.templates,
+            shots=None if formats else s.shots,
+        )
 
         def work() -> dict[str, Any]:
-            _, record, files = ANALYSES[name](self.model, arg, choice, n_boot=s.n_boot, store=self.gallery.root,
-                                              progress=self.progress)  # fmt: skip
-            return {"finding": finding(name, record), "n_prompts": record.get("n_prompts"),
-                    "files": [self.rel(f) for f in files]}  # fmt: skip
+            _, record, files = ANALYSES[name](
+                self.model, arg, choice, n_boot=s.n_boot, store=self.gallery.root, progress=self.progress
+            )
+            return {
+                "finding": finding(name, record),
+                "n_prompts": record.get("n_prompts"),
+                "files": [self.rel(f) for f in files],
+            }
 
         inputs = {"relation": digest, "choice": choice.as_dict(), "n_boot": s.n_boot, "analysis": name}
         return self.stage(f"{name}/{rel.name}", inputs, work)
@@ -280,18 +331,36 @@ class _Job:
         s = self.settings
 
         def work() -> dict[str, Any]:
-            record, _, files = run_positions(self.model, arg, self.score, target=s.target_faithfulness,
-                                             max_units=s.max_edges, n_boot=s.n_boot, store=self.gallery.root,
-                                             progress=self.progress)  # fmt: skip
+            record, _, files = run_positions(
+                self.model,
+                arg,
+                self.score,
+                target=s.target_faithfulness,
+                max_units=s.max_edges,
+                n_boot=s.n_boot,
+                store=self.gallery.root,
+                progress=self.progress,
+            )
             c, summed = record["circuit"], record["summed_circuit"]
-            return {"circuit": c["name"], "n_units": c["n_units"], "n_edges": c["n_edges"],
-                    "role_counts": c["role_counts"], "faithfulness": c["faithfulness_interval"],
-                    "target_reached": record["target_reached"], "summed_edges": summed["n_edges"],
-                    "summed_faithfulness": summed["faithfulness_interval"],
-                    "files": [self.rel(files["record"]), self.rel(files["circuit"] / "circuit.json")]}  # fmt: skip
+            return {
+                "circuit": c["name"],
+                "n_units": c["n_units"],
+                "n_edges": c["n_edges"],
+                "role_counts": c["role_counts"],
+                "faithfulness": c["faithfulness_interval"],
+                "target_reached": record["target_reached"],
+                "summed_edges": summed["n_edges"],
+                "summed_faithfulness": summed["faithfulness_interval"],
+                "files": [self.rel(files["record"]), self.rel(files["circuit"] / "circuit.json")],
+            }
 
-        inputs = {"relation": digest, "score": _settings_dict(self.score), "target": s.target_faithfulness,
-                  "max_units": s.max_edges, "n_boot": s.n_boot}  # fmt: skip
+        inputs = {
+            "relation": digest,
+            "score": _settings_dict(self.score),
+            "target": s.target_faithfulness,
+            "max_units": s.max_edges,
+            "n_boot": s.n_boot,
+        }
         return self.stage(f"positions/{rel.name}", inputs, work)
 
     # ------------------------------------------------------------ one relation, every stage
@@ -327,14 +396,23 @@ class _Job:
             step(name)
             findings[name] = self.analysis(name, arg, rel, digest, scored.get("prompt", {}))["finding"]
             advance()
-        return {"relation": rel.name, **{k: scored[k] for k in ("n_facts", "n_known", "n_scoring", "n_heldout")},
-                "prompt": scored.get("prompt"),
-                "circuit": circuit["name"], "n_edges": circuit["n_edges"], "n_nodes": circuit["n_nodes"],
-                "faithfulness": circuit["faithfulness_interval"], "target": circuit["target"],
-                "target_reached": circuit["target_reached"],
-                "search_faithfulness": circuit["search_faithfulness"], "heads": circuit["heads"],
-                "cpr": evaluation["cpr"], "cmd": evaluation["cmd"], "findings": findings,
-                "positions": positions and {k: v for k, v in positions.items() if k != "files"}}  # fmt: skip
+        return {
+            "relation": rel.name,
+            **{k: scored[k] for k in ("n_facts", "n_known", "n_scoring", "n_heldout")},
+            "prompt": scored.get("prompt"),
+            "circuit": circuit["name"],
+            "n_edges": circuit["n_edges"],
+            "n_nodes": circuit["n_nodes"],
+            "faithfulness": circuit["faithfulness_interval"],
+            "target": circuit["target"],
+            "target_reached": circuit["target_reached"],
+            "search_faithfulness": circuit["search_faithfulness"],
+            "heads": circuit["heads"],
+            "cpr": evaluation["cpr"],
+            "cmd": evaluation["cmd"],
+            "findings": findings,
+            "positions": positions and {k: v for k, v in positions.items() if k != "files"},
+        }
 
     # ------------------------------------------------------------ across relations
     def reuse(self, args: list[str], digests: dict[str, str]) -> dict[str, Any]:
@@ -343,28 +421,53 @@ class _Job:
         s = self.settings
 
         def work() -> dict[str, Any]:
-            report = run_reuse(args, model=self.model, settings=self.score, size=s.reuse_size,
-                               store=self.gallery.root, noise=s.noise(), progress=self.progress)  # fmt: skip
-            return {"relations": report["relations"], "skipped": report["skipped"],
-                    "most_similar": report["most_similar"], "least_similar": report["least_similar"],
-                    "core": report["core"], "circuits": {r["relation"]: r["name"] for r in report["circuits"]},
-                    "files": [self.rel(Path(report["folder"]) / "report.json")]}  # fmt: skip
+            report = run_reuse(
+                args,
+                model=self.model,
+                settings=self.score,
+                size=s.reuse_size,
+                store=self.gallery.root,
+                noise=s.noise(),
+                progress=self.progress,
+            )
+            return {
+                "relations": report["relations"],
+                "skipped": report["skipped"],
+                "most_similar": report["most_similar"],
+                "least_similar": report["least_similar"],
+                "core": report["core"],
+                "circuits": {r["relation"]: r["name"] for r in report["circuits"]},
+                "files": [self.rel(Path(report["folder"]) / "report.json")],
+            }
 
-        inputs = {"relations": digests, "score": _settings_dict(self.score), "size": s.reuse_size,
-                  "noise": dataclasses.asdict(s.noise())}  # fmt: skip
+        inputs = {
+            "relations": digests,
+            "score": _settings_dict(self.score),
+            "size": s.reuse_size,
+            "noise": dataclasses.asdict(s.noise()),
+        }
         return self.stage("reuse", inputs, work)
 
     def channels(self, digests: dict[str, str], overlay: tuple[str, str]) -> dict[str, Any]:
         s = self.settings
 
         def work() -> dict[str, Any]:
-            where, data = channels_stage(self.model, self.gallery, list(digests), overlay=overlay,
-                                         top=s.channels_top, seed=s.seed)  # fmt: skip
-            return {"validation": data["validation"], "channels": data["channels"][:5],
-                    "files": [self.rel(where / "channels.json")]}  # fmt: skip
+            where, data = channels_stage(
+                self.model, self.gallery, list(digests), overlay=overlay, top=s.channels_top, seed=s.seed
+            )
+            return {
+                "validation": data["validation"],
+                "channels": data["channels"][:5],
+                "files": [self.rel(where / "channels.json")],
+            }
 
-        inputs = {"relations": digests, "score": _settings_dict(self.score), "top": s.channels_top,
-                  "overlay": list(overlay), "seed": s.seed}  # fmt: skip
+        inputs = {
+            "relations": digests,
+            "score": _settings_dict(self.score),
+            "top": s.channels_top,
+            "overlay": list(overlay),
+            "seed": s.seed,
+        }
         return self.stage("channels", inputs, work)
 
 
@@ -430,10 +533,12 @@ def run_job(
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     if executor is not None and executor.distributed:
-        task = functools.partial(relation_task, model=ModelSpec.of(loaded), settings=settings,
-                                 out=str(job.gallery.root.resolve()))  # fmt: skip
-        for arg, why in zip(args, executor.map(task, args, desc="main job: relations", progress=progress),
-                            strict=True):  # fmt: skip
+        task = functools.partial(
+            relation_task, model=ModelSpec.of(loaded), settings=settings, out=str(job.gallery.root.resolve())
+        )
+        for arg, why in zip(
+            args, executor.map(task, args, desc="main job: relations", progress=progress), strict=True
+        ):
             if why is not None:
                 log.warning("skipping %s: %s", arg, why)
                 skipped[dict(relations)[arg].name] = why
@@ -462,12 +567,16 @@ def run_job(
     bar.update(1)
     bar.close()
     summary: dict[str, Any] = {
-        "model": loaded.name, "settings": settings.as_dict(), "relations": rows, "skipped": skipped,
+        "model": loaded.name,
+        "settings": settings.as_dict(),
+        "relations": rows,
+        "skipped": skipped,
         "reuse": {k: reuse[k] for k in ("most_similar", "least_similar", "core")},
         "channels": channels["validation"],
         "stages": {r.name: {"seconds": r.seconds, "reused": r.reused} for r in job.runs},
-        "stages_run": sum(not r.reused for r in job.runs), "stages_reused": sum(r.reused for r in job.runs),
-    }  # fmt: skip
+        "stages_run": sum(not r.reused for r in job.runs),
+        "stages_reused": sum(r.reused for r in job.runs),
+    }
     summary["seconds"] = round(time.perf_counter() - started, 2)
     atomic_write_json(job.home / "job.json", summary, indent=1)
     summary["report"] = None

@@ -16,8 +16,15 @@ __all__ = ["channels_stage"]
 SHARE, BY = 0.9, "component"
 
 
-def channels_stage(model: Any, gallery: Gallery, relations: list[str], *, overlay: tuple[str, str],
-                   top: int = 10, seed: int = 0) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+def channels_stage(
+    model: Any,
+    gallery: Gallery,
+    relations: list[str],
+    *,
+    overlay: tuple[str, str],
+    top: int = 10,
+    seed: int = 0,
+) -> tuple[Path, dict[str, Any]]:
     """Predict the ``top`` channels from the weights and validate them on each relation's stored graph.
 
     Unlike ``circuits channels --validate``, nothing is re-scored: the

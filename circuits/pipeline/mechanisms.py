@@ -62,21 +62,37 @@ class PromptChoice:
         return dataclasses.asdict(self)
 
 
-def choice_pairs(model: Any, relation: str | Path | Relation, choice: PromptChoice | None = None, *,
-                 heldout_fraction: float = 0.0) -> PairSet:  # fmt: skip
+def choice_pairs(
+    model: Any,
+    relation: str | Path | Relation,
+    choice: PromptChoice | None = None,
+    *,
+    heldout_fraction: float = 0.0,
+) -> PairSet:
     """The relation's known-fact pairs under ``choice`` (filter, cap, seed, template), split with ``heldout_fraction``."""
     choice = choice or PromptChoice()
     rel = relation if isinstance(relation, Relation) else load_relation(relation, template=choice.template)
     if choice.template is not None:
         rel = dataclasses.replace(rel, prompt_templates=(choice.template, *rel.prompt_templates[1:]))
     templates = "first" if choice.template is not None else choice.templates
-    return make_pairs(model, rel, templates=templates, shots=choice.shots, seed=choice.seed,
-                      heldout_fraction=heldout_fraction, max_pairs=choice.max_pairs, max_rank=choice.max_rank,
-                      min_prob=choice.min_prob)  # fmt: skip
+    return make_pairs(
+        model,
+        rel,
+        templates=templates,
+        shots=choice.shots,
+        seed=choice.seed,
+        heldout_fraction=heldout_fraction,
+        max_pairs=choice.max_pairs,
+        max_rank=choice.max_rank,
+        min_prob=choice.min_prob,
+    )
 
 
-def known_prompts(model: Any, relation: str | Path | Relation, choice: PromptChoice | None = None,
-                  ) -> tuple[Prompts, PairSet]:  # fmt: skip
+def known_prompts(
+    model: Any,
+    relation: str | Path | Relation,
+    choice: PromptChoice | None = None,
+) -> tuple[Prompts, PairSet]:
     """The relation's known-fact prompts (in the seeded order scoring uses) as one :class:`Prompts`."""
     pairs = choice_pairs(model, relation, choice)
     return Prompts.of(pairs.pairs, model.pad_id), pairs
@@ -84,9 +100,14 @@ def known_prompts(model: Any, relation: str | Path | Relation, choice: PromptCho
 
 def _record(result: Any, pairs: PairSet, choice: PromptChoice) -> dict[str, Any]:
     record = result.as_dict()
-    record["prompts"] = {**choice.as_dict(), "template": pairs.template, "prompt": pairs.prompt_record(),
-                         "n_facts": pairs.n_facts,
-                         "n_known": pairs.n_known, "subjects": [p.fact.subject for p in pairs.pairs]}  # fmt: skip
+    record["prompts"] = {
+        **choice.as_dict(),
+        "template": pairs.template,
+        "prompt": pairs.prompt_record(),
+        "n_facts": pairs.n_facts,
+        "n_known": pairs.n_known,
+        "subjects": [p.fact.subject for p in pairs.pairs],
+    }
     return record
 
 
@@ -103,15 +124,23 @@ def write_record(
         written += [out / f"{name}.json", out / f"{name}.svg"]
     if store is not None:
         text = record_json(record)
-        folder = Gallery(store).save_analysis(record["model"], record["relation"], name,
-                                              {f"{name}.json": text, f"{name}.svg": svg})  # fmt: skip
+        folder = Gallery(store).save_analysis(
+            record["model"], record["relation"], name, {f"{name}.json": text, f"{name}.svg": svg}
+        )
         written += [folder / f"{name}.json", folder / f"{name}.svg"]
     return written
 
 
-def run_analysis(model: Any, relation: str | Path | Relation, choice: PromptChoice | None, name: str,
-                 figure: Any, out: Path | None, store: Path | None, analyse: Any,
-                 ) -> tuple[Any, dict[str, Any], list[Path]]:  # fmt: skip
+def run_analysis(
+    model: Any,
+    relation: str | Path | Relation,
+    choice: PromptChoice | None,
+    name: str,
+    figure: Any,
+    out: Path | None,
+    store: Path | None,
+    analyse: Any,
+) -> tuple[Any, dict[str, Any], list[Path]]:
     """Known-fact prompts -> ``analyse(prompts, pairs, common)`` -> record -> files.
 
     ``common`` holds the keywords every analysis takes from the prompts: the
@@ -150,8 +179,16 @@ def run_knockout(
     sets = parse_source_sets(sources)
 
     def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> KnockoutResult:
-        return knockout(model, prompts, window=window, sources=sets, block_first=block_first, n_boot=n_boot,
-                        progress=progress, **common)  # fmt: skip
+        return knockout(
+            model,
+            prompts,
+            window=window,
+            sources=sets,
+            block_first=block_first,
+            n_boot=n_boot,
+            progress=progress,
+            **common,
+        )
 
     return run_analysis(model, relation, choice, "knockout", knockout_figure, out, store, analyse)
 
@@ -173,8 +210,9 @@ def run_enrichment(
     def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> EnrichmentResult:
         # the relation itself counts too: an unseen LRE file's facts are attributes of its subjects
         words = attribute_words([*(load_relation(n) for n in bundled_relations()), pairs.relation])
-        return enrichment(model, prompts, words, top_k=top_k, split=split, n_boot=n_boot, progress=progress,
-                          **common)  # fmt: skip
+        return enrichment(
+            model, prompts, words, top_k=top_k, split=split, n_boot=n_boot, progress=progress, **common
+        )
 
     return run_analysis(model, relation, choice, "enrichment", enrichment_figure, out, store, analyse)
 

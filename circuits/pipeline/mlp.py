@@ -49,7 +49,8 @@ def run_mlp(
     chosen = check_layers(model, layers)
 
     def analyse(prompts: Prompts, pairs: PairSet, common: dict[str, Any]) -> MLPDecomposition:
-        return mlp_decomposition(model, prompts, layers=chosen, position=position, n_boot=n_boot,
-                                 progress=progress, **common)  # fmt: skip
+        return mlp_decomposition(
+            model, prompts, layers=chosen, position=position, n_boot=n_boot, progress=progress, **common
+        )
 
     return run_analysis(model, relation, choice, "mlp", mlp_figure, out, store, analyse)

@@ -21,8 +21,10 @@ from circuits.io import atomic_write_json, atomic_write_text, swap_in
 __all__ = ["COMPARISON", "COMPARISON_FOLDER", "FIGURES", "run_comparison", "write_comparison"]
 
 FIGURES: dict[str, Callable[[dict[str, Any]], str]] = {
-    "curves.svg": curves_figure, "depth.svg": depth_figure, "knockout.svg": knockout_figure,
-}  # fmt: skip
+    "curves.svg": curves_figure,
+    "depth.svg": depth_figure,
+    "knockout.svg": knockout_figure,
+}
 """The figures written next to the comparison (``reuse.svg`` too, when both models have a reuse matrix)."""
 
 
@@ -43,8 +45,15 @@ def write_comparison(out: str | Path, comparison: dict[str, Any]) -> Path:
     return target
 
 
-def run_comparison(settings: Any, out: str | Path, models: list[str], *, load: Callable[[str], Any],
-                   progress: bool = True, n_perm: int = 1000) -> dict[str, Any]:  # fmt: skip
+def run_comparison(
+    settings: Any,
+    out: str | Path,
+    models: list[str],
+    *,
+    load: Callable[[str], Any],
+    progress: bool = True,
+    n_perm: int = 1000,
+) -> dict[str, Any]:
     """Run (or read back) the main job of ``settings`` on every model, compare them, store the comparison.
 
     ``load(name)`` returns a loaded model; each is released before the next loads.

@@ -102,16 +102,33 @@ def run_positions(
     faith, summed_faith = _interval(heldout, runs, weights)
     rows = [_compare(graph, heldout, weights, f) for f in fractions]
     record = {
-        "relation": graph.metadata["relation"], "model": model.name, "n_edges_graph": graph.n_edges,
-        "n_units_graph": graph.n_units("roles"), "n_scoring": len(pairs.scoring), "n_heldout": len(pairs.heldout),
-        "seconds_scoring": graph.metadata["seconds"], "target": target, "max_units": max_units,
+        "relation": graph.metadata["relation"],
+        "model": model.name,
+        "n_edges_graph": graph.n_edges,
+        "n_units_graph": graph.n_units("roles"),
+        "n_scoring": len(pairs.scoring),
+        "n_heldout": len(pairs.heldout),
+        "seconds_scoring": graph.metadata["seconds"],
+        "target": target,
+        "max_units": max_units,
         "target_reached": reached,
-        "circuit": {**circuit.summary(), "role_counts": circuit.role_counts(), "faithfulness_interval": faith,
-                    "search": circuit.params.get("search")},
-        "summed_circuit": {"n_edges": summed.n_edges, "target_reached": summed_reached,
-                           "faithfulness_interval": summed_faith, "search": summed.params.get("search")},
-        "comparison": rows, "profile": role_profile(circuit), "n_boot": n_boot, "seed": settings.seed,
-    }  # fmt: skip
+        "circuit": {
+            **circuit.summary(),
+            "role_counts": circuit.role_counts(),
+            "faithfulness_interval": faith,
+            "search": circuit.params.get("search"),
+        },
+        "summed_circuit": {
+            "n_edges": summed.n_edges,
+            "target_reached": summed_reached,
+            "faithfulness_interval": summed_faith,
+            "search": summed.params.get("search"),
+        },
+        "comparison": rows,
+        "profile": role_profile(circuit),
+        "n_boot": n_boot,
+        "seed": settings.seed,
+    }
     files: dict[str, Path] = {}
     if store is not None:
         files = _save(Gallery(store), record, circuit)
@@ -152,8 +169,16 @@ def _compare(graph: Any, evaluator: Any, weights: np.ndarray | None, fraction: f
     if weights is not None:
         boot = evaluator.boot_faithfulness(runs, weights)
         diff = percentile_interval(diff["value"], boot[:, 0] - boot[:, 1]).as_dict()
-    return {"fraction": fraction, "n": n, "roles_units": roles.n_units, "roles_edges": roles.n_edges,
-            "summed_edges": summed.n_edges, "roles": roles_f, "summed": summed_f, "difference": diff}  # fmt: skip
+    return {
+        "fraction": fraction,
+        "n": n,
+        "roles_units": roles.n_units,
+        "roles_edges": roles.n_edges,
+        "summed_edges": summed.n_edges,
+        "roles": roles_f,
+        "summed": summed_f,
+        "difference": diff,
+    }
 
 
 def _save(gallery: Gallery, record: dict[str, Any], circuit: Circuit) -> dict[str, Path]:
@@ -165,6 +190,7 @@ def _save(gallery: Gallery, record: dict[str, Any], circuit: Circuit) -> dict[st
     if message:
         record["diagram_note"] = message
     files = {"positions.json": record_json(record), "positions.svg": positions_figure(record)}
-    folder = gallery.save_files(record["model"], POSITIONS, files, {"circuit": circuit.name},
-                                relation=record["relation"])  # fmt: skip
+    folder = gallery.save_files(
+        record["model"], POSITIONS, files, {"circuit": circuit.name}, relation=record["relation"]
+    )
     return {"circuit": where, "record": folder / "positions.json"}

@@ -59,8 +59,9 @@ def skipped_text(skipped: dict[str, str]) -> str:
     return "skipped: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
 
 
-def score_stored(relation: Relation, *, model: ModelSpec | LoadedModel, settings: ScoreSettings,
-                 store: str | Path) -> dict[str, Any]:  # fmt: skip
+def score_stored(
+    relation: Relation, *, model: ModelSpec | LoadedModel, settings: ScoreSettings, store: str | Path
+) -> dict[str, Any]:
     """Score ``relation`` into the gallery at ``store`` unless a graph with these settings is stored there.
 
     The reuse sweep's scoring of one relation, in this process or as a Ray
@@ -221,10 +222,15 @@ def run_reuse(
     graphs, circuits, evaluators, rows, skipped = {}, {}, {}, [], {}
     fresh: dict[str, Any] = {}  # relation -> the pairs it was scored on now
     executor = executor or Executor()
-    task = functools.partial(score_stored, model=ModelSpec.of(loaded) if executor.distributed else loaded,
-                             settings=settings, store=str(gallery.root.resolve()))  # fmt: skip
-    for done in executor.map(task, [rel for _, rel in loaded_relations], desc="reuse: scoring",
-                             progress=progress):  # fmt: skip
+    task = functools.partial(
+        score_stored,
+        model=ModelSpec.of(loaded) if executor.distributed else loaded,
+        settings=settings,
+        store=str(gallery.root.resolve()),
+    )
+    for done in executor.map(
+        task, [rel for _, rel in loaded_relations], desc="reuse: scoring", progress=progress
+    ):
         if done["pairs"] is not None:
             fresh[done["relation"]] = done["pairs"]
         if done["skipped"] is not None:
@@ -260,14 +266,26 @@ def run_reuse(
         interval = faithfulness_interval(evaluator, circuit.to_unit_mask(), n_boot=n_boot, seed=settings.seed)
         circuit.faithfulness = interval.value if circuit.faithfulness is None else circuit.faithfulness
         if n_boot:
-            circuit.params = {**circuit.params, "faithfulness_interval": {**interval.as_dict(), "n_boot": n_boot,
-                                                                          "n_pairs": len(evaluator.batch)}}  # fmt: skip
+            circuit.params = {
+                **circuit.params,
+                "faithfulness_interval": {
+                    **interval.as_dict(),
+                    "n_boot": n_boot,
+                    "n_pairs": len(evaluator.batch),
+                },
+            }
         circuit.name = circuit_name(circuit)
         gallery.save_circuit(circuit, draw=diagram_writer(circuit, formats))
         graphs[rel.name], circuits[rel.name], evaluators[rel.name] = graph, circuit, evaluator
-        rows.append({**circuit.summary(), "relation": rel.name, "source": source,
-                     "faithfulness_interval": circuit.params.get("faithfulness_interval"),
-                     "seconds": round(time.perf_counter() - t0, 2)})  # fmt: skip
+        rows.append(
+            {
+                **circuit.summary(),
+                "relation": rel.name,
+                "source": source,
+                "faithfulness_interval": circuit.params.get("faithfulness_interval"),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
         bar.update(1)
     bar.close()
     if len(circuits) < 2:
@@ -293,20 +311,33 @@ def run_reuse(
         shown, clustering=tree, title=f"{loaded.name}: circuit reuse ({label})"
     )
     if refs is not None:
-        files["heatmap_relative.svg"] = heatmap_svg(refs.matrix(metric, "relative"), clustering=tree,
-                                                    title=f"{loaded.name}: {metric} / split-half ceilings")  # fmt: skip
-    files["heads.svg"] = heatmap_svg(matrices["head_share"], clustering=tree,
-                                     title=f"{loaded.name}: share of in-circuit heads")  # fmt: skip
+        files["heatmap_relative.svg"] = heatmap_svg(
+            refs.matrix(metric, "relative"),
+            clustering=tree,
+            title=f"{loaded.name}: {metric} / split-half ceilings",
+        )
+    files["heads.svg"] = heatmap_svg(
+        matrices["head_share"], clustering=tree, title=f"{loaded.name}: share of in-circuit heads"
+    )
     cross_rows: list[dict[str, Any]] = []
     if cross:
         cbar = progress_bar(len(circuits) ** 2, "reuse: cross-task", enabled=progress)
-        cross_m, results = cross_task_matrix(circuits, graphs, evaluators, by=by, progress=cbar,
-                                             n_boot=0 if noise is None else noise.n_boot, seed=settings.seed)  # fmt: skip
+        cross_m, results = cross_task_matrix(
+            circuits,
+            graphs,
+            evaluators,
+            by=by,
+            progress=cbar,
+            n_boot=0 if noise is None else noise.n_boot,
+            seed=settings.seed,
+        )
         cbar.close()
         cross_rows = [r.as_dict() for r in results]
         files["cross_task.csv"] = cross_m.to_csv()
-        files["cross_task.svg"] = heatmap_svg(cross_m, title=f"{loaded.name}: cross-task faithfulness "
-                                              "(row circuit on column prompts / column's own)")  # fmt: skip
+        files["cross_task.svg"] = heatmap_svg(
+            cross_m,
+            title=f"{loaded.name}: cross-task faithfulness (row circuit on column prompts / column's own)",
+        )
     k = max(2, math.ceil(len(circuits) / 2))
     family = [dataclasses.replace(c, name=n) for n, c in circuits.items()]
     core = shared_core(family, k, name=f"shared-core-{k}-of-{len(family)}")
@@ -324,15 +355,29 @@ def run_reuse(
             out["noise"] = refs.pairs[key][metric].as_dict()
         return out
 
-    report: dict[str, Any] = {"model": loaded.name, "relations": list(circuits), "skipped": skipped,
-              "settings": {**{k: (v.value if isinstance(v, Enum) else v)
-                              for k, v in dataclasses.asdict(settings).items()},
-                           "extract_method": extract_method, "by": by, "size": size, "fraction": fraction},
-              "circuits": rows, "metric": metric, "matrix_csv": matrices[metric].to_csv(),
-              "matrices": {n: m.as_dict() for n, m in matrices.items()}, "clustering": tree.as_dict(),
-              "cross_task": cross_rows, "core": {"k": k, "n_edges": core.n_edges, "heads": core.heads()},
-              "specific_edges": specific, "most_similar": pair(ranked[0]), "least_similar": pair(ranked[-1]),
-              "noise": None if refs is None else refs.as_dict()}  # fmt: skip
+    report: dict[str, Any] = {
+        "model": loaded.name,
+        "relations": list(circuits),
+        "skipped": skipped,
+        "settings": {
+            **{k: (v.value if isinstance(v, Enum) else v) for k, v in dataclasses.asdict(settings).items()},
+            "extract_method": extract_method,
+            "by": by,
+            "size": size,
+            "fraction": fraction,
+        },
+        "circuits": rows,
+        "metric": metric,
+        "matrix_csv": matrices[metric].to_csv(),
+        "matrices": {n: m.as_dict() for n, m in matrices.items()},
+        "clustering": tree.as_dict(),
+        "cross_task": cross_rows,
+        "core": {"k": k, "n_edges": core.n_edges, "heads": core.heads()},
+        "specific_edges": specific,
+        "most_similar": pair(ranked[0]),
+        "least_similar": pair(ranked[-1]),
+        "noise": None if refs is None else refs.as_dict(),
+    }
     files["clustering.json"] = json.dumps(tree.as_dict(), indent=1)
     files["report.json"] = record_json(report)
 

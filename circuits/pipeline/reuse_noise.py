@@ -13,8 +13,22 @@ from circuits.compare.families import ReuseMatrix
 
 __all__ = ["NOISE_COLUMNS", "noise_files", "noise_steps", "noise_tooltip"]
 
-NOISE_COLUMNS = ("a", "b", "metric", "value", "low", "high", "ceiling_a", "ceiling_b", "matched", "relative",
-                 "null", "null_low", "null_high", "p")  # fmt: skip
+NOISE_COLUMNS = (
+    "a",
+    "b",
+    "metric",
+    "value",
+    "low",
+    "high",
+    "ceiling_a",
+    "ceiling_b",
+    "matched",
+    "relative",
+    "null",
+    "null_low",
+    "null_high",
+    "p",
+)
 """Columns of ``noise.csv``: one row per pair of relations and similarity."""
 
 
@@ -56,10 +70,24 @@ def noise_files(refs: FamilyNoise, matrices: Mapping[str, ReuseMatrix], tree: An
     for (a, b), sims in refs.pairs.items():
         for m, s in sims.items():
             ca, cb, null = s.ceiling_a, s.ceiling_b, s.null
-            writer.writerow([a, b, m, _f(s.interval.value), _f(s.interval.low), _f(s.interval.high),
-                             _f(ca.value if ca else None), _f(cb.value if cb else None), _f(s.matched),
-                             _f(s.relative), _f(null.value if null else None), _f(null.low if null else None),
-                             _f(null.high if null else None), _f(s.p)])  # fmt: skip
+            writer.writerow(
+                [
+                    a,
+                    b,
+                    m,
+                    _f(s.interval.value),
+                    _f(s.interval.low),
+                    _f(s.interval.high),
+                    _f(ca.value if ca else None),
+                    _f(cb.value if cb else None),
+                    _f(s.matched),
+                    _f(s.relative),
+                    _f(null.value if null else None),
+                    _f(null.low if null else None),
+                    _f(null.high if null else None),
+                    _f(s.p),
+                ]
+            )
     files = {"noise.csv": out.getvalue()}
     for m in refs.metrics:
         files[f"{m}_relative.csv"] = refs.matrix(m, "relative").to_csv()

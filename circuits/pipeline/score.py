@@ -168,11 +168,19 @@ class ScoreSettings:
         Which relation it was scored on is checked by content, not by the file's
         path (:meth:`~circuits.store.Gallery.find_scored` with ``facts``).
         """
-        return {"score_method": self.score_method.value, "metric": self.metric.value,
-                "ablation": self.ablation.value, "ig_steps": self.steps, "seed": self.seed,
-                "max_pairs": self.max_pairs, "heldout_fraction": self.heldout_fraction,
-                "known_filter": self.known_filter, "prompt_request": self.prompt_request,
-                "pair_edges": self.pair_edges, "positions": self.positions}  # fmt: skip
+        return {
+            "score_method": self.score_method.value,
+            "metric": self.metric.value,
+            "ablation": self.ablation.value,
+            "ig_steps": self.steps,
+            "seed": self.seed,
+            "max_pairs": self.max_pairs,
+            "heldout_fraction": self.heldout_fraction,
+            "known_filter": self.known_filter,
+            "prompt_request": self.prompt_request,
+            "pair_edges": self.pair_edges,
+            "positions": self.positions,
+        }
 
     @property
     def prompt_request(self) -> dict[str, Any]:
@@ -249,9 +257,11 @@ def score_pairs(
     import circuits
 
     if not pairs.scoring:
-        raise NotEnoughFactsError(f"relation {pairs.relation.name!r}: no prompt pair is left to score "
-                                  f"({len(pairs.pairs)} pairs, {len(pairs.heldout)} held out); use more pairs "
-                                  "or a smaller held-out fraction")  # fmt: skip
+        raise NotEnoughFactsError(
+            f"relation {pairs.relation.name!r}: no prompt pair is left to score "
+            f"({len(pairs.pairs)} pairs, {len(pairs.heldout)} held out); use more pairs "
+            "or a smaller held-out fraction"
+        )
     torch.manual_seed(settings.seed)
     harness = Harness(model)
     shape = harness.shape
@@ -263,8 +273,9 @@ def score_pairs(
     steps = settings.steps
     started = time.perf_counter()
     whole = batch_pairs(scoring, pad=pad)
-    batch_size = settings.batch_size or auto_batch_size(harness, whole, "attribution", ablation=settings.ablation,
-                                                        shared_prefix=settings.shared_prefix)  # fmt: skip
+    batch_size = settings.batch_size or auto_batch_size(
+        harness, whole, "attribution", ablation=settings.ablation, shared_prefix=settings.shared_prefix
+    )
     bar = progress_bar(len(scoring), f"{settings.score_method.value} {pairs.relation.name}", enabled=progress)
     by_role = settings.positions == ROLE_POSITIONS
     units = (N_ROLES,) if by_role else ()
@@ -273,10 +284,21 @@ def score_pairs(
         for start in range(0, len(scoring), batch_size):
             chunk = scoring[start : start + batch_size]
             # each pair's own scores (the batch mean's gradient at a pair's positions is that pair's alone)
-            spool.add(attribute_edges(
-                harness, batch_pairs(chunk, pad=pad), metric=settings.metric, ablation=settings.ablation,
-                ig_steps=steps, means=means, per_pair=True, by_role=by_role,
-                shared_prefix=settings.shared_prefix).cpu().numpy())  # fmt: skip
+            spool.add(
+                attribute_edges(
+                    harness,
+                    batch_pairs(chunk, pad=pad),
+                    metric=settings.metric,
+                    ablation=settings.ablation,
+                    ig_steps=steps,
+                    means=means,
+                    per_pair=True,
+                    by_role=by_role,
+                    shared_prefix=settings.shared_prefix,
+                )
+                .cpu()
+                .numpy()
+            )
             bar.update(len(chunk))
         bar.close()
         graph = _graph_of(shape, spool.mean(), by_role)
@@ -288,20 +310,36 @@ def score_pairs(
     finally:
         spool.close()
     graph.metadata = {
-        "model": model.name, "relation": pairs.relation.name, "relation_source": pairs.relation.source,
-        "template": pairs.template, "prompt": pairs.prompt_record(), "prompt_request": pairs.request,
-        "score_method": settings.score_method.value, "metric": settings.metric.value,
-        "ablation": settings.ablation.value, "ig_steps": steps, "exact_refined_edges": refined,
-        "n_pairs_scoring": len(scoring), "n_pairs_heldout": len(pairs.heldout),
-        "n_facts": pairs.n_facts, "n_known": pairs.n_known,
-        "n_no_counterfactual": pairs.n_no_counterfactual, "split_seed": pairs.seed,
-        "seed": settings.seed, "heldout_fraction": pairs.settings["heldout_fraction"],
-        "max_pairs": pairs.max_pairs, "known_filter": pairs.settings,
-        "processing": model.processing, "package_version": circuits.__version__, "d_model": int(model.cfg.d_model),
-        "pair_edges": settings.pair_edges, "positions": settings.positions, "batch_size": batch_size,
+        "model": model.name,
+        "relation": pairs.relation.name,
+        "relation_source": pairs.relation.source,
+        "template": pairs.template,
+        "prompt": pairs.prompt_record(),
+        "prompt_request": pairs.request,
+        "score_method": settings.score_method.value,
+        "metric": settings.metric.value,
+        "ablation": settings.ablation.value,
+        "ig_steps": steps,
+        "exact_refined_edges": refined,
+        "n_pairs_scoring": len(scoring),
+        "n_pairs_heldout": len(pairs.heldout),
+        "n_facts": pairs.n_facts,
+        "n_known": pairs.n_known,
+        "n_no_counterfactual": pairs.n_no_counterfactual,
+        "split_seed": pairs.seed,
+        "seed": settings.seed,
+        "heldout_fraction": pairs.settings["heldout_fraction"],
+        "max_pairs": pairs.max_pairs,
+        "known_filter": pairs.settings,
+        "processing": model.processing,
+        "package_version": circuits.__version__,
+        "d_model": int(model.cfg.d_model),
+        "pair_edges": settings.pair_edges,
+        "positions": settings.positions,
+        "batch_size": batch_size,
         "shared_prefix": prefix_record(whole, settings.ablation, settings.shared_prefix),
         "seconds": round(time.perf_counter() - started, 3),
-    }  # fmt: skip
+    }
     return graph
 
 
@@ -318,8 +356,17 @@ def strongest_pair_scores(graph: ScoredGraph, spool: PairSpool, k: int) -> PairS
     return PairScores(top, half_precision(spool.columns(top)))
 
 
-def _refine_exact(harness: Harness, graph: ScoredGraph, spool: PairSpool, pairs: PairSet, settings: ScoreSettings,
-                  means: Any, pad: int, batch_size: int, progress: bool) -> int:  # fmt: skip
+def _refine_exact(
+    harness: Harness,
+    graph: ScoredGraph,
+    spool: PairSpool,
+    pairs: PairSet,
+    settings: ScoreSettings,
+    means: Any,
+    pad: int,
+    batch_size: int,
+    progress: bool,
+) -> int:
     """Replace the approximate scores of the top edges (or units) by exact patching scores in ``spool``."""
     positions = graph.positions
     top = graph.ranked(by="abs", positions=positions)
@@ -334,9 +381,16 @@ def _refine_exact(harness: Harness, graph: ScoredGraph, spool: PairSpool, pairs:
     for start in range(0, len(pairs.scoring), batch_size):
         chunk = pairs.scoring[start : start + batch_size]
         batch = batch_pairs(chunk, pad=pad)
-        exact[:, start : start + len(chunk)] = exact_edges(harness, batch, edges, metric=settings.metric,
-                                                           ablation=settings.ablation, means=means, per_pair=True,
-                                                           shared_prefix=settings.shared_prefix)  # fmt: skip
+        exact[:, start : start + len(chunk)] = exact_edges(
+            harness,
+            batch,
+            edges,
+            metric=settings.metric,
+            ablation=settings.ablation,
+            means=means,
+            per_pair=True,
+            shared_prefix=settings.shared_prefix,
+        )
         bar.update(len(edges) * len(chunk))
     bar.close()
     spool.override(top, exact.T.astype(np.float32))
@@ -402,8 +456,17 @@ def score_relation(
     if template is not None:
         rel = dataclasses.replace(rel, prompt_templates=(template, *rel.prompt_templates[1:]))
     templates = "first" if template is not None and settings.templates == "best" else settings.templates
-    pairs = make_pairs(model, rel, templates=templates, shots=settings.shots, seed=settings.seed,
-                       heldout_fraction=settings.heldout_fraction, max_pairs=settings.max_pairs,
-                       max_rank=settings.max_rank, min_prob=settings.min_prob, progress=progress)  # fmt: skip
+    pairs = make_pairs(
+        model,
+        rel,
+        templates=templates,
+        shots=settings.shots,
+        seed=settings.seed,
+        heldout_fraction=settings.heldout_fraction,
+        max_pairs=settings.max_pairs,
+        max_rank=settings.max_rank,
+        min_prob=settings.min_prob,
+        progress=progress,
+    )
     report_prompts(pairs)
     return score_pairs(model, pairs, settings, progress=progress), pairs

@@ -110,6 +110,8 @@ class StageLog:
         started = time.perf_counter()
         result = work()
         seconds = round(time.perf_counter() - started, 2)
-        atomic_write_json(self.path(name), {"stage": name, "key": key, "inputs": inputs, "seconds": seconds,
-                                            "result": result})  # fmt: skip
+        atomic_write_json(
+            self.path(name),
+            {"stage": name, "key": key, "inputs": inputs, "seconds": seconds, "result": result},
+        )
         return StageRun(name, result, False, seconds)

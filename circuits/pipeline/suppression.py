@@ -76,14 +76,33 @@ def run_suppression(
     pair_sets = [choice_pairs(model, r, choice, heldout_fraction=heldout_fraction) for r in relations]
     names = [p.relation.name for p in pair_sets]
     texts = control_sentences(names, n_control, seed=choice.seed)
-    result = suppression(model, pair_sets, last_layers=last_layers, alpha=alpha, majority=majority,
-                         relations_share=relations_share, control_texts=texts, n_boot=n_boot, seed=choice.seed,
-                         progress=progress)  # fmt: skip
+    result = suppression(
+        model,
+        pair_sets,
+        last_layers=last_layers,
+        alpha=alpha,
+        majority=majority,
+        relations_share=relations_share,
+        control_texts=texts,
+        n_boot=n_boot,
+        seed=choice.seed,
+        progress=progress,
+    )
     record = result.as_dict()
-    record["prompts"] = {**choice.as_dict(), "heldout_fraction": heldout_fraction,
-                         "per_relation": {p.relation.name: {"template": p.template, "n_facts": p.n_facts,
-                                                            "n_known": p.n_known, "n_scoring": len(p.scoring),
-                                                            "n_heldout": len(p.heldout)} for p in pair_sets}}  # fmt: skip
+    record["prompts"] = {
+        **choice.as_dict(),
+        "heldout_fraction": heldout_fraction,
+        "per_relation": {
+            p.relation.name: {
+                "template": p.template,
+                "n_facts": p.n_facts,
+                "n_known": p.n_known,
+                "n_scoring": len(p.scoring),
+                "n_heldout": len(p.heldout),
+            }
+            for p in pair_sets
+        },
+    }
     files: list[Path] = []
     if out is not None or store is not None:
         svg = suppression_figure(record)
@@ -93,7 +112,8 @@ def run_suppression(
             atomic_write_text(Path(out) / f"{NAME}.svg", svg)
             files += [Path(out) / f"{NAME}.json", Path(out) / f"{NAME}.svg"]
         if store is not None:
-            folder = Gallery(store).save_files(model.name, NAME, {f"{NAME}.json": text, f"{NAME}.svg": svg},
-                                               {"relations": names})  # fmt: skip
+            folder = Gallery(store).save_files(
+                model.name, NAME, {f"{NAME}.json": text, f"{NAME}.svg": svg}, {"relations": names}
+            )
             files += [folder / f"{NAME}.json", folder / f"{NAME}.svg"]
     return result, record, files

@@ -161,8 +161,9 @@ def encoder(model: LoadedModel) -> Callable[[str], Sequence[int]]:
     return lambda text: model.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def _rank_answers(model: LoadedModel, rows: Sequence[Sequence[int]], answers: Sequence[int],
-                  batch_size: int) -> tuple[Tensor, Tensor]:  # fmt: skip
+def _rank_answers(
+    model: LoadedModel, rows: Sequence[Sequence[int]], answers: Sequence[int], batch_size: int
+) -> tuple[Tensor, Tensor]:
     """Each row's answer rank (1 = top) and probability at its last position."""
     if not rows:
         return torch.zeros(0, dtype=torch.long), torch.zeros(0)
@@ -186,8 +187,16 @@ def fact_budget(max_pairs: int | None) -> int | None:
     return None if max_pairs is None else max(FACT_BUDGET, 8 * max_pairs)
 
 
-def checked_facts(model: LoadedModel, relation: Relation, picker: DemoPicker, max_rank: int, min_prob: float,
-                   max_pairs: int | None, seed: int, progress: bool) -> list[FactCheck]:  # fmt: skip
+def checked_facts(
+    model: LoadedModel,
+    relation: Relation,
+    picker: DemoPicker,
+    max_rank: int,
+    min_prob: float,
+    max_pairs: int | None,
+    seed: int,
+    progress: bool,
+) -> list[FactCheck]:
     """The fact checks pairs are made from: every fact, or for a large relation and a pair cap, enough of them.
 
     A relation within the budget is checked whole and in its own order (so the
@@ -212,6 +221,12 @@ def checked_facts(model: LoadedModel, relation: Relation, picker: DemoPicker, ma
         pairable = sum(1 for c in checks if c.known and len(by_length[len(c.tokens)] - {c.answer}) > 0)
         if pairable >= max_pairs:  # type: ignore[operator]
             break
-    log.info("relation %s: checked %d of %d facts (a budget of %d at a time) for %d pairs",
-             relation.name, len(checks), len(facts), budget, max_pairs)  # fmt: skip
+    log.info(
+        "relation %s: checked %d of %d facts (a budget of %d at a time) for %d pairs",
+        relation.name,
+        len(checks),
+        len(facts),
+        budget,
+        max_pairs,
+    )
     return checks

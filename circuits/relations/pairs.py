@@ -87,16 +87,22 @@ class PromptPair:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "subject": self.fact.subject, "object": self.fact.object,
+            "subject": self.fact.subject,
+            "object": self.fact.object,
             "corrupt_subject": self.corrupt_fact.subject,
-            "clean": self.clean_text, "corrupt": self.corrupt_text,
-            "clean_tokens": list(self.clean_tokens), "corrupt_tokens": list(self.corrupt_tokens),
-            "answer": self.answer, "answer_text": self.answer_text,
+            "clean": self.clean_text,
+            "corrupt": self.corrupt_text,
+            "clean_tokens": list(self.clean_tokens),
+            "corrupt_tokens": list(self.corrupt_tokens),
+            "answer": self.answer,
+            "answer_text": self.answer_text,
             "corrupt_answer": self.corrupt_answer,
             "corrupt_answer_text": self.corrupt_answer_text,
-            "clean_prob": round(self.clean_prob, 6), "roles": self.roles.as_dict(),
-            "template": self.template, "demos": [[d.subject, d.object] for d in self.demos],
-        }  # fmt: skip
+            "clean_prob": round(self.clean_prob, 6),
+            "roles": self.roles.as_dict(),
+            "template": self.template,
+            "demos": [[d.subject, d.object] for d in self.demos],
+        }
 
 
 @dataclass
@@ -188,8 +194,12 @@ class PairSet:
         pairs are remade without choosing again; ``templates`` and ``shots``
         are what was asked for, ``per_format`` what every format tried gave.
         """
-        return {"templates": self.request.get("templates"), "shots": self.request.get("shots"),
-                "formats": [f.as_dict() for f in self.formats], "per_format": self.per_format}  # fmt: skip
+        return {
+            "templates": self.request.get("templates"),
+            "shots": self.request.get("shots"),
+            "formats": [f.as_dict() for f in self.formats],
+            "per_format": self.per_format,
+        }
 
 
 @dataclass(frozen=True)
@@ -406,11 +416,19 @@ def make_pairs(
         made, lacking = _pair_up(model, picker, checks, rng) if used else ([], 0)
         pairs += made
         missing += lacking
-        rows.append({**picker.fmt.as_dict(), "n_checked": len(checks), "n_known": sum(c.known for c in checks),
-                     "n_pairs": len(made), "chosen": used})  # fmt: skip
+        rows.append(
+            {
+                **picker.fmt.as_dict(),
+                "n_checked": len(checks),
+                "n_known": sum(c.known for c in checks),
+                "n_pairs": len(made),
+                "chosen": used,
+            }
+        )
     if missing:
-        log.warning("relation %s: %d known facts have no equal-length counterfactual; skipped",
-                    relation.name, missing)  # fmt: skip
+        log.warning(
+            "relation %s: %d known facts have no equal-length counterfactual; skipped", relation.name, missing
+        )
     if len(pairs) < 2:
         raise NotEnoughFactsError(
             f"relation {relation.name!r}: only {len(pairs)} known facts have an equal-length "
@@ -422,8 +440,24 @@ def make_pairs(
     scoring, heldout = _split(pairs, heldout_fraction)
     settings = {"max_rank": max_rank, "min_prob": min_prob, "heldout_fraction": heldout_fraction}
     fmts = tuple(picker.fmt for picker, _ in chosen)
-    return PairSet(relation, model.name, fmts[0].template, pairs, scoring, heldout, len(relation.facts),
-                   len(known), missing, seed, settings, max_pairs, n_checked, fmts, request, rows)  # fmt: skip
+    return PairSet(
+        relation,
+        model.name,
+        fmts[0].template,
+        pairs,
+        scoring,
+        heldout,
+        len(relation.facts),
+        len(known),
+        missing,
+        seed,
+        settings,
+        max_pairs,
+        n_checked,
+        fmts,
+        request,
+        rows,
+    )
 
 
 def _best(tried: list[Any], check: Any, *, rescue: bool) -> tuple[list[Any], list[Any]]:
@@ -433,14 +467,18 @@ def _best(tried: list[Any], check: Any, *, rescue: bool) -> tuple[list[Any], lis
         return sum(c.known for c in entry[1])
 
     if rescue and needs_rescue([known(e) for e in tried]):
-        tried = tried + [check(PromptFormat(e[0].fmt.template, RESCUE_SHOTS)) for e in tried
-                         if e[0].fmt.shots < RESCUE_SHOTS]  # fmt: skip
+        tried = tried + [
+            check(PromptFormat(e[0].fmt.template, RESCUE_SHOTS))
+            for e in tried
+            if e[0].fmt.shots < RESCUE_SHOTS
+        ]
     kept = pick_formats([(e[0].fmt, known(e)) for e in tried])
     return tried, [e for e in tried if e[0].fmt in kept]
 
 
-def _pair_up(model: LoadedModel, picker: DemoPicker, checks: Sequence[FactCheck],
-             rng: random.Random) -> tuple[list[PromptPair], int]:  # fmt: skip
+def _pair_up(
+    model: LoadedModel, picker: DemoPicker, checks: Sequence[FactCheck], rng: random.Random
+) -> tuple[list[PromptPair], int]:
     """Each known fact of one format with a counterfactual: same demonstrations, same token length, another answer."""
     fmt = picker.fmt
     pairs: list[PromptPair] = []
@@ -471,16 +509,24 @@ def _pair_up(model: LoadedModel, picker: DemoPicker, checks: Sequence[FactCheck]
             missing += 1
             continue
         other, corrupt_tokens = rng.choice(preferred)
-        pairs.append(PromptPair(
-            fact=check.fact, corrupt_fact=other.fact,
-            clean_text=fmt.text(check.fact, demos), corrupt_text=fmt.text(other.fact, demos),
-            clean_tokens=check.tokens, corrupt_tokens=corrupt_tokens,
-            answer=check.answer, corrupt_answer=other.answer,
-            answer_text=tokenizer.decode([check.answer]),
-            corrupt_answer_text=tokenizer.decode([other.answer]),
-            roles=prompt_roles(model, fmt, check.fact, demos), clean_prob=check.prob,
-            template=fmt.template, demos=demos,
-        ))  # fmt: skip
+        pairs.append(
+            PromptPair(
+                fact=check.fact,
+                corrupt_fact=other.fact,
+                clean_text=fmt.text(check.fact, demos),
+                corrupt_text=fmt.text(other.fact, demos),
+                clean_tokens=check.tokens,
+                corrupt_tokens=corrupt_tokens,
+                answer=check.answer,
+                corrupt_answer=other.answer,
+                answer_text=tokenizer.decode([check.answer]),
+                corrupt_answer_text=tokenizer.decode([other.answer]),
+                roles=prompt_roles(model, fmt, check.fact, demos),
+                clean_prob=check.prob,
+                template=fmt.template,
+                demos=demos,
+            )
+        )
     return pairs, missing
 
 
@@ -524,9 +570,14 @@ def remake_pairs(model: LoadedModel, relation: Relation, meta: dict[str, Any], *
         chosen: dict[str, Any] = {"template": meta.get("template"), "shots": 0}
     else:
         chosen = {"templates": [PromptFormat(f["template"], int(f["shots"])) for f in prompt["formats"]]}
-    kwargs = {**chosen, "seed": meta["split_seed"], "heldout_fraction": meta.get("heldout_fraction", 0.4),
-              "max_rank": known.get("max_rank", 1), "min_prob": known.get("min_prob", 0.0),
-              "max_pairs": meta.get("max_pairs")}  # fmt: skip
+    kwargs = {
+        **chosen,
+        "seed": meta["split_seed"],
+        "heldout_fraction": meta.get("heldout_fraction", 0.4),
+        "max_rank": known.get("max_rank", 1),
+        "min_prob": known.get("min_prob", 0.0),
+        "max_pairs": meta.get("max_pairs"),
+    }
     return make_pairs(model, relation, **{**kwargs, **override})
 
 

@@ -184,8 +184,10 @@ def formats_of(relation: Relation, templates: str | int, shots: int | None) -> l
     every = relation.prompt_templates
     if isinstance(templates, int):
         if templates >= len(every):
-            raise InputError(f"relation {relation.name} has {len(every)} templates (0 to {len(every) - 1}); "
-                             f"there is no template {templates}")  # fmt: skip
+            raise InputError(
+                f"relation {relation.name} has {len(every)} templates (0 to {len(every) - 1}); "
+                f"there is no template {templates}"
+            )
         chosen: Sequence[str] = [every[templates]]
     elif templates == "first":
         chosen = every[:1]
@@ -246,8 +248,9 @@ class DemoPicker:
     True
     """
 
-    def __init__(self, relation: Relation, fmt: PromptFormat, *, seed: int,
-                 encode: Callable[[str], Sequence[int]]) -> None:  # fmt: skip
+    def __init__(
+        self, relation: Relation, fmt: PromptFormat, *, seed: int, encode: Callable[[str], Sequence[int]]
+    ) -> None:
         self.fmt = fmt
         self.order = list(relation.facts)
         random.Random(seed + 3).shuffle(self.order)

@@ -58,8 +58,13 @@ class Roles:
     demo: tuple[int, int] = (0, 0)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"subject": list(self.subject), "last_subject": self.last_subject,
-                "relation": list(self.relation), "last": self.last, "demo": list(self.demo)}  # fmt: skip
+        return {
+            "subject": list(self.subject),
+            "last_subject": self.last_subject,
+            "relation": list(self.relation),
+            "last": self.last,
+            "demo": list(self.demo),
+        }
 
 
 def prompt_roles(model: LoadedModel, fmt: PromptFormat, fact: Fact, demos: Sequence[Fact]) -> Roles:
@@ -119,8 +124,13 @@ def role_positions(roles: Any) -> dict[str, list[int]]:
     demo = [p for p in range(demo_start, demo_stop) if p not in taken]
     taken |= set(demo)
     relation = [p for p in range(last) if p not in taken]
-    return {"first": first, "demo": demo, "subject": [p for p in subject if p != last], "relation": relation,
-            "last": [last]}  # fmt: skip
+    return {
+        "first": first,
+        "demo": demo,
+        "subject": [p for p in subject if p != last],
+        "relation": relation,
+        "last": [last],
+    }
 
 
 def role_index(roles: Any, n_pos: int) -> list[int]:
@@ -161,8 +171,10 @@ def parse_source_sets(text: str | Iterable[str]) -> list[tuple[str, ...]]:
             elif part in ROLES:
                 names.append(part)
             else:
-                raise InputError(f"unknown role {part!r} in source set {item!r}; valid roles: "
-                                 f"{', '.join(ROLES)} (join with '+', or 'all')")  # fmt: skip
+                raise InputError(
+                    f"unknown role {part!r} in source set {item!r}; valid roles: "
+                    f"{', '.join(ROLES)} (join with '+', or 'all')"
+                )
         ordered = tuple(r for r in ROLES if r in names)
         if ordered not in sets:
             sets.append(ordered)

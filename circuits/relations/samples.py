@@ -57,10 +57,12 @@ def sample_warning(pairs: PairSet) -> str | None:
     if pairs.settings.get("max_rank", 1) == 1:
         helps.append("--max-rank 3 (count a fact known when its answer is in the top 3)")
     helps.append("more facts in the relation file")
-    return (f"relation {pairs.relation.name}: only {n_score} pairs to score and {n_held} held out "
-            f"({pairs.n_known} of {pairs.n_facts} facts known to {pairs.model}); below {MIN_SCORING} scored or "
-            f"{MIN_HELDOUT} held out, edge scores are noisy and faithfulness uncertain. More pairs: "
-            + "; ".join(helps))  # fmt: skip
+    return (
+        f"relation {pairs.relation.name}: only {n_score} pairs to score and {n_held} held out "
+        f"({pairs.n_known} of {pairs.n_facts} facts known to {pairs.model}); below {MIN_SCORING} scored or "
+        f"{MIN_HELDOUT} held out, edge scores are noisy and faithfulness uncertain. More pairs: "
+        + "; ".join(helps)
+    )
 
 
 def report_prompts(pairs: PairSet) -> None:

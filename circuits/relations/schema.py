@@ -154,13 +154,16 @@ def load_relation(name_or_path: str | Path, *, template: str | None = None) -> R
     text_name = str(name_or_path)
     if text_name.lower().endswith(".csv"):
         if template is None:
-            raise InputError(f"{text_name}: a CSV relation needs a template with one '{{}}', "
-                             "e.g. --template 'The capital of {} is'")  # fmt: skip
+            raise InputError(
+                f"{text_name}: a CSV relation needs a template with one '{{}}', "
+                "e.g. --template 'The capital of {} is'"
+            )
         return relation_from_csv(text_name, template)
     if text_name in bundled_relations():
         entry = importlib.resources.files("circuits.relations") / f"{text_name}.json"
-        return _parse_lre(entry.read_text(encoding="utf-8-sig"), source=f"bundled:{text_name}",
-                          name=text_name)  # fmt: skip
+        return _parse_lre(
+            entry.read_text(encoding="utf-8-sig"), source=f"bundled:{text_name}", name=text_name
+        )
     path = Path(name_or_path)
     if not path.is_file():
         raise InputError(
@@ -192,9 +195,11 @@ def _read_text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
-        raise InputError(f"{path}: line {line} is not UTF-8 (byte {error.start} of the file is "
-                         f"0x{raw[error.start]:02x}); re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`, "
-                         "or 'CSV UTF-8' in a spreadsheet)") from None  # fmt: skip
+        raise InputError(
+            f"{path}: line {line} is not UTF-8 (byte {error.start} of the file is "
+            f"0x{raw[error.start]:02x}); re-save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`, "
+            "or 'CSV UTF-8' in a spreadsheet)"
+        ) from None
 
 
 def _parse_lre(text: str, *, source: str, name: str) -> Relation:
@@ -209,12 +214,16 @@ def _parse_lre(text: str, *, source: str, name: str) -> Relation:
     except ValueError as error:  # e.g. an integer of more digits than Python converts
         raise InputError(f"{source}: malformed JSON: {error}") from None
     if not isinstance(data, dict):
-        raise InputError(f"{source}: the top level must be an object with 'samples' and "
-                         f"'prompt_templates', not {type(data).__name__}")  # fmt: skip
+        raise InputError(
+            f"{source}: the top level must be an object with 'samples' and "
+            f"'prompt_templates', not {type(data).__name__}"
+        )
     if "samples" not in data and "prompt_templates" not in data:
-        raise InputError(f"{source}: not an LRE relation file: it has fields {sorted(data)[:6]}, and a relation "
-                         "needs 'samples' (a list of {\"subject\", \"object\"}) and 'prompt_templates' "
-                         "(strings with one '{}')")  # fmt: skip
+        raise InputError(
+            f"{source}: not an LRE relation file: it has fields {sorted(data)[:6]}, and a relation "
+            "needs 'samples' (a list of {\"subject\", \"object\"}) and 'prompt_templates' "
+            "(strings with one '{}')"
+        )
     templates = _string_list(data, "prompt_templates", source, required=True)
     zero_shot = _string_list(data, "prompt_templates_zs", source, required=False)
     properties = data.get("properties", {})
@@ -222,8 +231,9 @@ def _parse_lre(text: str, *, source: str, name: str) -> Relation:
         raise InputError(f"{source}: field 'properties' must be an object")
     samples = data.get("samples")
     if not isinstance(samples, list):
-        raise InputError(f"{source}: field 'samples' must be a list of "
-                         '{"subject": ..., "object": ...} objects')  # fmt: skip
+        raise InputError(
+            f'{source}: field \'samples\' must be a list of {{"subject": ..., "object": ...}} objects'
+        )
     facts = []
     for index, sample in enumerate(samples):
         if not isinstance(sample, dict):
@@ -244,8 +254,10 @@ def _string_list(data: dict[str, Any], key: str, source: str, *, required: bool)
     if not required and (value is None or value == []):
         return []
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise InputError(f"{source}: field {key!r} must be a non-empty list of strings "
-                         f"each holding one '{{}}', not {value!r}")  # fmt: skip
+        raise InputError(
+            f"{source}: field {key!r} must be a non-empty list of strings "
+            f"each holding one '{{}}', not {value!r}"
+        )
     return value
 
 
@@ -262,8 +274,9 @@ def _relation(
         for template in group:
             check_template(template, f"{source}: {field_name}")
     if not facts:
-        raise InputError(f"{source}: the relation has no facts; add samples "
-                         '[{"subject": ..., "object": ...}]')  # fmt: skip
+        raise InputError(
+            f'{source}: the relation has no facts; add samples [{{"subject": ..., "object": ...}}]'
+        )
     first: dict[str, Fact] = {}
     objects: dict[str, list[str]] = {}
     for fact in facts:
@@ -273,8 +286,7 @@ def _relation(
             known.append(fact.object)
     unique = list(first.values())
     _warn_ambiguous(name, source, {s: o for s, o in objects.items() if len(o) > 1})
-    return Relation(name, title, tuple(templates), tuple(zero_shot), dict(properties),
-                    tuple(unique), source)  # fmt: skip
+    return Relation(name, title, tuple(templates), tuple(zero_shot), dict(properties), tuple(unique), source)
 
 
 def _warn_ambiguous(name: str, source: str, ambiguous: dict[str, list[str]]) -> None:
@@ -284,8 +296,14 @@ def _warn_ambiguous(name: str, source: str, ambiguous: dict[str, list[str]]) -> 
     shown = "; ".join(f"{s}: {', '.join(o)}" for s, o in list(ambiguous.items())[:3])
     more = "; ..." if len(ambiguous) > 3 else ""
     count = "1 subject has" if len(ambiguous) == 1 else f"{len(ambiguous)} subjects have"
-    log.warning("relation %s (file %s): %s more than one object (%s%s); the first is kept", name, source, count,
-                shown, more)  # fmt: skip
+    log.warning(
+        "relation %s (file %s): %s more than one object (%s%s); the first is kept",
+        name,
+        source,
+        count,
+        shown,
+        more,
+    )
 
 
 def check_template(template: str, where: str) -> None:
@@ -310,8 +328,9 @@ def relation_from_csv(path: str | Path, template: str, *, name: str | None = Non
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != 2:
-                raise InputError(f"{path}: line {line_no} has {len(row)} columns; "
-                                 "expected 2 (subject, object)")  # fmt: skip
+                raise InputError(
+                    f"{path}: line {line_no} has {len(row)} columns; expected 2 (subject, object)"
+                )
             subject, obj = (cell.strip() for cell in row)
             if line_no == 1 and (subject.lower(), obj.lower()) == ("subject", "object"):
                 continue
@@ -322,8 +341,7 @@ def relation_from_csv(path: str | Path, template: str, *, name: str | None = Non
         raise InputError(
             f"{path}: line {reader.line_num} is not CSV ({error}); expected subject,object rows"
         ) from None
-    props = {"relation_type": "custom", "domain_name": "subject", "range_name": "object",
-             "symmetric": False}  # fmt: skip
+    props = {"relation_type": "custom", "domain_name": "subject", "range_name": "object", "symmetric": False}
     return _relation(name or path.stem, name or path.stem, [template], [], props, facts, str(path))
 
 

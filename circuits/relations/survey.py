@@ -59,9 +59,16 @@ def survey_prompts(
             model, relation, max_rank=max_rank, min_prob=min_prob, picker=picker, progress=progress
         )
         run = [c for c in checks if c.demos is not None]
-        return {"index": index, "template": template, "shots": n, "n_known": sum(c.known for c in checks),
-                "n_facts": len(checks), "mean_prob": sum(c.prob for c in run) / max(1, len(run)), "tried": tried,
-                "default": False}  # fmt: skip
+        return {
+            "index": index,
+            "template": template,
+            "shots": n,
+            "n_known": sum(c.known for c in checks),
+            "n_facts": len(checks),
+            "mean_prob": sum(c.prob for c in run) / max(1, len(run)),
+            "tried": tried,
+            "default": False,
+        }
 
     rows = []
     for index, template in enumerate(relation.prompt_templates):
@@ -69,8 +76,11 @@ def survey_prompts(
         rows += [row(index, template, n, n == first) for n in sorted({*shots, first})]
     if pick_shots is None and needs_rescue([r["n_known"] for r in rows if r["tried"]]):
         have = {(r["index"], r["shots"]) for r in rows}
-        rows += [row(i, t, RESCUE_SHOTS, True) for i, t in enumerate(relation.prompt_templates)
-                 if (i, RESCUE_SHOTS) not in have]  # fmt: skip
+        rows += [
+            row(i, t, RESCUE_SHOTS, True)
+            for i, t in enumerate(relation.prompt_templates)
+            if (i, RESCUE_SHOTS) not in have
+        ]
         for r in rows:
             r["tried"] = r["tried"] or r["shots"] == RESCUE_SHOTS
         rows.sort(key=lambda r: (r["index"], r["shots"]))

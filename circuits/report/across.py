@@ -90,18 +90,30 @@ def _reuse_figures(folder: Path, report: dict[str, Any]) -> dict[str, Figure]:
     core = report.get("core") or {}
     n = len(report.get("relations") or [])
     captions = {
-        "heatmap": ("Circuit reuse", f"Similarity ({metric}) of every pair of relations' circuits, in the "
-                    f"order of the {tree.get('linkage_method', 'hierarchical')} clustering drawn as a "
-                    "dendrogram. Hover a cell for its value, 95% interval, split-half ceilings and null."),
-        "heatmap_relative": ("Reuse relative to the noise ceilings", f"The same {metric} divided by the "
-                             "geometric mean of the two relations' split-half ceilings (1: as similar as "
-                             "a relation's circuit is to itself across halves of its prompts)."),
+        "heatmap": (
+            "Circuit reuse",
+            f"Similarity ({metric}) of every pair of relations' circuits, in the "
+            f"order of the {tree.get('linkage_method', 'hierarchical')} clustering drawn as a "
+            "dendrogram. Hover a cell for its value, 95% interval, split-half ceilings and null.",
+        ),
+        "heatmap_relative": (
+            "Reuse relative to the noise ceilings",
+            f"The same {metric} divided by the "
+            "geometric mean of the two relations' split-half ceilings (1: as similar as "
+            "a relation's circuit is to itself across halves of its prompts).",
+        ),
         "heads": ("Shared heads", "Share of in-circuit heads two relations' circuits have in common."),
-        "cross_task": ("Cross-task faithfulness", "Each row relation's circuit evaluated on the column "
-                       "relation's held-out prompts, relative to the column's own circuit of the same size."),
-        "core": ("Shared core", f"Edges in at least {core.get('k', 'half')} of the {n or 'stored'} circuits "
-                 f"({core.get('n_edges', '?')} edges). Hover a node or an edge for its score."),
-    }  # fmt: skip
+        "cross_task": (
+            "Cross-task faithfulness",
+            "Each row relation's circuit evaluated on the column "
+            "relation's held-out prompts, relative to the column's own circuit of the same size.",
+        ),
+        "core": (
+            "Shared core",
+            f"Edges in at least {core.get('k', 'half')} of the {n or 'stored'} circuits "
+            f"({core.get('n_edges', '?')} edges). Hover a node or an edge for its score.",
+        ),
+    }
     out = {}
     for name, (title, caption) in captions.items():
         svg = folder / f"{name}.svg"

@@ -31,8 +31,10 @@ def _check_target(root: Path, out: Path) -> None:
         index = out / INDEX
         made_here = index.is_file() and f'content="{GENERATOR}"' in index.read_text("utf-8", errors="replace")
         if not made_here:
-            raise InputError(f"{out}: exists and is not a report written by `circuits report`; "
-                             "choose another --out or remove it")  # fmt: skip
+            raise InputError(
+                f"{out}: exists and is not a report written by `circuits report`; "
+                "choose another --out or remove it"
+            )
 
 
 def build_report(root: str | Path, out: str | Path | None = None) -> Path:

@@ -165,16 +165,30 @@ def _read_circuit(folder: Path) -> CircuitInfo:
         interval = None if circuit.faithfulness is None else {"value": circuit.faithfulness}
     svg = folder / "circuit.svg"
     title = f"Circuit {folder.name}"
-    caption = (f"{summary['n_edges']} edges, {summary['n_heads']} heads, {summary['n_mlps']} MLPs "
-               "(graphviz). Hover a node or an edge for its score.")  # fmt: skip
+    caption = (
+        f"{summary['n_edges']} edges, {summary['n_heads']} heads, {summary['n_mlps']} MLPs "
+        "(graphviz). Hover a node or an edge for its score."
+    )
     if circuit.roles is not None:
         counts = ", ".join(f"{n} {role}" for role, n in circuit.role_counts().items() if n)
-        caption = (f"{summary['n_units']} (edge, role) units on {summary['n_edges']} edges ({counts}); one lane "
-                   "per position role, cross-role flow drawn through the heads' key/value inputs (graphviz). "
-                   "Hover a node or an edge for its score.")  # fmt: skip
+        caption = (
+            f"{summary['n_units']} (edge, role) units on {summary['n_edges']} edges ({counts}); one lane "
+            "per position role, cross-role flow drawn through the heads' key/value inputs (graphviz). "
+            "Hover a node or an edge for its score."
+        )
     diagram = Figure(svg, title, caption, svg_size(svg), interactive=True) if svg.is_file() else None
-    return CircuitInfo(folder.name, folder, summary["n_edges"], summary["n_nodes"], summary["n_heads"],
-                       summary["n_mlps"], circuit.extract_method, dict(circuit.params), interval, diagram)  # fmt: skip
+    return CircuitInfo(
+        folder.name,
+        folder,
+        summary["n_edges"],
+        summary["n_nodes"],
+        summary["n_heads"],
+        summary["n_mlps"],
+        circuit.extract_method,
+        dict(circuit.params),
+        interval,
+        diagram,
+    )
 
 
 def _choose(circuits: list[CircuitInfo], wanted: str | None, dates: dict[str, str]) -> int:
@@ -192,8 +206,10 @@ def _evaluation(folder: Path) -> Evaluation | None:
         return None
     data = read_json(path, what="evaluation file")
     svg = path.with_suffix(".svg")
-    caption = ("Held-out faithfulness of the top edges by signed score, by |score| and at random, "
-               "over edge fractions, with 95% intervals over prompt pairs.")  # fmt: skip
+    caption = (
+        "Held-out faithfulness of the top edges by signed score, by |score| and at random, "
+        "over edge fractions, with 95% intervals over prompt pairs."
+    )
     fig = Figure(svg, "Faithfulness curve", caption, svg_size(svg)) if svg.is_file() else None
     return Evaluation(path, data if isinstance(data, dict) else {}, fig)
 
@@ -205,9 +221,11 @@ def _positions(folder: Path, circuits: list[CircuitInfo]) -> Positions | None:
     data = read_json(path, what="position-aware record")
     data = data if isinstance(data, dict) else {}
     svg = path.with_suffix(".svg")
-    caption = ("Left: held-out faithfulness of position-aware circuits of n (edge, role) units against summed "
-               "circuits of n edges, 95% intervals over prompt pairs. Right: per receiver layer, each position "
-               "role's share of the circuit's |score|.")  # fmt: skip
+    caption = (
+        "Left: held-out faithfulness of position-aware circuits of n (edge, role) units against summed "
+        "circuits of n edges, 95% intervals over prompt pairs. Right: per receiver layer, each position "
+        "role's share of the circuit's |score|."
+    )
     fig = Figure(svg, "Position-aware circuit", caption, svg_size(svg)) if svg.is_file() else None
     name = (data.get("circuit") or {}).get("folder")
     circuit = next((c for c in circuits if c.name == name), None)
@@ -219,8 +237,10 @@ def _mechanisms(folder: Path) -> tuple[list[Figure], list[Path]]:
     mech = folder / "mechanisms"
     if not mech.is_dir():
         return [], []
-    stems = sorted({p.stem for p in mech.iterdir() if p.suffix in (".json", ".svg")},
-                   key=lambda s: (list(MECHANISMS).index(s) if s in MECHANISMS else len(MECHANISMS), s))  # fmt: skip
+    stems = sorted(
+        {p.stem for p in mech.iterdir() if p.suffix in (".json", ".svg")},
+        key=lambda s: (list(MECHANISMS).index(s) if s in MECHANISMS else len(MECHANISMS), s),
+    )
     figures, records = [], []
     for stem in stems:
         record, svg = mech / f"{stem}.json", mech / f"{stem}.svg"

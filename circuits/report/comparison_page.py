@@ -12,14 +12,32 @@ __all__ = ["MODELS_PAGE", "comparison_page"]
 
 MODELS_PAGE = "models.html"
 
-_FIGURES = (("curves.svg", "Faithfulness curves", "Each relation's graph: faithfulness on held-out pairs against "
-             "the share of edges kept, most relied-on first; the dotted line is the target."),
-            ("depth.svg", "Depth profiles", "Share of each circuit's |score| per tenth of relative depth "
-             "(an edge sits midway between its ends: input 0, a layer-l node (l + 0.5)/L, logits 1)."),
-            ("knockout.svg", "Attention knockout", "Relative change of p(answer) when the last position cannot "
-             "read a role in a window of layers starting at that relative depth."),
-            ("reuse.svg", "Reuse matrices", "Edge Jaccard between the relations' equal-size circuits in each "
-             "model, and the pairs of relations set against each other."))  # fmt: skip
+_FIGURES = (
+    (
+        "curves.svg",
+        "Faithfulness curves",
+        "Each relation's graph: faithfulness on held-out pairs against "
+        "the share of edges kept, most relied-on first; the dotted line is the target.",
+    ),
+    (
+        "depth.svg",
+        "Depth profiles",
+        "Share of each circuit's |score| per tenth of relative depth "
+        "(an edge sits midway between its ends: input 0, a layer-l node (l + 0.5)/L, logits 1).",
+    ),
+    (
+        "knockout.svg",
+        "Attention knockout",
+        "Relative change of p(answer) when the last position cannot "
+        "read a role in a window of layers starting at that relative depth.",
+    ),
+    (
+        "reuse.svg",
+        "Reuse matrices",
+        "Edge Jaccard between the relations' equal-size circuits in each "
+        "model, and the pairs of relations set against each other.",
+    ),
+)
 
 
 def _size_table(comparison: dict[str, Any]) -> str:
@@ -31,8 +49,11 @@ def _size_table(comparison: dict[str, Any]) -> str:
         cells: list[Any] = [row["relation"]]
         for m in models:
             d = row["models"][m]
-            cells += [f"{d['n_edges']}{'' if d.get('target_reached', True) else '*'}",
-                      None if d.get("share") is None else f"{100 * d['share']:.1f}%", d.get("faithfulness")]  # fmt: skip
+            cells += [
+                f"{d['n_edges']}{'' if d.get('target_reached', True) else '*'}",
+                None if d.get("share") is None else f"{100 * d['share']:.1f}%",
+                d.get("faithfulness"),
+            ]
         cells.append(", ".join(f"{v:.2f}" for v in row["depth_overlap"].values()))
         rows.append(cells)
     return table(header, rows)
@@ -52,23 +73,31 @@ def _reuse_text(reuse: dict[str, Any] | None) -> str:
     if reuse is None:
         return "<p>Fewer than three shared relations have a reuse matrix in both models.</p>"
     rho = reuse.get("spearman")
-    corr = ("undefined (a matrix is constant)" if rho is None
-            else f"{rho:.2f} (permutation p = {reuse['p']:.3f} over {reuse['n_perm']} shuffles of the labels)")  # fmt: skip
+    corr = (
+        "undefined (a matrix is constant)"
+        if rho is None
+        else f"{rho:.2f} (permutation p = {reuse['p']:.3f} over {reuse['n_perm']} shuffles of the labels)"
+    )
     first = " and ".join(" ~ ".join(map(str, pair)) for pair in reuse.get("first_merge", []))
     same = "the same pair" if reuse.get("same_first_merge") else "different pairs"
-    return (f"<p>Spearman correlation of the pairs' edge Jaccard between the models: {esc(corr)}. "
-            f"First to merge in each model: {esc(first)} ({same}).</p>")  # fmt: skip
+    return (
+        f"<p>Spearman correlation of the pairs' edge Jaccard between the models: {esc(corr)}. "
+        f"First to merge in each model: {esc(first)} ({same}).</p>"
+    )
 
 
 def comparison_page(comparison: dict[str, Any], folder: Path, *, nav: Nav, out: Path) -> str:
     """The page: circuit sizes at the target, figures side by side, DLA roles, the reuse matrices compared."""
     here = (out / MODELS_PAGE).parent
     models = comparison["models"]
-    body = ["<h1>Across models</h1>",
-            f'<p class="lead">{len(comparison["relations"])} relations on {esc(", ".join(models))}: each '
-            f"model's smallest circuit reaching F ≥ {esc(comparison.get('target'))} on its scoring pairs "
-            "(* none did), its share of the model's edges and its held-out faithfulness with a 95% "
-            "interval.</p>", _size_table(comparison)]  # fmt: skip
+    body = [
+        "<h1>Across models</h1>",
+        f'<p class="lead">{len(comparison["relations"])} relations on {esc(", ".join(models))}: each '
+        f"model's smallest circuit reaching F ≥ {esc(comparison.get('target'))} on its scoring pairs "
+        "(* none did), its share of the model's edges and its held-out faithfulness with a 95% "
+        "interval.</p>",
+        _size_table(comparison),
+    ]
     for name, title, caption in _FIGURES:
         path = folder / name
         if path.is_file():

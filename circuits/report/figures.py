@@ -97,8 +97,10 @@ def figure_html(fig: Figure, here: Path, *, heading: str = "h3") -> str:
         style = f' style="max-width:{width * 1.25:.0f}px;aspect-ratio:{width:.1f}/{height:.1f}"'
     alt = esc(fig.title)
     if fig.interactive:
-        body = (f'<object type="image/svg+xml" data="{link}"{style} aria-label="{alt}">'
-                f'<a href="{link}">{alt}</a></object>')  # fmt: skip
+        body = (
+            f'<object type="image/svg+xml" data="{link}"{style} aria-label="{alt}">'
+            f'<a href="{link}">{alt}</a></object>'
+        )
     else:
         body = f'<img src="{link}" alt="{alt}"{style}>'
     caption = f'{esc(fig.caption)} <a href="{link}">Open the figure alone.</a>'.lstrip()

@@ -176,8 +176,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, digits: int =
             text = value if i < raw else esc(_cell(value, digits)[0])
             cells.append(f'<td class="num">{text}</td>' if numeric[i] else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    head = "".join(f'<th class="num">{esc(h)}</th>' if numeric[i] and rows else f"<th>{esc(h)}</th>"
-                   for i, h in enumerate(header))  # fmt: skip
+    head = "".join(
+        f'<th class="num">{esc(h)}</th>' if numeric[i] and rows else f"<th>{esc(h)}</th>"
+        for i, h in enumerate(header)
+    )
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
@@ -206,8 +208,10 @@ def value_html(value: Any, depth: int = 0) -> str:
             keys = list(dict.fromkeys(k for v in value for k in v))
             if len(keys) <= 12 and all(_is_flat(x) for v in value for x in v.values()):
                 return table(keys, [[_flat(v.get(k)) for k in keys] for v in value], digits=3)
-            return "".join(f"<details><summary>{esc(_label(v, i))}</summary>{value_html(v, depth + 1)}</details>"
-                           for i, v in enumerate(value))  # fmt: skip
+            return "".join(
+                f"<details><summary>{esc(_label(v, i))}</summary>{value_html(v, depth + 1)}</details>"
+                for i, v in enumerate(value)
+            )
         return esc(", ".join(_flat(v) for v in value))
     return esc(_flat(value))
 

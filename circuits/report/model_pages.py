@@ -13,10 +13,18 @@ from circuits.report.pages import CHANNELS, REUSE, Site
 __all__ = ["channels_page", "reuse_page"]
 
 _CHANNEL_COLUMNS = ("writer", "reader", "kind", "z", "score", "whole_z", "rank", "share")
-_VALIDATION = (("relation", "relation"), ("score_method", "score method"), ("n_pairs", "pairs"),
-               ("n_edges", "edges"), ("n_important", "important edges"), ("top_fraction", "top fraction"),
-               ("auc_whole", "AUC (whole)"), ("auc_component", "AUC (component)"),
-               ("precision_whole", "precision (whole)"), ("precision_component", "precision (component)"))  # fmt: skip
+_VALIDATION = (
+    ("relation", "relation"),
+    ("score_method", "score method"),
+    ("n_pairs", "pairs"),
+    ("n_edges", "edges"),
+    ("n_important", "important edges"),
+    ("top_fraction", "top fraction"),
+    ("auc_whole", "AUC (whole)"),
+    ("auc_component", "AUC (component)"),
+    ("precision_whole", "precision (whole)"),
+    ("precision_component", "precision (component)"),
+)
 
 
 def _is_interval(x: Any) -> bool:
@@ -35,9 +43,11 @@ def _ceilings(reuse: Reuse, here: Path) -> str:
     ceilings = noise.get("ceilings") if isinstance(noise.get("ceilings"), dict) else {}
     out = []
     if ceilings:
-        out.append("<h3>Split-half ceilings</h3><p>Each relation's circuits from two disjoint halves of its "
-                   "pairs, compared with each other: how similar a relation's circuit is to itself.</p>"
-                   + _interval_grid(ceilings, "relation"))  # fmt: skip
+        out.append(
+            "<h3>Split-half ceilings</h3><p>Each relation's circuits from two disjoint halves of its "
+            "pairs, compared with each other: how similar a relation's circuit is to itself.</p>"
+            + _interval_grid(ceilings, "relation")
+        )
     if reuse.noise is not None:
         header, rows = reuse.noise
         metric = reuse.report.get("metric")
@@ -47,9 +57,11 @@ def _ceilings(reuse: Reuse, here: Path) -> str:
             rows = [r for r in rows if len(r) > col and r[col] == metric]
             note = f" Rows for {metric}; the file holds every similarity."
         link = href(reuse.folder / "noise.csv", here)
-        out.append(f'<h3>Noise per pair (<a href="{link}">noise.csv</a>)</h3><p>Similarity with its interval, '
-                   f"the two split-half ceilings, the similarity relative to them, the permutation null and its p-value.{esc(note)}"
-                   "</p>" + table(header, [[_number(x) for x in r] for r in rows], digits=3))  # fmt: skip
+        out.append(
+            f'<h3>Noise per pair (<a href="{link}">noise.csv</a>)</h3><p>Similarity with its interval, '
+            f"the two split-half ceilings, the similarity relative to them, the permutation null and its p-value.{esc(note)}"
+            "</p>" + table(header, [[_number(x) for x in r] for r in rows], digits=3)
+        )
     return "".join(out)
 
 
@@ -67,13 +79,34 @@ def _similar(reuse: Reuse) -> str:
         if not isinstance(pair, dict):
             continue
         noise = pair.get("noise") if isinstance(pair.get("noise"), dict) else {}
-        rows.append([label, pair.get("a"), pair.get("b"), noise or {"value": pair.get("value")},
-                     noise.get("ceiling_a"), noise.get("ceiling_b"), noise.get("relative"), noise.get("null"),
-                     noise.get("p"), pair.get("head_share")])  # fmt: skip
+        rows.append(
+            [
+                label,
+                pair.get("a"),
+                pair.get("b"),
+                noise or {"value": pair.get("value")},
+                noise.get("ceiling_a"),
+                noise.get("ceiling_b"),
+                noise.get("relative"),
+                noise.get("null"),
+                noise.get("p"),
+                pair.get("head_share"),
+            ]
+        )
     if not rows:
         return ""
-    header = ["pair", "a", "b", f"{reuse.report.get('metric', 'similarity')} [95%]", "ceiling a", "ceiling b",
-              "relative", "null [95%]", "p", "head share"]  # fmt: skip
+    header = [
+        "pair",
+        "a",
+        "b",
+        f"{reuse.report.get('metric', 'similarity')} [95%]",
+        "ceiling a",
+        "ceiling b",
+        "relative",
+        "null [95%]",
+        "p",
+        "head share",
+    ]
     return "<h2>Most and least similar circuits</h2>" + table(header, rows)
 
 
@@ -83,8 +116,11 @@ def _analysis(analysis: Analysis, here: Path) -> str:
         out.append(figure_html(analysis.figure, here))
     data = analysis.data
     if isinstance(data.get("suppressors"), list):
-        rows = [[s.get("component"), len(s.get("relations") or []), ", ".join(map(str, s.get("relations") or []))]
-                for s in data["suppressors"] if isinstance(s, dict)]  # fmt: skip
+        rows = [
+            [s.get("component"), len(s.get("relations") or []), ", ".join(map(str, s.get("relations") or []))]
+            for s in data["suppressors"]
+            if isinstance(s, dict)
+        ]
         out.append("<h3>Suppressors</h3>" + table(["component", "relations", "which"], rows))
     if isinstance(data.get("pooled"), dict):
         out.append("<h3>Pooled over relations</h3>" + _interval_grid(data["pooled"], "measure"))
@@ -104,10 +140,15 @@ def reuse_page(site: Site, model: ModelData) -> str:
     if reuse is not None:
         r = reuse.report
         relations = r.get("relations") if isinstance(r.get("relations"), list) else []
-        body.append(f'<p class="lead">{esc(model.name)}: {len(relations)} relations compared by '
-                    f"{esc(r.get('metric', 'similarity'))}.</p>")  # fmt: skip
-        shown = [figure_html(reuse.figures[k], here) for k in ("heatmap", "heatmap_relative", "heads")
-                 if k in reuse.figures]  # fmt: skip
+        body.append(
+            f'<p class="lead">{esc(model.name)}: {len(relations)} relations compared by '
+            f"{esc(r.get('metric', 'similarity'))}.</p>"
+        )
+        shown = [
+            figure_html(reuse.figures[k], here)
+            for k in ("heatmap", "heatmap_relative", "heads")
+            if k in reuse.figures
+        ]
         body.append(f'<div class="pair">{"".join(shown)}</div>')
         ceilings = _ceilings(reuse, here)
         if ceilings:
@@ -136,15 +177,25 @@ def channels_page(site: Site, model: ModelData) -> str:
     ch = model.channels
     assert ch is not None
     data = ch.data
-    body = ["<h1>Channels</h1>", f'<p class="lead">{esc(model.name)}: low-rank writer → reader channels '
-            "predicted from the weights (composition scores of the writer's OV components), checked "
-            "against the relations' patching scores.</p>"]  # fmt: skip
+    body = [
+        "<h1>Channels</h1>",
+        f'<p class="lead">{esc(model.name)}: low-rank writer → reader channels '
+        "predicted from the weights (composition scores of the writer's OV components), checked "
+        "against the relations' patching scores.</p>",
+    ]
     validation = [v for v in data.get("validation") or [] if isinstance(v, dict)]
     if validation:
-        body.append("<h2>Validation against patching</h2><p>How well the channel scores rank each relation's "
-                    "important writer → q/k/v edges: ROC AUC and precision among the top edges.</p>")  # fmt: skip
-        body.append(table([label for _, label in _VALIDATION], [[v.get(k) for k, _ in _VALIDATION]
-                                                                   for v in validation], digits=3))  # fmt: skip
+        body.append(
+            "<h2>Validation against patching</h2><p>How well the channel scores rank each relation's "
+            "important writer → q/k/v edges: ROC AUC and precision among the top edges.</p>"
+        )
+        body.append(
+            table(
+                [label for _, label in _VALIDATION],
+                [[v.get(k) for k, _ in _VALIDATION] for v in validation],
+                digits=3,
+            )
+        )
     if ch.overlay is not None:
         body.append(figure_html(ch.overlay, here, heading="h2"))
     channels = [c for c in data.get("channels") or [] if isinstance(c, dict)]

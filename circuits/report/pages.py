@@ -97,15 +97,30 @@ def _facts(rel: RelationData) -> str:
 
 def _overview_table(site: Site, model: ModelData) -> str:
     with_eval = any(r.evaluation is not None for r in model.relations)
-    header = ["relation", "facts known", "pairs (scoring + held-out)", "score method", "circuit", "edges",
-              "nodes", "held-out faithfulness [95%]"] + (["CPR [95%]"] if with_eval else [])  # fmt: skip
+    header = [
+        "relation",
+        "facts known",
+        "pairs (scoring + held-out)",
+        "score method",
+        "circuit",
+        "edges",
+        "nodes",
+        "held-out faithfulness [95%]",
+    ] + (["CPR [95%]"] if with_eval else [])
     rows = []
     for rel in model.relations:
         link = f'<a href="{site.link(model.name, rel.name, INDEX)}">{esc(rel.name)}</a>'
         c = rel.circuit
-        row: list[Any] = [link, _facts(rel), _pairs(rel), rel.meta.get("score_method", "—"),
-                          c.name if c else "—", c.n_edges if c else None, c.n_nodes if c else None,
-                          rel.faithfulness]  # fmt: skip
+        row: list[Any] = [
+            link,
+            _facts(rel),
+            _pairs(rel),
+            rel.meta.get("score_method", "—"),
+            c.name if c else "—",
+            c.n_edges if c else None,
+            c.n_nodes if c else None,
+            rel.faithfulness,
+        ]
         if with_eval:
             row.append(rel.evaluation.interval("cpr") if rel.evaluation else None)
         rows.append(row)
@@ -114,10 +129,12 @@ def _overview_table(site: Site, model: ModelData) -> str:
 
 def index_page(site: Site) -> str:
     """The overview: per model a row per relation, links to the pages across relations, the job summary."""
-    body = ["<h1>Circuit report</h1>",
-            f'<p class="lead">Stored results in <code>{esc(site.root.name)}/</code>: '
-            f"{len(site.models)} model{'s' if len(site.models) != 1 else ''}. Faithfulness is normalised "
-            "(all edges 1, none 0) on held-out prompt pairs, with 95% bootstrap intervals over the pairs.</p>"]  # fmt: skip
+    body = [
+        "<h1>Circuit report</h1>",
+        f'<p class="lead">Stored results in <code>{esc(site.root.name)}/</code>: '
+        f"{len(site.models)} model{'s' if len(site.models) != 1 else ''}. Faithfulness is normalised "
+        "(all edges 1, none 0) on held-out prompt pairs, with 95% bootstrap intervals over the pairs.</p>",
+    ]
     if not site.models:
         body.append("<p>No stored results were found.</p>")
     for model in site.models:
@@ -141,31 +158,62 @@ def index_page(site: Site) -> str:
 
 def _pager(site: Site, model: ModelData, i: int, here: str) -> str:
     rels = model.relations
-    prev = (f'<a href="{site.link(model.name, rels[i - 1].name, here)}">← {esc(rels[i - 1].name)}</a>'
-            if i > 0 else "<span></span>")  # fmt: skip
-    nxt = (f'<a href="{site.link(model.name, rels[i + 1].name, here)}">{esc(rels[i + 1].name)} →</a>'
-           if i + 1 < len(rels) else "<span></span>")  # fmt: skip
+    prev = (
+        f'<a href="{site.link(model.name, rels[i - 1].name, here)}">← {esc(rels[i - 1].name)}</a>'
+        if i > 0
+        else "<span></span>"
+    )
+    nxt = (
+        f'<a href="{site.link(model.name, rels[i + 1].name, here)}">{esc(rels[i + 1].name)} →</a>'
+        if i + 1 < len(rels)
+        else "<span></span>"
+    )
     return f'<div class="pager">{prev}{nxt}</div>'
 
 
 def _key_numbers(rel: RelationData) -> str:
     m, c, ev = rel.meta, rel.circuit, rel.evaluation
-    facts: list[tuple[str, Any]] = [("model", m.get("model")), ("score method", m.get("score_method")),
-        ("metric", m.get("metric")), ("ablation", m.get("ablation")), ("facts known", _facts(rel)),
-        ("pairs (scoring + held-out)", _pairs(rel))]  # fmt: skip
+    facts: list[tuple[str, Any]] = [
+        ("model", m.get("model")),
+        ("score method", m.get("score_method")),
+        ("metric", m.get("metric")),
+        ("ablation", m.get("ablation")),
+        ("facts known", _facts(rel)),
+        ("pairs (scoring + held-out)", _pairs(rel)),
+    ]
     if c is not None:
-        facts += [("circuit", c.name), ("extraction", f"{c.extract_method} by {c.params.get('by', '—')}"),
-                  ("edges", c.n_edges), ("nodes (heads, MLPs)", f"{c.n_nodes} ({c.n_heads}, {c.n_mlps})")]  # fmt: skip
+        facts += [
+            ("circuit", c.name),
+            ("extraction", f"{c.extract_method} by {c.params.get('by', '—')}"),
+            ("edges", c.n_edges),
+            ("nodes (heads, MLPs)", f"{c.n_nodes} ({c.n_heads}, {c.n_mlps})"),
+        ]
     facts.append(("held-out faithfulness [95%]", fmt_interval(rel.faithfulness)))
     target = ev.circuit if ev is not None else {}
     if target.get("target") is not None:
         reached = target.get("target_reached", True)
-        facts.append(("target (scoring pairs)", f"F ≥ {fmt_num(target['target'])}: "
-                      + ("reached" if reached else f"not reached by the capped search; {fmt_num(target.get('n_edges'))} edges kept")))  # fmt: skip
+        facts.append(
+            (
+                "target (scoring pairs)",
+                f"F ≥ {fmt_num(target['target'])}: "
+                + (
+                    "reached"
+                    if reached
+                    else f"not reached by the capped search; {fmt_num(target.get('n_edges'))} edges kept"
+                ),
+            )
+        )
     if ev is not None:
-        facts += [(name, fmt_interval(ev.interval(key))) for key, name in
-                  (("cpr", "CPR [95%]"), ("cmd", "CMD [95%]"), ("random_cpr", "random CPR [95%]"),
-                   ("clean_metric", "clean metric"), ("corrupt_metric", "corrupted metric"))]  # fmt: skip
+        facts += [
+            (name, fmt_interval(ev.interval(key)))
+            for key, name in (
+                ("cpr", "CPR [95%]"),
+                ("cmd", "CMD [95%]"),
+                ("random_cpr", "random CPR [95%]"),
+                ("clean_metric", "clean metric"),
+                ("corrupt_metric", "corrupted metric"),
+            )
+        ]
     items = "".join(
         f"<div><dt>{esc(k)}</dt><dd>{esc(fmt_num(v))}</dd></div>" for k, v in facts if v is not None
     )
@@ -191,8 +239,12 @@ def _curve_table(rel: RelationData) -> str:
     if ev is None or not isinstance(ev.data.get("fractions"), list):
         return ""
     intervals = ev.data.get("intervals") or {}
-    names = [("signed", "by signed score"), ("absolute", "by |score|"), ("random", "random"),
-             ("hit_at_10", "Hit@10 (signed)")]  # fmt: skip
+    names = [
+        ("signed", "by signed score"),
+        ("absolute", "by |score|"),
+        ("random", "random"),
+        ("hit_at_10", "Hit@10 (signed)"),
+    ]
     names = [(k, label) for k, label in names if isinstance(ev.data.get(k), list)]
     rows = []
     for i, fraction in enumerate(ev.data["fractions"]):
@@ -211,9 +263,14 @@ def relation_page(site: Site, model: ModelData, i: int) -> str:
     here = (site.out / current).parent
     lead = [esc(rel.lre.get("name", "")) if isinstance(rel.lre.get("name"), str) else ""]
     lead.append(_prompt_lead(rel.meta))
-    body = [_pager(site, model, i, current), f"<h1>{esc(rel.name)}</h1>",
-            f'<p class="lead">{esc(model.name)}{"; " if any(lead) else ""}{"; ".join(x for x in lead if x)}</p>',
-            _key_numbers(rel), _findings(model, rel.name), "<h2>Circuit</h2>"]  # fmt: skip
+    body = [
+        _pager(site, model, i, current),
+        f"<h1>{esc(rel.name)}</h1>",
+        f'<p class="lead">{esc(model.name)}{"; " if any(lead) else ""}{"; ".join(x for x in lead if x)}</p>',
+        _key_numbers(rel),
+        _findings(model, rel.name),
+        "<h2>Circuit</h2>",
+    ]
     if rel.circuit is not None and rel.circuit.diagram is not None:
         body.append(figure_html(rel.circuit.diagram, here))
     elif rel.circuit is not None:
@@ -223,14 +280,19 @@ def relation_page(site: Site, model: ModelData, i: int) -> str:
     else:
         body.append("<p>No circuit is stored for this relation.</p>")
     if rel.others:
-        items = "".join(f'<li><a href="{href(o.folder / ("circuit.svg" if o.diagram else "circuit.json"), here)}">'
-                        f"{esc(o.name)}</a>: {o.n_edges} edges, {o.n_nodes} nodes, faithfulness "
-                        f"{esc(fmt_interval(o.faithfulness))}</li>" for o in rel.others)  # fmt: skip
+        items = "".join(
+            f'<li><a href="{href(o.folder / ("circuit.svg" if o.diagram else "circuit.json"), here)}">'
+            f"{esc(o.name)}</a>: {o.n_edges} edges, {o.n_nodes} nodes, faithfulness "
+            f"{esc(fmt_interval(o.faithfulness))}</li>"
+            for o in rel.others
+        )
         body.append(f"<h3>Other stored circuits</h3><ul>{items}</ul>")
     body.append("<h2>Faithfulness</h2>")
     if rel.evaluation is None:
-        body.append("<p>No evaluation is stored for this relation; the held-out faithfulness above is the "
-                    "circuit's own.</p>")  # fmt: skip
+        body.append(
+            "<p>No evaluation is stored for this relation; the held-out faithfulness above is the "
+            "circuit's own.</p>"
+        )
     else:
         if rel.evaluation.figure is not None:
             body.append(figure_html(rel.evaluation.figure, here))
@@ -239,8 +301,11 @@ def relation_page(site: Site, model: ModelData, i: int) -> str:
     body.append("<h2>Mechanisms</h2>")
     body += [figure_html(f, here) for f in rel.mechanisms] or ["<p>No mechanism analyses are stored.</p>"]
     if rel.records:
-        body.append("<p>Records without a figure: " + ", ".join(
-            f'<a href="{href(p, here)}">{esc(p.name)}</a>' for p in rel.records) + "</p>")  # fmt: skip
+        body.append(
+            "<p>Records without a figure: "
+            + ", ".join(f'<a href="{href(p, here)}">{esc(p.name)}</a>' for p in rel.records)
+            + "</p>"
+        )
     body.append(_files(rel, here))
     body.append(_pager(site, model, i, current))
     return page(f"{rel.name} · {model.name}", "\n".join(body), nav=site.nav, current=current, out=site.out)
@@ -256,23 +321,45 @@ def _positions(rel: RelationData, here: Path) -> list[str]:
     out = ["<h2>Position-aware circuit</h2>"]
     if c:
         short = "" if data.get("target_reached", True) else " (the capped search fell short of the target)"
-        text = (f"The smallest circuit of (edge, role) units reaching F ≥ {fmt_num(data.get('target'))} on the "
-                f"scoring pairs keeps {fmt_num(c.get('n_units'))} units on {fmt_num(c.get('n_edges'))} edges"
-                f"{short}; held-out F {fmt_interval(c.get('faithfulness_interval'))}.")  # fmt: skip
+        text = (
+            f"The smallest circuit of (edge, role) units reaching F ≥ {fmt_num(data.get('target'))} on the "
+            f"scoring pairs keeps {fmt_num(c.get('n_units'))} units on {fmt_num(c.get('n_edges'))} edges"
+            f"{short}; held-out F {fmt_interval(c.get('faithfulness_interval'))}."
+        )
         if summed:
-            text += (f" The smallest summed circuit on the same graph keeps {fmt_num(summed.get('n_edges'))} "
-                     f"edges; held-out F {fmt_interval(summed.get('faithfulness_interval'))}.")  # fmt: skip
+            text += (
+                f" The smallest summed circuit on the same graph keeps {fmt_num(summed.get('n_edges'))} "
+                f"edges; held-out F {fmt_interval(summed.get('faithfulness_interval'))}."
+            )
         out.append(f"<p>{esc(text)}</p>")
     if pos.circuit is not None and pos.circuit.diagram is not None:
         out.append(figure_html(pos.circuit.diagram, here))
     if pos.figure is not None:
         out.append(figure_html(pos.figure, here))
-    rows = [[f"{fmt_num(100 * r['fraction'])}%", fmt_num(r.get("n")), fmt_interval(r.get("roles")),
-             fmt_interval(r.get("summed")), fmt_interval(r.get("difference"))]
-            for r in data.get("comparison") or [] if isinstance(r, dict) and "fraction" in r]  # fmt: skip
+    rows = [
+        [
+            f"{fmt_num(100 * r['fraction'])}%",
+            fmt_num(r.get("n")),
+            fmt_interval(r.get("roles")),
+            fmt_interval(r.get("summed")),
+            fmt_interval(r.get("difference")),
+        ]
+        for r in data.get("comparison") or []
+        if isinstance(r, dict) and "fraction" in r
+    ]
     if rows:
-        out.append(table(["size (% of units)", "n", "F, n units [95%]", "F, n edges summed [95%]",
-                          "difference [95%, paired]"], rows))  # fmt: skip
+        out.append(
+            table(
+                [
+                    "size (% of units)",
+                    "n",
+                    "F, n units [95%]",
+                    "F, n edges summed [95%]",
+                    "difference [95%, paired]",
+                ],
+                rows,
+            )
+        )
     return out
 
 
@@ -284,6 +371,9 @@ def _files(rel: RelationData, here: Path) -> str:
         candidates.append(rel.evaluation.path)
     if rel.positions is not None:
         candidates.append(rel.positions.path)
-    links = [f'<a href="{href(p, here)}">{esc(p.relative_to(rel.folder).as_posix())}</a>'
-             for p in candidates if p.is_file()]  # fmt: skip
+    links = [
+        f'<a href="{href(p, here)}">{esc(p.relative_to(rel.folder).as_posix())}</a>'
+        for p in candidates
+        if p.is_file()
+    ]
     return "<h2>Files</h2><p>" + " · ".join(links) + "</p>" if links else ""

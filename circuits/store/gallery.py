@@ -184,9 +184,18 @@ class Gallery:
         model, rel = self._names(graph.metadata)
         target = self._commit(self.folder(model, rel, SCORED), lambda d: save_scored(d, graph, relation))
         meta = graph.metadata
-        self._record(target, {"kind": "scored", "model": model, "relation": rel, "score_method": meta.get("score_method"),
-                              "metric": meta.get("metric"), "size": graph.n_edges,
-                              "n_pairs": meta.get("n_pairs_scoring")})  # fmt: skip
+        self._record(
+            target,
+            {
+                "kind": "scored",
+                "model": model,
+                "relation": rel,
+                "score_method": meta.get("score_method"),
+                "metric": meta.get("metric"),
+                "size": graph.n_edges,
+                "n_pairs": meta.get("n_pairs_scoring"),
+            },
+        )
         return target
 
     def load_scored(self, model: str, relation: str) -> ScoredGraph:
@@ -219,8 +228,11 @@ class Gallery:
             log.info("stored graph %s does not match (stored, wanted): %s", folder, differs)
             return None
         if facts is not None and not _same_relation(folder / RELATION, facts):
-            log.info("stored graph %s was scored on other facts or templates than %s; scoring again",
-                     folder, facts.source)  # fmt: skip
+            log.info(
+                "stored graph %s was scored on other facts or templates than %s; scoring again",
+                folder,
+                facts.source,
+            )
             return None
         return graph
 
@@ -253,12 +265,18 @@ class Gallery:
         return target, message
 
     def _circuit_entry(self, circuit: Circuit, model: str, rel: str, name: str) -> dict[str, Any]:
-        return {"kind": "circuit", "model": model, "relation": rel, "name": name,
-                "extract_method": circuit.extract_method,
-                "score_method": circuit.provenance.get("score_method"),
-                "params": {k: v for k, v in circuit.params.items() if k not in ("paths", "search")},
-                "size": circuit.n_edges, "heads": len(circuit.heads()),
-                "faithfulness": circuit.faithfulness}  # fmt: skip
+        return {
+            "kind": "circuit",
+            "model": model,
+            "relation": rel,
+            "name": name,
+            "extract_method": circuit.extract_method,
+            "score_method": circuit.provenance.get("score_method"),
+            "params": {k: v for k, v in circuit.params.items() if k not in ("paths", "search")},
+            "size": circuit.n_edges,
+            "heads": len(circuit.heads()),
+            "faithfulness": circuit.faithfulness,
+        }
 
     def load_circuit(self, model: str, relation: str, name: str) -> Circuit:
         folder = self.folder(model, relation, name)
@@ -277,8 +295,16 @@ class Gallery:
         return {k: v for k, (_, v) in sorted(out.items())}
 
     # ----------------------------------------------------------- other units
-    def save_files(self, model: str, folder: str, files: dict[str, str | bytes], entry: dict[str, Any],
-                   *, after: Callable[[Path], None] | None = None, relation: str | None = None) -> Path:  # fmt: skip
+    def save_files(
+        self,
+        model: str,
+        folder: str,
+        files: dict[str, str | bytes],
+        entry: dict[str, Any],
+        *,
+        after: Callable[[Path], None] | None = None,
+        relation: str | None = None,
+    ) -> Path:
         """Store a folder of files (e.g. ``reuse``) under ``<model>/`` (or ``<model>/<relation>/``) as one unit.
 
         ``after(staging_folder)`` may add more files before the folder is swapped in.
@@ -292,8 +318,9 @@ class Gallery:
                 after(staging)
 
         target = self._commit(self.folder(model, relation, folder), write)
-        self._record(target, {"kind": folder, "model": model, **({"relation": relation} if relation else {}),
-                              **entry})  # fmt: skip
+        self._record(
+            target, {"kind": folder, "model": model, **({"relation": relation} if relation else {}), **entry}
+        )
         return target
 
     def save_analysis(self, model: str, relation: str, analysis: str, files: dict[str, str]) -> Path:
@@ -322,8 +349,10 @@ class Gallery:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            raise InputError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}; "
-                             "rebuild it with Gallery.rebuild_manifest()") from None  # fmt: skip
+            raise InputError(
+                f"{path}: malformed JSON at line {error.lineno}: {error.msg}; "
+                "rebuild it with Gallery.rebuild_manifest()"
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
             raise InputError(
                 f"{path}: field 'entries' must be an object; rebuild it with Gallery.rebuild_manifest()"
@@ -364,9 +393,15 @@ class Gallery:
             else:
                 graph = load_scored(path)
                 meta = graph.metadata
-                entry = {"kind": "scored", "model": path.parts[-3], "relation": path.parts[-2],
-                         "score_method": meta.get("score_method"), "metric": meta.get("metric"), "size": graph.n_edges,
-                         "n_pairs": meta.get("n_pairs_scoring")}  # fmt: skip
+                entry = {
+                    "kind": "scored",
+                    "model": path.parts[-3],
+                    "relation": path.parts[-2],
+                    "score_method": meta.get("score_method"),
+                    "metric": meta.get("metric"),
+                    "size": graph.n_edges,
+                    "n_pairs": meta.get("n_pairs_scoring"),
+                }
                 version = meta.get("package_version")
             entries[key] = {"files": files, **entry, "date": date, "package_version": version}
         try:
@@ -388,15 +423,23 @@ class Gallery:
         for path in sorted(self.root.glob(f"*/*/{EVALUATION}")):  # a relation's folder of files
             key = path.relative_to(self.root).as_posix()
             files = sorted(p.name for p in path.iterdir() if p.is_file())
-            entries[key] = {**previous.get(key, {"kind": EVALUATION, "model": path.parts[-3],
-                                                 "relation": path.parts[-2]}), "files": files}  # fmt: skip
+            entries[key] = {
+                **previous.get(
+                    key, {"kind": EVALUATION, "model": path.parts[-3], "relation": path.parts[-2]}
+                ),
+                "files": files,
+            }
         for path in sorted(self.root.glob(f"*/*/{MECHANISMS}")):
             key = path.relative_to(self.root).as_posix()
             files = sorted(p.name for p in path.iterdir() if p.is_file())
             entry = self._analysis_entry(path, path.parts[-3], path.parts[-2])
             date = previous.get(key, {}).get("date")
-            entries[key] = {"files": files, **entry, "date": date, "package_version": previous.get(key, {}).get(
-                "package_version", _version())}  # fmt: skip
+            entries[key] = {
+                "files": files,
+                **entry,
+                "date": date,
+                "package_version": previous.get(key, {}).get("package_version", _version()),
+            }
         data = {"format": _FORMAT, "entries": dict(sorted(entries.items()))}
         atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1) + "\n")
         return data
@@ -414,8 +457,10 @@ class Gallery:
     def _names(meta: dict[str, Any]) -> tuple[str, str]:
         model, relation = meta.get("model"), meta.get("relation")
         if not model or not relation:
-            raise InputError("only graphs and circuits whose metadata name a 'model' and a 'relation' "
-                             f"can be stored; got model={model!r}, relation={relation!r}")  # fmt: skip
+            raise InputError(
+                "only graphs and circuits whose metadata name a 'model' and a 'relation' "
+                f"can be stored; got model={model!r}, relation={relation!r}"
+            )
         return str(model), str(relation)
 
 

@@ -71,12 +71,16 @@ def load_graph_or_circuit(path: str | Path) -> ScoredGraph | Circuit:
             return load_scored(scored_dir(path))
         if (path / CIRCUIT_FILE).is_file():
             return Circuit.load(path / CIRCUIT_FILE)
-        raise InputError(f"{path}: neither a scored-graph directory ({META}), a store relation folder "
-                         f"(scored/{META}) nor a store circuit folder ({CIRCUIT_FILE})")  # fmt: skip
+        raise InputError(
+            f"{path}: neither a scored-graph directory ({META}), a store relation folder "
+            f"(scored/{META}) nor a store circuit folder ({CIRCUIT_FILE})"
+        )
     if path.is_file():
         return Circuit.load(path)
-    raise InputError(f"{path}: no such file or folder; give a scored-graph directory, a store relation "
-                     "folder, a circuit JSON file or a store circuit folder")  # fmt: skip
+    raise InputError(
+        f"{path}: no such file or folder; give a scored-graph directory, a store relation "
+        "folder, a circuit JSON file or a store circuit folder"
+    )
 
 
 def _write(path: Path, mib: MibGraph, fmt: str) -> None:
@@ -185,8 +189,10 @@ def import_mib(
     if fmt is None:
         by_suffix = {".json": "mib-json", ".pt": "mib-pt"}
         if path.suffix not in by_suffix:
-            raise InputError(f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
-                             "name it .json or .pt, or give --format mib-json|mib-pt")  # fmt: skip
+            raise InputError(
+                f"{path}: cannot tell the format from the suffix {path.suffix!r}; "
+                "name it .json or .pt, or give --format mib-json|mib-pt"
+            )
         fmt = by_suffix[path.suffix]
     fmt = _check_format(fmt)
     if fmt == "mib-json":
@@ -199,9 +205,15 @@ def import_mib(
     graph.metadata = {**graph.metadata, "imported_from": {"path": str(path), "format": fmt}}
     out = Path(out)
     save_scored(out, graph)
-    report: dict[str, Any] = {"scored": str(out), "format": fmt, "n_edges": graph.n_edges,
-                              "shape": graph.shape.as_dict(), "ours": result.ours, "circuit": None,
-                              "circuit_edges": 0}  # fmt: skip
+    report: dict[str, Any] = {
+        "scored": str(out),
+        "format": fmt,
+        "n_edges": graph.n_edges,
+        "shape": graph.shape.as_dict(),
+        "ours": result.ours,
+        "circuit": None,
+        "circuit_edges": 0,
+    }
     if result.circuit is not None:
         target = result.circuit.save(out / IMPORTED_CIRCUIT)
         report.update(circuit=str(target), circuit_edges=result.circuit.n_edges)

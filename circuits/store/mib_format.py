@@ -205,14 +205,18 @@ def describe_shape(shape: GraphShape) -> str:
 
 def valid_senders(shape: GraphShape) -> str:
     """What a sender name may be in a graph of ``shape``, for error messages."""
-    return (f"senders of a graph with {describe_shape(shape)} are 'input', 'a{{layer}}.h{{head}}' and "
-            f"'m{{layer}}' with layer < {shape.n_layers} and head < {shape.n_heads}")  # fmt: skip
+    return (
+        f"senders of a graph with {describe_shape(shape)} are 'input', 'a{{layer}}.h{{head}}' and "
+        f"'m{{layer}}' with layer < {shape.n_layers} and head < {shape.n_heads}"
+    )
 
 
 def valid_receivers(shape: GraphShape) -> str:
     """What a receiver name may be in a graph of ``shape``, for error messages."""
-    return (f"receivers of a graph with {describe_shape(shape)} are 'a{{layer}}.h{{head}}<q|k|v>', "
-            f"'m{{layer}}' and 'logits' with layer < {shape.n_layers} and head < {shape.n_heads}")  # fmt: skip
+    return (
+        f"receivers of a graph with {describe_shape(shape)} are 'a{{layer}}.h{{head}}<q|k|v>', "
+        f"'m{{layer}}' and 'logits' with layer < {shape.n_layers} and head < {shape.n_heads}"
+    )
 
 
 # ---------------------------------------------------------------- cfg
@@ -253,8 +257,10 @@ def parse_cfg(
         )
     for key in ("n_layers", "n_heads", "parallel_attn_mlp"):
         if key not in cfg:
-            raise InputError(f"{source}: cfg has no {key!r}; EAP-IG's cfg needs n_layers, n_heads, "
-                             "parallel_attn_mlp and d_model")  # fmt: skip
+            raise InputError(
+                f"{source}: cfg has no {key!r}; EAP-IG's cfg needs n_layers, n_heads, "
+                "parallel_attn_mlp and d_model"
+            )
     for key in ("n_layers", "n_heads"):
         if not is_whole(cfg[key]) or cfg[key] < 1:
             raise bad_value(source, f"cfg[{key!r}]", cfg[key], "it must be a positive integer")
@@ -269,11 +275,17 @@ def parse_cfg(
     stated = cfg.get("n_key_value_heads")
     if stated is not None:
         if not is_whole(stated) or stated < 1 or n_heads % stated:
-            raise bad_value(source, "cfg['n_key_value_heads']", stated,
-                            f"it must be a positive divisor of n_heads ({n_heads}) or null")  # fmt: skip
+            raise bad_value(
+                source,
+                "cfg['n_key_value_heads']",
+                stated,
+                f"it must be a positive divisor of n_heads ({n_heads}) or null",
+            )
         if kv_heads is not None and kv_heads != stated:
-            raise InputError(f"{source}: --kv-heads {kv_heads} contradicts cfg['n_key_value_heads'] = {stated}; "
-                             "leave --kv-heads out")  # fmt: skip
+            raise InputError(
+                f"{source}: --kv-heads {kv_heads} contradicts cfg['n_key_value_heads'] = {stated}; "
+                "leave --kv-heads out"
+            )
     elif kv_heads is not None and (not is_whole(kv_heads) or kv_heads < 1 or n_heads % kv_heads):
         raise InputError(f"--kv-heads must be a positive divisor of n_heads ({n_heads}), not {kv_heads}")
     n_kv = stated if stated is not None else (kv_heads if kv_heads is not None else n_heads)
@@ -307,9 +319,14 @@ def mib_cfg(shape: GraphShape, metadata: dict[str, Any], d_model: int | None = N
     >>> mib_cfg(GraphShape(1, 2, 1), {"d_model": 8})
     {'n_layers': 1, 'n_heads': 2, 'parallel_attn_mlp': False, 'd_model': 8, 'n_key_value_heads': 1, 'kv_scores_repeated_by': 'circuit-graph-engine'}
     """
-    return {"n_layers": shape.n_layers, "n_heads": shape.n_heads, "parallel_attn_mlp": shape.parallel,
-            "d_model": resolve_d_model(metadata, d_model), "n_key_value_heads": shape.n_kv_heads,
-            KV_MARKER: ENGINE_NAME}  # fmt: skip
+    return {
+        "n_layers": shape.n_layers,
+        "n_heads": shape.n_heads,
+        "parallel_attn_mlp": shape.parallel,
+        "d_model": resolve_d_model(metadata, d_model),
+        "n_key_value_heads": shape.n_kv_heads,
+        KV_MARKER: ENGINE_NAME,
+    }
 
 
 # ---------------------------------------------------------------- our metadata block
@@ -319,11 +336,17 @@ def check_engine(block: Any, shape: GraphShape, source: str) -> dict[str, Any] |
         return None
     where = f"{ENGINE_KEY!r}"
     if not isinstance(block, dict) or block.get("format") != ENGINE_FORMAT:
-        raise bad_value(source, where, block, f"this engine writes an object with format {ENGINE_FORMAT!r}; "
-                        "remove the key to read the file as a foreign graph")  # fmt: skip
+        raise bad_value(
+            source,
+            where,
+            block,
+            f"this engine writes an object with format {ENGINE_FORMAT!r}; "
+            "remove the key to read the file as a foreign graph",
+        )
     if block.get("shape") != shape.as_dict():
-        raise bad_value(source, f"{where}['shape']", block.get("shape"),
-                        f"the file's cfg describes {shape.as_dict()}")  # fmt: skip
+        raise bad_value(
+            source, f"{where}['shape']", block.get("shape"), f"the file's cfg describes {shape.as_dict()}"
+        )
     if not isinstance(block.get("metadata"), dict):
         raise bad_value(source, f"{where}['metadata']", block.get("metadata"), "it must be an object")
     info = block.get("circuit")

@@ -132,9 +132,11 @@ class MibGraph:
         if isinstance(source, Circuit):
             shape = source.shape
             if source.roles is not None:
-                raise InputError(f"{source.label()}: the MIB and EAP-IG graph formats have no position roles, so a "
-                                 "position-aware circuit would lose them; export a circuit extracted with "
-                                 "--positions summed")  # fmt: skip
+                raise InputError(
+                    f"{source.label()}: the MIB and EAP-IG graph formats have no position roles, so a "
+                    "position-aware circuit would lose them; export a circuit extracted with "
+                    "--positions summed"
+                )
             if scored is not None and scored.shape != shape:
                 raise InputError(
                     f"the circuit's graph is {shape} but the scored graph given is {scored.shape}"
@@ -152,9 +154,12 @@ class MibGraph:
             node_scores = dict(source.node_scores)
             metadata = scored.metadata if scored is not None else source.provenance
             info: dict[str, Any] | None = {
-                "name": source.name, "extract_method": source.extract_method, "params": source.params,
-                "faithfulness": source.faithfulness, "provenance": source.provenance,
-            }  # fmt: skip
+                "name": source.name,
+                "extract_method": source.extract_method,
+                "params": source.params,
+                "faithfulness": source.faithfulness,
+                "provenance": source.provenance,
+            }
         elif isinstance(source, ScoredGraph):
             if scored is not None:
                 raise InputError(
@@ -170,8 +175,11 @@ class MibGraph:
         scores, in_graph = repeat_kv(shape, base, keep)
         engine = None
         if provenance:
-            engine = json.loads(json.dumps({"format": ENGINE_FORMAT, "shape": shape.as_dict(),
-                                            "metadata": metadata, "circuit": info}))  # fmt: skip
+            engine = json.loads(
+                json.dumps(
+                    {"format": ENGINE_FORMAT, "shape": shape.as_dict(), "metadata": metadata, "circuit": info}
+                )
+            )
         return cls(shape, scores, in_graph, mib_cfg(shape, metadata, d_model), node_scores, engine, True)
 
     @classmethod
@@ -219,10 +227,25 @@ class MibGraph:
             params: dict[str, Any] = {"n_mib_edges": n, "by": by}
             if fraction is not None:
                 params["fraction"] = fraction
-            engine = {**engine, "circuit": {"name": name, "extract_method": "top-n", "params": params,
-                                            "faithfulness": None, "provenance": engine["metadata"]}}  # fmt: skip
-        return MibGraph(self.shape, self.scores, keep.reshape(self.scores.shape), self.cfg, self.node_scores,
-                        engine, self.kv_repeated)  # fmt: skip
+            engine = {
+                **engine,
+                "circuit": {
+                    "name": name,
+                    "extract_method": "top-n",
+                    "params": params,
+                    "faithfulness": None,
+                    "provenance": engine["metadata"],
+                },
+            }
+        return MibGraph(
+            self.shape,
+            self.scores,
+            keep.reshape(self.scores.shape),
+            self.cfg,
+            self.node_scores,
+            engine,
+            self.kv_repeated,
+        )
 
     # ------------------------------------------------------------ queries
     def nodes_in_graph(self) -> np.ndarray:
@@ -236,8 +259,10 @@ class MibGraph:
         """``("sender->receiver", (score, in_graph))`` for every edge, row-major."""
         lay = self.layout
         rows, cols = np.nonzero(lay.mask)
-        return [(f"{lay.senders[s]}->{lay.receivers[r]}", (float(self.scores[s, r]), bool(self.in_graph[s, r])))
-                for s, r in zip(rows.tolist(), cols.tolist(), strict=True)]  # fmt: skip
+        return [
+            (f"{lay.senders[s]}->{lay.receivers[r]}", (float(self.scores[s, r]), bool(self.in_graph[s, r])))
+            for s, r in zip(rows.tolist(), cols.tolist(), strict=True)
+        ]
 
     # ------------------------------------------------------------ JSON
     def to_json(self) -> dict[str, Any]:
@@ -258,12 +283,17 @@ class MibGraph:
     def from_json(cls, data: Any, *, kv_heads: int | None = None, source: str = "graph JSON") -> MibGraph:
         """Parse and check a JSON object written by EAP-IG's ``Graph.to_json`` (or by this engine)."""
         if not isinstance(data, dict):
-            raise bad_value(source, "the top level", type(data).__name__, "an EAP-IG graph is an object "
-                            "with 'cfg', 'nodes' and 'edges'")  # fmt: skip
+            raise bad_value(
+                source,
+                "the top level",
+                type(data).__name__,
+                "an EAP-IG graph is an object with 'cfg', 'nodes' and 'edges'",
+            )
         for key in ("cfg", "nodes", "edges"):
             if key not in data:
-                raise InputError(f"{source}: field {key!r} is missing; an EAP-IG graph file has 'cfg', "
-                                 "'nodes' and 'edges'")  # fmt: skip
+                raise InputError(
+                    f"{source}: field {key!r} is missing; an EAP-IG graph file has 'cfg', 'nodes' and 'edges'"
+                )
             if not isinstance(data[key], dict):
                 raise bad_value(source, f"field {key!r}", type(data[key]).__name__, "it must be an object")
         shape, repeated = parse_cfg(data["cfg"], kv_heads=kv_heads, source=source)
@@ -283,8 +313,10 @@ class MibGraph:
             if r is None:
                 raise bad_value(source, f"the receiver of {where}", parts[1], valid_receivers(shape))
             if not lay.mask[s, r]:
-                raise InputError(f"{source}: {where} is not an edge of a graph with {describe_shape(shape)}: "
-                                 f"{parts[0]!r} does not come before {parts[1]!r} in the forward order")  # fmt: skip
+                raise InputError(
+                    f"{source}: {where} is not an edge of a graph with {describe_shape(shape)}: "
+                    f"{parts[0]!r} does not come before {parts[1]!r} in the forward order"
+                )
             if not isinstance(entry, dict):
                 raise bad_value(source, where, entry, "an edge is an object with 'score' and 'in_graph'")
             score, inside = entry.get("score"), entry.get("in_graph")
@@ -302,8 +334,10 @@ class MibGraph:
                 raise bad_value(source, where, entry, "a node is an object with 'in_graph' (and 'score')")
             for key in NEURON_KEYS:
                 if entry.get(key) is not None:
-                    raise InputError(f"{source}: {where} has {key!r}: neuron-level graphs cannot be imported; "
-                                     "this engine reads edge-level graphs")  # fmt: skip
+                    raise InputError(
+                        f"{source}: {where} has {key!r}: neuron-level graphs cannot be imported; "
+                        "this engine reads edge-level graphs"
+                    )
             if name == LOGITS:
                 continue
             if not isinstance(entry.get("in_graph"), bool):
@@ -345,10 +379,19 @@ class MibGraph:
             edges = {(senders[s], receivers[r]): float(total[s, r]) for s, r in zip(rows, cols, strict=True)}
             present = {s for s, _ in edges}
             nodes = {n: v for n, v in self.node_scores.items() if n in present}
-            circuit = Circuit(shape, edges, nodes, info["provenance"], info["extract_method"], info["params"],
-                              info.get("faithfulness"), info["name"])  # fmt: skip
+            circuit = Circuit(
+                shape,
+                edges,
+                nodes,
+                info["provenance"],
+                info["extract_method"],
+                info["params"],
+                info.get("faithfulness"),
+                info["name"],
+            )
         elif keep.any():
             # a foreign file: the edges it marks, scored and node-scored as this engine does
-            circuit = Circuit.from_mask(graph, keep, extract_method="custom",
-                                        params={"source_format": "eap-ig"}, name="imported")  # fmt: skip
+            circuit = Circuit.from_mask(
+                graph, keep, extract_method="custom", params={"source_format": "eap-ig"}, name="imported"
+            )
         return MibImport(graph, circuit, self.kv_repeated)

@@ -140,9 +140,11 @@ def read_mib_pt(path: str | Path, *, kv_heads: int | None = None) -> MibImport:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise InputError(f"{path}: refused: torch.load(weights_only=True) reads only tensors and plain "
-                         f"containers, and this file holds something else ({_refusal(error)}); "
-                         "an EAP-IG graph file is a dict of tensors, lists and dicts") from None  # fmt: skip
+        raise InputError(
+            f"{path}: refused: torch.load(weights_only=True) reads only tensors and plain "
+            f"containers, and this file holds something else ({_refusal(error)}); "
+            "an EAP-IG graph file is a dict of tensors, lists and dicts"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: not a readable torch file ({_refusal(error)})") from None
     return from_mib_pt(data, kv_heads=kv_heads, source=str(path))
@@ -157,12 +159,16 @@ def _names(data: dict[str, Any], key: str, expected: tuple[str, ...], source: st
             f"{source}: field {key!r} is a {type(names).__name__}; it must be a list of node names"
         )
     if list(names) != list(expected):
-        at = next((i for i, (a, b) in enumerate(zip(names, expected, strict=False)) if a != b),
-                  min(len(names), len(expected)))  # fmt: skip
+        at = next(
+            (i for i, (a, b) in enumerate(zip(names, expected, strict=False)) if a != b),
+            min(len(names), len(expected)),
+        )
         got = names[at] if at < len(names) else "(end of list)"
         want = expected[at] if at < len(expected) else "(end of list)"
-        raise InputError(f"{source}: field {key!r} has {len(names)} names and {got!r} at position {at}; "
-                         f"the cfg's graph has {len(expected)}, with {want!r} there")  # fmt: skip
+        raise InputError(
+            f"{source}: field {key!r} has {len(names)} names and {got!r} at position {at}; "
+            f"the cfg's graph has {len(expected)}, with {want!r} there"
+        )
 
 
 def _array(data: dict[str, Any], key: str, shape: tuple[int, ...], source: str, *, flag: bool) -> np.ndarray:
@@ -232,8 +238,10 @@ def from_mib_pt(data: Any, *, kv_heads: int | None = None, source: str = "graph 
             )
     for key in ("neurons_in_graph", "neurons_scores"):
         if data.get(key) is not None:
-            raise InputError(f"{source}: has {key!r}: neuron-level graphs cannot be imported; "
-                             "this engine reads edge-level graphs")  # fmt: skip
+            raise InputError(
+                f"{source}: has {key!r}: neuron-level graphs cannot be imported; "
+                "this engine reads edge-level graphs"
+            )
     shape, repeated = parse_cfg(data["cfg"], kv_heads=kv_heads, source=source)
     lay = mib_layout(shape)
     _names(data, "src_nodes", lay.senders, source)
@@ -245,19 +253,25 @@ def from_mib_pt(data: Any, *, kv_heads: int | None = None, source: str = "graph 
     stray = in_graph & ~lay.mask
     if stray.any():
         s, r = (int(i) for i in np.argwhere(stray)[0])
-        raise InputError(f"{source}: edges_in_graph[{s}, {r}] ({lay.senders[s]}->{lay.receivers[r]}) is true but "
-                         "is not an edge: a sender must come before its receiver in the forward order")  # fmt: skip
+        raise InputError(
+            f"{source}: edges_in_graph[{s}, {r}] ({lay.senders[s]}->{lay.receivers[r]}) is true but "
+            "is not an edge: a sender must come before its receiver in the forward order"
+        )
     bad = lay.mask & ~np.isfinite(scores)
     if bad.any():
         s, r = (int(i) for i in np.argwhere(bad)[0])
-        raise InputError(f"{source}: edges_scores[{s}, {r}] ({lay.senders[s]}->{lay.receivers[r]}) is "
-                         f"{scores[s, r]}; edge scores must be finite")  # fmt: skip
+        raise InputError(
+            f"{source}: edges_scores[{s}, {r}] ({lay.senders[s]}->{lay.receivers[r]}) is "
+            f"{scores[s, r]}; edge scores must be finite"
+        )
     node_scores: dict[str, float] = {}
     if data.get("nodes_scores") is not None:
         values = _array(data, "nodes_scores", (len(lay.senders),), source, flag=False)
         if np.isinf(values).any():
-            raise InputError(f"{source}: field 'nodes_scores' has infinite values; a node score is a number "
-                             "(NaN: not scored)")  # fmt: skip
+            raise InputError(
+                f"{source}: field 'nodes_scores' has infinite values; a node score is a number "
+                "(NaN: not scored)"
+            )
         node_scores = {n: float(v) for n, v in zip(lay.senders, values, strict=True) if not math.isnan(v)}
     engine = check_engine(data.get(ENGINE_KEY), shape, source)
     scores = np.where(lay.mask, scores, 0.0)

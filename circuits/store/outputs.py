@@ -96,11 +96,15 @@ def check_scored_out(directory: str | Path, *, force: bool = False) -> list[Path
         except (InputError, AttributeError):
             about = "unreadable metadata"
         n_circuits = sum(p.name.endswith(".circuit.json") for p in old)
-        raise InputError(f"{directory}: already holds a scored graph ({about}) and {n_circuits} circuit(s) "
-                         "extracted from it; pass --force to replace them (the old run's files are removed "
-                         "once the new graph is written) or choose another --out")  # fmt: skip
-    raise InputError(f"{directory}: is not empty and holds no scored graph; choose a new or empty folder, "
-                     "or pass --force to write beside what is there")  # fmt: skip
+        raise InputError(
+            f"{directory}: already holds a scored graph ({about}) and {n_circuits} circuit(s) "
+            "extracted from it; pass --force to replace them (the old run's files are removed "
+            "once the new graph is written) or choose another --out"
+        )
+    raise InputError(
+        f"{directory}: is not empty and holds no scored graph; choose a new or empty folder, "
+        "or pass --force to write beside what is there"
+    )
 
 
 def remove_old_run(old: list[Path], written: list[Path]) -> list[Path]:

@@ -87,8 +87,10 @@ def save_scored(directory: str | Path, graph: ScoredGraph, relation: Relation | 
     for name, values in (("scores", graph.scores), ("role scores", graph.role_scores)):
         bad = 0 if values is None else int((~np.isfinite(values)).sum())
         if bad:  # a graph that cannot be loaded back is never written
-            raise InputError(f"{directory}: the graph's {name} hold {bad} NaN or infinite values; nothing was "
-                             "written (a model whose activations overflow cannot be scored at this precision)")  # fmt: skip
+            raise InputError(
+                f"{directory}: the graph's {name} hold {bad} NaN or infinite values; nothing was "
+                "written (a model whose activations overflow cannot be scored at this precision)"
+            )
     tensors = {"edge_scores": np.ascontiguousarray(graph.scores[graph.mask], dtype=np.float32)}
     if graph.role_scores is not None:
         tensors["role_edge_scores"] = np.ascontiguousarray(graph.role_scores[:, graph.mask], dtype=np.float32)
@@ -167,8 +169,10 @@ def load_scored(directory: str | Path) -> ScoredGraph:
     meta_path, scores_path = directory / META, directory / SCORES
     for path in (meta_path, scores_path):
         if not path.is_file():
-            raise InputError(f"{directory}: not a scored-graph directory ({path.name} is missing); "
-                             "make one with `circuits score`")  # fmt: skip
+            raise InputError(
+                f"{directory}: not a scored-graph directory ({path.name} is missing); "
+                "make one with `circuits score`"
+            )
     metadata = read_json(meta_path, what="scored-graph metadata")
     if not isinstance(metadata, dict):
         raise InputError(f"{meta_path}: the top level must be an object, not {type(metadata).__name__}")
@@ -201,12 +205,16 @@ def load_scored(directory: str | Path) -> ScoredGraph:
         if outside.any() or not valid[edges].all():
             bad = int(edges[outside][0]) if outside.any() else int(edges[~valid[edges]][0])
             units = "edge" if role_scores is None else "(role, edge) unit"
-            raise InputError(f"{scores_path}: 'pair_edges' holds {bad}, which is not the index of an "
-                             f"{units} of the graph (flat indices into its {valid.size} score "
-                             "entries)")  # fmt: skip
+            raise InputError(
+                f"{scores_path}: 'pair_edges' holds {bad}, which is not the index of an "
+                f"{units} of the graph (flat indices into its {valid.size} score "
+                "entries)"
+            )
         if not np.isfinite(values).all():
-            raise InputError(f"{scores_path}: 'pair_scores' holds NaN or infinite scores; scores "
-                             "must be finite (score the relation again with `circuits score`)")  # fmt: skip
+            raise InputError(
+                f"{scores_path}: 'pair_scores' holds NaN or infinite scores; scores "
+                "must be finite (score the relation again with `circuits score`)"
+            )
         pair_scores = PairScores(edges, values)
     try:
         graph = ScoredGraph(shape, scores, {}, pair_scores, role_scores)
@@ -241,17 +249,34 @@ class StoredMetadata(dict):  # type: ignore[type-arg]
 
     def __missing__(self, key: str) -> Any:
         fields = ", ".join(sorted(map(str, self))[:8]) + (", ..." if len(self) > 8 else "") or "none"
-        raise InputError(f"{self.source}: field {key!r} is missing (fields there: {fields}); the graph was not "
-                         "written by `circuits score`, and this needs it: score the relation with "
-                         "`circuits score`")  # fmt: skip
+        raise InputError(
+            f"{self.source}: field {key!r} is missing (fields there: {fields}); the graph was not "
+            "written by `circuits score`, and this needs it: score the relation with "
+            "`circuits score`"
+        )
 
 
-_TENSORS = {"edge_scores": ("F32",), "scores": ("F32",), "role_edge_scores": ("F32",),
-            "pair_edges": ("I32", "I64"), "pair_scores": ("F16", "F32")}  # fmt: skip
+_TENSORS = {
+    "edge_scores": ("F32",),
+    "scores": ("F32",),
+    "role_edge_scores": ("F32",),
+    "pair_edges": ("I32", "I64"),
+    "pair_scores": ("F16", "F32"),
+}
 """The tensors a scores file may hold and the dtypes each may have (safetensors' names)."""
 
-_DTYPE_NAMES = {"F16": "float16", "F32": "float32", "F64": "float64", "BF16": "bfloat16", "I8": "int8",
-                "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8", "BOOL": "bool"}  # fmt: skip
+_DTYPE_NAMES = {
+    "F16": "float16",
+    "F32": "float32",
+    "F64": "float64",
+    "BF16": "bfloat16",
+    "I8": "int8",
+    "I16": "int16",
+    "I32": "int32",
+    "I64": "int64",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
 
 
 def _read_tensors(path: Path, shape: GraphShape) -> dict[str, np.ndarray]:
@@ -261,14 +286,18 @@ def _read_tensors(path: Path, shape: GraphShape) -> dict[str, np.ndarray]:
     try:
         with safe_open(str(path), framework="np") as handle:
             names = [name for name in handle.keys() if name in _TENSORS]  # noqa: SIM118 (not a dict)
-            header = {name: (handle.get_slice(name).get_dtype(), list(handle.get_slice(name).get_shape()))
-                      for name in names}  # fmt: skip
+            header = {
+                name: (handle.get_slice(name).get_dtype(), list(handle.get_slice(name).get_shape()))
+                for name in names
+            }
             _check_header(header, shape, path)
             return {name: handle.get_tensor(name) for name in header}
     except SafetensorError as error:
         reason = str(error).removeprefix("Error while deserializing header: ")
-        raise InputError(f"{path}: not a readable safetensors file ({reason}); it is truncated or not a scores "
-                         "file: score the relation again with `circuits score`") from None  # fmt: skip
+        raise InputError(
+            f"{path}: not a readable safetensors file ({reason}); it is truncated or not a scores "
+            "file: score the relation again with `circuits score`"
+        ) from None
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
 
@@ -276,8 +305,10 @@ def _read_tensors(path: Path, shape: GraphShape) -> dict[str, np.ndarray]:
 def _check_header(header: dict[str, tuple[str, list[int]]], shape: GraphShape, path: Path) -> None:
     """An :class:`InputError` unless the tensors ``{name: (dtype, dims)}`` are those of a graph of ``shape``."""
     if "edge_scores" not in header and "scores" not in header:
-        raise InputError(f"{path}: holds no tensor named 'edge_scores' (or 'scores'); it is not the scores "
-                         "file of a graph (score the relation with `circuits score`)")  # fmt: skip
+        raise InputError(
+            f"{path}: holds no tensor named 'edge_scores' (or 'scores'); it is not the scores "
+            "file of a graph (score the relation with `circuits score`)"
+        )
     if ("pair_edges" in header) != ("pair_scores" in header):
         have, lack = sorted(("pair_edges", "pair_scores"), key=lambda n: n not in header)
         raise InputError(f"{path}: holds tensor {have!r} but not {lack!r}; both or neither are expected")
@@ -298,9 +329,11 @@ def _check_header(header: dict[str, tuple[str, list[int]]], shape: GraphShape, p
         )
         if dtype not in _TENSORS[name] or not fits:
             types = " or ".join(_DTYPE_NAMES[t] for t in _TENSORS[name])
-            raise InputError(f"{path}: {name!r} holds {dims} values of {_DTYPE_NAMES.get(dtype, dtype)}; the "
-                             f"tensor must be {types} [{', '.join(map(str, want))}] ({meaning}; the graph's "
-                             f"shape is {shape.as_dict()})")  # fmt: skip
+            raise InputError(
+                f"{path}: {name!r} holds {dims} values of {_DTYPE_NAMES.get(dtype, dtype)}; the "
+                f"tensor must be {types} [{', '.join(map(str, want))}] ({meaning}; the graph's "
+                f"shape is {shape.as_dict()})"
+            )
 
 
 def _check_finite(values: np.ndarray, shape: GraphShape, mask: np.ndarray, path: Path, name: str) -> None:
@@ -310,9 +343,11 @@ def _check_finite(values: np.ndarray, shape: GraphShape, mask: np.ndarray, path:
         edge = int(bad[0]) % int(mask.sum())
         s, r = (int(i[edge]) for i in np.nonzero(mask))
         edge_name = f"{shape.sender_names()[s]} -> {shape.receiver_names()[r]}"
-        raise InputError(f"{path}: {name!r} holds {bad.size} NaN or infinite scores (the first on edge "
-                         f"{edge_name}); scores must be finite: score the relation again with "
-                         "`circuits score`")  # fmt: skip
+        raise InputError(
+            f"{path}: {name!r} holds {bad.size} NaN or infinite scores (the first on edge "
+            f"{edge_name}); scores must be finite: score the relation again with "
+            "`circuits score`"
+        )
 
 
 def scored_dir(path: str | Path) -> Path:

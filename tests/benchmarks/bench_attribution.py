@@ -95,8 +95,11 @@ def embedded_figures(relation: str, n_pairs: int, repeats: int) -> dict[str, flo
     model = load_model("smollm2-135m")
     batch = pairs_for(model, relation, n_pairs)
     harness = Harness(model)
-    out: dict[str, float] = {"pairs": len(batch), "positions": int(batch.clean.shape[1]),
-                             "prefix_share": prefix_share(batch)}  # fmt: skip
+    out: dict[str, float] = {
+        "pairs": len(batch),
+        "positions": int(batch.clean.shape[1]),
+        "prefix_share": prefix_share(batch),
+    }
     with torch.no_grad():
         out["forward_s"] = best_of(lambda: model.bridge(batch.clean), repeats)
     out["floor_eap_s"] = best_of(floor_passes(model, batch, 1), repeats)
@@ -174,34 +177,51 @@ def transformer_lens_figures(relation: str, n_pairs: int) -> dict[str, float]:
             def metric(logits, last=last, a=a, c=c):
                 return logits[0, last, a] - logits[0, last, c]
 
-            attribution_patch(model.bridge, batch.corrupt[i : i + 1, : last + 1],
-                              batch.clean[i : i + 1, : last + 1], metric,
-                              EdgeAttributionConfig(granularity="edge"))  # fmt: skip
+            attribution_patch(
+                model.bridge,
+                batch.corrupt[i : i + 1, : last + 1],
+                batch.clean[i : i + 1, : last + 1],
+                metric,
+                EdgeAttributionConfig(granularity="edge"),
+            )
 
     ours_s = best_of(ours, 1)
     start = time.perf_counter()
     theirs()
     theirs_s = time.perf_counter() - start
-    return {"tl_pairs": len(batch), "tl_edge_attribution_s": theirs_s, "ours_same_model_s": ours_s,
-            "speedup_vs_tl": theirs_s / ours_s}  # fmt: skip
+    return {
+        "tl_pairs": len(batch),
+        "tl_edge_attribution_s": theirs_s,
+        "ours_same_model_s": ours_s,
+        "speedup_vs_tl": theirs_s / ours_s,
+    }
 
 
 def print_relation(relation: str, f: dict[str, float]) -> None:
-    print(f"{relation}: {f['pairs']} pairs, {f['positions']} positions, "
-          f"the cache serves {100 * f['prefix_share']:.0f}% of them")  # fmt: skip
+    print(
+        f"{relation}: {f['pairs']} pairs, {f['positions']} positions, "
+        f"the cache serves {100 * f['prefix_share']:.0f}% of them"
+    )
     print(f"  one forward            {f['forward_s']:8.3f} s")
     print(f"  floor (EAP)            {f['floor_eap_s']:8.3f} s   corrupt fwd + clean fwd/bwd, full prompts")
     print(f"  floor (EAP-IG 5)       {f['floor_eap_ig5_s']:8.3f} s   corrupt fwd + 5 fwd/bwd, full prompts")
-    rows = (("EAP", "eap", "floor", 0.6), ("EAP-IG(5)", "eap_ig5", "floor", 0.6),
-            ("circuit evaluation", "evaluation", "forward", 0.6))  # fmt: skip
+    rows = (
+        ("EAP", "eap", "floor", 0.6),
+        ("EAP-IG(5)", "eap_ig5", "floor", 0.6),
+        ("circuit evaluation", "evaluation", "forward", 0.6),
+    )
     for label, key, against, target in rows:
         full, cached = f[f"{key}_full_s"], f[f"{key}_prefix_s"]
-        print(f"  {label:<20} {full:8.3f} s full ({f[f'{key}_full_ratio']:.2f}x {against}), "
-              f"{cached:6.3f} s with the prefix cache ({f[f'{key}_prefix_ratio']:.2f}x {against}, "
-              f"target <= {target}), {full / cached:.1f}x faster")  # fmt: skip
+        print(
+            f"  {label:<20} {full:8.3f} s full ({f[f'{key}_full_ratio']:.2f}x {against}), "
+            f"{cached:6.3f} s with the prefix cache ({f[f'{key}_prefix_ratio']:.2f}x {against}, "
+            f"target <= {target}), {full / cached:.1f}x faster"
+        )
     if "memory_full_mb" in f:
-        print(f"  peak memory EAP-IG(5)  {f['memory_full_mb']:8.0f} MB full, {f['memory_prefix_mb']:.0f} MB with "
-              f"the cache ({f['memory_prefix_mb'] / max(f['memory_full_mb'], 1e-9):.2f}x)")  # fmt: skip
+        print(
+            f"  peak memory EAP-IG(5)  {f['memory_full_mb']:8.0f} MB full, {f['memory_prefix_mb']:.0f} MB with "
+            f"the cache ({f['memory_prefix_mb'] / max(f['memory_full_mb'], 1e-9):.2f}x)"
+        )
 
 
 def main() -> int:
@@ -243,15 +263,19 @@ def main() -> int:
     lib = EAP_IG_LIBRARY
     if "country_capital_city" in figures:
         f = figures["country_capital_city"]
-        print(f"EAP-IG library, recorded on the same 32 pairs of country_capital_city: EAP {lib['eap']} s "
-              f"({lib['eap'] / f['eap_prefix_s']:.0f}x ours), EAP-IG(5) {lib['eap_ig5']} s "
-              f"({lib['eap_ig5'] / f['eap_ig5_prefix_s']:.0f}x), one evaluation {lib['evaluation']} s "
-              f"({lib['evaluation'] / f['evaluation_prefix_s']:.0f}x)")  # fmt: skip
+        print(
+            f"EAP-IG library, recorded on the same 32 pairs of country_capital_city: EAP {lib['eap']} s "
+            f"({lib['eap'] / f['eap_prefix_s']:.0f}x ours), EAP-IG(5) {lib['eap_ig5']} s "
+            f"({lib['eap_ig5'] / f['eap_ig5_prefix_s']:.0f}x), one evaluation {lib['evaluation']} s "
+            f"({lib['evaluation'] / f['evaluation_prefix_s']:.0f}x)"
+        )
     o = other
     print(f"GPT-2-small-shaped random model, {o['tl_pairs']} pairs")
     print(f"  TransformerLens 4 edge attribution {o['tl_edge_attribution_s']:8.3f} s")
-    print(f"  ours (EAP)                         {o['ours_same_model_s']:8.3f} s   "
-          f"{o['speedup_vs_tl']:.1f}x faster (target >= 20)")  # fmt: skip
+    print(
+        f"  ours (EAP)                         {o['ours_same_model_s']:8.3f} s   "
+        f"{o['speedup_vs_tl']:.1f}x faster (target >= 20)"
+    )
     print(f"peak resident memory {o['peak_rss_mb']:.0f} MB")
     return 0
 

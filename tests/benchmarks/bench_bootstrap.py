@@ -87,25 +87,39 @@ def main() -> int:
     )
     result = boot()
     figures = {
-        "model": model.name, "relation": args.relation, "pairs": len(evaluator.batch),
-        "edges": graph.n_edges, "circuit_runs": 3 * len(FRACTIONS), "n_boot": args.boot,
-        "threads": torch.get_num_threads(), "evaluate_n_boot_0_s": min(plain_times),
-        f"evaluate_n_boot_{args.boot}_s": min(boot_times), "ratio": min(boot_times) / min(plain_times),
-        "intervals_alone_s": alone, "intervals_alone_share": alone / min(plain_times),
-        "cpr": result.intervals.cpr.as_dict(), "cmd": result.intervals.cmd.as_dict(),
-    }  # fmt: skip
+        "model": model.name,
+        "relation": args.relation,
+        "pairs": len(evaluator.batch),
+        "edges": graph.n_edges,
+        "circuit_runs": 3 * len(FRACTIONS),
+        "n_boot": args.boot,
+        "threads": torch.get_num_threads(),
+        "evaluate_n_boot_0_s": min(plain_times),
+        f"evaluate_n_boot_{args.boot}_s": min(boot_times),
+        "ratio": min(boot_times) / min(plain_times),
+        "intervals_alone_s": alone,
+        "intervals_alone_share": alone / min(plain_times),
+        "cpr": result.intervals.cpr.as_dict(),
+        "cmd": result.intervals.cmd.as_dict(),
+    }
     if args.json:
         print(json.dumps(figures))
         return 0
     f = figures
-    print(f"{f['model']}, {f['pairs']} held-out pairs of {args.relation}, {f['edges']} edges, "
-          f"{f['circuit_runs']} circuit runs per evaluation, {f['threads']} threads, "
-          f"best of {args.repeats}")  # fmt: skip
+    print(
+        f"{f['model']}, {f['pairs']} held-out pairs of {args.relation}, {f['edges']} edges, "
+        f"{f['circuit_runs']} circuit runs per evaluation, {f['threads']} threads, "
+        f"best of {args.repeats}"
+    )
     print(f"  evaluate_graph n_boot=0        {f['evaluate_n_boot_0_s']:8.3f} s")
-    print(f"  evaluate_graph n_boot={args.boot:<8}{f[f'evaluate_n_boot_{args.boot}_s']:8.3f} s   "
-          f"{f['ratio']:.3f}x (target <= 1.20)")  # fmt: skip
-    print(f"  the intervals alone            {1000 * alone:8.2f} ms  "
-          f"{100 * f['intervals_alone_share']:.2f}% of an evaluation")  # fmt: skip
+    print(
+        f"  evaluate_graph n_boot={args.boot:<8}{f[f'evaluate_n_boot_{args.boot}_s']:8.3f} s   "
+        f"{f['ratio']:.3f}x (target <= 1.20)"
+    )
+    print(
+        f"  the intervals alone            {1000 * alone:8.2f} ms  "
+        f"{100 * f['intervals_alone_share']:.2f}% of an evaluation"
+    )
     print(f"  CPR {result.intervals.cpr.format(3)}   CMD {result.intervals.cmd.format(3)}")
     return 0
 

@@ -35,11 +35,21 @@ def main() -> None:
     done = time.perf_counter()
     pairs = int((~torch.isnan(torch.from_numpy(analysis.whole))).sum())
     log.info("model %s, %d threads: load %.1f s", args.model, args.threads, loaded - started)
-    log.info("analysis: %d writers x %d readers, %d scored pairs x %d components: %.1f s",
-             len(analysis.writers.names), len(analysis.readers.names), pairs,
-             analysis.component.shape[-1], analysed - loaded)  # fmt: skip
-    log.info("top-20 channels: %.2f s; strongest %s -> %s (z %.1f)", done - analysed,
-             channels[0].writer, channels[0].reader, channels[0].z)  # fmt: skip
+    log.info(
+        "analysis: %d writers x %d readers, %d scored pairs x %d components: %.1f s",
+        len(analysis.writers.names),
+        len(analysis.readers.names),
+        pairs,
+        analysis.component.shape[-1],
+        analysed - loaded,
+    )
+    log.info(
+        "top-20 channels: %.2f s; strongest %s -> %s (z %.1f)",
+        done - analysed,
+        channels[0].writer,
+        channels[0].reader,
+        channels[0].z,
+    )
 
 
 if __name__ == "__main__":

@@ -61,11 +61,14 @@ def main() -> int:
     report = out / "report"
     result = {
         "relations": [r["relation"] for r in summary["relations"]],
-        "cold_s": round(cold, 1), "warm_s": round(warm, 1), "budget_s": BUDGET_S,
+        "cold_s": round(cold, 1),
+        "warm_s": round(warm, 1),
+        "budget_s": BUDGET_S,
         "cold_share_of_budget": round(cold / BUDGET_S, 3),
         "slowest_stages": {name: s["seconds"] for name, s in stages[:8]},
-        "report_bytes": _size(report) if report.is_dir() else 0, "results_bytes": _size(out),
-    }  # fmt: skip
+        "report_bytes": _size(report) if report.is_dir() else 0,
+        "results_bytes": _size(out),
+    }
     if args.json:
         print(json.dumps(result, indent=1))
     else:

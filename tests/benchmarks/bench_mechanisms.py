@@ -85,17 +85,29 @@ def main() -> None:
     timed["intervene"] = time.perf_counter() - start
 
     report = {
-        "model": model.name, "relation": args.relation, "prompts": len(prompts),
-        "threads": torch.get_num_threads(), "forward_s": round(forward, 4),
-        "knockout": {"seconds": round(knock, 2), "ratio_to_forward": round(knock / forward, 1),
-                     "n_windows": n_windows, "window": result.window, "source_sets": 3,
-                     "batched_forwards": result.n_forwards,
-                     "target_ratio": 3 * n_windows, "meets_target": knock / forward <= 3 * n_windows,
-                     "without_block_skipping_ratio": round(knock_all_blocks / forward, 1)},
+        "model": model.name,
+        "relation": args.relation,
+        "prompts": len(prompts),
+        "threads": torch.get_num_threads(),
+        "forward_s": round(forward, 4),
+        "knockout": {
+            "seconds": round(knock, 2),
+            "ratio_to_forward": round(knock / forward, 1),
+            "n_windows": n_windows,
+            "window": result.window,
+            "source_sets": 3,
+            "batched_forwards": result.n_forwards,
+            "target_ratio": 3 * n_windows,
+            "meets_target": knock / forward <= 3 * n_windows,
+            "without_block_skipping_ratio": round(knock_all_blocks / forward, 1),
+        },
         "enrichment": {"seconds": round(enrich, 2), "ratio_to_forward": round(enrich / forward, 1)},
         "extraction": {"seconds": round(extract, 2), "ratio_to_forward": round(extract / forward, 1)},
-        **{name: {"seconds": round(t, 2), "ratio_to_forward": round(t / forward, 1)} for name, t in timed.items()},
-    }  # fmt: skip
+        **{
+            name: {"seconds": round(t, 2), "ratio_to_forward": round(t / forward, 1)}
+            for name, t in timed.items()
+        },
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -116,8 +128,11 @@ def main() -> None:
     print(
         f"extraction, all heads             {extract:8.2f} s   {report['extraction']['ratio_to_forward']:6.1f}x"
     )
-    labels = {"dla": "per-source DLA + classes", "mlp": "MLP decomposition, all layers",
-              "intervene": "intervene (3 heads, mean)"}  # fmt: skip
+    labels = {
+        "dla": "per-source DLA + classes",
+        "mlp": "MLP decomposition, all layers",
+        "intervene": "intervene (3 heads, mean)",
+    }
     for name, label in labels.items():
         print(f"{label:34}{timed[name]:8.2f} s   {report[name]['ratio_to_forward']:6.1f}x")
 

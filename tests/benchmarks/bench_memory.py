@@ -88,15 +88,28 @@ def child(n_pairs: int, relation: str) -> dict[str, float]:
     positions = int(batch.clean.shape[1]) - int(pair_prefix_lengths(batch).min())
     mean_positions = float((batch.last + 1 - pair_prefix_lengths(batch)).float().mean())
     flops = scoring_flops(dims, round(mean_positions), settings.steps) * n_pairs
-    return {"pairs": n_pairs, "positions": int(batch.clean.shape[1]), "suffix_positions": positions,
-            "batch_size": batch_size, "model_mb": model_mb,
-            "score_peak_mb": score_peak, "score_above_mb": score_peak - model_mb, "score_s_per_pair": score_s / n_pairs,
-            "eval_peak_mb": eval_peak, "eval_above_mb": eval_peak - model_mb, "eval_s_per_pair": eval_s / n_pairs,
-            "evaluator_cached_mb": evaluator.cached_bytes / 2**20,
-            "predicted_score_above_mb": attribution_bytes(dims, positions) * batch_size / 2**20,
-            "predicted_eval_above_mb": min(evaluation_bytes(dims, positions) * n_pairs,
-                                           evaluation_bytes(dims, positions) * 16 + evaluator.cached_bytes) / 2**20,
-            "gflops_per_second": flops / score_s / 1e9, "checksum": float(np.abs(graph.scores).sum())}  # fmt: skip
+    return {
+        "pairs": n_pairs,
+        "positions": int(batch.clean.shape[1]),
+        "suffix_positions": positions,
+        "batch_size": batch_size,
+        "model_mb": model_mb,
+        "score_peak_mb": score_peak,
+        "score_above_mb": score_peak - model_mb,
+        "score_s_per_pair": score_s / n_pairs,
+        "eval_peak_mb": eval_peak,
+        "eval_above_mb": eval_peak - model_mb,
+        "eval_s_per_pair": eval_s / n_pairs,
+        "evaluator_cached_mb": evaluator.cached_bytes / 2**20,
+        "predicted_score_above_mb": attribution_bytes(dims, positions) * batch_size / 2**20,
+        "predicted_eval_above_mb": min(
+            evaluation_bytes(dims, positions) * n_pairs,
+            evaluation_bytes(dims, positions) * 16 + evaluator.cached_bytes,
+        )
+        / 2**20,
+        "gflops_per_second": flops / score_s / 1e9,
+        "checksum": float(np.abs(graph.scores).sum()),
+    }
 
 
 def main() -> int:
@@ -111,26 +124,36 @@ def main() -> int:
         return 0
     results = []
     for n in args.pairs:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--relation", args.relation],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(n), "--relation", args.relation],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
     print(f"{args.relation} on smollm2-135m, EAP-IG(5) then a 10-point faithfulness curve; one process each")
-    print(f"{'pairs':>6} {'batch':>5} {'model MB':>9} {'score peak':>11} {'above':>7} {'predicted':>9} {'s/pair':>7} "
-          f"{'eval peak':>10} {'above':>7} {'predicted':>9} {'s/pair':>7} {'GFLOP/s':>8}")  # fmt: skip
+    print(
+        f"{'pairs':>6} {'batch':>5} {'model MB':>9} {'score peak':>11} {'above':>7} {'predicted':>9} {'s/pair':>7} "
+        f"{'eval peak':>10} {'above':>7} {'predicted':>9} {'s/pair':>7} {'GFLOP/s':>8}"
+    )
     for r in results:
-        print(f"{r['pairs']:>6} {r['batch_size']:>5} {r['model_mb']:>9.0f} {r['score_peak_mb']:>11.0f} "
-              f"{r['score_above_mb']:>7.0f} {r['predicted_score_above_mb']:>9.0f} {r['score_s_per_pair']:>7.3f} "
-              f"{r['eval_peak_mb']:>10.0f} {r['eval_above_mb']:>7.0f} {r['predicted_eval_above_mb']:>9.0f} "
-              f"{r['eval_s_per_pair']:>7.3f} {r['gflops_per_second']:>8.1f}")  # fmt: skip
+        print(
+            f"{r['pairs']:>6} {r['batch_size']:>5} {r['model_mb']:>9.0f} {r['score_peak_mb']:>11.0f} "
+            f"{r['score_above_mb']:>7.0f} {r['predicted_score_above_mb']:>9.0f} {r['score_s_per_pair']:>7.3f} "
+            f"{r['eval_peak_mb']:>10.0f} {r['eval_above_mb']:>7.0f} {r['predicted_eval_above_mb']:>9.0f} "
+            f"{r['eval_s_per_pair']:>7.3f} {r['gflops_per_second']:>8.1f}"
+        )
     if len(results) >= 2:
         a, b = results[0], results[-1]
-        print(f"{b['pairs']} vs {a['pairs']} pairs: score peak {b['score_peak_mb'] / a['score_peak_mb']:.2f}x, "
-              f"eval peak {b['eval_peak_mb'] / a['eval_peak_mb']:.2f}x (target <= 1.2x); time per pair "
-              f"{b['score_s_per_pair'] / a['score_s_per_pair']:.2f}x (scoring), "
-              f"{b['eval_s_per_pair'] / a['eval_s_per_pair']:.2f}x (evaluation) (target ~1x)")  # fmt: skip
+        print(
+            f"{b['pairs']} vs {a['pairs']} pairs: score peak {b['score_peak_mb'] / a['score_peak_mb']:.2f}x, "
+            f"eval peak {b['eval_peak_mb'] / a['eval_peak_mb']:.2f}x (target <= 1.2x); time per pair "
+            f"{b['score_s_per_pair'] / a['score_s_per_pair']:.2f}x (scoring), "
+            f"{b['eval_s_per_pair'] / a['eval_s_per_pair']:.2f}x (evaluation) (target ~1x)"
+        )
     return 0
 
 

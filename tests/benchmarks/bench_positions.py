@@ -79,21 +79,33 @@ def main() -> int:
         times = best_of({p: (lambda m=m: evaluator.run_mask(m)) for p, m in masks.items()}, args.repeats)
         rows.append({"n": n, **times, "ratio": times["roles"] / times["summed"]})
     result = {
-        "model": model.name, "relation": args.relation, "n_scoring_pairs": len(pairs.scoring),
-        "n_heldout_pairs": len(pairs.heldout), "ig_steps": args.ig_steps, "threads": args.threads,
-        "scoring_summed_s": scoring["summed"], "scoring_roles_s": scoring["roles"],
-        "scoring_ratio": scoring["roles"] / scoring["summed"], "evaluation": rows,
-    }  # fmt: skip
+        "model": model.name,
+        "relation": args.relation,
+        "n_scoring_pairs": len(pairs.scoring),
+        "n_heldout_pairs": len(pairs.heldout),
+        "ig_steps": args.ig_steps,
+        "threads": args.threads,
+        "scoring_summed_s": scoring["summed"],
+        "scoring_roles_s": scoring["roles"],
+        "scoring_ratio": scoring["roles"] / scoring["summed"],
+        "evaluation": rows,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{model.name} / {args.relation}: {len(pairs.scoring)} scoring pairs, {len(pairs.heldout)} held out, "
-          f"EAP-IG {args.ig_steps} steps, {args.threads} threads, best of {args.repeats}")  # fmt: skip
-    print(f"scoring   summed {scoring['summed']:.2f} s   roles {scoring['roles']:.2f} s   "
-          f"ratio {result['scoring_ratio']:.2f}x (target <= 1.2x)")  # fmt: skip
+    print(
+        f"{model.name} / {args.relation}: {len(pairs.scoring)} scoring pairs, {len(pairs.heldout)} held out, "
+        f"EAP-IG {args.ig_steps} steps, {args.threads} threads, best of {args.repeats}"
+    )
+    print(
+        f"scoring   summed {scoring['summed']:.2f} s   roles {scoring['roles']:.2f} s   "
+        f"ratio {result['scoring_ratio']:.2f}x (target <= 1.2x)"
+    )
     for row in rows:
-        print(f"evaluate  {row['n']:>6} edges {row['summed']:.3f} s   {row['n']:>6} units {row['roles']:.3f} s   "
-              f"ratio {row['ratio']:.2f}x (target <= 1.5x)")  # fmt: skip
+        print(
+            f"evaluate  {row['n']:>6} edges {row['summed']:.3f} s   {row['n']:>6} units {row['roles']:.3f} s   "
+            f"ratio {row['ratio']:.2f}x (target <= 1.5x)"
+        )
     return 0
 
 

@@ -58,8 +58,16 @@ def main() -> int:
 
         def sweep(noise: NoiseSettings | None) -> float:
             start = time.perf_counter()
-            report = run_reuse(args.relations, model=model, settings=settings, size=args.size, store=tmp,
-                               formats=("dot",), noise=noise, progress=False)  # fmt: skip
+            report = run_reuse(
+                args.relations,
+                model=model,
+                settings=settings,
+                size=args.size,
+                store=tmp,
+                formats=("dot",),
+                noise=noise,
+                progress=False,
+            )
             assert all(row["source"] == "stored" for row in report["circuits"]), "a graph was re-scored"
             return time.perf_counter() - start
 
@@ -68,13 +76,20 @@ def main() -> int:
         for _ in range(args.repeats):
             plain.append(sweep(None))
             noisy.append(sweep(NoiseSettings()))
-    figures = {"relations": len(args.relations), "plain_s": min(plain), "noise_s": min(noisy),
-               "ratio": min(noisy) / min(plain), "threads": args.threads}  # fmt: skip
+    figures = {
+        "relations": len(args.relations),
+        "plain_s": min(plain),
+        "noise_s": min(noisy),
+        "ratio": min(noisy) / min(plain),
+        "threads": args.threads,
+    }
     if args.json:
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}))
         return 0
-    print(f"smollm2 reuse sweep over {len(args.relations)} stored relations (size {args.size}, "
-          f"{args.threads} threads, best of {args.repeats})")  # fmt: skip
+    print(
+        f"smollm2 reuse sweep over {len(args.relations)} stored relations (size {args.size}, "
+        f"{args.threads} threads, best of {args.repeats})"
+    )
     print(f"  without noise references   {figures['plain_s']:8.2f} s")
     print(
         f"  with them (200/50/100)     {figures['noise_s']:8.2f} s   {figures['ratio']:.2f}x (target <= 1.20)"

@@ -33,8 +33,16 @@ from circuits.relations import load_relation
 from circuits.relations.pairs import batch_pairs, make_pairs
 from circuits.uncertainty import DEFAULT_BOOT, Interval, percentile_interval, resample_counts
 
-DEFAULT = ["country_capital_city", "capital_city_country", "city_in_country", "country_continent",
-           "country_language", "country_nationality", "city_in_us_state", "noun_plural"]  # fmt: skip
+DEFAULT = [
+    "country_capital_city",
+    "capital_city_country",
+    "city_in_country",
+    "country_continent",
+    "country_language",
+    "country_nationality",
+    "city_in_us_state",
+    "noun_plural",
+]
 
 
 def row(model, name: str, max_pairs: int, top: int, n_boot: int = DEFAULT_BOOT, seed: int = 0) -> dict:
@@ -44,8 +52,13 @@ def row(model, name: str, max_pairs: int, top: int, n_boot: int = DEFAULT_BOOT, 
     pad = model.pad_id
     harness = Harness(model)
     evaluator = Evaluator(harness, batch_pairs(pairs.heldout, pad=pad))
-    out: dict = {"relation": name, "known": pairs.n_known, "facts": pairs.n_facts,
-                 "scoring": len(pairs.scoring), "heldout": len(pairs.heldout)}  # fmt: skip
+    out: dict = {
+        "relation": name,
+        "known": pairs.n_known,
+        "facts": pairs.n_facts,
+        "scoring": len(pairs.scoring),
+        "heldout": len(pairs.heldout),
+    }
     graphs = {}
     for method in ("eap", "eap-ig"):
         graph = score_pairs(model, pairs, ScoreSettings(score_method=method), progress=False)
@@ -106,10 +119,12 @@ def main() -> int:
     print(head)
     print("|---" * (head.count("|") - 1) + "|")
     for r in rows:
-        print(f"| {r['relation']} | {r['known']}/{r['facts']} | {r['clean']} | {r['corrupt']} "
-              f"| {r['eap_F1']} | {r['eap_F2']} | {r['eap_F5']} | {r['eap-ig_F1']} "
-              f"| {r['eap-ig_F2']} | {r['eap-ig_F5']} | {r['cpr'].format(3)} | {r['cmd'].format(3)} "
-              f"| {r['random_cpr'].format(3)} | {r['spearman_exact']} |")  # fmt: skip
+        print(
+            f"| {r['relation']} | {r['known']}/{r['facts']} | {r['clean']} | {r['corrupt']} "
+            f"| {r['eap_F1']} | {r['eap_F2']} | {r['eap_F5']} | {r['eap-ig_F1']} "
+            f"| {r['eap-ig_F2']} | {r['eap-ig_F5']} | {r['cpr'].format(3)} | {r['cmd'].format(3)} "
+            f"| {r['random_cpr'].format(3)} | {r['spearman_exact']} |"
+        )
     print(f"\n[low, high]: 95% percentile bootstrap over the held-out pairs ({max(1, args.boot)} resamples)")
     return 0
 
