@@ -20,30 +20,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from circuits.attribution.score import score_pairs, score_relation
+    from circuits.attribution.settings import ScoreSettings
     from circuits.circuit import Circuit
     from circuits.compare import reuse_matrix, shared_core
     from circuits.draw import circuit_dot, render
     from circuits.evaluate import Evaluator, evaluate_graph
+    from circuits.evaluate.heldout import evaluate_scored, heldout_evaluator
     from circuits.graph import GraphShape, ScoredGraph
+    from circuits.jobs import run_reuse
     from circuits.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
-    from circuits.pipeline import (
-        ScoreSettings,
-        evaluate_scored,
-        heldout_evaluator,
-        run_reuse,
-        score_pairs,
-        score_relation,
-    )
     from circuits.relations import PairSet, Relation, load_relation, make_pairs
     from circuits.store import Gallery, load_scored, save_scored
-
-__version__ = "0.4.0"
 
 # ``extract`` and ``compare`` name both a subpackage and its main function. Importing a
 # subpackage binds its name on this package, so bind the functions eagerly (both modules are
 # torch-free) and keep them out of the lazy table below.
 from circuits.compare import compare
 from circuits.extract import extract
+from circuits.version import __version__
 
 _WHERE = {
     "DEFAULT_MODEL": "circuits.models",
@@ -56,12 +51,12 @@ _WHERE = {
     "make_pairs": "circuits.relations",
     "GraphShape": "circuits.graph",
     "ScoredGraph": "circuits.graph",
-    "ScoreSettings": "circuits.pipeline",
-    "score_pairs": "circuits.pipeline",
-    "score_relation": "circuits.pipeline",
-    "heldout_evaluator": "circuits.pipeline",
-    "evaluate_scored": "circuits.pipeline",
-    "run_reuse": "circuits.pipeline",
+    "ScoreSettings": "circuits.attribution",
+    "score_pairs": "circuits.attribution",
+    "score_relation": "circuits.attribution",
+    "heldout_evaluator": "circuits.evaluate",
+    "evaluate_scored": "circuits.evaluate",
+    "run_reuse": "circuits.jobs",
     "Evaluator": "circuits.evaluate",
     "evaluate_graph": "circuits.evaluate",
     "Circuit": "circuits.circuit",

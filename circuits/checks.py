@@ -21,6 +21,7 @@ import numpy as np
 from circuits.vocab import (
     INPUT,
     LOGITS,
+    POSITIONS,
     Ablation,
     InputError,
     Metric,
@@ -131,8 +132,6 @@ def check_metadata(
     for key, enum in (("metric", Metric), ("ablation", Ablation)):
         if key in metadata and metadata[key] not in [e.value for e in enum]:
             raise bad(key, ", ".join(e.value for e in enum))
-    from circuits.graph import POSITIONS  # graph.py imports this module
-
     if "positions" in metadata and metadata["positions"] not in POSITIONS:
         raise bad("positions", " or ".join(repr(p) for p in POSITIONS))
     template = metadata.get("template")

@@ -32,7 +32,17 @@ import numpy as np
 
 from circuits.checks import is_whole, short
 from circuits.relations.roles import ROLES
-from circuits.vocab import INPUT, LOGITS, InputError, head_name, mlp_name, qkv_name
+from circuits.vocab import (
+    INPUT,
+    LOGITS,
+    POSITIONS,
+    ROLE_POSITIONS,
+    SUMMED,
+    InputError,
+    head_name,
+    mlp_name,
+    qkv_name,
+)
 
 __all__ = [
     "MAX_GRAPH_ENTRIES",
@@ -57,10 +67,6 @@ PAIR_EDGES = 4096
 """How many of a graph's strongest edges keep each scoring pair's own score (:class:`PairScores`)."""
 
 N_ROLES = len(ROLES)
-SUMMED = "summed"
-ROLE_POSITIONS = "roles"
-POSITIONS = (SUMMED, ROLE_POSITIONS)
-"""How edge scores treat positions: summed over every position, or split by position role."""
 
 MAX_LAYERS = 1024
 """The most layers a shape read from a file may have (Llama 3.1 405B has 126, GPT-3 96)."""

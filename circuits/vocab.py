@@ -24,6 +24,9 @@ from enum import Enum
 __all__ = [
     "INPUT",
     "LOGITS",
+    "POSITIONS",
+    "ROLE_POSITIONS",
+    "SUMMED",
     "Ablation",
     "CircuitsError",
     "ExtractMethod",
@@ -93,6 +96,11 @@ class Ablation(str, Enum):
     MEAN = "mean"
     ZERO = "zero"
 
+
+SUMMED = "summed"
+ROLE_POSITIONS = "roles"
+POSITIONS = (SUMMED, ROLE_POSITIONS)
+"""How edge scores treat positions: summed over every position, or split by position role."""
 
 INPUT = "input"
 LOGITS = "logits"

@@ -11,12 +11,12 @@ import torch
 from conftest import run_cli
 
 from circuits.attribution.harness import Harness
+from circuits.jobs.additive import candidate_answers
+from circuits.jobs.mechanisms import PromptChoice, known_prompts
 from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.lens import FrozenNorm, run_with_hooks
 from circuits.mechanisms.motif import GROUPS, additive_motif
 from circuits.mechanisms.per_source_dla import Thresholds, role_masks, source_attribution
-from circuits.pipeline.additive import candidate_answers
-from circuits.pipeline.mechanisms import PromptChoice, known_prompts
 from circuits.relations.roles import ROLES, role_positions
 from circuits.vocab import InputError, head_name, hook_point
 
@@ -243,7 +243,7 @@ def test_text_loss_is_the_mean_next_token_cross_entropy(tiny_llama):
 
 
 def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llama):
-    from circuits.pipeline.suppression import run_suppression
+    from circuits.jobs.suppression import run_suppression
 
     choice = PromptChoice(max_pairs=10, max_rank=10**9, templates="first")
     kw = {
@@ -265,8 +265,8 @@ def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llam
     assert cut.control["change"].value != 0.0
     json.dumps(record, allow_nan=False)
     # the effects are the components' direct effects on the scoring prompts
+    from circuits.jobs.mechanisms import choice_pairs
     from circuits.mechanisms.lens import Prompts
-    from circuits.pipeline.mechanisms import choice_pairs
 
     pairs = choice_pairs(tiny_llama, "country_capital_city", choice, heldout_fraction=0.4)
     lp = last_position(tiny_llama, Prompts.of(pairs.scoring, tiny_llama.pad_id))

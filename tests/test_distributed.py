@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from circuits.pipeline.executor import Executor, ModelSpec
+from circuits.jobs.executor import Executor, ModelSpec
 from circuits.store import Gallery
 from circuits.vocab import InputError
 
@@ -56,8 +56,9 @@ def test_reuse_on_a_two_node_ray_cluster_equals_the_serial_sweep(
 ) -> None:
     import ray
 
+    from circuits.attribution.settings import ScoreSettings
     from circuits.cli import main
-    from circuits.pipeline import ScoreSettings, run_reuse
+    from circuits.jobs import run_reuse
 
     settings = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=ALL)
     serial = run_reuse(
@@ -113,7 +114,7 @@ def test_reuse_on_a_two_node_ray_cluster_equals_the_serial_sweep(
 
 
 def test_main_job_on_ray_equals_the_serial_job(cluster, tiny_llama, tmp_path, one_thread) -> None:
-    from circuits.pipeline.job import JobSettings, run_job
+    from circuits.jobs.job import JobSettings, run_job
 
     settings = JobSettings(
         relations=tuple(RELATIONS),
@@ -155,8 +156,8 @@ def test_a_task_error_reaches_the_caller_as_its_own_type(cluster) -> None:
 
 def test_the_serial_executor_never_imports_ray() -> None:
     code = (
-        "import sys; from circuits.pipeline.executor import Executor; import circuits.pipeline.reuse, "
-        "circuits.pipeline.job, circuits.cli; assert Executor().map(abs, [-1], progress=False) == [1]; "
+        "import sys; from circuits.jobs.executor import Executor; import circuits.jobs.reuse, "
+        "circuits.jobs.job, circuits.cli; assert Executor().map(abs, [-1], progress=False) == [1]; "
         "print('ray' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

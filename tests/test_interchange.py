@@ -36,8 +36,9 @@ GALLERY = Path(__file__).resolve().parent.parent / "graphs" / "smollm2-135m" / "
 @pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama"])
 def scored(request):
     """A scored graph of each tiny model: multi-head GPT-2 and grouped-query Llama (4 heads, 2 kv heads)."""
+    from circuits.attribution.score import score_relation
+    from circuits.attribution.settings import ScoreSettings
     from circuits.models import load_model
-    from circuits.pipeline import ScoreSettings, score_relation
 
     settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
     graph, _ = score_relation(load_model(request.param), "country_capital_city", settings, progress=False)

@@ -365,8 +365,8 @@ PICKS = ["country_capital_city", "country_language", "country_continent"]
 
 @pytest.fixture(scope="module")
 def gallery(tiny_llama, tmp_path_factory):
-    from circuits.pipeline.reuse import run_reuse
-    from circuits.pipeline.score import ScoreSettings
+    from circuits.attribution.settings import ScoreSettings
+    from circuits.jobs.reuse import run_reuse
 
     root = tmp_path_factory.mktemp("gallery")
     settings = ScoreSettings(max_pairs=8, max_rank=ALL, ig_steps=2)
@@ -384,7 +384,7 @@ def gallery(tiny_llama, tmp_path_factory):
 
 
 def test_reuse_test_ablates_the_core_the_specific_and_random_heads(tiny_llama, gallery, tmp_path):
-    from circuits.pipeline.interventions import _circuit_pairs, circuit_heads, run_reuse_test
+    from circuits.jobs.interventions import _circuit_pairs, circuit_heads, run_reuse_test
     from circuits.store import Gallery
 
     record, files = run_reuse_test(

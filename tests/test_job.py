@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from circuits.pipeline.stages import StageLog, stage_key
+from circuits.jobs.stages import StageLog, stage_key
 from circuits.relations import load_relation
 from circuits.relations.schema import relation_to_json
 from circuits.vocab import InputError
@@ -44,7 +44,7 @@ def test_stage_log_reuses_only_a_finished_stage_with_the_same_key_and_files(tmp_
 
 
 def _settings(**changes):
-    from circuits.pipeline.job import JobSettings
+    from circuits.jobs.job import JobSettings
 
     base = dict(
         relations=("country_capital_city", "country_currency"),
@@ -72,8 +72,8 @@ def test_job_settings_refuse_bad_values() -> None:
 
 
 def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, monkeypatch) -> None:
-    from circuits.pipeline import job as job_module
-    from circuits.pipeline.job import run_job
+    from circuits.jobs import job as job_module
+    from circuits.jobs.job import run_job
 
     out = tmp_path / "run"
     # an interruption in the second relation's dla stage: what finished before is kept
@@ -205,7 +205,7 @@ def test_run_command_prints_the_summary(tiny_llama, tmp_path: Path, capsys) -> N
 
 def test_ctrl_c_is_reported_in_one_line(tiny_llama, tmp_path: Path, capsys, monkeypatch) -> None:
     from circuits.cli import main
-    from circuits.pipeline import job as job_module
+    from circuits.jobs import job as job_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -230,7 +230,7 @@ def test_ctrl_c_is_reported_in_one_line(tiny_llama, tmp_path: Path, capsys, monk
 
 
 def test_a_target_out_of_reach_keeps_the_capped_circuit_and_says_so(tiny_llama, tmp_path: Path) -> None:
-    from circuits.pipeline.job import run_job
+    from circuits.jobs.job import run_job
 
     summary = run_job(
         _settings(analyses=(), target_faithfulness=1.0, max_edges=1, n_perm=2, n_splits=2),

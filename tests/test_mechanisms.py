@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import run_cli
 
+from circuits.jobs.mechanisms import PromptChoice, known_prompts
 from circuits.mechanisms.attention_knockout import _blocking_hooks, knockout
 from circuits.mechanisms.attribute_extraction import extraction
 from circuits.mechanisms.attributes import attribute_tokens, attribute_words
 from circuits.mechanisms.lens import FrozenNorm, decode, run_with_hooks
 from circuits.mechanisms.subject_enrichment import enrichment
-from circuits.pipeline.mechanisms import PromptChoice, known_prompts
 from circuits.relations.pairs import Roles
 from circuits.relations.roles import ROLES, parse_source_sets, role_positions, source_positions
 from circuits.uncertainty import bootstrap_means, mean_interval
@@ -325,7 +325,7 @@ def test_smollm2_knockout_of_everything_flips_predictions_and_subject_matters(sm
 
 
 def test_records_are_strict_json_and_figures_are_svg(tiny_llama):
-    from circuits.pipeline.mechanisms import run_enrichment, run_extraction, run_knockout
+    from circuits.jobs.mechanisms import run_enrichment, run_extraction, run_knockout
 
     for run in (run_knockout, run_enrichment, run_extraction):
         _, record, files = run(tiny_llama, "country_capital_city", ALL, progress=False)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from conftest import run_cli
 
+from circuits.jobs.mechanisms import PromptChoice, known_prompts
 from circuits.mechanisms.lens import FrozenNorm
 from circuits.mechanisms.mlp_parts import mlp_decomposition
 from circuits.mechanisms.mlp_split import decompose, gains, input_components
-from circuits.pipeline.mechanisms import PromptChoice, known_prompts
 from circuits.relations.roles import role_positions
 from circuits.vocab import InputError, hook_point
 
@@ -220,7 +220,7 @@ def test_layer_and_position_errors_name_the_value_and_what_is_valid(tiny_llama, 
 
 
 def test_the_job_writes_a_strict_json_record_and_an_svg_figure(tiny_gpt2, tmp_path):
-    from circuits.pipeline.mlp import run_mlp
+    from circuits.jobs.mlp import run_mlp
 
     result, record, files = run_mlp(
         tiny_gpt2, "country_capital_city", ALL, n_boot=30, out=tmp_path, progress=False

@@ -293,7 +293,7 @@ def test_cross_task_faithfulness_of_a_unit_circuit(tiny_llama):
 
 def test_a_stored_unit_circuit_is_drawn_in_role_lanes(tiny_llama, tmp_path):
     from circuits import ScoreSettings, save_scored, score_relation
-    from circuits.pipeline.extraction import extract_stored, load_circuit, render_circuit_file
+    from circuits.jobs.extraction import extract_stored, load_circuit, render_circuit_file
 
     settings = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9, positions="roles")
     graph, pairs = score_relation(tiny_llama, "country_capital_city", settings, progress=False)
@@ -320,7 +320,7 @@ def test_compare_files_skips_intervals_when_a_unit_circuit_sits_beside_a_summed_
     from circuits import ScoreSettings, save_scored, score_relation
     from circuits.compare.ceilings import NoiseSettings
     from circuits.extract import pruned_top_n
-    from circuits.pipeline.extraction import compare_files
+    from circuits.jobs.extraction import compare_files
 
     summed = ScoreSettings(ig_steps=2, max_pairs=8, max_rank=10**9)
     graph, pairs = score_relation(tiny_llama, "country_capital_city", summed, progress=False)

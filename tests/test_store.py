@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from conftest import TOY_SHAPE, toy_scored
 
+from circuits.attribution.score import score_relation
+from circuits.attribution.settings import ScoreSettings
 from circuits.circuit import Circuit
 from circuits.extract import prune, top_n
-from circuits.pipeline import ScoreSettings, diagram_writer, score_relation
+from circuits.jobs import diagram_writer
 from circuits.relations import load_relation
 from circuits.store import (
     CIRCUIT_FILE,

@@ -47,7 +47,8 @@ def test_an_evaluator_in_mini_batches_with_spilled_buffers_equals_one_batch(name
 
 
 def test_scores_streamed_in_small_batches_equal_one_batch_and_the_spool_feeds_pair_scores(tiny_llama) -> None:
-    from circuits.pipeline.score import ScoreSettings, score_relation
+    from circuits.attribution.score import score_relation
+    from circuits.attribution.settings import ScoreSettings
 
     big = ScoreSettings(ig_steps=2, max_pairs=10, max_rank=ALL, batch_size=16, heldout_fraction=0.2)
     small = ScoreSettings(ig_steps=2, max_pairs=10, max_rank=ALL, batch_size=3, heldout_fraction=0.2)
@@ -64,7 +65,8 @@ def test_scores_streamed_in_small_batches_equal_one_batch_and_the_spool_feeds_pa
 
 def test_exact_refinement_through_the_spool_holds_exact_patching_scores(tiny_gpt2) -> None:
     from circuits.attribution import exact_edges
-    from circuits.pipeline.score import ScoreSettings, score_relation
+    from circuits.attribution.score import score_relation
+    from circuits.attribution.settings import ScoreSettings
     from circuits.relations.pairs import batch_pairs
 
     settings = ScoreSettings(
@@ -82,7 +84,8 @@ def test_the_batch_size_follows_the_free_memory(tiny_llama, monkeypatch) -> None
     from circuits.attribution import memory
 
     assert memory.available_bytes(torch.device("cpu")) > 2**20
-    from circuits.pipeline.score import ScoreSettings, score_relation
+    from circuits.attribution.score import score_relation
+    from circuits.attribution.settings import ScoreSettings
 
     harness = Harness(tiny_llama)
     batch = random_batch(tiny_llama, batch=4, seed=0)

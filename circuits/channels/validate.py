@@ -151,11 +151,12 @@ def validate_relations(
     writers: str = "heads",
     progress: bool = False,
 ) -> list[tuple[ValidationRow, ScoredGraph, Any]]:
-    """Score each relation by patching (:func:`circuits.pipeline.score_relation`) and validate against it.
+    """Score each relation by patching (:func:`circuits.attribution.score_relation`) and validate against it.
 
     Returns ``(row, scored graph, prompt pairs)`` per relation.
     """
-    from circuits.pipeline import ScoreSettings, score_relation
+    from circuits.attribution.score import score_relation
+    from circuits.attribution.settings import ScoreSettings
 
     settings = settings or ScoreSettings()
     out = []

@@ -11,7 +11,7 @@
 - :mod:`~circuits.cli.interchange`: ``import``, ``export`` (EAP-IG / MIB graph files);
 - :mod:`~circuits.cli.report`: ``report`` (a static HTML report of stored results).
 
-Command modules parse, call a job of :mod:`circuits.pipeline` and print;
+Command modules parse, call a job of :mod:`circuits.jobs` and print;
 they import torch only inside the command that runs a model, so
 ``circuits --help`` and ``circuits models`` stay fast. Errors the user can fix
 are printed as one line naming what was wrong and what would be valid, with

@@ -86,7 +86,7 @@ def cmd_motif(args: argparse.Namespace) -> int:
 
 
 def cmd_suppression(args: argparse.Namespace) -> int:
-    from circuits.pipeline.suppression import run_suppression
+    from circuits.jobs.suppression import run_suppression
 
     model = options.load(args)
     result, record, files = run_suppression(

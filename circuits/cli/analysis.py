@@ -2,7 +2,7 @@
 
 An analysis command (``knockout``, ``dla``, ``mlp``, ...) parses the common
 relation options, calls :func:`run_job` (which loads the model and runs a job
-of :mod:`circuits.pipeline` on the relation's known-fact prompts), and prints
+of :mod:`circuits.jobs` on the relation's known-fact prompts), and prints
 through :func:`finish`: a table, or with ``--json`` the record itself.
 """
 
@@ -19,8 +19,8 @@ __all__ = ["finish", "heading", "output_options", "prompt_choice", "run_job"]
 
 
 def prompt_choice(args: argparse.Namespace) -> Any:
-    """The :class:`~circuits.pipeline.mechanisms.PromptChoice` of the relation options."""
-    from circuits.pipeline.mechanisms import PromptChoice
+    """The :class:`~circuits.jobs.mechanisms.PromptChoice` of the relation options."""
+    from circuits.jobs.mechanisms import PromptChoice
 
     return PromptChoice(
         template=args.template,
@@ -36,11 +36,11 @@ def prompt_choice(args: argparse.Namespace) -> Any:
 def run_job(
     args: argparse.Namespace, module: str, job: str, **job_options: Any
 ) -> tuple[Any, dict[str, Any], list[Path]]:
-    """Load the model and run ``circuits.pipeline.<module>.<job>`` with the shared options."""
+    """Load the model and run ``circuits.jobs.<module>.<job>`` with the shared options."""
     import importlib
 
     model = options.load(args)
-    run = getattr(importlib.import_module(f"circuits.pipeline.{module}"), job)
+    run = getattr(importlib.import_module(f"circuits.jobs.{module}"), job)
     return run(
         model,
         args.relation,

@@ -34,7 +34,7 @@ def _channel_table(channels: list[Any]) -> str:
 
 def cmd_channels(args: argparse.Namespace) -> int:
     from circuits.channels.validate import format_causal, format_validation
-    from circuits.pipeline import run_channels
+    from circuits.jobs import run_channels
 
     model = options.load(args)
     report = run_channels(

@@ -20,7 +20,7 @@ _EXTRACT = [m.value for m in ExtractMethod if m not in (ExtractMethod.MINIMAL, E
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from circuits.pipeline import extract_stored
+    from circuits.jobs import extract_stored
 
     circuit, out, message = extract_stored(
         args.dir,
@@ -58,7 +58,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from circuits.pipeline import render_circuit_file
+    from circuits.jobs import render_circuit_file
 
     result = render_circuit_file(
         args.circuit, diff=args.diff, color_by=args.color_by, out=args.out, formats=(args.format,)
@@ -73,7 +73,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from circuits.compare.ceilings import NoiseSettings
-    from circuits.pipeline import compare_files
+    from circuits.jobs import compare_files
 
     noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
     result = compare_files(args.a, args.b, diff=args.diff, noise=noise)
@@ -127,8 +127,9 @@ def _references(row: dict[str, Any]) -> str:
 
 
 def cmd_reuse(args: argparse.Namespace) -> int:
+    from circuits.attribution.settings import ScoreSettings
     from circuits.compare.ceilings import NoiseSettings
-    from circuits.pipeline import ScoreSettings, run_reuse
+    from circuits.jobs import run_reuse
 
     settings = ScoreSettings(
         score_method=args.score_method,

@@ -55,7 +55,7 @@ def cmd_intervene(args: argparse.Namespace) -> int:
 
 
 def cmd_reuse_test(args: argparse.Namespace) -> int:
-    from circuits.pipeline.interventions import run_reuse_test
+    from circuits.jobs.interventions import run_reuse_test
 
     model = options.load(args)
     record, files = run_reuse_test(

@@ -84,8 +84,8 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 def job_settings(args: argparse.Namespace) -> Any:
-    """The :class:`~circuits.pipeline.job.JobSettings` the job arguments ask for."""
-    from circuits.pipeline.job import DEFAULT_RELATIONS, JobSettings
+    """The :class:`~circuits.jobs.job.JobSettings` the job arguments ask for."""
+    from circuits.jobs.job import DEFAULT_RELATIONS, JobSettings
 
     relations = tuple(args.relations) or DEFAULT_RELATIONS
     analyses = tuple(a for a in args.analyses.split(",") if a) if args.analyses is not None else None
@@ -109,7 +109,7 @@ def job_settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from circuits.pipeline.job import run_job
+    from circuits.jobs.job import run_job
 
     settings = job_settings(args)
     executor = options.executor_of(args)
@@ -249,8 +249,8 @@ def format_comparison(c: dict[str, Any]) -> str:
 
 
 def cmd_compare_models(args: argparse.Namespace) -> int:
+    from circuits.jobs.model_comparison import run_comparison
     from circuits.models import load_model
-    from circuits.pipeline.model_comparison import run_comparison
 
     settings = job_settings(args)
 

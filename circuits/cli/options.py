@@ -176,8 +176,8 @@ def add_batch_size(p: argparse.ArgumentParser) -> None:
 
 
 def executor_of(args: argparse.Namespace) -> Any:
-    """The :class:`~circuits.pipeline.executor.Executor` the ``executor()`` options ask for."""
-    from circuits.pipeline.executor import Executor
+    """The :class:`~circuits.jobs.executor.Executor` the ``executor()`` options ask for."""
+    from circuits.jobs.executor import Executor
 
     gpus = 1.0 if args.executor == "ray" and str(getattr(args, "device", "cpu")).startswith("cuda") else 0.0
     return Executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=gpus)

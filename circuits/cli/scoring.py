@@ -16,7 +16,8 @@ __all__ = ["register"]
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from circuits.pipeline import ScoreSettings, score_relation
+    from circuits.attribution.score import score_relation
+    from circuits.attribution.settings import ScoreSettings
     from circuits.relations import load_relation
     from circuits.relations.samples import prompt_summary
     from circuits.store import save_scored
@@ -66,7 +67,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from circuits.pipeline import evaluate_scored
+    from circuits.evaluate.heldout import evaluate_scored
 
     result, graph = evaluate_scored(args.dir, progress=not args.quiet, split=args.split, n_boot=args.boot)
     if args.json:

@@ -1,6 +1,6 @@
 """A relation's position-aware circuit at a glance, drawn from its stored record (torch-free).
 
-The record is what :func:`circuits.pipeline.positions.run_positions` writes
+The record is what :func:`circuits.jobs.positions.run_positions` writes
 (``positions.json``). Left: held-out faithfulness of position-aware circuits
 of ``n`` (edge, role) units against summed circuits of ``n`` edges, with 95%
 intervals. Right: per receiver layer, each role's share of the circuit's

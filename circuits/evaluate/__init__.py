@@ -1,4 +1,4 @@
-"""Circuit evaluation: one forward per circuit, faithfulness curves, CPR, CMD, Hit@k.
+"""Circuit evaluation: one forward per circuit, faithfulness curves, CPR, CMD, Hit@k, held-out pairs.
 
 A circuit is a boolean ``[senders, receivers]`` mask of kept edges. Its forward
 gives every receiver ``v`` the input
@@ -33,6 +33,7 @@ from circuits.evaluate.curves import (
     faithfulness_interval,
 )
 from circuits.evaluate.forward import FRACTIONS, CircuitRun, Evaluator
+from circuits.evaluate.heldout import evaluate_scored, heldout_evaluator
 
 __all__ = [
     "FRACTIONS",
@@ -43,5 +44,7 @@ __all__ = [
     "area",
     "bootstrap_evaluation",
     "evaluate_graph",
+    "evaluate_scored",
     "faithfulness_interval",
+    "heldout_evaluator",
 ]

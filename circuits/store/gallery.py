@@ -85,9 +85,9 @@ def _now() -> str:
 
 
 def _version() -> str:
-    import circuits
+    from circuits.version import __version__
 
-    return circuits.__version__
+    return __version__
 
 
 class Gallery:

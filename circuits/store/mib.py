@@ -62,7 +62,7 @@ _SUFFIX = {"mib-json": "json", "mib-pt": "pt"}
 def load_graph_or_circuit(path: str | Path) -> ScoredGraph | Circuit:
     """A scored graph (its directory or a store relation folder) or a circuit (its JSON or a store folder).
 
-    Resolves circuits as :func:`circuits.pipeline.load_circuit` does (that
+    Resolves circuits as :func:`circuits.jobs.load_circuit` does (that
     module imports torch, this one must not).
     """
     path = Path(path)

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness
+from circuits.attribution.score import score_pairs
+from circuits.attribution.settings import ScoreSettings
 from circuits.evaluate import FRACTIONS, Evaluator, bootstrap_evaluation, evaluate_graph
 from circuits.models import load_model
-from circuits.pipeline import ScoreSettings, score_pairs
 from circuits.relations import load_relation
 from circuits.relations.pairs import batch_pairs, make_pairs
 

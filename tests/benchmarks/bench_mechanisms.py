@@ -28,6 +28,7 @@ import torch
 from bench_attribution import best_of  # a sibling script: this folder is on sys.path when run
 
 from circuits.attribution.harness import Harness
+from circuits.jobs.mechanisms import PromptChoice, choice_pairs, known_prompts
 from circuits.mechanisms import (
     attribute_words,
     enrichment,
@@ -39,7 +40,6 @@ from circuits.mechanisms import (
     source_attribution,
 )
 from circuits.models import load_model
-from circuits.pipeline.mechanisms import PromptChoice, choice_pairs, known_prompts
 
 
 def main() -> None:

@@ -53,9 +53,10 @@ def child(n_pairs: int, relation: str) -> dict[str, float]:
     from circuits.attribution import Harness
     from circuits.attribution.memory import model_dims
     from circuits.attribution.prefix import pair_prefix_lengths
+    from circuits.attribution.score import score_pairs
+    from circuits.attribution.settings import ScoreSettings
     from circuits.evaluate import FRACTIONS, Evaluator
     from circuits.models import load_model
-    from circuits.pipeline.score import ScoreSettings, score_pairs
     from circuits.relations import load_relation
     from circuits.relations.pairs import batch_pairs, make_pairs
     from circuits.sizing import attribution_bytes, evaluation_bytes, scoring_flops

@@ -28,9 +28,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch
 
+from circuits.attribution.settings import ScoreSettings
 from circuits.compare.ceilings import NoiseSettings
+from circuits.jobs import run_reuse
 from circuits.models import load_model
-from circuits.pipeline import ScoreSettings, run_reuse
 
 DEFAULT = ["country_capital_city", "capital_city_country", "country_language", "city_in_country"]
 

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 
 from circuits.attribution import Harness, exact_edges
+from circuits.attribution.score import score_pairs
+from circuits.attribution.settings import ScoreSettings
 from circuits.compare.similarity import spearman
 from circuits.evaluate import Evaluator, evaluate_graph
 from circuits.models import load_model
-from circuits.pipeline import ScoreSettings, score_pairs
 from circuits.relations import load_relation
 from circuits.relations.pairs import batch_pairs, make_pairs
 from circuits.uncertainty import DEFAULT_BOOT, Interval, percentile_interval, resample_counts

@@ -1,4 +1,4 @@
-"""The jobs of circuits.pipeline: score -> store -> evaluate, extract/draw/compare stored circuits, reuse."""
+"""The jobs of circuits.jobs: score -> store -> evaluate, extract/draw/compare stored circuits, reuse."""
 
 from __future__ import annotations
 
@@ -12,18 +12,12 @@ import pydot
 import pytest
 from conftest import toy_scored
 
+from circuits.attribution.score import score_relation
+from circuits.attribution.settings import ScoreSettings
 from circuits.circuit import Circuit
+from circuits.evaluate.heldout import evaluate_scored
 from circuits.extract import prune, top_n
-from circuits.pipeline import (
-    ScoreSettings,
-    compare_files,
-    evaluate_scored,
-    extract_stored,
-    load_circuit,
-    render_circuit_file,
-    run_reuse,
-    score_relation,
-)
+from circuits.jobs import compare_files, extract_stored, load_circuit, render_circuit_file, run_reuse
 from circuits.store import MANIFEST, Gallery, save_scored
 from circuits.vocab import InputError, NotEnoughFactsError, ScoreMethod
 

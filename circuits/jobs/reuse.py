@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from circuits.attribution.score import score_relation
+from circuits.attribution.settings import ScoreSettings
 from circuits.compare import (
     SIMILARITIES,
     cluster,
@@ -25,14 +27,13 @@ from circuits.compare import (
 from circuits.compare.ceilings import NoiseSettings, family_noise
 from circuits.draw import circuit_dot, heatmap_svg, render
 from circuits.evaluate import faithfulness_interval
+from circuits.evaluate.heldout import heldout_evaluator
 from circuits.extract import extract, pruned_top_n
 from circuits.io import record_json
+from circuits.jobs.executor import Executor, ModelSpec
+from circuits.jobs.extraction import diagram_writer
+from circuits.jobs.reuse_noise import noise_files, noise_steps
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
-from circuits.pipeline.evaluation import heldout_evaluator
-from circuits.pipeline.executor import Executor, ModelSpec
-from circuits.pipeline.extraction import diagram_writer
-from circuits.pipeline.reuse_noise import noise_files, noise_steps
-from circuits.pipeline.score import ScoreSettings, score_relation
 from circuits.progress import progress_bar
 from circuits.relations import Relation
 from circuits.relations.schema import load_relations

@@ -36,11 +36,9 @@ def stage_key(inputs: dict[str, Any]) -> str:
     >>> stage_key({"a": 1}) == stage_key({"a": 2})
     False
     """
-    import circuits
+    from circuits.version import __version__
 
-    text = json.dumps(
-        {"inputs": inputs, "package_version": circuits.__version__}, sort_keys=True, default=str
-    )
+    text = json.dumps({"inputs": inputs, "package_version": __version__}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -5,7 +5,7 @@ reaching a target faithfulness on the scoring pairs, evaluate the graph and
 the circuit on the held-out pairs (curves and intervals), and run the
 mechanism analyses. Then compare the relations (the reuse sweep with noise
 ceilings), check the weight channels against the patching graphs, and build
-the HTML report. Each step is a stage of a :class:`~circuits.pipeline.stages.StageLog`:
+the HTML report. Each step is a stage of a :class:`~circuits.jobs.stages.StageLog`:
 re-running the job with the same model, relation contents, settings and
 package version reads every stage back from disk.
 """
@@ -22,18 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from circuits.attribution.settings import ScoreSettings
 from circuits.compare.ceilings import NoiseSettings
 from circuits.io import atomic_write_json, record_json
+from circuits.jobs.additive import run_dla, run_motif
+from circuits.jobs.executor import Executor, ModelSpec, portable_arg
+from circuits.jobs.findings import finding
+from circuits.jobs.job_channels import channels_stage
+from circuits.jobs.mechanisms import PromptChoice, run_enrichment, run_extraction, run_knockout
+from circuits.jobs.mlp import run_mlp
+from circuits.jobs.reuse import skipped_text
+from circuits.jobs.stages import StageLog, StageRun
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
-from circuits.pipeline.additive import run_dla, run_motif
-from circuits.pipeline.executor import Executor, ModelSpec, portable_arg
-from circuits.pipeline.findings import finding
-from circuits.pipeline.job_channels import channels_stage
-from circuits.pipeline.mechanisms import PromptChoice, run_enrichment, run_extraction, run_knockout
-from circuits.pipeline.mlp import run_mlp
-from circuits.pipeline.reuse import skipped_text
-from circuits.pipeline.score import ScoreSettings
-from circuits.pipeline.stages import StageLog, StageRun
 from circuits.progress import progress_bar
 from circuits.relations import Relation
 from circuits.relations.prompts import PromptFormat
@@ -95,7 +95,7 @@ class JobSettings:
         Also score each relation by position role and extract its
         position-aware circuit (same target, at most ``max_edges`` units),
         set against summed circuits of equal size
-        (:func:`~circuits.pipeline.positions.run_positions`).
+        (:func:`~circuits.jobs.positions.run_positions`).
     seed : int
         Seeds every split, resample and shuffle.
     max_rank : int
@@ -103,7 +103,7 @@ class JobSettings:
         this (1: top-1; a huge value keeps every fact, e.g. for a random model).
     templates, shots
         Which templates make each relation's prompts, and how many
-        demonstrations precede them (:class:`~circuits.pipeline.ScoreSettings`);
+        demonstrations precede them (:class:`~circuits.attribution.ScoreSettings`);
         the mechanism analyses use the prompts scoring chose.
     """
 
@@ -202,7 +202,7 @@ class _Job:
 
     # ------------------------------------------------------------ per relation
     def scored(self, arg: str, rel: Relation, digest: str) -> dict[str, Any]:
-        from circuits.pipeline.score import score_relation
+        from circuits.attribution.score import score_relation
 
         def work() -> dict[str, Any]:
             graph, pairs = score_relation(self.model, arg, self.score, progress=self.progress)
@@ -221,7 +221,7 @@ class _Job:
         )
 
     def circuit(self, rel: Relation, digest: str) -> dict[str, Any]:
-        from circuits.pipeline.extraction import extract_stored
+        from circuits.jobs.extraction import extract_stored
 
         target, cap = self.settings.target_faithfulness, self.settings.max_edges
 
@@ -261,7 +261,7 @@ class _Job:
 
     def evaluation(self, rel: Relation, digest: str, circuit: dict[str, Any]) -> dict[str, Any]:
         from circuits.draw.evaluation_figures import faithfulness_figure
-        from circuits.pipeline.evaluation import evaluate_scored
+        from circuits.evaluate.heldout import evaluate_scored
 
         def work() -> dict[str, Any]:
             folder = self.gallery.folder(self.model.name, rel.name, "scored")
@@ -326,7 +326,7 @@ class _Job:
         return self.stage(f"{name}/{rel.name}", inputs, work)
 
     def positions(self, arg: str, rel: Relation, digest: str) -> dict[str, Any]:
-        from circuits.pipeline.positions import run_positions
+        from circuits.jobs.positions import run_positions
 
         s = self.settings
 
@@ -416,7 +416,7 @@ class _Job:
 
     # ------------------------------------------------------------ across relations
     def reuse(self, args: list[str], digests: dict[str, str]) -> dict[str, Any]:
-        from circuits.pipeline.reuse import run_reuse
+        from circuits.jobs.reuse import run_reuse
 
         s = self.settings
 

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from circuits.attribution.score import score_relation
+from circuits.attribution.settings import ScoreSettings
 from circuits.circuit import Circuit
 from circuits.compare.role_profile import role_profile
+from circuits.evaluate.heldout import heldout_evaluator
 from circuits.extract import minimal_circuit, prune, pruned_top_n, top_n
+from circuits.jobs.extraction import diagram_writer
 from circuits.models import LoadedModel
-from circuits.pipeline.evaluation import heldout_evaluator
-from circuits.pipeline.extraction import diagram_writer
-from circuits.pipeline.score import ScoreSettings, score_relation
 from circuits.store import Gallery, circuit_name
 from circuits.uncertainty import DEFAULT_BOOT, percentile_interval
 from circuits.vocab import InputError

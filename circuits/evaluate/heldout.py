@@ -12,7 +12,8 @@ from pathlib import Path
 
 from circuits.attribution import Harness, mean_senders
 from circuits.checks import REQUIRED_METADATA, check_metadata, shape_size
-from circuits.evaluate import FRACTIONS, Evaluation, Evaluator, evaluate_graph
+from circuits.evaluate.curves import Evaluation, evaluate_graph
+from circuits.evaluate.forward import FRACTIONS, Evaluator
 from circuits.graph import GraphShape, ScoredGraph
 from circuits.models import LoadedModel, load_model
 from circuits.progress import progress_bar

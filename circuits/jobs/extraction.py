@@ -109,8 +109,8 @@ def extract_stored(
     graph = load_scored(folder)
     evaluator = search = None
     if target_faithfulness is not None or evaluate:
+        from circuits.evaluate.heldout import heldout_evaluator
         from circuits.models import load_model
-        from circuits.pipeline.evaluation import heldout_evaluator
 
         meta = check_metadata(graph.metadata, str(folder / META), required=REQUIRED_METADATA)
         if model is None:

@@ -8,7 +8,7 @@ from typing import Any
 from circuits.channels import analyze, find_channels, validate_graph
 from circuits.draw import channels_dot, render
 from circuits.io import record_json
-from circuits.pipeline.channels import ChannelsReport
+from circuits.jobs.channels import ChannelsReport
 from circuits.store import Gallery
 
 __all__ = ["channels_stage"]

@@ -29,6 +29,7 @@ from circuits.circuit import Circuit
 from circuits.draw.intervention_figures import intervention_figure, reuse_test_figure
 from circuits.graph import GraphShape
 from circuits.io import atomic_write_text, record_json
+from circuits.jobs.mechanisms import PromptChoice, choice_pairs, write_record
 from circuits.mechanisms.interventions import (
     METRICS,
     Edit,
@@ -41,7 +42,6 @@ from circuits.mechanisms.interventions import (
     scoring_means,
 )
 from circuits.models import LoadedModel, load_model
-from circuits.pipeline.mechanisms import PromptChoice, choice_pairs, write_record
 from circuits.progress import progress_bar
 from circuits.relations import load_relation
 from circuits.relations.pairs import PairSet, batch_pairs, remake_pairs

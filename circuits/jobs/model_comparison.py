@@ -58,7 +58,7 @@ def run_comparison(
 
     ``load(name)`` returns a loaded model; each is released before the next loads.
     """
-    from circuits.pipeline.job import run_job
+    from circuits.jobs.job import run_job
 
     for name in models:
         model = load(name)

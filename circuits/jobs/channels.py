@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from circuits.attribution.settings import ScoreSettings
 from circuits.channels import (
     CausalResult,
     ChannelAnalysis,
@@ -17,7 +18,6 @@ from circuits.channels import (
 )
 from circuits.channels.predict import Channel
 from circuits.models import LoadedModel
-from circuits.pipeline.score import ScoreSettings
 from circuits.relations.pairs import batch_pairs
 from circuits.vocab import InputError
 

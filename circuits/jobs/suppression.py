@@ -17,8 +17,8 @@ from typing import Any
 
 from circuits.draw.attribution_figures import suppression_figure
 from circuits.io import atomic_write_text, record_json
+from circuits.jobs.mechanisms import PromptChoice, choice_pairs
 from circuits.mechanisms.suppressors import SuppressionResult, suppression
-from circuits.pipeline.mechanisms import PromptChoice, choice_pairs
 from circuits.relations import load_relation
 from circuits.relations.schema import Relation, bundled_relations
 from circuits.store.gallery import Gallery

@@ -1,8 +1,8 @@
 """The direct-effect jobs: per-source DLA and head classes, and the additive motif, of one relation.
 
-Both run on the relation's known-fact prompts (:func:`~circuits.pipeline.mechanisms.known_prompts`)
+Both run on the relation's known-fact prompts (:func:`~circuits.jobs.mechanisms.known_prompts`)
 and write ``dla.json``/``dla.svg`` or ``motif.json``/``motif.svg`` through
-:func:`~circuits.pipeline.mechanisms.run_analysis`.
+:func:`~circuits.jobs.mechanisms.run_analysis`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from circuits.draw.attribution_figures import dla_figure, motif_figure
+from circuits.jobs.mechanisms import PromptChoice, run_analysis
 from circuits.mechanisms.lens import Prompts
 from circuits.mechanisms.motif import MotifResult, additive_motif
 from circuits.mechanisms.per_source_dla import SourceAttribution, Thresholds, source_attribution
-from circuits.pipeline.mechanisms import PromptChoice, run_analysis
 from circuits.relations.facts import answer_token
 from circuits.relations.pairs import PairSet
 from circuits.relations.schema import Relation

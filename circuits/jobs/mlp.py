@@ -1,6 +1,6 @@
 """The MLP decomposition job: a relation's known-fact prompts through :mod:`circuits.mechanisms.mlp_parts`.
 
-Like the other mechanism jobs (:mod:`circuits.pipeline.mechanisms`) it loads
+Like the other mechanism jobs (:mod:`circuits.jobs.mechanisms`) it loads
 the relation (bundled name, LRE file or CSV), keeps the facts the model knows,
 runs the analysis and, given ``out`` or ``store``, writes ``mlp.json`` (the
 record, intervals as value/low/high) and ``mlp.svg`` (its figure).
@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from circuits.draw.mlp_figures import mlp_figure
+from circuits.jobs.mechanisms import PromptChoice, run_analysis
 from circuits.mechanisms.lens import Prompts
 from circuits.mechanisms.mlp_parts import MLPDecomposition, mlp_decomposition
 from circuits.mechanisms.mlp_split import check_layers, check_position
-from circuits.pipeline.mechanisms import PromptChoice, run_analysis
 from circuits.relations.pairs import PairSet
 from circuits.relations.schema import Relation
 from circuits.uncertainty import DEFAULT_BOOT
