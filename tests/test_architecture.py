@@ -67,9 +67,7 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-GRAPH = nx.DiGraph(
-    [(m, t) for m, p in MODULES.items() for t in imports(p) if t != m and t in MODULES]
-)
+GRAPH = nx.DiGraph([(m, t) for m, p in MODULES.items() for t in imports(p) if t != m and t in MODULES])
 
 
 def test_every_room_has_a_floor() -> None:
