@@ -266,12 +266,12 @@ def test_a_relation_given_twice_is_named(capsys, tmp_path):
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(capsys, monkeypatch, tmp_path):
-    import circuits.jobs
+    import circuits.attribution.score
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(circuits.jobs, "score_relation", interrupted)
+    monkeypatch.setattr(circuits.attribution.score, "score_relation", interrupted)
     code, _, err = run(capsys, "score", "country_capital_city", *TINY, "--out", tmp_path / "o")
     assert code == 130
     assert err.strip().splitlines() == ["circuits score: interrupted; nothing half-written was left"]
