@@ -6,6 +6,7 @@ pairs -> scored graph -> circuit -> evaluation / comparison -> store -> draw)::
     from circuits import load_model, load_relation, make_pairs, ScoreSettings, score_relation
     from circuits import heldout_evaluator, evaluate_graph, evaluate_scored, extract, compare, run_reuse
     from circuits import Circuit, ScoredGraph, GraphShape, save_scored, load_scored, Gallery
+    from circuits import read_circuit, write_circuit
     from circuits import circuit_dot, render
 
 Names are imported on first use, so ``import circuits`` is light: nothing
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from circuits.jobs import run_reuse
     from circuits.models import DEFAULT_MODEL, LoadedModel, list_models, load_model
     from circuits.relations import PairSet, Relation, load_relation, make_pairs
-    from circuits.store import Gallery, load_scored, save_scored
+    from circuits.store import Gallery, load_scored, read_circuit, save_scored, write_circuit
 
 # ``extract`` and ``compare`` name both a subpackage and its main function. Importing a
 # subpackage binds its name on this package, so bind the functions eagerly (both modules are
@@ -68,6 +69,8 @@ _WHERE = {
     "Gallery": "circuits.store",
     "load_scored": "circuits.store",
     "save_scored": "circuits.store",
+    "read_circuit": "circuits.store",
+    "write_circuit": "circuits.store",
 }
 
 __all__ = [
@@ -93,6 +96,7 @@ __all__ = [
     "load_relation",
     "load_scored",
     "make_pairs",
+    "read_circuit",
     "render",
     "reuse_matrix",
     "role_dot",
@@ -101,6 +105,7 @@ __all__ = [
     "score_pairs",
     "score_relation",
     "shared_core",
+    "write_circuit",
 ]
 
 

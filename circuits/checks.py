@@ -99,10 +99,12 @@ def check_metadata(
     Traceback (most recent call last):
     ...
     circuits.vocab.InputError: g.json: field 'seconds' is NaN; numbers must be finite
-    >>> check_metadata({"model": "gpt2"}, "g.json", required=("model", "split_seed"))  # doctest: +ELLIPSIS
+    >>> check_metadata({"model": "gpt2"}, "g.json", required=("model", "split_seed"))
+    ... # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: g.json: field 'split_seed' is missing; a graph written by `circuits score` has ...
+    circuits.vocab.InputError: g.json: field 'split_seed' is missing;
+    a graph written by `circuits score` has ...
     """
     if not isinstance(metadata, dict):
         raise InputError(f"{source}: metadata must be an object, not {short(metadata)}")
@@ -168,7 +170,8 @@ def check_metadata(
 
 
 def non_finite(value: Any, path: str = "") -> tuple[str, str] | None:
-    """Where in ``value`` (nested dicts and lists, as JSON gives them) a number is NaN or infinite, if anywhere.
+    """Where in ``value`` (nested dicts and lists, as JSON gives them) a number is NaN or infinite,
+    if anywhere.
 
     Returns the field's path (``'a.b[2]'``) and ``"NaN"``, ``"Infinity"`` or
     ``"-Infinity"`` (as Python writes them into JSON), or None when every
@@ -211,7 +214,8 @@ def short(value: Any) -> str:
 
 
 def name_problem(name: Any, shape: GraphShape, side: str = "node") -> str | None:
-    """Why ``name`` is not a ``side`` (``"sender"``, ``"receiver"`` or ``"node"``) of ``shape``; None if it is.
+    """Why ``name`` is not a ``side`` (``"sender"``, ``"receiver"`` or ``"node"``) of ``shape``;
+    None if it is.
 
     The reason names the valid range (layers, heads, key/value heads) or spelling.
 
@@ -326,7 +330,8 @@ def check_params(params: dict[str, Any]) -> None:
 
 
 def check_node_link(data: dict[str, Any]) -> None:
-    """An :class:`InputError` unless ``data`` has the structure of :meth:`Circuit.to_dict`'s node-link data."""
+    """An :class:`InputError` unless ``data`` has the structure of
+    :func:`~circuits.store.circuits.circuit_to_dict`'s node-link data."""
     if data.get("directed", True) is not True or data.get("multigraph", False) is not False:
         raise InputError(
             f"a circuit is a directed graph without parallel edges; 'directed' is "

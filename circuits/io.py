@@ -169,7 +169,8 @@ def swap_in(staging: Path, target: Path) -> None:
 
 
 def writable_dir(path: str | Path) -> Path:
-    """``path`` when it is, or can be made, a directory this process can write in; else an :class:`InputError`.
+    """``path`` when it is, or can be made, a directory this process can write in;
+    else an :class:`InputError`.
 
     Checked before the work starts, so a bad output path is found in a
     second, not after minutes of scoring: ``path`` must not be a file, the
@@ -195,7 +196,8 @@ def writable_dir(path: str | Path) -> Path:
 
 
 def writable_file(path: str | Path) -> Path:
-    """``path`` when a file can be written there: not a directory, in a folder that can be made and written."""
+    """``path`` when a file can be written there: not a directory,
+    in a folder that can be made and written."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory; give a file name")

@@ -22,8 +22,9 @@ differences ``2·S·P·d·b`` plus the receivers' patched inputs of one layer
 ``(H + 2K)·P·d·b``. The model's weights take ``n_params·b``. Time counts
 floating-point operations: ``2·W·P`` per forward, with ``W`` the weights
 multiplied at every position (all but the embedding and the unembedding,
-which runs at the last position only), twice that per backward, so ``(1 + 3·steps)`` forwards' worth for EAP-IG, plus the edge
-product ``2·S·R·P·d``.
+which runs at the last position only), twice that per backward, so
+``(1 + 3·steps)`` forwards' worth for EAP-IG, plus the edge product
+``2·S·R·P·d``.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def evaluation_bytes(dims: ModelDims, positions: int, *, bytes_per: int = 4) -> 
 def pick_batch_size(available: int, per_pair: int, *, cap: int = MAX_BATCH, share: float = 0.5) -> int:
     """Pairs per pass so that ``per_pair`` bytes each fill at most ``share`` of ``available`` (1 to ``cap``).
 
-    >>> pick_batch_size(8 * 2**30, 40 * 2**20), pick_batch_size(400 * 2**20, 40 * 2**20), pick_batch_size(0, 1)
+    >>> (pick_batch_size(8 * 2**30, 40 * 2**20), pick_batch_size(400 * 2**20, 40 * 2**20),
+    ...  pick_batch_size(0, 1))
     (16, 5, 1)
     """
     return max(1, min(cap, int(available * share) // max(1, per_pair)))

@@ -37,13 +37,13 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     model = load_model(args.model)
-    analysis = analyze(model)  # every writer against every later q/k/v reader
+    analysis = analyze(model)  # every sender against every later q/k/v receiver
     channels = find_channels(analysis, top=10, share=0.9)
     for c in channels:
         log.info(
             "%-8s -> %-10s %s-composition  z=%5.1f (whole z=%5.1f)  rank %d",
-            c.writer,
-            c.reader,
+            c.sender,
+            c.receiver,
             c.kind,
             c.z,
             c.whole_z,
@@ -56,7 +56,7 @@ def main() -> None:
 
     batch = batch_pairs(pairs.pairs, pad=model.pad_id)
     checks = [
-        causal_check(model, analysis, c, batch, scope=s) for c in channels[:3] for s in ("writer", "edge")
+        causal_check(model, analysis, c, batch, scope=s) for c in channels[:3] for s in ("sender", "edge")
     ]
     log.info("\n%s", format_causal(checks))
 

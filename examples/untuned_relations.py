@@ -1,4 +1,5 @@
-"""Relation files nobody tuned, next to the bundled ones: known facts and pairs per shot count, and held-out faithfulness.
+"""Relation files nobody tuned, next to the bundled ones: known facts and pairs per shot count,
+and held-out faithfulness.
 
 For every relation: the facts the model knows and the prompt pairs it gets
 with 0, 1 and 3 demonstrations drawn from the relation's own facts (each

@@ -40,7 +40,8 @@ def tiny_gemma():
 
 @pytest.fixture(scope="session", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
 def tiny(request, tiny_gpt2, tiny_llama, tiny_gemma):
-    """Each tiny model in turn: multi-head GPT-2, grouped-query Llama, and Gemma 3 (post-norms, sliding window)."""
+    """Each tiny model in turn: multi-head GPT-2, grouped-query Llama, and Gemma 3
+    (post-norms, sliding window)."""
     return {"tiny-gpt2": tiny_gpt2, "tiny-llama": tiny_llama, "tiny-gemma3": tiny_gemma}[request.param]
 
 

@@ -11,11 +11,10 @@ import torch
 from conftest import run_cli
 
 from circuits.attribution.harness import Harness
-from circuits.jobs.additive import candidate_answers
 from circuits.jobs.mechanisms import PromptChoice, known_prompts
 from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.lens import FrozenNorm, run_with_hooks
-from circuits.mechanisms.motif import GROUPS, additive_motif
+from circuits.mechanisms.motif import GROUPS, additive_motif, candidate_answers
 from circuits.mechanisms.per_source_dla import Thresholds, role_masks, source_attribution
 from circuits.relations.roles import ROLES, role_positions
 from circuits.vocab import InputError, head_name, hook_point
@@ -243,23 +242,25 @@ def test_text_loss_is_the_mean_next_token_cross_entropy(tiny_llama):
 
 
 def test_mitigation_with_alpha_one_changes_nothing_and_alpha_zero_does(tiny_llama):
-    from circuits.jobs.suppression import run_suppression
+    from circuits.jobs.analyses import run_analysis
+    from circuits.records.suppression import SuppressionSettings
 
     choice = PromptChoice(max_pairs=10, max_rank=10**9, templates="first")
-    kw = {
-        "last_layers": 1,
-        "majority": 0.0,
-        "relations_share": 0.0,
-        "n_control": 6,
-        "n_boot": 20,
-        "progress": False,
-    }
-    same, record, _ = run_suppression(tiny_llama, ["country_capital_city"], choice, alpha=1.0, **kw)
+    kw = {"last_layers": 1, "majority": 0.0, "relations_share": 0.0, "n_control": 6, "n_boot": 20}
+
+    def run_suppression(alpha):
+        settings = SuppressionSettings(alpha=alpha, **kw)
+        record, _ = run_analysis(
+            "suppression", tiny_llama, ["country_capital_city"], choice, settings, progress=False
+        )
+        return record, record.to_dict()
+
+    same, record = run_suppression(1.0)
     assert same.suppressors  # with these thresholds every negative-on-average component qualifies
     m = same.mitigation["country_capital_city"]
     assert all(np.array_equal(m.before_values[k], m.after_values[k]) for k in m.before_values)
     assert same.control["change"].value == 0.0
-    cut, record, _ = run_suppression(tiny_llama, ["country_capital_city"], choice, alpha=0.0, **kw)
+    cut, record = run_suppression(0.0)
     m = cut.mitigation["country_capital_city"]
     assert not np.array_equal(m.before_values["answer_prob"], m.after_values["answer_prob"])
     assert cut.control["change"].value != 0.0

@@ -217,7 +217,8 @@ def test_kl_metric_has_zero_gradient_at_the_clean_run(tiny_gpt2):
 
 
 def test_closed_form_norm_jacobians_match_autograd(tiny):
-    """RMSNorm (tiny-llama), Gemma's (1 + w) RMSNorm and LayerNorm (tiny-gpt2) get their closed form; it equals autograd."""
+    """RMSNorm (tiny-llama), Gemma's (1 + w) RMSNorm and LayerNorm (tiny-gpt2) get their closed form;
+    it equals autograd."""
 
     harness = Harness(tiny)
     gen = torch.Generator().manual_seed(1)

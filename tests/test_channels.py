@@ -42,8 +42,8 @@ def llama_analysis(tiny_llama):
     return analyze(tiny_llama)
 
 
-def _dense_reader(weights, name: str) -> torch.Tensor:
-    """The reader matrix of a receiver, built densely from the per-head QK/OV matrices."""
+def _dense_receiver(weights, name: str) -> torch.Tensor:
+    """The matrix a receiver reads through, built densely from the per-head QK/OV matrices."""
     _, layer, head, kind = parse_node(name)
     qk, ov, g = qk_matrices(weights), ov_matrices(weights), weights.group
     if kind == "q":
@@ -67,9 +67,9 @@ def test_rank_one_components_sum_back(tiny):
 def test_component_score_ignores_singular_value(tiny_llama):
     weights = head_weights(tiny_llama)
     svd = factored_svd(ov_matrices(weights)[0, 1])
-    reader = qk_matrices(weights)[2, 3]
+    receiver = qk_matrices(weights)[2, 3]
     u, v = svd.U[:, 2:3], svd.Vh[2:3]
-    scores = [composition_score(Factored(u * s, v), reader) for s in (1e-3, 1.0, 7.5, 1e3)]
+    scores = [composition_score(Factored(u * s, v), receiver) for s in (1e-3, 1.0, 7.5, 1e3)]
     assert torch.allclose(torch.stack(scores), scores[1].expand(4), rtol=1e-4)
 
 
@@ -77,29 +77,29 @@ def test_scores_match_dense_definition(tiny_llama, llama_analysis):
     weights = head_weights(tiny_llama)
     ov = ov_matrices(weights)
     a = llama_analysis
-    for writer in ("a0.h1", "a1.h3"):
-        w = a.writers.names.index(writer)
-        _, wl, wh, _ = parse_node(writer)
+    for sender in ("a0.h1", "a1.h3"):
+        w = a.senders.names.index(sender)
+        _, wl, wh, _ = parse_node(sender)
         svd = factored_svd(ov[wl, wh])
-        for reader in ("a2.h2<q>", "a2.h1<k>", "a2.h0<v>"):
-            r = a.readers.names.index(reader)
-            R = _dense_reader(weights, reader)
+        for receiver in ("a2.h2<q>", "a2.h1<k>", "a2.h0<v>"):
+            r = a.receivers.names.index(receiver)
+            R = _dense_receiver(weights, receiver)
             assert a.whole[w, r] == pytest.approx(float(composition_score(ov[wl, wh], R)), rel=1e-4)
             comps = [float(composition_score(svd.component(i), R)) for i in range(weights.d_head)]
             np.testing.assert_allclose(a.component[w, r], comps, rtol=1e-3, atol=1e-5)
     # an MLP writes through W_out
-    w, r = a.writers.names.index("m0"), a.readers.names.index("a1.h2<q>")
+    w, r = a.senders.names.index("m0"), a.receivers.names.index("a1.h2<q>")
     W_out = tiny_llama.bridge.blocks[0].mlp.W_out.detach()
-    expected = composition_score(W_out, _dense_reader(weights, "a1.h2<q>"))
+    expected = composition_score(W_out, _dense_receiver(weights, "a1.h2<q>"))
     assert a.whole[w, r] == pytest.approx(float(expected), rel=1e-4)
     # no scores backwards or within a layer
-    assert np.isnan(a.whole[a.writers.names.index("a1.h0"), a.readers.names.index("a1.h0<q>")])
+    assert np.isnan(a.whole[a.senders.names.index("a1.h0"), a.receivers.names.index("a1.h0<q>")])
 
 
 def test_whole_score_is_sigma_weighted_mean_of_components(tiny, gpt2_analysis, llama_analysis):
     a = gpt2_analysis if tiny.name == "tiny-gpt2" else llama_analysis
-    heads = ~a.writers.is_mlp
-    sigma2 = a.writers.sigma[heads].double().numpy() ** 2
+    heads = ~a.senders.is_mlp
+    sigma2 = a.senders.sigma[heads].double().numpy() ** 2
     comp2 = a.component[heads].astype(np.float64) ** 2
     weighted = (comp2 * sigma2[:, None, :]).sum(-1) / sigma2.sum(-1)[:, None]
     whole2 = a.whole[heads].astype(np.float64) ** 2
@@ -115,10 +115,10 @@ def test_agrees_with_transformer_lens(tiny_gpt2, gpt2_analysis, mode):
     a, shape = gpt2_analysis, GraphShape.of(tiny_gpt2)
     for wl in range(shape.n_layers - 1):
         for wh in range(shape.n_heads):
-            w = a.writers.names.index(f"a{wl}.h{wh}")
+            w = a.senders.names.index(f"a{wl}.h{wh}")
             for rl in range(wl + 1, shape.n_layers):
                 for rh in range(shape.n_heads):
-                    r = a.readers.names.index(f"a{rl}.h{rh}<{mode.lower()}>")
+                    r = a.receivers.names.index(f"a{rl}.h{rh}<{mode.lower()}>")
                     assert a.whole[w, r] == pytest.approx(theirs[wl, wh, rl, rh], rel=1e-4, abs=1e-6)
 
 
@@ -127,16 +127,16 @@ def test_grouped_query_agrees_with_transformer_lens(tiny_llama, llama_analysis):
     q_scores = tiny_llama.bridge.all_composition_scores("Q").scores.detach().numpy()
     k_scores = tiny_llama.bridge.all_composition_scores("K").scores.detach().numpy()
     qk_norm = qk_matrices(weights).norm().numpy()  # [L, H]
-    w = a.writers.names.index("a0.h2")
+    w = a.senders.names.index("a0.h2")
     for rh in range(4):  # query heads: TransformerLens expands the key/value heads, as we do
-        assert a.whole[w, a.readers.names.index(f"a1.h{rh}<q>")] == pytest.approx(
+        assert a.whole[w, a.receivers.names.index(f"a1.h{rh}<q>")] == pytest.approx(
             q_scores[0, 2, 1, rh], rel=1e-4
         )
     for kv in range(2):  # a shared key head reads for its whole group: norms add up
         group = [2 * kv, 2 * kv + 1]
         n2 = qk_norm[1, group] ** 2
         expected = np.sqrt((k_scores[0, 2, 1, group] ** 2 * n2).sum() / n2.sum())
-        assert a.whole[w, a.readers.names.index(f"a1.h{kv}<k>")] == pytest.approx(expected, rel=1e-4)
+        assert a.whole[w, a.receivers.names.index(f"a1.h{kv}<k>")] == pytest.approx(expected, rel=1e-4)
 
 
 def test_norm_weights_are_folded(tiny_llama):
@@ -165,26 +165,26 @@ def test_norm_weights_are_folded(tiny_llama):
     assert torch.allclose(q, store["q"], atol=1e-4)
 
 
-def test_planted_writer_is_found():
+def test_planted_sender_is_found():
     from circuits.models import load_model
 
     model = load_model("tiny-llama", seed=3)
-    reader_layer, reader_head, dh = 2, 1, 8
+    receiver_layer, receiver_head, dh = 2, 1, 8
     weights = head_weights(model)
-    qk = qk_matrices(weights)[reader_layer, reader_head]
-    target = factored_svd(qk).U[:, 0]  # the direction the reader's query reads most strongly
+    qk = qk_matrices(weights)[receiver_layer, receiver_head]
+    target = factored_svd(qk).U[:, 0]  # the direction the receiver's query reads most strongly
     o_proj = model.bridge.original_model.model.layers[0].self_attn.o_proj.weight
     with torch.no_grad():  # W_O of a0.h2 gains a strong rank-1 write along that direction
         block = o_proj[:, 2 * dh : 3 * dh]
         block += 3.0 * block.norm() * target[:, None] * torch.ones(1, dh) / dh**0.5
     a = analyze(model)
     best = find_channels(a, top=1)[0]
-    assert (best.writer, best.reader, best.kind) == ("a0.h2", f"a{reader_layer}.h{reader_head}<q>", "q")
+    assert (best.sender, best.receiver, best.kind) == ("a0.h2", f"a{receiver_layer}.h{receiver_head}<q>", "q")
     assert best.components[0] == 0
     assert best.rank <= 2
     assert best.share >= 0.9
-    w = a.writers.names.index("a0.h2")
-    assert abs(float(a.writers.directions[w, 0] @ target)) > 0.99
+    w = a.senders.names.index("a0.h2")
+    assert abs(float(a.senders.directions[w, 0] @ target)) > 0.99
 
 
 def test_channels_graph_and_dot(tiny_llama, llama_analysis):
@@ -192,7 +192,7 @@ def test_channels_graph_and_dot(tiny_llama, llama_analysis):
     channels = find_channels(llama_analysis, top=6, share=0.8)
     assert len(channels) == 6
     assert all(c.z >= d.z for c, d in itertools.pairwise(channels))
-    heads = [c for c in channels if c.writer.startswith("a")]
+    heads = [c for c in channels if c.sender.startswith("a")]
     assert all(c.share >= 0.8 - 1e-6 for c in heads)
     assert all(c.rank == len(c.components) for c in heads)
     graph = channel_graph(channels)
@@ -206,8 +206,8 @@ def test_channels_graph_and_dot(tiny_llama, llama_analysis):
     overlay = channels_dot(channels, shape, circuit=circuit).to_string()
     assert "style=solid" in overlay
     assert overlay.count('label="z=') == len(channels)
-    whole_first = find_channels(llama_analysis, top=3, by="whole", writers="heads")
-    assert all(c.writer.startswith("a") for c in whole_first)
+    whole_first = find_channels(llama_analysis, top=3, by="whole", senders="heads")
+    assert all(c.sender.startswith("a") for c in whole_first)
     with pytest.raises(InputError, match="share"):
         find_channels(llama_analysis, share=1.5)
 
@@ -239,8 +239,8 @@ def test_validate_graph(tiny_llama, llama_analysis):
 
 def test_causal_check(tiny_llama, llama_analysis):
     a, batch = llama_analysis, random_batch(tiny_llama)
-    w = a.writers.names.index("a0.h1")
-    removed = _run_removing(tiny_llama, batch, 0, 1, a.writers.directions[w].double(), 0.0).mean()
+    w = a.senders.names.index("a0.h1")
+    removed = _run_removing(tiny_llama, batch, 0, 1, a.senders.directions[w].double(), 0.0).mean()
 
     def zero_head(z, hook):
         z = z.clone()
@@ -254,7 +254,7 @@ def test_causal_check(tiny_llama, llama_analysis):
     metric = make_metric("logit-diff", batch.answer, batch.corrupt_answer)
     expected = float(metric(logits[torch.arange(len(batch)), batch.last]).mean())
     assert removed == pytest.approx(expected, abs=1e-4)  # removing every direction = ablating the head
-    channel = find_channels(a, top=1, writers="heads")[0]
+    channel = find_channels(a, top=1, senders="heads")[0]
     result = causal_check(tiny_llama, a, channel, batch, n_random=3)
     assert len(result.random_changes) == 3
     assert np.isfinite(result.channel_change)
@@ -277,7 +277,7 @@ def test_causal_check(tiny_llama, llama_analysis):
 
     harness = Harness(tiny_llama)
     shape = harness.shape
-    removed = _run_removing(tiny_llama, batch, 0, 1, a.writers.directions[w].double(), 0.0, "a2.h1<k>").mean()
+    removed = _run_removing(tiny_llama, batch, 0, 1, a.senders.directions[w].double(), 0.0, "a2.h1<k>").mean()
     [exact] = exact_edges(
         harness, batch, [(shape.head_sender(0, 1), shape.k_receiver(2, 1))], ablation="zero"
     )
@@ -290,15 +290,15 @@ def test_causal_check(tiny_llama, llama_analysis):
 def test_smollm2_full_analysis(smollm2):
     a = analyze(smollm2)
     shape = GraphShape.of(smollm2)
-    n_writers = shape.n_layers * (shape.n_heads + 1)
-    n_readers = shape.n_layers * (shape.n_heads + 2 * shape.n_kv_heads)
-    assert a.whole.shape == (n_writers, n_readers)
-    assert a.component.shape == (n_writers, n_readers, 64)
+    n_senders = shape.n_layers * (shape.n_heads + 1)
+    n_receivers = shape.n_layers * (shape.n_heads + 2 * shape.n_kv_heads)
+    assert a.whole.shape == (n_senders, n_receivers)
+    assert a.component.shape == (n_senders, n_receivers, 64)
     valid = ~np.isnan(a.whole)
-    assert valid.sum() == sum((a.writers.layers[:, None] < a.readers.layers[None, :]).ravel())
+    assert valid.sum() == sum((a.senders.layers[:, None] < a.receivers.layers[None, :]).ravel())
     assert np.all((a.whole[valid] >= 0) & (a.whole[valid] <= 1))
-    heads = ~a.writers.is_mlp
-    sigma2 = a.writers.sigma[heads].double().numpy() ** 2
+    heads = ~a.senders.is_mlp
+    sigma2 = a.senders.sigma[heads].double().numpy() ** 2
     comp2 = a.component[heads].astype(np.float64) ** 2
     weighted = (comp2 * sigma2[:, None]).sum(-1) / sigma2.sum(-1)[:, None]
     ok = valid[heads]

@@ -1,4 +1,4 @@
-"""Circuit: masks, networkx and JSON round trips, node semantics."""
+"""Circuit: masks, the networkx view, node semantics; its file round trips (circuits.store.circuits)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,16 @@ from hypothesis import strategies as st
 
 from circuits.circuit import Circuit, component_of
 from circuits.graph import GraphShape, ScoredGraph
+from circuits.store import (
+    CIRCUIT_FORMAT,
+    circuit_from_dict,
+    circuit_from_json,
+    circuit_from_networkx,
+    circuit_to_dict,
+    circuit_to_json,
+    read_circuit,
+    write_circuit,
+)
 from circuits.vocab import InputError
 
 GQA = GraphShape(2, 4, 2)
@@ -98,32 +108,44 @@ def test_networkx_and_json_round_trips_exact() -> None:
         graph, graph.top_mask(40), extract_method="top-n", params={"n": 40, "by": "abs"}, name="x"
     )
     c.faithfulness = 0.123456789
-    assert Circuit.from_networkx(c.to_networkx()) == c
-    back = Circuit.from_json(c.to_json())
+    assert circuit_from_networkx(c.to_networkx()) == c
+    back = circuit_from_json(circuit_to_json(c))
     assert back == c
     assert back.edges == c.edges  # float-exact
-    assert json.loads(c.to_json())["graph"]["format"] == "circuits.circuit/1"
+    assert json.loads(circuit_to_json(c))["graph"]["format"] == "circuits.circuit/1"
+
+
+def test_the_file_names_its_format_first_and_the_graph_view_does_not() -> None:
+    c = Circuit(GQA, {("input", "logits"): -1.0}, name="x")
+    data = circuit_to_dict(c)
+    assert list(data["graph"])[:2] == ["format", "name"] and data["graph"]["format"] == CIRCUIT_FORMAT
+    assert "format" not in c.to_networkx().graph
+    data["graph"]["format"] = "circuits.circuit/0"
+    with pytest.raises(
+        InputError, match=r"^c\.json: graph attribute 'format' is 'circuits\.circuit/0', expected"
+    ):
+        circuit_from_dict(data, source="c.json")
 
 
 def test_params_with_tuples_round_trip() -> None:
     c = Circuit(GQA, {("input", "logits"): -1.0}, params={"sizes": (1, 2)})
     assert c.params == {"sizes": [1, 2]}
-    assert Circuit.from_json(c.to_json()) == c
+    assert circuit_from_json(circuit_to_json(c)) == c
 
 
 def test_save_load_and_errors(tmp_path) -> None:
     c = Circuit(GQA, {("input", "logits"): -1.0}, provenance={"model": "toy", "relation": "r"})
-    path = c.save(tmp_path / "sub" / "c.json")
-    assert Circuit.load(path) == c
+    path = write_circuit(c, tmp_path / "sub" / "c.json")
+    assert read_circuit(path) == c
     assert not list((tmp_path / "sub").glob(".*"))  # no temporary files left
     with pytest.raises(InputError, match="no such circuit file"):
-        Circuit.load(tmp_path / "missing.json")
+        read_circuit(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match=r"bad\.json: malformed JSON"):
-        Circuit.load(tmp_path / "bad.json")
+        read_circuit(tmp_path / "bad.json")
     (tmp_path / "other.json").write_text('{"a": 1}')
     with pytest.raises(InputError, match="not circuit JSON"):
-        Circuit.load(tmp_path / "other.json")
+        read_circuit(tmp_path / "other.json")
     with pytest.raises(InputError, match="node_scores"):
         Circuit(GQA, {("input", "logits"): -1.0}, node_scores={"a0.h0": 1.0})
 
@@ -146,5 +168,5 @@ def test_round_trips_property(seed: int, n: int, kv: int) -> None:
     graph = random_graph(shape, seed)
     c = Circuit.from_mask(graph, graph.top_mask(n, by="signed"), extract_method="top-n")
     assert np.array_equal(c.to_mask(), graph.top_mask(n, by="signed"))
-    assert Circuit.from_networkx(c.to_networkx()) == c
-    assert Circuit.from_json(c.to_json()) == c
+    assert circuit_from_networkx(c.to_networkx()) == c
+    assert circuit_from_json(circuit_to_json(c)) == c

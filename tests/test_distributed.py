@@ -1,4 +1,4 @@
-"""Sweeps on Ray: a two-node local cluster gives the serial run's results, bit for bit, through the same store."""
+"""Sweeps on Ray: a two-node local cluster gives the serial run's results, bit for bit, through one store."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_reuse_on_a_two_node_ray_cluster_equals_the_serial_sweep(
         store=tmp_path / "serial",
         formats=("dot",),
         progress=False,
-    )
+    ).to_dict()
     code = main(
         [
             "reuse",

@@ -1,4 +1,5 @@
-"""Gemma 3: the embedded gemma3-270m and the engine's handling of norms after attention (tiny-gemma3 and real)."""
+"""Gemma 3: the embedded gemma3-270m and the engine's handling of norms after attention
+(tiny-gemma3 and real)."""
 
 from __future__ import annotations
 

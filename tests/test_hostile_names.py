@@ -34,6 +34,7 @@ from circuits.draw.quote import DOT_HTML_MAX, dot_html, dot_string, markup
 from circuits.extract import extract
 from circuits.relations.roles import ROLES
 from circuits.report import build_report
+from circuits.store import write_circuit
 
 HAS_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not installed")
@@ -260,8 +261,8 @@ def test_a_hostile_circuit_draws_the_same_diagram(draw, name: str, tmp_path: Pat
 @needs_dot
 def test_render_diff_of_circuits_with_hostile_names(tmp_path: Path, capsys) -> None:
     a, b = toy_circuit(INJECTION), toy_circuit(HOSTILE["trailing-backslash"])
-    a.save(tmp_path / "a.circuit.json")
-    dataclasses.replace(b, edges=dict(list(b.edges.items())[:5])).save(tmp_path / "b.circuit.json")
+    write_circuit(a, tmp_path / "a.circuit.json")
+    write_circuit(dataclasses.replace(b, edges=dict(list(b.edges.items())[:5])), tmp_path / "b.circuit.json")
     code, out, err = run_cli(
         capsys, "render", tmp_path / "a.circuit.json", "--diff", tmp_path / "b.circuit.json"
     )

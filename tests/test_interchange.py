@@ -1,22 +1,22 @@
-"""EAP-IG / MIB graph files: round trips, hand-written files, grouped-query folding, errors, sizes, CLI."""
+"""EAP-IG / MIB graph files: round trips of scored graphs and circuits, grouped-query folding, MIB's sizes.
+
+Files written by hand and malformed ones are in ``test_interchange_files``, the commands in
+``test_interchange_cli``.
+"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 
 from circuits.circuit import Circuit
 from circuits.graph import GraphShape, ScoredGraph
-from circuits.store import load_scored, save_scored
-from circuits.store.mib import IMPORTED_CIRCUIT, export_mib, load_graph_or_circuit
+from circuits.store import save_scored, write_circuit
+from circuits.store.mib import export_mib, load_graph_or_circuit
 from circuits.store.mib_format import (
     ENGINE_KEY,
     KV_MARKER,
@@ -27,10 +27,8 @@ from circuits.store.mib_format import (
 )
 from circuits.store.mib_graph import MibGraph
 from circuits.store.mib_json import from_mib_json, read_mib_json, to_mib_json, write_mib_json
-from circuits.store.mib_pt import from_mib_pt, read_mib_pt, to_mib_pt, write_mib_pt
+from circuits.store.mib_pt import read_mib_pt, to_mib_pt, write_mib_pt
 from circuits.vocab import InputError
-
-GALLERY = Path(__file__).resolve().parent.parent / "graphs" / "smollm2-135m" / "country_capital_city"
 
 
 @pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama"])
@@ -169,94 +167,6 @@ def test_circuit_without_provenance_reads_back_as_a_foreign_circuit(scored):
     assert back.circuit.edges == circuit.edges
 
 
-# ------------------------------------------------------------------ (c) files written by hand
-HAND = {
-    "cfg": {"n_layers": 1, "n_heads": 2, "parallel_attn_mlp": False, "d_model": 8},
-    "nodes": {
-        "input": {"in_graph": True},
-        "a0.h0": {"in_graph": False},
-        "a0.h1": {"in_graph": True},
-        "m0": {"in_graph": False},
-        "logits": {"in_graph": True},
-    },
-    "edges": {
-        "input->a0.h0<q>": {"score": 0.01, "in_graph": False},
-        "input->a0.h0<k>": {"score": 0.02, "in_graph": False},
-        "input->a0.h0<v>": {"score": 0.03, "in_graph": False},
-        "input->a0.h1<q>": {"score": 0.04, "in_graph": True},
-        "input->a0.h1<k>": {"score": 0.05, "in_graph": False},
-        "input->a0.h1<v>": {"score": 0.06, "in_graph": False},
-        "input->m0": {"score": 0.07, "in_graph": False},
-        "a0.h0->m0": {"score": 0.08, "in_graph": False},
-        "a0.h1->m0": {"score": 0.09, "in_graph": False},
-        "input->logits": {"score": 0.1, "in_graph": False},
-        "a0.h0->logits": {"score": 0.11, "in_graph": False},
-        "a0.h1->logits": {"score": -0.12, "in_graph": True},
-        "m0->logits": {"score": 0.13, "in_graph": False},
-    },
-}
-
-
-def test_a_hand_written_json_file_loads_with_scores_in_place(tmp_path):
-    path = tmp_path / "hand.json"
-    path.write_text(json.dumps(HAND))
-    back = read_mib_json(path)
-    g = back.graph
-    shape = GraphShape(1, 2, 2)
-    assert g.shape == shape and not back.ours
-    assert g.metadata["score_method"] == "imported" and g.metadata["d_model"] == 8
-    a0h1 = shape.head_sender(0, 1)
-    assert g.scores[0, shape.q_receiver(0, 1)] == np.float32(0.04)
-    assert g.scores[0, shape.k_receiver(0, 1)] == np.float32(0.05)
-    assert g.scores[0, shape.v_receiver(0, 0)] == np.float32(0.03)
-    assert g.scores[shape.head_sender(0, 0), shape.mlp_receiver(0)] == np.float32(0.08)
-    assert g.scores[a0h1, shape.logits_receiver] == np.float32(-0.12)
-    assert g.scores[shape.mlp_sender(0), shape.logits_receiver] == np.float32(0.13)
-    assert int((g.scores != 0).sum()) == 13
-    assert back.circuit.edges == {
-        ("input", "a0.h1<q>"): pytest.approx(0.04),
-        ("a0.h1", "logits"): pytest.approx(-0.12),
-    }
-    # edges left out: score 0, not in the graph
-    sparse = {**HAND, "edges": {"m0->logits": {"score": 1.5, "in_graph": True}}}
-    back = from_mib_json(sparse)
-    assert int((back.graph.scores != 0).sum()) == 1 and list(back.circuit.edges) == [("m0", "logits")]
-
-
-def test_a_hand_made_pt_file_loads_with_scores_in_place(tmp_path):
-    n_layers, n_heads = 2, 2
-    senders = ["input", "a0.h0", "a0.h1", "m0", "a1.h0", "a1.h1", "m1"]
-    receivers = [f"a{layer}.h{h}<{x}>" for layer in range(n_layers) for x in "qkv" for h in range(n_heads)]
-    receivers = [*receivers[:6], "m0", *receivers[6:], "m1", "logits"]
-    scores = torch.zeros(len(senders), len(receivers))
-    column = receivers.index
-    scores[senders.index("m0"), column("a1.h1<v>")] = -2.5
-    scores[senders.index("a0.h0"), column("m0")] = 0.75
-    scores[senders.index("a1.h1"), column("logits")] = 4.0
-    in_graph = torch.zeros_like(scores, dtype=torch.bool)
-    in_graph[senders.index("m0"), column("a1.h1<v>")] = True
-    data = {
-        "cfg": {"n_layers": n_layers, "n_heads": n_heads, "parallel_attn_mlp": False, "d_model": 16},
-        "src_nodes": senders,
-        "dst_nodes": receivers,
-        "edges_scores": scores,
-        "edges_in_graph": in_graph,
-        "nodes_in_graph": torch.zeros(len(senders), dtype=torch.bool),
-    }
-    torch.save(data, tmp_path / "hand.pt")
-    back = read_mib_pt(tmp_path / "hand.pt")
-    shape = back.graph.shape
-    assert shape == GraphShape(2, 2, 2)
-    assert back.graph.scores[shape.mlp_sender(0), shape.v_receiver(1, 1)] == -2.5
-    assert back.graph.scores[shape.head_sender(0, 0), shape.mlp_receiver(0)] == 0.75
-    assert back.graph.scores[shape.head_sender(1, 1), shape.logits_receiver] == 4.0
-    assert back.circuit.edges == {("m0", "a1.h1<v>"): -2.5}
-    # src_nodes as a dict (EAP-IG's docstring) reads too
-    assert (
-        from_mib_pt({**data, "src_nodes": dict.fromkeys(senders, True)}).graph.n_edges == back.graph.n_edges
-    )
-
-
 # ------------------------------------------------------------------ (d) grouped-query attention
 def test_foreign_per_query_head_kv_scores_are_summed_and_ored():
     cfg = {"n_layers": 1, "n_heads": 4, "parallel_attn_mlp": False, "d_model": 8, "n_key_value_heads": 2}
@@ -307,114 +217,6 @@ def test_our_export_repeats_a_kv_score_on_each_query_head_and_says_so():
     assert from_mib_json(foreign).circuit.edges == {("input", "a0.h1<v>"): pytest.approx(-1.4)}
 
 
-# ------------------------------------------------------------------ (e) errors
-class Pickled:
-    """A custom class: weights_only loading must refuse it."""
-
-
-def test_a_pt_file_with_a_pickled_object_is_refused(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"cfg": {}, "payload": Pickled()}, path)
-    with pytest.raises(InputError, match=r"evil\.pt: refused: torch\.load\(weights_only=True\).*Pickled"):
-        read_mib_pt(path)
-    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    with pytest.raises(InputError, match=r"junk\.pt"):
-        read_mib_pt(tmp_path / "junk.pt")
-    with pytest.raises(InputError, match="no such"):
-        read_mib_pt(tmp_path / "missing.pt")
-
-
-def _with(path: str, value):
-    data = json.loads(json.dumps(HAND))
-    *parents, last = path.split("/")
-    target = data
-    for key in parents:
-        target = target[key]
-    if value is KeyError:
-        del target[last]
-    else:
-        target[last] = value
-    return data
-
-
-@pytest.mark.parametrize(
-    ("path", "value", "message"),
-    [
-        ("cfg", KeyError, "field 'cfg' is missing"),
-        ("edges", [], "field 'edges' is 'list'; it must be an object"),
-        ("cfg/n_heads", "2", r"cfg\['n_heads'\] is '2'; it must be a positive integer"),
-        ("cfg/parallel_attn_mlp", KeyError, "cfg has no 'parallel_attn_mlp'"),
-        ("cfg/parallel_attn_mlp", 0, r"cfg\['parallel_attn_mlp'\] is 0; it must be true or false"),
-        ("cfg/n_key_value_heads", 3, r"cfg\['n_key_value_heads'\] is 3; it must be a positive divisor"),
-        (
-            "edges/m0->logits/score",
-            "big",
-            r"edges\['m0->logits'\]\['score'\] is 'big'; it must be a finite number",
-        ),
-        ("edges/m0->logits/score", float("nan"), r"\['score'\] is nan"),
-        (
-            "edges/m0->logits/in_graph",
-            1,
-            r"edges\['m0->logits'\]\['in_graph'\] is 1; it must be true or false",
-        ),
-        ("edges/m0->logits/in_graph", KeyError, r"\['in_graph'\] is None"),
-        ("edges/m0->a0.h0<q>", {"score": 0, "in_graph": False}, r"edges\['m0->a0.h0<q>'\] is not an edge"),
-        (
-            "edges/m1->logits",
-            {"score": 0, "in_graph": False},
-            r"the sender of edges\['m1->logits'\] is 'm1'; senders",
-        ),
-        (
-            "edges/input->a0.h2<q>",
-            {"score": 0, "in_graph": False},
-            r"receiver .* is 'a0.h2<q>'; receivers .* head < 2",
-        ),
-        ("edges/input=>m0", {"score": 0, "in_graph": False}, "an edge name is 'input=>m0'"),
-        ("nodes/a0.h7", {"in_graph": False}, "a node name is 'a0.h7'"),
-        ("nodes/m0/in_graph", KeyError, r"nodes\['m0'\]\['in_graph'\] is None"),
-        ("nodes/m0/neurons", [True, False], "neuron-level graphs cannot be imported"),
-        (ENGINE_KEY, {"format": "other"}, "this engine writes an object with format"),
-    ],
-)
-def test_malformed_json_fields_name_the_file_field_and_value(tmp_path, path, value, message):
-    file = tmp_path / "bad.json"
-    file.write_text(json.dumps(_with(path, value)))
-    with pytest.raises(InputError, match=message) as caught:
-        read_mib_json(file)
-    assert str(caught.value).startswith(str(file))
-
-
-def test_malformed_pt_fields_are_named(tmp_path):
-    shape = GraphShape(1, 2, 2)
-    good = to_mib_pt(ScoredGraph(shape, np.ones((shape.n_senders, shape.n_receivers))))
-    cases = [
-        ({"edges_in_graph": KeyError}, "field 'edges_in_graph' is missing"),
-        (
-            {"edges_scores": torch.zeros(4, 7)},
-            r"'edges_scores' has shape \(4, 7\); the cfg's graph needs \(4, 8\)",
-        ),
-        ({"edges_scores": [[0.0]]}, "'edges_scores' is a list; it must be a tensor"),
-        ({"dst_nodes": [*good["dst_nodes"][:-1], "out"]}, "'dst_nodes' has 8 names and 'out' at position 7"),
-        (
-            {"edges_in_graph": torch.ones(4, 8, dtype=torch.bool)},
-            r"edges_in_graph\[1, 0\] \(a0.h0->a0.h0<q>\) is true",
-        ),
-        ({"edges_in_graph": torch.full((4, 8), 0.5)}, "dtype torch.float32; it must be bool"),
-        ({"neurons_in_graph": torch.ones(4, 8)}, "neuron-level graphs cannot be imported"),
-        ({"cfg": {"n_layers": 1}}, "cfg has no 'n_heads'"),
-    ]
-    for change, message in cases:
-        data = dict(good)
-        for key, value in change.items():
-            if value is KeyError:
-                del data[key]
-            else:
-                data[key] = value
-        torch.save(data, tmp_path / "bad.pt")
-        with pytest.raises(InputError, match=message):
-            read_mib_pt(tmp_path / "bad.pt")
-
-
 # ------------------------------------------------------------------ (f) MIB's ten sizes
 @pytest.mark.parametrize("fmt", ["mib-json", "mib-pt"])
 def test_sizes_mib_writes_ten_files_with_the_sizes_in_graph(scored, fmt, tmp_path):
@@ -437,7 +239,7 @@ def test_sizes_mib_writes_ten_files_with_the_sizes_in_graph(scored, fmt, tmp_pat
 def test_sizes_and_options_are_checked(scored, tmp_path):
     save_scored(tmp_path / "scored", scored)
     circuit = Circuit.from_mask(scored, scored.top_mask(5), name="c")
-    circuit.save(tmp_path / "c.json")
+    write_circuit(circuit, tmp_path / "c.json")
     with pytest.raises(InputError, match="is a circuit; --sizes"):
         export_mib(tmp_path / "c.json", out=tmp_path / "x", sizes="mib")
     with pytest.raises(InputError, match="--by ranks edges for --sizes"):
@@ -469,110 +271,3 @@ def test_d_model_prefers_the_metadata_over_the_known_table(metadata, expected):
     assert to_mib_json(graph, d_model=8)["cfg"]["d_model"] == 8
     with pytest.raises(InputError, match="--d-model must be a non-negative integer"):
         MibGraph.from_ours(graph, d_model=-1)
-
-
-# ------------------------------------------------------------------ (g) the command line
-def test_export_and_import_commands(scored, capsys, tmp_path):
-    save_scored(tmp_path / "scored", scored)
-    code, out, _ = run_cli(
-        capsys, "export", tmp_path / "scored", "--format", "mib-json", "--out", tmp_path / "g.json"
-    )
-    assert code == 0 and f"wrote {tmp_path / 'g.json'} (mib-json: " in out
-    code, out, _ = run_cli(capsys, "import", tmp_path / "g.json", "--out", tmp_path / "back")
-    assert code == 0 and "written by this engine" in out and out.count("wrote") == 1
-    back = load_scored(tmp_path / "back")
-    assert np.array_equal(back.scores, scored.scores)
-    assert back.metadata["imported_from"] == {"path": str(tmp_path / "g.json"), "format": "mib-json"}
-    assert {k: v for k, v in back.metadata.items() if k != "imported_from"} == scored.metadata
-
-    circuit = Circuit.from_mask(
-        scored, scored.top_mask(9, by="signed"), extract_method="top-n", params={"n": 9, "by": "signed"}
-    )
-    circuit.save(tmp_path / "c.circuit.json")
-    code, out, _ = run_cli(
-        capsys,
-        "export",
-        tmp_path / "c.circuit.json",
-        "--format",
-        "mib-pt",
-        "--out",
-        tmp_path / "c.pt",
-        "--scored",
-        tmp_path / "scored",
-        "--json",
-    )
-    assert code == 0 and json.loads(out)[0]["in_graph"] == sum(
-        scored.shape.group if r.endswith(("<k>", "<v>")) else 1 for _, r in circuit.edges
-    )
-    code, out, _ = run_cli(capsys, "import", tmp_path / "c.pt", "--out", tmp_path / "c", "--json")
-    report = json.loads(out)
-    assert code == 0 and report["circuit"] == str(tmp_path / "c" / IMPORTED_CIRCUIT)
-    assert Circuit.load(report["circuit"]) == circuit
-    assert np.array_equal(load_scored(tmp_path / "c").scores, scored.scores)
-
-    code, out, _ = run_cli(
-        capsys,
-        "export",
-        tmp_path / "scored",
-        "--format",
-        "mib-json",
-        "--sizes",
-        "mib",
-        "--by",
-        "signed",
-        "--out",
-        tmp_path / "ten",
-        "--stem",
-        "task_model",
-    )
-    assert code == 0 and out.count("wrote") == 10 and (tmp_path / "ten" / "task_model_0.1.json").is_file()
-
-
-def test_command_errors_exit_2_with_one_line(capsys, tmp_path):
-    (tmp_path / "bad.json").write_text('{"cfg": {}, "nodes": {}, "edges": {}}')
-    code, _, err = run_cli(capsys, "import", tmp_path / "bad.json", "--out", tmp_path / "o")
-    assert code == 2 and "bad.json: cfg has no 'n_layers'" in err and err.count("\n") == 1
-    (tmp_path / "g.txt").write_text("{}")
-    code, _, err = run_cli(capsys, "import", tmp_path / "g.txt", "--out", tmp_path / "o")
-    assert code == 2 and "cannot tell the format from the suffix '.txt'" in err
-    code, _, err = run_cli(
-        capsys, "export", tmp_path / "nothing", "--format", "mib-pt", "--out", tmp_path / "x.pt"
-    )
-    assert code == 2 and "no such file or folder" in err
-
-
-# ------------------------------------------------------------------ (h) a gallery circuit (no model)
-@pytest.mark.skipif(
-    not (GALLERY / "top-n-signed-150" / "circuit.json").is_file(), reason="gallery not present"
-)
-def test_a_gallery_circuit_exports_and_loads_back_identically(tmp_path):
-    circuit = load_graph_or_circuit(GALLERY / "top-n-signed-150")
-    assert isinstance(circuit, Circuit) and circuit.shape == GraphShape(30, 9, 3)
-    data = to_mib_json(circuit)
-    assert data["cfg"]["d_model"] == 576 and data["cfg"]["n_key_value_heads"] == 3
-    assert len(data["edges"]) == mib_n_edges(circuit.shape) == 123211
-    assert from_mib_json(json.loads(json.dumps(data))).circuit == circuit
-    rows = export_mib(GALLERY / "top-n-signed-150", out=tmp_path / "c.json", scored=GALLERY)
-    back = read_mib_json(rows[0]["path"])
-    assert back.circuit == circuit
-    assert np.array_equal(back.graph.scores, load_scored(GALLERY / "scored").scores)
-
-
-def test_json_export_and_import_do_not_import_torch(tmp_path):
-    shape = GraphShape(2, 4, 2)
-    save_scored(
-        tmp_path / "s", ScoredGraph(shape, np.ones((shape.n_senders, shape.n_receivers)), {"model": "m"})
-    )
-    code = textwrap.dedent(f"""
-        import json, sys
-        from circuits.cli import main
-        assert main(["export", {str(tmp_path / "s")!r}, "--format", "mib-json", "--out", {str(tmp_path / "ten")!r},
-                     "--sizes", "mib"]) == 0
-        assert main(["import", {str(tmp_path / "ten" / "s_1.json")!r}, "--out", {str(tmp_path / "b")!r}]) == 0
-        print(json.dumps({{"torch": "torch" in sys.modules}}))
-    """)
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"torch": False}

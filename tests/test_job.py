@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -72,28 +73,29 @@ def test_job_settings_refuse_bad_values() -> None:
 
 
 def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, monkeypatch) -> None:
-    from circuits.jobs import job as job_module
     from circuits.jobs.job import run_job
+    from circuits.registry import ANALYSES
 
     out = tmp_path / "run"
     # an interruption in the second relation's dla stage: what finished before is kept
-    real = job_module.ANALYSES["dla"]
+    real = ANALYSES["dla"]
     seen: list[str] = []
 
-    def interrupted(model, relation, *args, **kwargs):
-        seen.append(str(relation))
-        if str(relation) == "country_currency":
+    def interrupted(model, pairs, settings, **kwargs):
+        seen.append(pairs.relation.name)
+        if pairs.relation.name == "country_currency":
             raise KeyboardInterrupt
-        return real(model, relation, *args, **kwargs)
+        return real.runner()(model, pairs, settings, **kwargs)
 
-    monkeypatch.setitem(job_module.ANALYSES, "dla", interrupted)
+    monkeypatch.setitem(ANALYSES, "dla", dataclasses.replace(real, run=interrupted))
     with pytest.raises(KeyboardInterrupt):
         run_job(_settings(), out, model=tiny_llama, progress=False, report=False)
+    assert seen == ["country_capital_city", "country_currency"]
     stages = out / "tiny-llama" / "stages"
     done = sorted(p.stem for p in stages.glob("*.json"))
     assert "dla__country_capital_city" in done and "knockout__country_currency" in done
     assert "dla__country_currency" not in done and "reuse" not in done
-    monkeypatch.setitem(job_module.ANALYSES, "dla", real)
+    monkeypatch.setitem(ANALYSES, "dla", real)
 
     summary = run_job(_settings(), out, model=tiny_llama, progress=False, report=False)
     ran = {name for name, s in summary["stages"].items() if not s["reused"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,11 @@ from conftest import toy_scored
 
 from circuits.attribution.score import score_relation
 from circuits.attribution.settings import ScoreSettings
-from circuits.circuit import Circuit
 from circuits.evaluate.heldout import evaluate_scored
 from circuits.extract import prune, top_n
 from circuits.jobs import compare_files, extract_stored, load_circuit, render_circuit_file, run_reuse
-from circuits.store import MANIFEST, Gallery, save_scored
+from circuits.jobs.reuse import ReuseReport
+from circuits.store import MANIFEST, Gallery, read_circuit, save_scored
 from circuits.vocab import InputError, NotEnoughFactsError, ScoreMethod
 
 ALL = 10**9  # a rank threshold every fact passes: tiny random models know nothing
@@ -134,7 +135,7 @@ def test_extract_stored_writes_next_to_the_graph_or_into_a_store(tmp_path: Path)
     circuit, out, message = extract_stored(tmp_path / "r1", size=12)
     assert out == tmp_path / "r1" / "top-n-signed-12.circuit.json"
     assert message == ""
-    assert Circuit.load(out) == circuit
+    assert read_circuit(out) == circuit
     assert circuit.edges == prune(top_n(graph, 12)).edges
     assert circuit.name == "top-n-signed-12"
     assert circuit.n_edges <= 12
@@ -197,16 +198,17 @@ PICKS = ["country_capital_city", "country_language", "country_continent"]
 def test_reuse_on_tiny_llama_stores_everything_and_reuses_it(tiny_llama, tmp_path: Path) -> None:
     settings = ScoreSettings(max_pairs=8, max_rank=ALL)
     report = run_reuse(PICKS, model=tiny_llama, settings=settings, size=20, store=tmp_path, progress=False)
-    assert report["model"] == "tiny-llama"
-    assert report["relations"] == PICKS
-    assert report["skipped"] == {}
-    assert [row["relation"] for row in report["circuits"]] == PICKS
-    for row in report["circuits"]:
-        assert row["source"] == "scored"
-        assert row["faithfulness"] is not None
-        assert np.isfinite(row["faithfulness"])
-        assert 0 < row["n_edges"] <= 20
-    folder = Path(report["folder"])
+    assert report.model == "tiny-llama"
+    assert report.relations == PICKS
+    assert report.skipped == {}
+    assert report.similarity == "edge_jaccard"
+    assert [row.relation for row in report.circuits] == PICKS
+    for row in report.circuits:
+        assert row.source == "scored"
+        assert row.faithfulness is not None
+        assert np.isfinite(row.faithfulness)
+        assert 0 < row.n_edges <= 20
+    folder = Path(report.folder)
     assert folder == tmp_path / "tiny-llama" / "reuse"
     for name in (
         "edge_jaccard.csv",
@@ -220,7 +222,7 @@ def test_reuse_on_tiny_llama_stores_everything_and_reuses_it(tiny_llama, tmp_pat
         "cross_task.csv",
         "cross_task.svg",
         "core.json",
-        "core.dot",
+        "core.svg" if shutil.which("dot") else "core.dot",  # the gallery keeps the DOT only without Graphviz
         "clustering.json",
         "report.json",
     ):
@@ -230,11 +232,16 @@ def test_reuse_on_tiny_llama_stores_everything_and_reuses_it(tiny_llama, tmp_pat
     assert [row[0] for row in rows[1:]] == PICKS
     matrix = np.array([[float(v) for v in row[1:]] for row in rows[1:]])
     np.testing.assert_allclose(np.diag(matrix), 1.0)
-    np.testing.assert_allclose(np.diag(report["matrices"]["edge_jaccard"]["values"]), 1.0)
-    assert report["matrices"]["edge_jaccard"]["names"] == PICKS
-    assert len(report["cross_task"]) == len(PICKS) ** 2
-    assert set(report["clustering"]["order"]) == set(PICKS)
-    assert json.loads((folder / "report.json").read_text())["relations"] == PICKS
+    np.testing.assert_allclose(np.diag(report.matrices["edge_jaccard"].values), 1.0)
+    assert report.matrices["edge_jaccard"].names == PICKS
+    assert len(report.cross_task) == len(PICKS) ** 2
+    assert set(report.clustering.order) == set(PICKS)
+    # report.json is the record's stored layout (the similarity under "metric"), and reads back
+    stored = json.loads((folder / "report.json").read_text())
+    unstored = ("folder", "seconds")  # known once the folder is written
+    assert stored == json.loads(json.dumps({k: v for k, v in report.to_dict().items() if k not in unstored}))
+    assert stored["relations"] == PICKS and stored["metric"] == "edge_jaccard"
+    assert ReuseReport.from_dict(stored).to_dict() == stored
     entries = json.loads((tmp_path / MANIFEST).read_text())["entries"]
     key = folder.relative_to(tmp_path).as_posix()
     assert entries[key]["kind"] == "reuse"
@@ -250,15 +257,15 @@ def test_reuse_on_tiny_llama_stores_everything_and_reuses_it(tiny_llama, tmp_pat
     again = run_reuse(
         PICKS, model="tiny-llama", settings=settings, size=20, store=tmp_path, progress=False, cross=False
     )
-    assert {row["source"] for row in again["circuits"]} == {"stored"}
-    assert again["relations"] == PICKS
+    assert {row.source for row in again.circuits} == {"stored"}
+    assert again.relations == PICKS
     assert Gallery(tmp_path).circuits("tiny-llama") == first
-    for before, after in zip(report["circuits"], again["circuits"], strict=True):
-        assert {k: v for k, v in after.items() if k not in ("source", "seconds")} == {
-            k: v for k, v in before.items() if k not in ("source", "seconds")
+    for before, after in zip(report.circuits, again.circuits, strict=True):
+        assert {k: v for k, v in after.to_dict().items() if k not in ("source", "seconds")} == {
+            k: v for k, v in before.to_dict().items() if k not in ("source", "seconds")
         }
-    assert again["matrices"]["edge_jaccard"] == report["matrices"]["edge_jaccard"]
-    assert again["cross_task"] == []
+    assert again.matrices["edge_jaccard"].as_dict() == report.matrices["edge_jaccard"].as_dict()
+    assert again.cross_task == []
     assert not (folder / "cross_task.csv").exists()  # the reuse folder is replaced as one unit
 
     # a stored graph made under another known-fact filter is not reused: tiny-llama knows no fact at
@@ -271,8 +278,15 @@ def test_reuse_on_tiny_llama_stores_everything_and_reuses_it(tiny_llama, tmp_pat
 def test_reuse_refuses_bad_arguments(tiny_llama, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="at least 2 relations"):
         run_reuse(["country_language"], model=tiny_llama, store=tmp_path, progress=False)
-    with pytest.raises(InputError, match="unknown --metric"):
+    with pytest.raises(InputError, match="unknown --similarity"):
+        run_reuse(PICKS, model=tiny_llama, similarity="cosine", store=tmp_path, progress=False)
+    with (
+        pytest.deprecated_call(match="'metric' is now 'similarity'"),
+        pytest.raises(InputError, match="cosine"),
+    ):
         run_reuse(PICKS, model=tiny_llama, metric="cosine", store=tmp_path, progress=False)
+    with pytest.raises(TypeError, match="similarity= only"):
+        run_reuse(PICKS, model=tiny_llama, metric="head_share", similarity="node_jaccard", store=tmp_path)
     assert not list(tmp_path.iterdir())
 
 
@@ -287,12 +301,12 @@ def test_reuse_on_embedded_model(tmp_path: Path) -> None:
         store=tmp_path,
         progress=False,
     )
-    assert len(report["relations"]) == 2
-    folder = Path(report["folder"])
+    assert len(report.relations) == 2
+    folder = Path(report.folder)
     assert (folder / "edge_jaccard.csv").is_file()
     assert (folder / "heatmap.svg").is_file()
-    for row in report["circuits"]:
-        assert row["faithfulness"] is not None
+    for row in report.circuits:
+        assert row.faithfulness is not None
     # a second run reuses the stored graphs
     again = run_reuse(
         picks,
@@ -303,4 +317,4 @@ def test_reuse_on_embedded_model(tmp_path: Path) -> None:
         progress=False,
         cross=False,
     )
-    assert {row["source"] for row in again["circuits"]} == {"stored"}
+    assert {row.source for row in again.circuits} == {"stored"}

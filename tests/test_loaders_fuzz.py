@@ -1,4 +1,5 @@
-"""Fuzzing the file loaders: whatever bytes a file holds, loading gives a valid object or a clean CircuitsError.
+"""Fuzzing the file loaders: whatever bytes a file holds, loading gives a valid object
+or a clean CircuitsError.
 
 Each loader (relation JSON and CSV, graph.json + scores.safetensors, circuit
 JSON) is fed random bytes, truncations of a valid file at random offsets,
@@ -28,6 +29,7 @@ from circuits.graph import N_ROLES, PairScores, ScoredGraph, edge_mask
 from circuits.relations import load_relation
 from circuits.relations.schema import relation_to_json
 from circuits.store import META, SCORES, load_scored, save_scored
+from circuits.store.circuits import circuit_from_json, circuit_to_json, read_circuit
 from circuits.vocab import CircuitsError
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -112,8 +114,8 @@ def seeds(tmp_path_factory) -> dict[str, Any]:
         "graph_json": {k: (f / META).read_bytes() for k, f in folders.items()},
         "safetensors": {k: (f / SCORES).read_bytes() for k, f in folders.items()},
         "circuit": {
-            "summed": seed_circuit().to_json().encode(),
-            "roles": seed_circuit(roles=True).to_json().encode(),
+            "summed": circuit_to_json(seed_circuit()).encode(),
+            "roles": circuit_to_json(seed_circuit(roles=True)).encode(),
         },
         "relation_json": json.dumps(lre, indent=1).encode(),
         "csv": b'subject,object\nFrance,Paris\nJapan,Tokyo\n"Peru, the republic",Lima\n',
@@ -147,7 +149,7 @@ def load_one_scored(
 def load_circuit_bytes(work: Path, blob: bytes) -> Circuit:
     path = work / "c.circuit.json"
     path.write_bytes(blob)
-    return Circuit.load(path)
+    return read_circuit(path)
 
 
 def load_relation_bytes(work: Path, blob: bytes, suffix: str) -> Any:
@@ -170,7 +172,7 @@ def assert_scored(graph: ScoredGraph) -> None:
 
 def assert_circuit(circuit: Circuit) -> None:
     """A loaded circuit is sound: it writes back to JSON and reads back equal; its masks can be built."""
-    assert Circuit.from_json(circuit.to_json()) == circuit
+    assert circuit_from_json(circuit_to_json(circuit)) == circuit
     assert circuit.to_unit_mask().sum() == circuit.n_units
     assert all(math.isfinite(v) for v in circuit.edges.values())
 

@@ -287,7 +287,7 @@ def test_attribute_rate_and_mlp_removal_match_a_cached_reference(tiny, prompts_o
             ),
         )
     ]
-    assert result.n_prompts == len(present) > 0
+    assert result.provenance.n_prompts == len(present) > 0
     assert result.rates["clean"][0].value > 0
     removed_top = decoded(before_mlp0)
 
@@ -325,19 +325,17 @@ def test_smollm2_knockout_of_everything_flips_predictions_and_subject_matters(sm
 
 
 def test_records_are_strict_json_and_figures_are_svg(tiny_llama):
-    from circuits.jobs.mechanisms import run_enrichment, run_extraction, run_knockout
+    from circuits.jobs.analyses import run_analysis
+    from circuits.registry import ANALYSES
 
-    for run in (run_knockout, run_enrichment, run_extraction):
-        _, record, files = run(tiny_llama, "country_capital_city", ALL, progress=False)
-        json.dumps(record, allow_nan=False)
-        assert record["prompts"]["max_pairs"] == 6 and len(record["prompts"]["subjects"]) == 6
-        assert files == []
-    from circuits.draw.figures import knockout_figure
-
-    root = ET.fromstring(
-        knockout_figure(run_knockout(tiny_llama, "country_capital_city", ALL, progress=False)[1])
-    )
-    assert root.tag.endswith("svg")
+    for name in ("knockout", "enrichment", "extraction"):
+        record, files = run_analysis(name, tiny_llama, "country_capital_city", ALL, progress=False)
+        data = record.to_dict()
+        json.dumps(data, allow_nan=False)
+        assert data["prompts"]["max_pairs"] == 6 and len(data["prompts"]["subjects"]) == 6
+        assert data["analysis_version"] == ANALYSES[name].version >= 1 and files == []
+        assert type(record).from_dict(json.loads(json.dumps(data))).to_dict() == data
+        assert ET.fromstring(ANALYSES[name].draw(record)).tag.endswith("svg")
 
 
 # ------------------------------------------------------------ the commands
@@ -345,19 +343,38 @@ def test_records_are_strict_json_and_figures_are_svg(tiny_llama):
 TINY = ["--model", "tiny-llama", "--max-rank", "1000000000", "--max-pairs", "6", "--boot", "50"]
 
 
-@pytest.mark.parametrize("command", ["knockout", "enrichment", "extraction"])
-def test_commands_write_json_and_a_figure_for_a_bundled_relation(capsys, tmp_path, command):
+@pytest.mark.parametrize(
+    ("command", "name"),
+    [("knockout", "knockout"), ("enrichment", "enrichment"), ("attribute-extraction", "extraction")],
+)
+def test_commands_write_json_and_a_figure_for_a_bundled_relation(capsys, tmp_path, command, name):
     code, out, _ = run_cli(capsys, command, "country_capital_city", *TINY, "--json", "--out", str(tmp_path))
     assert code == 0
     record = json.loads(out)
-    assert record["analysis"] == command and record["model"] == "tiny-llama" and record["n_boot"] == 50
-    assert json.loads((tmp_path / f"{command}.json").read_text()) == record
-    assert ET.parse(tmp_path / f"{command}.svg").getroot().tag.endswith("svg")
+    assert record["analysis"] == name and record["model"] == "tiny-llama" and record["n_boot"] == 50
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == record
+    assert ET.parse(tmp_path / f"{name}.svg").getroot().tag.endswith("svg")
+
+
+def test_the_old_extraction_command_still_works_and_says_it_is_deprecated(capsys):
+    """``circuits extraction`` (attribute extraction) is now ``attribute-extraction``, so that it is not
+    mistaken for ``circuits extract`` (circuit extraction); the old name works for one version."""
+    code, out, err = run_cli(capsys, "extraction", "country_capital_city", *TINY, "--top", "3", "--quiet")
+    assert code == 0, err
+    assert err.strip().splitlines() == [
+        "circuits extraction: deprecated: the command is now `circuits attribute-extraction` "
+        "('extraction' goes away in the next version)"
+    ]
+    assert "top 3 heads by the answer's median rank" in out
+    code, new, err = run_cli(
+        capsys, "attribute-extraction", "country_capital_city", *TINY, "--top", "3", "--quiet"
+    )
+    assert code == 0 and "deprecated" not in err and new == out
 
 
 def test_commands_work_on_an_lre_file_never_seen(capsys, tmp_path, river_lre):
     lre = river_lre
-    for command in ("knockout", "enrichment", "extraction"):
+    for command in ("knockout", "enrichment", "attribute-extraction"):
         code, out, err = run_cli(capsys, command, str(lre), *TINY)
         assert code == 0, err
         assert "tiny-llama / river_country:" in out and "(8 of 8 facts known)" in out

@@ -220,14 +220,18 @@ def test_layer_and_position_errors_name_the_value_and_what_is_valid(tiny_llama, 
 
 
 def test_the_job_writes_a_strict_json_record_and_an_svg_figure(tiny_gpt2, tmp_path):
-    from circuits.jobs.mlp import run_mlp
+    from circuits.jobs.analyses import run_analysis
+    from circuits.records.mlp import MLPRecord, MLPSettings
 
-    result, record, files = run_mlp(
-        tiny_gpt2, "country_capital_city", ALL, n_boot=30, out=tmp_path, progress=False
+    result, files = run_analysis(
+        "mlp", tiny_gpt2, "country_capital_city", ALL, MLPSettings(n_boot=30), out=tmp_path, progress=False
     )
     assert files == [tmp_path / "mlp.json", tmp_path / "mlp.svg"]
     stored = strict_json((tmp_path / "mlp.json").read_text())
-    assert stored == json.loads(json.dumps(record)) and stored["analysis"] == "mlp"
+    assert stored == json.loads(json.dumps(result.to_dict())) and stored["analysis"] == "mlp"
+    # read back, the record holds the listed components only, and writes the same file again
+    again = MLPRecord.from_dict(stored)
+    assert not again.complete and strict_json(json.dumps(again.to_dict())) == stored
     assert [d["layer"] for d in stored["layers"]] == [0, 1] and stored["position"] == "last"
     assert stored["max_relative_residual"] < 1e-4 and stored["prompts"]["max_pairs"] == 6
     last = stored["layers"][-1]
@@ -277,7 +281,7 @@ def test_command_errors_exit_with_status_2(capsys, argv, message):
 
 def test_command_and_figure_modules_do_not_import_torch():
     code = (
-        "import sys, circuits.cli.mlp, circuits.draw.mlp_figures, circuits.cli; "
+        "import sys, circuits.records.mlp, circuits.draw.mlp_figures, circuits.cli; "
         "circuits.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,5 @@
-"""Few-shot prompts from a relation's own facts, every template, the template choice, small-sample warnings."""
+"""Few-shot prompts from a relation's own facts, every template, the template choice,
+small-sample warnings."""
 
 from __future__ import annotations
 
@@ -256,8 +257,9 @@ def test_score_says_which_prompts_it_used_and_records_them(capsys, tmp_path, cap
         )
     assert code == 0, err
     assert (
-        "prompts: 2-shot 'The capital of Kenya is Nairobi. The capital of {} is' + 2-shot 'The capital city of {} "
-        "is' + 2-shot 'The capital of {} is' (facts known: 95, 95, 95 of 95; 8 pairs)"
+        "prompts: 2-shot 'The capital of Kenya is Nairobi. The capital of {} is' "
+        "+ 2-shot 'The capital city of {} is' + 2-shot 'The capital of {} is' "
+        "(facts known: 95, 95, 95 of 95; 8 pairs)"
     ) in text
     meta = json.loads((out / "graph.json").read_text())
     assert meta["prompt"]["templates"] == "all" and meta["prompt"]["shots"] == 2
@@ -293,7 +295,8 @@ def test_relations_compares_templates_and_shots_for_a_file(capsys, tmp_path):
 def test_one_shot_from_its_own_facts_makes_the_embedded_model_know_more_of_a_plain_relation(
     smollm2, tmp_path
 ):
-    """A zero-shot file a user might write: the model knows more of it once one of its facts is shown first."""
+    """A zero-shot file a user might write: the model knows more of it
+    once one of its facts is shown first."""
     cities = load_relation("city_in_country").facts[:40]
     file = tmp_path / "city_country_plain.json"
     file.write_text(

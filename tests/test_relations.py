@@ -112,7 +112,8 @@ def test_split_is_seeded_and_disjoint(tiny_gpt2):
     scoring = {p.fact for p in pairs.scoring}
     heldout = {p.fact for p in pairs.heldout}
     assert not scoring & heldout
-    # whole facts are held out (a fact has a pair per template): as many pairs as the fraction asks, or a few more
+    # whole facts are held out (a fact has a pair per template): as many pairs as the fraction asks,
+    # or a few more
     target = round(0.25 * len(pairs.pairs))
     assert target <= len(pairs.heldout) < target + len(pairs.formats)
 

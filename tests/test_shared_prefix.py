@@ -87,7 +87,8 @@ def test_shift_rows_moves_each_row_and_fills_past_the_end():
 
 
 def test_forward_after_a_cached_prefix_equals_the_full_forward(tiny):
-    """Per-row prefixes (one empty), right padding: every real suffix position's final residual is unchanged."""
+    """Per-row prefixes (one empty), right padding:
+    every real suffix position's final residual is unchanged."""
     harness = Harness(tiny)
     batch = staggered_batch(tiny)
     full = harness.run_to_final(batch.clean, []).detach()

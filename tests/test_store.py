@@ -188,7 +188,7 @@ def test_gallery_layout_manifest_and_round_trip(tmp_path: Path) -> None:
     assert entry["package_version"]
     assert entry["date"]
     assert CIRCUIT_FILE in entry["files"]
-    assert "circuit.dot" in entry["files"]
+    assert entry["files"] == [CIRCUIT_FILE, "circuit.svg"] if HAS_DOT else [CIRCUIT_FILE, "circuit.dot"]
     assert entries["org__toy/rel/scored"]["kind"] == "scored"
     rebuilt = gallery.rebuild_manifest()["entries"]
     assert set(rebuilt) == set(entries)

@@ -1,4 +1,5 @@
-"""Memory that does not grow with the pairs: mini-batches, spooled per-pair scores, spilled buffers, auto sizes."""
+"""Memory that does not grow with the pairs: mini-batches, spooled per-pair scores,
+spilled buffers, auto sizes."""
 
 from __future__ import annotations
 

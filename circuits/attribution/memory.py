@@ -1,10 +1,10 @@
-"""Batch sizes from the memory at hand: the formulas of :mod:`circuits.sizing` against what the device has free."""
+"""Batch sizes from the memory at hand: the formulas of :mod:`circuits.sizing` against the free memory."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -13,11 +13,15 @@ from circuits.relations.pairs import PairBatch
 from circuits.sizing import ModelDims, attribution_bytes, evaluation_bytes, pick_batch_size
 from circuits.vocab import Ablation
 
+if TYPE_CHECKING:
+    from circuits.attribution.harness import Harness
+    from circuits.models import LoadedModel
+
 __all__ = ["auto_batch_size", "available_bytes", "model_dims"]
 
 
 def available_bytes(device: torch.device) -> int:
-    """Memory free for new buffers: the GPU's free memory, or the host's available memory (``MemAvailable``)."""
+    """Memory free for new buffers: the GPU's free memory, or the host's available memory (MemAvailable)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
@@ -28,14 +32,14 @@ def available_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))  # no /proc: free pages
 
 
-def model_dims(model: Any) -> ModelDims:
+def model_dims(model: LoadedModel) -> ModelDims:
     """The :class:`~circuits.sizing.ModelDims` of a loaded model."""
     n_params = sum(p.numel() for p in model.bridge.parameters())
     return ModelDims.of(model.name, model.cfg, n_params)
 
 
 def auto_batch_size(
-    harness: Any,
+    harness: Harness,
     batch: PairBatch,
     kind: str,
     *,

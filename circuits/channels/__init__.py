@@ -8,8 +8,11 @@ that whole-matrix composition scores (Elhage et al. 2021) hide.
 - :mod:`~circuits.channels.svd`: per-head OV and QK matrices (norm weights
   folded in, grouped-query attention through each query head's key/value head,
   rotary embeddings ignored), factored, with their SVD and rank-1 components;
+- :mod:`~circuits.channels.endpoints`: a channel's two ends in the graph's
+  words (:mod:`circuits.graph`): the senders (heads, MLPs) whose output is
+  scored and the receivers (a head's ``<q>``, ``<k>``, ``<v>``) that read it;
 - :mod:`~circuits.channels.composition`: whole-matrix and per-component Q-, K-
-  and V-composition scores of every writer against every later reader, with a
+  and V-composition scores of every sender against every later receiver, with a
   random-matrix null distribution for z-scores (:func:`analyze`);
 - :mod:`~circuits.channels.predict`: channels, the predicted channel graph
   over the patching graph's node names (drawn by

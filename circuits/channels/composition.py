@@ -1,11 +1,14 @@
-"""Composition scores between writers and later readers: whole-matrix and per SVD component.
+"""Composition scores between senders and later receivers: whole-matrix and per SVD component.
 
-For a writer matrix ``L`` (a head's OV, or an MLP's ``W_out``) and a reader
-matrix ``R``, the composition score (Elhage et al. 2021) is
+Channels use the graph's words (:mod:`circuits.graph`): a **sender** is a head
+or an MLP whose output is scored, a **receiver** a later head's ``<q>``,
+``<k>`` or ``<v>`` input. For a sender (writer, in Elhage's and Talking Heads'
+terms) matrix ``L`` (a head's OV, or an MLP's ``W_out``) and a receiver matrix
+``R``, the composition score (Elhage et al. 2021) is
 
     CS(L, R) = ||L R||_F / (||L||_F ||R||_F),
 
-with ``R`` the reader's ``QK`` (Q-composition: the writer feeds the query),
+with ``R`` the receiver's ``QK`` (Q-composition: the sender feeds the query),
 ``QK^T`` (K-composition: it feeds the key) or ``OV`` (V-composition). The
 per-component score (Talking Heads, Merullo et al.) takes one rank-1 SVD
 component ``s_i u_i v_i^T`` of ``L``: ``CS(u_i v_i^T, R) = ||v_i^T R|| / ||R||_F``,
@@ -13,20 +16,19 @@ which does not depend on ``s_i``. Because the ``u_i`` are orthonormal,
 
     CS(L, R)^2 = sum_i s_i^2 CS(u_i v_i^T, R)^2 / sum_i s_i^2
 
-exactly (the writer's SVD is on the *left* of the product; this is the side
+exactly (the sender's SVD is on the *left* of the product; this is the side
 for which the identity holds without further assumptions).
 
-Readers are the graph's receivers (:mod:`circuits.graph`): a query head's
-``<q>`` input reads through ``R = QK_h``; with grouped-query attention a
-key/value head's ``<k>`` input is read by every query head of its group, so
-its reader is the side-by-side concatenation ``[QK_h^T ...]`` over the group
+A query head's ``<q>`` input reads through ``R = QK_h``; with grouped-query
+attention a key/value head's ``<k>`` input is read by every query head of its
+group, so its matrix is the side-by-side concatenation ``[QK_h^T ...]`` over the group
 (``||L R||^2`` is then the sum over the group), and likewise ``<v>`` reads
 through ``[OV_h ...]``. With one query head per key/value head these are
 Elhage's K- and V-composition matrices exactly.
 
-Efficiency: every reader ``R = A B`` (``A: d x dh``) is reduced to ``A~ = A Rb^T``
+Efficiency: every receiver's ``R = A B`` (``A: d x dh``) is reduced to ``A~ = A Rb^T``
 with ``B^T = Qb Rb``, so ``||X R||_F = ||X A~||_F`` for any ``X``. The component
-scores of one writer layer against all later readers are then one matrix
+scores of one sender layer against all later receivers are then one matrix
 product; a head's whole-matrix score follows from all its components by the
 identity above, an MLP's from its Gram matrix, ``||W R||^2 = <W^T W, A~ A~^T>``.
 No ``d_model x d_model`` product is formed per pair.
@@ -37,38 +39,36 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from circuits.channels.svd import (
-    Factored,
-    HeadWeights,
-    factored_svd,
-    head_weights,
-    mlp_out_matrices,
-    single_threaded,
-)
+from circuits.channels.endpoints import Receivers, Senders, make_receivers, make_senders
+from circuits.channels.svd import Factored, HeadWeights, head_weights, mlp_out_matrices
+from circuits.deprecation import old_attributes, old_module_names
 from circuits.graph import GraphShape
-from circuits.vocab import InputError, head_name, mlp_name, qkv_name
+from circuits.vocab import InputError
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = [
-    "READER_KINDS",
+    "RECEIVER_KINDS",
     "ChannelAnalysis",
     "NullStats",
-    "Readers",
-    "Writers",
+    "Receivers",
+    "Senders",
     "analyze",
     "composition_score",
-    "make_readers",
-    "make_writers",
+    "make_receivers",
+    "make_senders",
     "null_distribution",
 ]
 
 log = logging.getLogger(__name__)
-READER_KINDS = ("q", "k", "v")
+RECEIVER_KINDS = ("q", "k", "v")
 
 
 def composition_score(L: Tensor | Factored, R: Tensor | Factored) -> Tensor:
@@ -79,133 +79,24 @@ def composition_score(L: Tensor | Factored, R: Tensor | Factored) -> Tensor:
     return num / (torch.linalg.matrix_norm(L) * torch.linalg.matrix_norm(R))
 
 
-@dataclass
-class Writers:
-    """Senders whose output matrices are scored: heads (OV) and, optionally, MLPs (``W_out``).
-
-    ``directions`` ``[n, c, d]`` are the top ``c`` output singular vectors
-    (``c = d_head``: all of a head's), ``sigma`` ``[n, c]`` their singular
-    values and ``norm`` ``[n]`` the full Frobenius norm. ``gram``
-    ``[n_mlps, d, d]`` holds ``W_out^T W_out`` of the MLP writers in order,
-    whose kept components do not span their whole output.
-    """
-
-    names: list[str]
-    layers: np.ndarray
-    senders: np.ndarray
-    is_mlp: np.ndarray
-    directions: Tensor
-    sigma: Tensor
-    norm: Tensor
-    gram: Tensor | None = None
-
-
-@dataclass
-class Readers:
-    """Receivers with their reduced reading factor ``reduced`` ``[n, d, dh]`` (see module docstring)."""
-
-    names: list[str]
-    kinds: np.ndarray
-    layers: np.ndarray
-    receivers: np.ndarray
-    reduced: Tensor
-
-    @property
-    def norm(self) -> Tensor:
-        return torch.linalg.matrix_norm(self.reduced)
-
-    def matrix(self) -> Tensor:
-        """All reduced factors side by side, ``[d, n * dh]``; later layers are a suffix of columns."""
-        n, d, dh = self.reduced.shape
-        return self.reduced.permute(1, 0, 2).reshape(d, n * dh).contiguous()
-
-
-def _reduce(A: Tensor, Bt: Tensor) -> Tensor:
-    """``A Rb^T`` with ``Bt = Qb Rb``: the ``d x r`` factor that keeps ``||X A B||``."""
-    with single_threaded():
-        return A @ torch.linalg.qr(Bt)[1].transpose(-2, -1)
-
-
-def make_readers(weights: HeadWeights, shape: GraphShape) -> Readers:
-    """Every q/k/v receiver of ``shape`` with its reduced reader, in receiver order."""
-    g, kv = weights.group, weights.kv_of_query()
-    L, H, KV, d, dh = weights.n_layers, weights.n_heads, weights.n_kv_heads, weights.d_model, weights.d_head
-    q = _reduce(weights.W_Q, weights.W_K[:, kv])  # R = W_Q W_K^T
-    grouped_q = weights.W_Q.reshape(L, KV, g * d, dh)  # B^T of [QK_h^T ...] over the group
-    k = _reduce(weights.W_K, grouped_q)
-    grouped_o = weights.W_O.transpose(-2, -1).reshape(L, KV, g * d, dh)
-    v = _reduce(weights.W_V, grouped_o)
-    names, kinds, layers, receivers, blocks = [], [], [], [], []
-    index = {"q": shape.q_receiver, "k": shape.k_receiver, "v": shape.v_receiver}
-    for layer in range(L):
-        for kind, mats, count in (("q", q, H), ("k", k, KV), ("v", v, KV)):
-            for head in range(count):
-                names.append(qkv_name(layer, head, kind))
-                kinds.append(kind)
-                layers.append(layer)
-                receivers.append(index[kind](layer, head))
-            blocks.append(mats[layer])
-    return Readers(names, np.array(kinds), np.array(layers), np.array(receivers), torch.cat(blocks))
-
-
-def make_writers(weights: HeadWeights, shape: GraphShape, *, mlp_out: Tensor | None = None) -> Writers:
-    """Every head (and MLP when ``mlp_out`` is given) of ``shape`` as a writer, in sender order.
-
-    Heads keep all ``d_head`` components; MLPs their top ``d_head``.
-    """
-    L, H, dh = weights.n_layers, weights.n_heads, weights.d_head
-    svd = factored_svd(Factored(weights.W_V[:, weights.kv_of_query()], weights.W_O))
-    n = L * (H + (mlp_out is not None))
-    d = weights.d_model
-    dirs, sigma, norm = torch.zeros(n, dh, d), torch.zeros(n, dh), torch.zeros(n)
-    gram = mlp_out.transpose(-2, -1) @ mlp_out if mlp_out is not None else None
-    names: list[str] = []
-    layers: list[int] = []
-    senders: list[int] = []
-    is_mlp: list[bool] = []
-    for layer in range(L):
-        for head in range(H):
-            i = len(names)
-            dirs[i], sigma[i] = svd.Vh[layer, head], svd.S[layer, head]
-            norm[i] = svd.S[layer, head].norm()
-            names.append(head_name(layer, head))
-            senders.append(shape.head_sender(layer, head))
-        layers += [layer] * H
-        is_mlp += [False] * H
-        if mlp_out is not None and gram is not None:
-            i = len(names)
-            with single_threaded():
-                e, vecs = torch.linalg.eigh(gram[layer].double())
-            top = torch.argsort(e, descending=True)[:dh]
-            dirs[i], sigma[i] = vecs[:, top].T.float(), e[top].clamp_min(0).sqrt().float()
-            norm[i] = mlp_out[layer].norm()
-            names.append(mlp_name(layer))
-            senders.append(shape.mlp_sender(layer))
-            layers.append(layer)
-            is_mlp.append(True)
-    return Writers(
-        names, np.array(layers), np.array(senders), np.array(is_mlp, dtype=bool), dirs, sigma, norm, gram
-    )
-
-
-def _mlp_whole(writers: Writers, wsel: np.ndarray, rmat: Tensor, rnorm: Tensor, *, chunk: int = 64) -> Tensor:
-    """Whole-matrix scores ``[w, r]`` of MLP writers: ``sqrt(<W^T W, A~ A~^T>) / (||W|| ||A~||)``."""
-    assert writers.gram is not None
+def _mlp_whole(senders: Senders, wsel: np.ndarray, rmat: Tensor, rnorm: Tensor, *, chunk: int = 64) -> Tensor:
+    """Whole-matrix scores ``[w, r]`` of MLP senders: ``sqrt(<W^T W, A~ A~^T>) / (||W|| ||A~||)``."""
+    assert senders.gram is not None
     n = rnorm.shape[0]
     d, dh = rmat.shape[0], rmat.shape[1] // n
-    rank = np.cumsum(writers.is_mlp) - 1  # writer index -> row of gram
-    grams = writers.gram[torch.as_tensor(rank[wsel])].reshape(len(wsel), d * d)
+    rank = np.cumsum(senders.is_mlp) - 1  # sender index -> row of gram
+    grams = senders.gram[torch.as_tensor(rank[wsel])].reshape(len(wsel), d * d)
     sq = torch.empty(len(wsel), n)
     for s in range(0, n, chunk):
         k = min(chunk, n - s)
         block = rmat[:, s * dh : (s + k) * dh].reshape(d, k, dh).permute(1, 0, 2)
         sq[:, s : s + k] = grams @ (block @ block.transpose(1, 2)).reshape(k, d * d).T
-    norms = writers.norm[torch.as_tensor(wsel)]
+    norms = senders.norm[torch.as_tensor(wsel)]
     return sq.clamp_min(0).sqrt() / (norms[:, None].clamp_min(1e-30) * rnorm.clamp_min(1e-30))
 
 
 def _scores(
-    writers: Writers,
+    senders: Senders,
     wsel: np.ndarray,
     rmat: Tensor,
     rnorm: Tensor,
@@ -213,10 +104,10 @@ def _scores(
     chunk: int = 64,
     mlp_whole: bool = True,
 ) -> tuple[Tensor, Tensor]:
-    """Whole-matrix ``[w, r]`` and component ``[w, r, c]`` scores of selected writers against readers.
+    """Whole-matrix ``[w, r]`` and component ``[w, r, c]`` scores of selected senders against receivers.
 
-    ``rmat`` ``[d, n * dh]`` holds the readers' reduced factors side by side
-    (:meth:`Readers.matrix`), ``rnorm`` ``[n]`` their norms. A head's
+    ``rmat`` ``[d, n * dh]`` holds the receivers' reduced factors side by side
+    (:meth:`Receivers.matrix`), ``rnorm`` ``[n]`` their norms. A head's
     whole-matrix score follows from its components by the identity in the
     module docstring (all its components are kept); an MLP's comes from
     :func:`_mlp_whole` (NaN with ``mlp_whole=False``, to be filled in bulk).
@@ -224,7 +115,7 @@ def _scores(
     n = rnorm.shape[0]
     d, dh = rmat.shape[0], rmat.shape[1] // n
     widx = torch.as_tensor(wsel)
-    dirs = writers.directions[widx]
+    dirs = senders.directions[widx]
     nw, c, _ = dirs.shape
     flat = dirs.reshape(nw * c, d)
     comp = torch.empty(nw * c, n)
@@ -233,13 +124,13 @@ def _scores(
         prod = flat @ rmat[:, s * dh : (s + k) * dh]
         comp[:, s : s + k] = torch.linalg.vector_norm(prod.view(-1, k, dh), dim=-1)
     comp = (comp.view(nw, c, n) / rnorm.clamp_min(1e-30)).transpose(1, 2)
-    sigma = writers.sigma[widx]
+    sigma = senders.sigma[widx]
     whole = (
         (comp**2 * sigma[:, None, :] ** 2).sum(-1) / (sigma**2).sum(-1, keepdim=True).clamp_min(1e-30)
     ).sqrt()
-    mlps = np.nonzero(writers.is_mlp[wsel])[0]
+    mlps = np.nonzero(senders.is_mlp[wsel])[0]
     if mlp_whole and len(mlps):
-        whole[mlps] = _mlp_whole(writers, wsel[mlps], rmat, rnorm, chunk=chunk)
+        whole[mlps] = _mlp_whole(senders, wsel[mlps], rmat, rnorm, chunk=chunk)
     return whole, comp
 
 
@@ -247,8 +138,8 @@ def _scores(
 class NullStats:
     """Mean and standard deviation of scores between random matrices of the real shapes.
 
-    ``whole[(writer_kind, reader_kind)]`` and ``component[reader_kind]`` are
-    ``(mean, std)``; writer kinds are ``"head"`` and ``"mlp"``.
+    ``whole[(sender_kind, receiver_kind)]`` and ``component[receiver_kind]`` are
+    ``(mean, std)``; sender kinds are ``"head"`` and ``"mlp"``.
     """
 
     whole: dict[tuple[str, str], tuple[float, float]]
@@ -260,14 +151,14 @@ class NullStats:
 def null_distribution(
     weights: HeadWeights, *, d_mlp: int | None = None, n: int = 48, seed: int = 0
 ) -> NullStats:
-    """Scores of Gaussian random writers against Gaussian random readers of the same shapes.
+    """Scores of Gaussian random senders against Gaussian random receivers of the same shapes.
 
     Random heads are ``A B`` with ``A: d x dh``, ``B: dh x d``; random MLPs
-    ``d_mlp x d`` matrices; random readers have the real readers' factor
+    ``d_mlp x d`` matrices; random receivers have the real receivers' factor
     shapes (``d x dh`` times ``dh x d`` for q, ``dh x group*d`` for k and v);
-    every entry is standard normal. ``n`` writers of each kind are scored
-    against ``n`` readers of each kind. Components of a random head are
-    uniformly random directions, so one component null serves every writer.
+    every entry is standard normal. ``n`` senders of each kind are scored
+    against ``n`` receivers of each kind. Components of a random head are
+    uniformly random directions, so one component null serves every sender.
     """
     gen = torch.Generator().manual_seed(seed)
     d, dh, g = weights.d_model, weights.d_head, weights.group
@@ -295,11 +186,11 @@ def null_distribution(
         n_heads=n * g,
         n_kv_heads=n,
     )
-    readers = make_readers(rw, GraphShape(1, n * g, n))
-    rmat, rnorm = readers.matrix(), readers.norm
-    whole, comp = _scores(make_writers(heads, GraphShape(n, 1, 1)), np.arange(n), rmat, rnorm)
+    receivers = make_receivers(rw, GraphShape(1, n * g, n))
+    rmat, rnorm = receivers.matrix(), receivers.norm
+    whole, comp = _scores(make_senders(heads, GraphShape(n, 1, 1)), np.arange(n), rmat, rnorm)
     scored = {"head": whole}
-    if d_mlp:  # MLPs are costly: 8 random ones, each against every random reader
+    if d_mlp:  # MLPs are costly: 8 random ones, each against every random receiver
         few = min(n, 8)
         some = HeadWeights(
             W_Q=heads.W_Q[:few],
@@ -311,30 +202,31 @@ def null_distribution(
             n_heads=1,
             n_kv_heads=1,
         )
-        mlps = make_writers(some, GraphShape(few, 1, 1), mlp_out=randn(few, d_mlp, d))
+        mlps = make_senders(some, GraphShape(few, 1, 1), mlp_out=randn(few, d_mlp, d))
         scored["mlp"] = _scores(mlps, np.nonzero(mlps.is_mlp)[0], rmat, rnorm)[0]
     out_whole, out_comp = {}, {}
-    for kind in READER_KINDS:
-        cols = torch.as_tensor(readers.kinds == kind)
+    for kind in RECEIVER_KINDS:
+        cols = torch.as_tensor(receivers.kinds == kind)
         out_comp[kind] = (float(comp[:, cols].mean()), float(comp[:, cols].std()))
         for wkind, values in scored.items():
             out_whole[(wkind, kind)] = (float(values[:, cols].mean()), float(values[:, cols].std()))
     return NullStats(out_whole, out_comp, n, seed)
 
 
+@old_attributes({"writers": "senders", "readers": "receivers"})
 @dataclass
 class ChannelAnalysis:
-    """Composition scores of every writer against every later q/k/v reader of one model.
+    """Composition scores of every sender against every later q/k/v receiver of one model.
 
-    ``whole`` ``[writers, readers]`` and ``component`` ``[writers, readers, c]``
-    hold NaN where the reader is not later than the writer. ``whole_z`` and
+    ``whole`` ``[senders, receivers]`` and ``component`` ``[senders, receivers, c]``
+    hold NaN where the receiver is not later than the sender. ``whole_z`` and
     ``component_z`` are z-scores against :class:`NullStats`.
     """
 
     model: str
     shape: GraphShape
-    writers: Writers
-    readers: Readers
+    senders: Senders
+    receivers: Receivers
     whole: np.ndarray
     component: np.ndarray
     null: NullStats
@@ -343,14 +235,14 @@ class ChannelAnalysis:
 
     @property
     def sigma(self) -> np.ndarray:
-        return self.writers.sigma.numpy()
+        return self.senders.sigma.numpy()
 
     def _null(self, which: str) -> tuple[np.ndarray, np.ndarray]:
-        mean = np.zeros((len(self.writers.names), len(self.readers.names)), np.float32)
+        mean = np.zeros((len(self.senders.names), len(self.receivers.names)), np.float32)
         std = np.ones_like(mean)
-        for wi, mlp in enumerate(self.writers.is_mlp):
-            for kind in READER_KINDS:
-                cols = self.readers.kinds == kind
+        for wi, mlp in enumerate(self.senders.is_mlp):
+            for kind in RECEIVER_KINDS:
+                cols = self.receivers.kinds == kind
                 key = ("mlp" if mlp else "head", kind)
                 m, s = self.null.whole[key] if which == "whole" else self.null.component[kind]
                 mean[wi, cols], std[wi, cols] = m, s
@@ -367,14 +259,14 @@ class ChannelAnalysis:
         return (self.component - mean[..., None]) / std[..., None]
 
     def edge_matrix(self, values: np.ndarray) -> np.ndarray:
-        """Spread ``[writers, readers]`` values onto the graph's ``[senders, receivers]`` (NaN elsewhere)."""
+        """Spread ``[channel senders, channel receivers]`` values onto the graph's (NaN elsewhere)."""
         out = np.full((self.shape.n_senders, self.shape.n_receivers), np.nan, np.float32)
-        out[np.ix_(self.writers.senders, self.readers.receivers)] = values
+        out[np.ix_(self.senders.index, self.receivers.index)] = values
         return out
 
 
 def analyze(
-    model: Any,
+    model: LoadedModel,
     *,
     mlp: bool = True,
     fold_norm: bool = True,
@@ -382,7 +274,7 @@ def analyze(
     n_null: int = 48,
     seed: int = 0,
 ) -> ChannelAnalysis:
-    """Whole-matrix and per-component Q/K/V composition scores of every writer/later-reader pair.
+    """Whole-matrix and per-component Q/K/V composition scores of every sender/later-receiver pair.
 
     Every head keeps all ``d_head`` components of its OV; every MLP the top
     ``d_head`` components of its ``W_out`` (its whole-matrix score uses all).
@@ -391,7 +283,7 @@ def analyze(
     ----------
     model : LoadedModel
     mlp : bool
-        Score MLP outputs as writers too.
+        Score MLP outputs as senders too.
     fold_norm, center
         See :func:`circuits.channels.svd.head_weights`.
     n_null, seed
@@ -403,24 +295,24 @@ def analyze(
     shape = GraphShape.of(model)
     weights = head_weights(model, fold_norm=fold_norm, center=center)
     mlp_out = mlp_out_matrices(model) if mlp else None
-    writers = make_writers(weights, shape, mlp_out=mlp_out)
-    readers = make_readers(weights, shape)
-    rmat, rnorm = readers.matrix(), readers.norm
+    senders = make_senders(weights, shape, mlp_out=mlp_out)
+    receivers = make_receivers(weights, shape)
+    rmat, rnorm = receivers.matrix(), receivers.norm
     dh = weights.d_head
-    c = writers.directions.shape[1]
-    whole = np.full((len(writers.names), len(readers.names)), np.nan, np.float32)
+    c = senders.directions.shape[1]
+    whole = np.full((len(senders.names), len(receivers.names)), np.nan, np.float32)
     component = np.full((*whole.shape, c), np.nan, np.float32)
     with torch.no_grad():
         for layer in range(shape.n_layers - 1):
-            wsel = np.nonzero(writers.layers == layer)[0]
-            first = int(np.searchsorted(readers.layers, layer, side="right"))  # later readers: a suffix
-            w, cpt = _scores(writers, wsel, rmat[:, first * dh :], rnorm[first:], mlp_whole=False)
+            wsel = np.nonzero(senders.layers == layer)[0]
+            first = int(np.searchsorted(receivers.layers, layer, side="right"))  # later ones: a suffix
+            w, cpt = _scores(senders, wsel, rmat[:, first * dh :], rnorm[first:], mlp_whole=False)
             whole[wsel, first:] = w.numpy()
             component[wsel, first:] = cpt.numpy()
-        mlps = np.nonzero(writers.is_mlp)[0]
-        if len(mlps):  # every MLP against every reader at once; keep the later readers
-            later = writers.layers[mlps, None] < readers.layers[None, :]
-            whole[mlps] = np.where(later, _mlp_whole(writers, mlps, rmat, rnorm).numpy(), np.nan)
+        mlps = np.nonzero(senders.is_mlp)[0]
+        if len(mlps):  # every MLP against every receiver at once; keep the later receivers
+            later = senders.layers[mlps, None] < receivers.layers[None, :]
+            whole[mlps] = np.where(later, _mlp_whole(senders, mlps, rmat, rnorm).numpy(), np.nan)
         null = null_distribution(
             weights, d_mlp=None if mlp_out is None else mlp_out.shape[1], n=n_null, seed=seed
         )
@@ -435,10 +327,23 @@ def analyze(
         "rotary": "ignored (relative position 0)",
     }
     log.info(
-        "channel analysis of %s: %d writers x %d readers in %.1f s",
+        "channel analysis of %s: %d senders x %d receivers in %.1f s",
         model.name,
-        len(writers.names),
-        len(readers.names),
+        len(senders.names),
+        len(receivers.names),
         seconds,
     )
-    return ChannelAnalysis(model.name, shape, writers, readers, whole, component, null, settings, seconds)
+    return ChannelAnalysis(model.name, shape, senders, receivers, whole, component, null, settings, seconds)
+
+
+__getattr__ = old_module_names(
+    __name__,
+    {
+        "Writers": "Senders",
+        "Readers": "Receivers",
+        "make_writers": "make_senders",
+        "make_readers": "make_receivers",
+        "READER_KINDS": "RECEIVER_KINDS",
+    },
+    globals(),
+)

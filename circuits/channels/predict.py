@@ -1,11 +1,11 @@
-"""Channels: the writer components that carry a composition, and the predicted channel graph.
+"""Channels: the sender components that carry a composition, and the predicted channel graph.
 
-A channel is a writer (``a{l}.h{h}`` or ``m{l}``), a reader (a later head's
-``<q>``, ``<k>`` or ``<v>`` input, named as in :mod:`circuits.graph`), the
-composition type (the reader's letter), the writer's SVD components that
+A channel is a sender (``a{l}.h{h}`` or ``m{l}``), a receiver (a later head's
+``<q>``, ``<k>`` or ``<v>`` input), named as in :mod:`circuits.graph`, the
+composition type (the receiver's letter), the sender's SVD components that
 carry it and the rank needed to capture a stated share of it.
 
-The share carried by component ``i`` of writer ``L`` into reader ``R`` is its
+The share carried by component ``i`` of sender ``L`` into receiver ``R`` is its
 part of ``||L R||_F^2``: ``s_i^2 CS_i^2 / sum_j s_j^2 CS_j^2``, which the
 identity in :mod:`circuits.channels.composition` makes exact. A channel's
 strength is the z-score of its best component (Talking Heads' per-component
@@ -15,12 +15,13 @@ view); the whole-matrix z-score is kept alongside for comparison.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from circuits.channels.composition import ChannelAnalysis
+from circuits.deprecation import OLD_CHANNEL_KEYS, old_attributes, renamed_keys, renamed_keyword
 from circuits.vocab import InputError
 
 __all__ = ["Channel", "channel_graph", "find_channels", "rank_for_share"]
@@ -28,14 +29,18 @@ __all__ = ["Channel", "channel_graph", "find_channels", "rank_for_share"]
 log = logging.getLogger(__name__)
 
 
+OLD_KEYS = OLD_CHANNEL_KEYS  # as 0.4 stored a channel (``channels.json``, the job's stage records)
+
+
+@old_attributes(OLD_KEYS)
 @dataclass(frozen=True)
 class Channel:
-    """One predicted writer -> reader channel.
+    """One predicted sender -> receiver channel.
 
     Attributes
     ----------
-    writer, reader : str
-        Sender and receiver names of the graph edge the channel runs along.
+    sender, receiver : str
+        Names of the graph edge the channel runs along (in files of 0.4: ``writer``, ``reader``).
     kind : str
         ``"q"``, ``"k"`` or ``"v"`` composition.
     z : float
@@ -51,11 +56,11 @@ class Channel:
         ``len(components)``.
     share : float
         The share of ``||L R||_F^2`` they capture (at least the requested share
-        when the writer's kept components allow it).
+        when the sender's kept components allow it).
     """
 
-    writer: str
-    reader: str
+    sender: str
+    receiver: str
     kind: str
     z: float
     score: float
@@ -65,14 +70,43 @@ class Channel:
     rank: int
     share: float
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (``channels.json``): the fields, ``components`` as a list."""
         return {**asdict(self), "components": list(self.components)}
+
+    as_dict = to_dict
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Channel:
+        """A channel from :meth:`to_dict`'s form, or as 0.4 stored it (``writer``, ``reader``).
+
+        >>> old = {"writer": "a0.h1", "reader": "a2.h0<q>", "kind": "q", "z": 5.0, "score": 0.3,
+        ...        "whole": 0.1, "whole_z": 2.0, "components": [0], "rank": 1, "share": 0.95}
+        >>> Channel.from_dict(old).sender, Channel.from_dict(old).components
+        ('a0.h1', (0,))
+        """
+        data = renamed_keys(data, OLD_KEYS)
+        missing = [f.name for f in fields(cls) if f.name not in data]
+        if missing:
+            raise InputError(f"a stored channel lacks {', '.join(missing)}")
+        return cls(
+            sender=str(data["sender"]),
+            receiver=str(data["receiver"]),
+            kind=str(data["kind"]),
+            z=float(data["z"]),
+            score=float(data["score"]),
+            whole=float(data["whole"]),
+            whole_z=float(data["whole_z"]),
+            components=tuple(int(i) for i in data["components"]),
+            rank=int(data["rank"]),
+            share=float(data["share"]),
+        )
 
 
 def rank_for_share(analysis: ChannelAnalysis, w: int, r: int, share: float) -> tuple[tuple[int, ...], float]:
-    """Smallest set of writer ``w``'s components carrying ``share`` of its composition into reader ``r``."""
-    sigma = analysis.writers.sigma[w].double().numpy()
-    total = float(analysis.writers.norm[w]) ** 2 * float(analysis.whole[w, r]) ** 2
+    """Smallest set of sender ``w``'s components carrying ``share`` of its composition into receiver ``r``."""
+    sigma = analysis.senders.sigma[w].double().numpy()
+    total = float(analysis.senders.norm[w]) ** 2 * float(analysis.whole[w, r]) ** 2
     parts = sigma**2 * np.nan_to_num(analysis.component[w, r].astype(np.float64)) ** 2
     order = np.argsort(-parts, kind="stable")
     cumulative = np.cumsum(parts[order]) / max(total, 1e-30)
@@ -88,7 +122,8 @@ def find_channels(
     share: float = 0.9,
     min_z: float | None = None,
     by: str = "component",
-    writers: str = "all",
+    senders: str = "all",
+    writers: str | None = None,
 ) -> list[Channel]:
     """The strongest channels, strongest first.
 
@@ -103,15 +138,16 @@ def find_channels(
         Keep only channels whose strength is at least this z-score.
     by : {"component", "whole"}
         Rank by the best component's z-score or by the whole-matrix z-score.
-    writers : {"all", "heads", "mlps"}
-        Which writers to consider.
+    senders : {"all", "heads", "mlps"}
+        Which senders to consider (``writers=``, its old name, still works for one version).
     """
+    senders = renamed_keyword("writers", writers, "senders", senders, "all")
     if not 0.0 < share <= 1.0:
         raise InputError(f"share must lie in (0, 1], not {share}")
     if by not in ("component", "whole"):
         raise InputError(f"rank channels by 'component' or 'whole', not {by!r}")
-    if writers not in ("all", "heads", "mlps"):
-        raise InputError(f"writers must be 'all', 'heads' or 'mlps', not {writers!r}")
+    if senders not in ("all", "heads", "mlps"):
+        raise InputError(f"senders must be 'all', 'heads' or 'mlps', not {senders!r}")
     if top is not None and top < 1:
         raise InputError(f"top must be at least 1, not {top}")
     comp_z = analysis.component_z
@@ -120,8 +156,8 @@ def find_channels(
     whole_z = analysis.whole_z
     key = best if by == "component" else whole_z
     key = np.where(np.isnan(analysis.whole), -np.inf, key)
-    if writers != "all":
-        keep = analysis.writers.is_mlp if writers == "mlps" else ~analysis.writers.is_mlp
+    if senders != "all":
+        keep = analysis.senders.is_mlp if senders == "mlps" else ~analysis.senders.is_mlp
         key = np.where(keep[:, None], key, -np.inf)
     if min_z is not None:
         key = np.where(key >= min_z, key, -np.inf)
@@ -133,9 +169,9 @@ def find_channels(
         comps, captured = rank_for_share(analysis, w, r, share)
         out.append(
             Channel(
-                writer=analysis.writers.names[w],
-                reader=analysis.readers.names[r],
-                kind=str(analysis.readers.kinds[r]),
+                sender=analysis.senders.names[w],
+                receiver=analysis.receivers.names[r],
+                kind=str(analysis.receivers.kinds[r]),
                 z=float(best[w, r]),
                 score=float(analysis.component[w, r, best_i[w, r]]),
                 whole=float(analysis.whole[w, r]),
@@ -165,8 +201,8 @@ def channel_graph(channels: list[Channel]) -> Any:
     out = nx.DiGraph()
     for ch in channels:
         out.add_edge(
-            ch.writer,
-            ch.reader,
+            ch.sender,
+            ch.receiver,
             score=ch.z,
             weight=abs(ch.z),
             qkv=ch.kind,
@@ -176,6 +212,6 @@ def channel_graph(channels: list[Channel]) -> Any:
             internal=False,
             predicted=True,
         )
-        if ch.reader.endswith(">"):
-            out.add_edge(ch.reader, ch.reader[:-3], internal=True, qkv=ch.kind)
+        if ch.receiver.endswith(">"):
+            out.add_edge(ch.receiver, ch.receiver[:-3], internal=True, qkv=ch.kind)
     return out

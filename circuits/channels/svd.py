@@ -11,10 +11,10 @@ What is folded in, and what is not:
   norm's elementwise weight ``w`` multiplies the rows of ``W_Q``, ``W_K`` and
   ``W_V``: ``W -> diag(w) W``. The norm's *scale* (``1/rms(x)`` or
   ``1/std(x)``) depends on the input and is ignored: composition scores are
-  ratios of Frobenius norms, and a positive scalar on the reader cancels out.
+  ratios of Frobenius norms, and a positive scalar on the receiving side cancels out.
   A LayerNorm also removes the mean of its input; with ``center=True`` (the
   default for LayerNorm models) that projection ``P = I - 11^T/d`` is folded in
-  too (``W -> P diag(w) W``), so a writer writing along the all-ones direction
+  too (``W -> P diag(w) W``), so a sender writing along the all-ones direction
   is, correctly, not read. RMSNorm does not centre. Norm biases and attention
   biases add constants to queries, keys and values; they carry no
   composition and are left out.
@@ -56,7 +56,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from circuits.attribution.norms import norm_form
-from circuits.models.load import hf_module
+from circuits.models.load import LoadedModel, hf_module
 
 __all__ = [
     "SVD",
@@ -123,7 +123,7 @@ class SVD:
 
     ``U`` is ``[..., m, r]``, ``S`` ``[..., r]`` (descending), ``Vh`` ``[..., r, n]``.
     In the row-vector convention the rows of ``Vh`` are the *output* directions
-    a writer writes (residual-stream directions) and the columns of ``U`` the
+    a sender writes (residual-stream directions) and the columns of ``U`` the
     input directions it reads.
     """
 
@@ -175,7 +175,7 @@ class HeadWeights:
         return torch.arange(self.n_heads) // self.group
 
 
-def is_layernorm(model: Any) -> bool:
+def is_layernorm(model: LoadedModel) -> bool:
     """Whether the model's attention norm is a LayerNorm (which centres its input)."""
     inner = hf_module(model.bridge.blocks[0].ln1)
     return isinstance(inner, torch.nn.LayerNorm) or (
@@ -184,7 +184,11 @@ def is_layernorm(model: Any) -> bool:
 
 
 def head_weights(
-    model: Any, *, fold_norm: bool = True, center: bool | None = None, dtype: torch.dtype = torch.float32
+    model: LoadedModel,
+    *,
+    fold_norm: bool = True,
+    center: bool | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> HeadWeights:
     """Read every layer's ``W_Q, W_K, W_V, W_O`` with ``ln1`` folded in (see module docstring).
 
@@ -241,8 +245,8 @@ def qk_matrices(weights: HeadWeights) -> Factored:
     return Factored(weights.W_Q, weights.W_K[:, weights.kv_of_query()].transpose(-2, -1))
 
 
-def mlp_out_matrices(model: Any, *, dtype: torch.dtype = torch.float32) -> Float[Tensor, "L d_mlp d"]:
-    """Every MLP's output matrix ``W_out`` (``hidden -> residual``), the MLP's "writer" matrix.
+def mlp_out_matrices(model: LoadedModel, *, dtype: torch.dtype = torch.float32) -> Float[Tensor, "L d_mlp d"]:
+    """Every MLP's output matrix ``W_out`` (``hidden -> residual``), the MLP's sender matrix.
 
     An MLP is non-linear, so only its output side enters composition: the
     MLP writes into the residual stream through ``W_out``'s row space.

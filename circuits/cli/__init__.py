@@ -5,8 +5,10 @@
 - :mod:`~circuits.cli.scoring`: ``score``, ``evaluate``;
 - :mod:`~circuits.cli.graphs`: ``extract``, ``render``, ``compare``, ``reuse``;
 - :mod:`~circuits.cli.channels`: ``channels``;
-- :mod:`~circuits.cli.mechanisms`: ``knockout``, ``enrichment``, ``extraction``;
-- :mod:`~circuits.cli.additive`: ``dla``, ``motif``, ``suppression``;
+- :mod:`~circuits.cli.analysis`: one command per registered mechanism analysis
+  (:data:`circuits.registry.ANALYSES`): ``knockout``, ``enrichment``,
+  ``attribute-extraction`` (formerly ``extraction``), ``dla``, ``motif``,
+  ``mlp``, ``suppression``;
 - :mod:`~circuits.cli.interventions`: ``intervene``, ``reuse-test``;
 - :mod:`~circuits.cli.interchange`: ``import``, ``export`` (EAP-IG / MIB graph files);
 - :mod:`~circuits.cli.report`: ``report`` (a static HTML report of stored results).
@@ -27,14 +29,12 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from circuits.cli import (
-    additive,
+    analysis,
     channels,
     graphs,
     interchange,
     interventions,
     job,
-    mechanisms,
-    mlp,
     options,
     relations,
     report,
@@ -72,9 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         scoring,
         graphs,
         channels,
-        mechanisms,
-        additive,
-        mlp,
+        analysis,
         interventions,
         interchange,
         report,

@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuits.cli import options
+
+if TYPE_CHECKING:
+    from circuits.channels import Channel
 
 __all__ = ["register"]
 
 
-def _channel_table(channels: list[Any]) -> str:
+def _channel_table(channels: list[Channel]) -> str:
     lines = [
-        f"{'writer':<9}{'reader':<12}{'type':>5}{'z comp':>8}{'CS comp':>9}{'z whole':>9}"
+        f"{'sender':<9}{'receiver':<12}{'type':>5}{'z comp':>8}{'CS comp':>9}{'z whole':>9}"
         f"{'CS whole':>10}{'rank':>6}{'share':>7}  components"
     ]
     for c in channels:
         comps = ",".join(str(i) for i in c.components[:8]) + ("..." if len(c.components) > 8 else "")
         lines.append(
-            f"{c.writer:<9}{c.reader:<12}{c.kind:>5}{c.z:>8.1f}{c.score:>9.3f}{c.whole_z:>9.1f}"
+            f"{c.sender:<9}{c.receiver:<12}{c.kind:>5}{c.z:>8.1f}{c.score:>9.3f}{c.whole_z:>9.1f}"
             f"{c.whole:>10.3f}{c.rank:>6}{c.share:>7.2f}  {comps}"
         )
     return "\n".join(lines)
@@ -52,12 +55,11 @@ def cmd_channels(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if args.json:
-        print(json.dumps(report.as_dict(share=args.share, by=args.by), indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
         return 0
-    a = report.analysis
     text = [
-        f"{model.name}: {len(a.writers.names)} writers x {len(a.readers.names)} "
-        f"q/k/v readers analysed in {a.seconds:.1f} s",
+        f"{model.name}: {report.n_senders} senders x {report.n_receivers} "
+        f"q/k/v receivers analysed in {report.analysis_seconds:.1f} s",
         f"top {len(report.channels)} channels by {args.by} z-score (rank = components carrying "
         f"{args.share:g} of the composition):",
         _channel_table(report.channels),
@@ -68,8 +70,8 @@ def cmd_channels(args: argparse.Namespace) -> int:
         text += [
             "",
             f"causal check on {relation} ({report.n_pairs[relation]} pairs; change of the mean logit "
-            "difference when the channel's subspace is removed from the writer's output, for "
-            "every reader (writer) or the channel's reader only (edge); random: "
+            "difference when the channel's subspace is removed from the sender's output, for "
+            "every receiver (sender) or the channel's receiver only (edge); random: "
             f"{args.random} random subspaces of the same rank):",
             format_causal(checks),
         ]
@@ -100,7 +102,7 @@ def register(add: Any) -> None:
         choices=["component", "whole"],
         help="rank channels by best-component or whole-matrix z-score",
     )
-    p.add_argument("--no-mlp", action="store_true", help="score attention heads only as writers")
+    p.add_argument("--no-mlp", action="store_true", help="score attention heads only as senders")
     p.add_argument(
         "--validate",
         action="append",
@@ -115,7 +117,7 @@ def register(add: Any) -> None:
         "--top-fraction",
         type=options.in_range(0, 1, open_low=True),
         default=0.01,
-        help="share of writer->q/k/v edges counted as important (default 0.01)",
+        help="share of sender->q/k/v edges counted as important (default 0.01)",
     )
     p.add_argument(
         "--causal",

@@ -82,9 +82,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     for side in "ab":
         units = f"{result[f'units_{side}']} (edge, role) units on " if "common_units" in result else ""
-        print(
-            f"{side.upper()}: {result[side]} ({units}{result[f'edges_{side}']} edges, {result[f'nodes_{side}']} nodes)"
-        )
+        edges, nodes = result[f"edges_{side}"], result[f"nodes_{side}"]
+        print(f"{side.upper()}: {result[side]} ({units}{edges} edges, {nodes} nodes)")
     if "common_units" in result:
         print("(both circuits are position-aware: the edge similarities below compare (edge, role) units)")
     sims = (result.get("noise") or {}).get("similarities", {})
@@ -154,7 +153,7 @@ def cmd_reuse(args: argparse.Namespace) -> int:
         fraction=args.fraction,
         by=args.by,
         store=args.store,
-        metric=args.metric,
+        similarity=args.similarity,
         cross=not args.no_cross,
         noise=noise,
         heatmap=args.heatmap,
@@ -162,47 +161,43 @@ def cmd_reuse(args: argparse.Namespace) -> int:
         executor=executor,
     )
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report.to_dict(), indent=2))
         return 0
-    print(f"{report['model']}: {len(report['relations'])} relations -> {report['folder']}")
-    for row in report["circuits"]:
-        faith = (
-            _iv(row["faithfulness_interval"])
-            if row["faithfulness_interval"]
-            else f"{row['faithfulness']:.3f}"
-        )
-        size = (
-            f"{row['n_units']:>6} units" if row.get("positions") == "roles" else f"{row['n_edges']:>6} edges"
-        )
-        print(f"  {row['relation']:<28}{size}{row['n_heads']:>4} heads  F {faith}  ({row['source']})")
-    print(f"{report['metric']} matrix:")
-    print(report["matrix_csv"], end="")
-    if report["noise"] is not None:
-        print(noise_table(report["noise"], report["metric"]), end="")
-    print(f"clustering: {report['clustering']['newick']}")
-    for key in ("most_similar", "least_similar"):
-        pair = report[key]
+    print(f"{report.model}: {len(report.relations)} relations -> {report.folder}")
+    for row in report.circuits:
+        faith = _iv(row.faithfulness_interval) if row.faithfulness_interval else f"{row.faithfulness:.3f}"
+        size = f"{row.n_units:>6} units" if row.positions == "roles" else f"{row.n_edges:>6} edges"
+        print(f"  {row.relation:<28}{size}{row.n_heads:>4} heads  F {faith}  ({row.source})")
+    print(f"{report.similarity} matrix:")
+    print(report.matrix.to_csv(), end="")
+    if report.noise is not None:
+        print(noise_table(report.noise, report.similarity), end="")
+    print(f"clustering: {report.clustering.newick}")
+    for label, pair in (("most similar", report.most_similar), ("least similar", report.least_similar)):
         print(
-            f"{key.replace('_', ' ')}: {pair['a']} / {pair['b']} {report['metric']} {pair['value']:.3f}, "
-            f"head share {pair['head_share']:.3f}"
+            f"{label}: {pair.a} / {pair.b} {report.similarity} {pair.value:.3f}, "
+            f"head share {pair.head_share:.3f}"
         )
-    print(f"done in {report['seconds']:.1f} s")
+    print(f"done in {report.seconds:.1f} s")
     return 0
 
 
-def noise_table(noise: dict[str, Any], metric: str) -> str:
-    """Each relation's split-half ceiling, then every pair: similarity [interval], ceilings, relative, null, p."""
+def noise_table(noise: dict[str, Any], similarity: str) -> str:
+    """Each relation's split-half ceiling, then every pair: similarity [interval], ceilings, relative, null.
+
+    ``noise`` is the stored :meth:`~circuits.compare.ceilings.FamilyNoise.as_dict`.
+    """
     lines = [
-        f"split-half ceilings ({metric}; mean over {noise['settings']['n_splits']} splits [2.5%, 97.5%]):"
+        f"split-half ceilings ({similarity}; mean over {noise['settings']['n_splits']} splits [2.5%, 97.5%]):"
     ]
     for relation, ceilings in noise["ceilings"].items():
-        lines.append(f"  {relation:<28}{_iv(ceilings[metric])}")
+        lines.append(f"  {relation:<28}{_iv(ceilings[similarity])}")
     lines.append(
-        f"pairs ({metric} [95% bootstrap interval]; relative = half-sample similarity / sqrt(ceilings); "
+        f"pairs ({similarity} [95% bootstrap interval]; relative = half-sample similarity / sqrt(ceilings); "
         f"null = shared-circuit permutation null, p = share of shuffles at or below):"
     )
     rows = sorted(
-        (p[metric] for p in noise["pairs"]), key=lambda r: -(r["value"] if r["value"] is not None else -9)
+        (p[similarity] for p in noise["pairs"]), key=lambda r: -(r["value"] if r["value"] is not None else -9)
     )
     for r in rows:
         lines.append(f"  {r['a']} / {r['b']}: {_iv(r)}  {_references(r)}")
@@ -335,7 +330,14 @@ def register(add: Any) -> None:
         ],
     )
     _sized(p, target=False)
-    p.add_argument("--metric", default="edge_jaccard", choices=SIMILARITIES, help="for the clustering")
+    p.add_argument(
+        "--similarity",
+        default="edge_jaccard",
+        choices=SIMILARITIES,
+        help="the similarity of the heatmap, the clustering and the most and least similar pairs "
+        "(default edge_jaccard; every one is tabulated)",
+    )
+    options.old_spelling(p, "--metric", "--similarity", choices=SIMILARITIES)
     p.add_argument("--ig-steps", type=options.at_least(1), default=5)
     options.add_batch_size(p)
     p.add_argument("--store", type=options.out_dir, default="graphs", help="store root (default graphs/)")

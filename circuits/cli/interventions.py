@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuits.cli import options
-from circuits.cli.analysis import finish, heading, output_options, run_job
+from circuits.cli.analysis import finish, heading, output_options, run_module_job
+
+if TYPE_CHECKING:
+    from circuits.jobs.reuse_test_record import ReuseTestMeasures
+    from circuits.uncertainty import Interval
 
 __all__ = ["register"]
 
@@ -27,8 +31,13 @@ def _iv(point: dict[str, Any], digits: int = 3) -> str:
     return f"{point['value']:.{digits}f} [{point['low']:.{digits}f}, {point['high']:.{digits}f}]"
 
 
+def _interval(iv: Interval, digits: int) -> str:
+    """``value [low, high]`` as :func:`_iv` prints it (``n/a`` without a value)."""
+    return _iv(iv.as_dict(), digits)
+
+
 def cmd_intervene(args: argparse.Namespace) -> int:
-    _, record, files = run_job(
+    _, record, files = run_module_job(
         args,
         "interventions",
         "run_intervene",
@@ -56,6 +65,7 @@ def cmd_intervene(args: argparse.Namespace) -> int:
 
 def cmd_reuse_test(args: argparse.Namespace) -> int:
     from circuits.jobs.interventions import run_reuse_test
+    from circuits.jobs.reuse_test_record import CONDITIONS
 
     model = options.load(args)
     record, files = run_reuse_test(
@@ -73,9 +83,9 @@ def cmd_reuse_test(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     text = [
-        f"{record['model']}: causal reuse test, {record['ablation']} ablation of heads, on each circuit's "
-        f"held-out prompts; core = {len(record['core'])} heads in >= {record['k']} of "
-        f"{record['n_circuits']} circuits: {', '.join(record['core'])}",
+        f"{record.model}: causal reuse test, {record.ablation} ablation of heads, on each circuit's "
+        f"held-out prompts; core = {len(record.core)} heads in >= {record.k} of "
+        f"{record.n_circuits} circuits: {', '.join(record.core)}",
         "accuracy = share of prompts whose answer is top-1; drop = before - after, mean [95% paired "
         "bootstrap interval]",
     ]
@@ -84,22 +94,25 @@ def cmd_reuse_test(args: argparse.Namespace) -> int:
         f"{'rand':>6}{'drop core':>20}{'drop core@n':>20}{'drop specific':>20}{'drop random':>20}"
         f"{'core@n - specific':>20}"
     )
-    pooled = {**record["pooled"], "relation": "pooled (all prompts)", "n_core": "", "n_specific": ""}
-    for row in [*record["relations"], pooled]:
-        acc, drop = row["accuracy"], row["drop_accuracy"]
+    lines: list[tuple[str, Any, Any, ReuseTestMeasures]] = [
+        (row.relation, row.n_core, row.n_specific, row.measures) for row in record.relations
+    ]
+    for name, n_core, n_specific, m in [*lines, ("pooled (all prompts)", "", "", record.pooled)]:
+        acc = {cond: m.value("accuracy", cond).value for cond in CONDITIONS}
+        drop = {d: _interval(m.drop("accuracy", d), 2) for d in (*CONDITIONS[1:], "matched_vs_specific")}
         text.append(
-            f"{row['relation']:<22}{row['n_prompts']:>4}{row['n_core']!s:>5}{row['n_specific']!s:>5}"
-            f"{acc['before']['value']:>7.2f}{acc['core']['value']:>6.2f}{acc['core_matched']['value']:>7.2f}"
-            f"{acc['specific']['value']:>6.2f}{acc['random']['value']:>6.2f}{_iv(drop['core'], 2):>20}"
-            f"{_iv(drop['core_matched'], 2):>20}{_iv(drop['specific'], 2):>20}{_iv(drop['random'], 2):>20}"
-            f"{_iv(drop['matched_vs_specific'], 2):>20}"
+            f"{name:<22}{m.n_prompts:>4}{n_core!s:>5}{n_specific!s:>5}"
+            f"{acc['before']:>7.2f}{acc['core']:>6.2f}{acc['core_matched']:>7.2f}"
+            f"{acc['specific']:>6.2f}{acc['random']:>6.2f}{drop['core']:>20}"
+            f"{drop['core_matched']:>20}{drop['specific']:>20}{drop['random']:>20}"
+            f"{drop['matched_vs_specific']:>20}"
         )
     text.append(
         "core@n: the n core heads the relation's graph weighs most, n = its number of specific heads; "
         "accuracy columns are after ablating each set"
     )
-    text.append(f"({record['seconds']} s)")
-    return finish(args, record, text, files)
+    text.append(f"({record.seconds} s)")
+    return finish(args, record.to_dict(), text, files)
 
 
 def register(add: Any) -> None:

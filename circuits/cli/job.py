@@ -1,13 +1,17 @@
-"""``circuits run``: the main job (several relations, reuse, channels, mechanisms, the report) and its summary."""
+"""``circuits run`` and ``compare-models``: the main job (relations, reuse, channels, mechanisms, report)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuits.cli import options
 from circuits.uncertainty import format_stored as _iv
+
+if TYPE_CHECKING:
+    from circuits.jobs.job_settings import JobSettings
+    from circuits.models import LoadedModel
 
 __all__ = ["register"]
 
@@ -83,9 +87,9 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def job_settings(args: argparse.Namespace) -> Any:
-    """The :class:`~circuits.jobs.job.JobSettings` the job arguments ask for."""
-    from circuits.jobs.job import DEFAULT_RELATIONS, JobSettings
+def job_settings(args: argparse.Namespace) -> JobSettings:
+    """The :class:`~circuits.jobs.job_settings.JobSettings` the job arguments ask for."""
+    from circuits.jobs.job_settings import DEFAULT_RELATIONS, JobSettings
 
     relations = tuple(args.relations) or DEFAULT_RELATIONS
     analyses = tuple(a for a in args.analyses.split(",") if a) if args.analyses is not None else None
@@ -179,11 +183,12 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
         default=16,
         help="prompts of each mechanism analysis (default 16)",
     )
+    from circuits.registry import job_analyses
+
     p.add_argument(
         "--analyses",
         default=None,
-        help="comma-separated mechanism analyses (default all: knockout,enrichment,extraction,dla,"
-        "motif,mlp; '' for none)",
+        help=f"comma-separated mechanism analyses (default all: {','.join(job_analyses())}; '' for none)",
     )
     p.add_argument(
         "--splits",
@@ -254,7 +259,7 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
 
     settings = job_settings(args)
 
-    def load(name: str) -> Any:
+    def load(name: str) -> LoadedModel:
         return load_model(name, device=args.device)
 
     comparison = run_comparison(

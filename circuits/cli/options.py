@@ -2,7 +2,9 @@
 
 ``--threads`` and ``--verbose`` are accepted before or after the subcommand
 (their defaults are suppressed, so a subcommand never overwrites a value
-given before it).
+given before it). A renamed option keeps its old spelling for one version
+(:func:`old_spelling`): it still works, hidden from ``--help``, and says on
+stderr what to write instead.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuits.io import writable_dir, writable_file
 from circuits.models.catalog import DEFAULT_MODEL
 from circuits.vocab import InputError
+
+if TYPE_CHECKING:
+    from circuits.jobs.executor import Executor
+    from circuits.models import LoadedModel
 
 __all__ = [
     "analysis",
@@ -26,6 +33,7 @@ __all__ = [
     "in_range",
     "json_output",
     "model",
+    "old_spelling",
     "out_dir",
     "out_file",
     "pairs",
@@ -35,8 +43,51 @@ __all__ = [
 ]
 
 
+class OldSpelling(argparse.Action):
+    """An option's old spelling: stores into the new option's ``dest``, with a one-line note on stderr."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        print(
+            f"{parser.prog}: {option_string} is now {self.new}; the old spelling goes away in the next "
+            "version",
+            file=sys.stderr,
+        )
+        setattr(namespace, self.dest, values)
+
+
+def old_spelling(p: argparse.ArgumentParser, old: str, new: str, **kwargs: Any) -> None:
+    """Accept ``old`` as a hidden spelling of the option ``new`` (same ``dest``, type and choices).
+
+    >>> p = argparse.ArgumentParser(prog="circuits reuse")
+    >>> _ = p.add_argument("--similarity", default="edge_jaccard")
+    >>> old_spelling(p, "--metric", "--similarity")
+    >>> p.parse_args(["--metric", "head_share"]).similarity
+    'head_share'
+    """
+    dest = new.lstrip("-").replace("-", "_")
+    p.add_argument(
+        old,
+        dest=dest,
+        action=OldSpelling,
+        new=new,
+        help=argparse.SUPPRESS,
+        default=argparse.SUPPRESS,
+        **kwargs,
+    )
+
+
 def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer no smaller than ``minimum`` (``--max-pairs -3`` is refused, not sliced).
+    """An argparse ``type``: an integer no smaller than ``minimum`` (``--max-pairs -3`` is refused).
 
     >>> at_least(1)("3")
     3
@@ -67,7 +118,7 @@ def out_dir(text: str) -> Path:
 
 
 def out_file(text: str) -> Path:
-    """An argparse ``type``: a file path whose folder is, or can be made, writable (checked before any work)."""
+    """An argparse ``type``: a file path whose folder is, or can be made, writable (checked before work)."""
     try:
         return writable_file(text)
     except InputError as error:
@@ -158,7 +209,7 @@ def executor() -> argparse.ArgumentParser:
     return p
 
 
-def load(args: argparse.Namespace) -> Any:
+def load(args: argparse.Namespace) -> LoadedModel:
     """The model the ``model()`` options name, on ``--device`` or spread by ``--device-map``."""
     from circuits.models import load_model
 
@@ -175,7 +226,7 @@ def add_batch_size(p: argparse.ArgumentParser) -> None:
     )
 
 
-def executor_of(args: argparse.Namespace) -> Any:
+def executor_of(args: argparse.Namespace) -> Executor:
     """The :class:`~circuits.jobs.executor.Executor` the ``executor()`` options ask for."""
     from circuits.jobs.executor import Executor
 
@@ -209,7 +260,7 @@ def quiet() -> argparse.ArgumentParser:
 
 @functools.cache
 def pairs() -> argparse.ArgumentParser:
-    """``--max-pairs``, ``--max-rank``, ``--min-prob``, ``--templates`` and ``--shots``: which prompt pairs are used."""
+    """``--max-pairs``, ``--max-rank``, ``--min-prob``, ``--templates``, ``--shots``: which pairs are used."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--max-pairs",
@@ -292,5 +343,5 @@ def boot() -> argparse.ArgumentParser:
 
 
 def analysis() -> tuple[argparse.ArgumentParser, ...]:
-    """The parents of every command that analyses one relation's prompts: relation, model, pairs, seed, output."""
+    """The parents of every command analysing one relation's prompts: relation, model, pairs, seed, output."""
     return (relation(), model(), pairs(), seed(), boot(), json_output(), quiet())

@@ -12,6 +12,7 @@ from circuits.circuit import Circuit
 from circuits.compare.families import ReuseMatrix
 from circuits.extract import as_evaluate, pruned_top_n
 from circuits.graph import ScoredGraph
+from circuits.records.base import interval
 from circuits.uncertainty import Interval, percentile_interval
 from circuits.vocab import InputError
 
@@ -51,6 +52,19 @@ class CrossTask:
         if self.intervals is not None:
             out["intervals"] = {k: iv.as_dict() for k, iv in self.intervals.items()}
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CrossTask:
+        """A result from :meth:`as_dict`'s form (a stored reuse report); the ratio is derived again."""
+        intervals = data.get("intervals")
+        return cls(
+            str(data["source"]),
+            str(data["target"]),
+            int(data["n_edges"]),
+            float(data["transferred"]),
+            float(data["own"]),
+            None if intervals is None else {str(k): interval(v) for k, v in intervals.items()},
+        )
 
 
 def _measure(

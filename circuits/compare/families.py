@@ -146,7 +146,7 @@ def shared_core(circuits: Sequence[Circuit], k: int | None = None, *, name: str 
 
 
 def specific_parts(circuits: Sequence[Circuit], k: int | None = None) -> dict[str, Circuit]:
-    """Each circuit's edges (units, when position-aware) that are not in the shared core of ``k`` (keyed by label)."""
+    """Each circuit's edges (units, when position-aware) outside the shared core of ``k`` (keyed by label)."""
     core = shared_core(circuits, k).units()
     out = {}
     for c in circuits:
@@ -189,6 +189,23 @@ class ReuseMatrix:
             "symmetric": self.symmetric,
             "values": [[None if math.isnan(v) else float(v) for v in row] for row in self.values],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReuseMatrix:
+        """A matrix from :meth:`as_dict`'s form (a stored reuse report); ``None`` values are NaN.
+
+        >>> m = ReuseMatrix(["a", "b"], np.array([[1.0, np.nan], [0.5, 1.0]]), "edge_jaccard")
+        >>> ReuseMatrix.from_dict(m.as_dict()).as_dict() == m.as_dict()
+        True
+        """
+        values = [[math.nan if v is None else float(v) for v in row] for row in data["values"]]
+        names = [str(n) for n in data["names"]]
+        return cls(
+            names,
+            np.array(values, dtype=np.float64).reshape(len(names), len(names)),
+            str(data["metric"]),
+            bool(data.get("symmetric", True)),
+        )
 
     def pairs(self) -> list[tuple[str, str, float]]:
         """Off-diagonal pairs (each once when symmetric), most similar first."""
@@ -299,6 +316,18 @@ class Clustering:
             "linkage_method": self.linkage_method,
             "metric": self.metric,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Clustering:
+        """A clustering from :meth:`as_dict`'s form (a stored reuse report)."""
+        return cls(
+            [str(n) for n in data["names"]],
+            [[float(x) for x in row] for row in data["linkage"]],
+            [str(n) for n in data["order"]],
+            str(data["newick"]),
+            str(data["linkage_method"]),
+            str(data["metric"]),
+        )
 
 
 def cluster(matrix: ReuseMatrix, *, method: str = "average") -> Clustering:

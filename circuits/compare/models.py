@@ -15,7 +15,8 @@ relation all the models have results for:
   ``1 - ½ Σ |p - q|`` of two profiles (1: the same profile);
 - the **mechanism curves**: attention knockout's strongest effect per source
   role and where it lies (relative depth of its window), and the DLA roles
-  (how many heads read mostly the subject, the relation, or both);
+  (how many heads read mostly the subject, the relation, or both), read
+  through their typed records (:mod:`circuits.records`);
 - the **reuse matrices** (edge Jaccard between the relations' equal-size
   circuits) over the shared relations: the Spearman correlation of their
   off-diagonal entries, with a permutation p-value (the relation labels of
@@ -31,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from circuits.io import read_json
+from circuits.records.dla import DLARecord
+from circuits.records.knockout import KnockoutRecord
 from circuits.vocab import InputError, parse_node
 
 __all__ = [
@@ -131,20 +134,23 @@ def _relation_files(folder: Path, row: dict[str, Any]) -> dict[str, Any]:
         out["share"] = row["n_edges"] / out["graph_edges"]
     mech = folder / "mechanisms"
     if (mech / "knockout.json").is_file():
-        knock = _read(mech / "knockout.json", "knockout record")
-        window, layers = int(knock.get("window", 1)), int(knock.get("n_layers", n_layers))
-        out["knockout"] = {
-            c["source"]: {
-                "effect": c["strongest"]["effect"],
-                "depth": (c["strongest"]["start"] + window / 2) / layers,
-                "curve": [e["value"] for e in c["effect"]],
-                "starts": [s / layers for s in c["window_starts"]],
+        path = mech / "knockout.json"
+        knock = KnockoutRecord.from_dict(_read(path, "knockout record"), source=str(path))
+        window, layers = knock.window, knock.n_layers or n_layers
+        out["knockout"] = {}
+        for c in knock.curves:
+            if not c.effect:
+                continue
+            start, effect = c.strongest()
+            out["knockout"][c.source] = {
+                "effect": effect.as_dict(),
+                "depth": (start + window / 2) / layers,
+                "curve": [e.as_dict()["value"] for e in c.effect],
+                "starts": [s / layers for s in c.starts],
             }
-            for c in knock.get("curves", [])
-            if c.get("strongest")
-        }
     if (mech / "dla.json").is_file():
-        out["dla_counts"] = _read(mech / "dla.json", "DLA record").get("counts")
+        path = mech / "dla.json"
+        out["dla_counts"] = DLARecord.from_dict(_read(path, "DLA record"), source=str(path)).counts()
     return out
 
 

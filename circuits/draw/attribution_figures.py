@@ -1,16 +1,20 @@
-"""Figures of the direct-effect analyses, from their JSON records (torch-free).
+"""Figures of the direct-effect analyses, from their records (torch-free).
 
 - :func:`dla_figure`: the top heads × roles heatmap of per-source direct logit
   attribution, each head labelled with its class;
 - :func:`motif_figure`: each group's contribution to the answer's logit and
-  how often it alone, or the sum, ranks the answer first.
+  how often it alone, or the sum, ranks the answer first;
+- :func:`suppression_figure`: last-layer direct effects per relation, and the
+  mitigation before and after.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from circuits.draw.plotting import pyplot, series, title, to_svg
+from circuits.draw.figures import stored
+from circuits.draw.plotting import pyplot, series, to_svg
+from circuits.records.dla import DLARecord
+from circuits.records.motif import MotifRecord
+from circuits.records.suppression import SuppressionRecord
 
 __all__ = ["dla_figure", "motif_figure", "suppression_figure"]
 
@@ -24,25 +28,26 @@ _GROUP_COLOURS = {
 }
 
 
-def dla_figure(record: dict[str, Any]) -> str:
+def dla_figure(record: DLARecord) -> str:
     """Heatmap: the heads with the largest direct effect (rows) × source roles (columns), mean DLA.
 
-    >>> iv = {"value": 0.5, "low": 0.1, "high": 0.9}
-    >>> head = {"head": "a1.h0", "dla": iv, "by_role": {r: iv for r in ("first", "subject", "relation", "last")},
-    ...         "positive_share": {}, "class": "subject"}
-    >>> svg = dla_figure({"model": "m", "relation": "r", "n_prompts": 2, "direction": "answer",
-    ...     "roles": ["first", "subject", "relation", "last"], "top_heads": [head]})
-    >>> "a1.h0 (subject)" in svg
+    >>> from circuits.records.base import Provenance
+    >>> from circuits.records.dla import HeadAttribution, Thresholds
+    >>> from circuits.uncertainty import Interval
+    >>> iv, roles = Interval(0.5, 0.1, 0.9), ("first", "subject", "relation", "last")
+    >>> head = HeadAttribution("a1.h0", iv, {r: iv for r in roles}, {}, "subject")
+    >>> record = DLARecord(Provenance("m", "r", n_prompts=2), "answer", 2, 1, [head], Thresholds(), 0.0,
+    ...     roles=roles)
+    >>> "a1.h0 (subject)" in dla_figure(record)
     True
     """
     import numpy as np
 
     plt = pyplot()
-    heads = record["top_heads"]
-    roles = record["roles"]
-    values = np.array(
-        [[h["by_role"][r]["value"] or 0.0 for r in roles] + [h["dla"]["value"] or 0.0] for h in heads]
-    )
+    heads = [record.head(name) for name in record.top(record.n_top)]
+    roles = record.roles
+
+    values = np.array([[_finite(h.by_role[r].value) for r in roles] + [_finite(h.dla.value)] for h in heads])
     fig, ax = plt.subplots(figsize=(6.2, 1.2 + 0.34 * max(len(heads), 1)))
     bound = float(np.abs(values).max()) if values.size else 1.0
     image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
@@ -58,32 +63,33 @@ def dla_figure(record: dict[str, Any]) -> str:
         )
     ax.set_xticks(range(len(roles) + 1), [*roles, "total"])
     ax.axvline(len(roles) - 0.5, color="black", lw=1.2)
-    labels = [h["head"] + (f" ({h['class']})" if h.get("class") else "") for h in heads]
+    labels = [h.head + (f" ({h.head_class})" if h.head_class else "") for h in heads]
     ax.set_yticks(range(len(heads)), labels, fontsize=8)
     ax.set_xlabel("source position's role")
-    what = "answer's centred logit" if record.get("direction") == "answer" else "logit difference"
+    what = "answer's centred logit" if record.direction == "answer" else "logit difference"
     fig.colorbar(image, ax=ax, label=f"direct effect on the {what}", shrink=0.8)
-    ax.set_title(title(record, "Per-source direct logit attribution"), fontsize=10)
+    ax.set_title(record.provenance.title("Per-source direct logit attribution"), fontsize=10)
     return to_svg(fig)
 
 
-def motif_figure(record: dict[str, Any]) -> str:
+def motif_figure(record: MotifRecord) -> str:
     """Two panels: each group's contribution to the answer's logit, and its top-1 share among the candidates.
 
-    >>> iv = {"value": 0.5, "low": 0.1, "high": 0.9}
-    >>> groups = ["subject heads", "rest"]
-    >>> svg = motif_figure({"model": "m", "relation": "r", "n_prompts": 2, "n_candidates": 5,
-    ...     "groups": groups, "contribution": {g: iv for g in [*groups, "sum"]},
-    ...     "top1": {g: iv for g in [*groups, "sum"]}, "motif": iv})
-    >>> "no group alone" in svg
+    >>> from circuits.records.base import Provenance
+    >>> from circuits.uncertainty import Interval
+    >>> iv, groups = Interval(0.5, 0.1, 0.9), ("subject heads", "rest")
+    >>> each = {g: iv for g in [*groups, "sum"]}
+    >>> record = MotifRecord(Provenance("m", "r", n_prompts=2), 5, {}, {g: 1 for g in groups}, each, each,
+    ...     {g: 1.0 for g in each}, iv, groups)
+    >>> "no group alone" in motif_figure(record)
     True
     """
     plt = pyplot()
-    labels = [*record["groups"], "sum"]
+    labels = [*record.groups, "sum"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
     panels = (
-        (left, labels, [record["contribution"][g] for g in labels]),
-        (right, [*labels, "motif"], [*(record["top1"][g] for g in labels), record["motif"]]),
+        (left, labels, stored([record.contribution[g] for g in labels])),
+        (right, [*labels, "motif"], stored([*(record.top1[g] for g in labels), record.motif])),
     )
     for ax, names, points in panels:
         value, low, high = series(points)
@@ -107,31 +113,33 @@ def motif_figure(record: dict[str, Any]) -> str:
     left.axhline(0, color="black", lw=0.8)
     left.set_ylabel("direct effect on the answer's\ncentred logit (mean)")
     right.set_ylim(0, 1.05)
-    right.set_ylabel(f"share of prompts ranking the answer\nfirst of {record['n_candidates']} candidates")
+    right.set_ylabel(f"share of prompts ranking the answer\nfirst of {record.n_candidates} candidates")
     right.set_title("motif: no group alone ranks it first, the sum does", fontsize=8)
-    fig.suptitle(title(record, "Additive motif"), fontsize=10)
+    fig.suptitle(record.provenance.title("Additive motif"), fontsize=10)
     fig.tight_layout()
     return to_svg(fig)
 
 
-def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
+def suppression_figure(record: SuppressionRecord, *, rows: int = 14) -> str:
     """Last-layer direct effects per relation (heatmap), and accuracy / p(answer) before and after mitigation.
 
-    >>> iv = {"value": -0.5, "low": -0.7, "high": -0.3}
-    >>> m = {"before": {"accuracy": iv, "answer_prob": iv}, "after": {"accuracy": iv, "answer_prob": iv}}
-    >>> svg = suppression_figure({"model": "m", "relation": "r", "n_prompts": 2, "relations": ["r"],
-    ...     "alpha": 0.5, "effects": {"r": [{"component": "m1", "effect": iv, "negative_share": 1.0}]},
-    ...     "suppressors": [{"component": "m1", "relations": ["r"]}], "mitigation": {"r": m}, "control": {}})
-    >>> "m1 *" in svg
+    >>> from circuits.records.base import Provenance
+    >>> from circuits.records.suppression import DirectEffect, Mitigation
+    >>> from circuits.uncertainty import Interval
+    >>> iv = Interval(-0.5, -0.7, -0.3)
+    >>> each = {"accuracy": iv, "answer_prob": iv}
+    >>> record = SuppressionRecord(Provenance("m", "r", n_prompts=2), ["r"], [1], 0.5, 0.5, 0.5,
+    ...     {"r": [DirectEffect("m1", iv, 1.0)]}, ["m1"], {"r": Mitigation(2, each, each, each)})
+    >>> "m1 *" in suppression_figure(record)
     True
     """
     import numpy as np
 
     plt = pyplot()
-    relations = record["relations"]
-    names = [c["component"] for c in record["effects"][relations[0]]]
-    values = np.array([[c["effect"]["value"] or 0.0 for c in record["effects"][r]] for r in relations]).T
-    suppressors = {s["component"] for s in record["suppressors"]}
+    relations = record.relations
+    names = [c.name for c in record.effects[relations[0]]]
+    values = np.array([[_finite(c.effect.value) for c in record.effects[r]] for r in relations]).T
+    suppressors = set(record.suppressors)
     order = sorted(range(len(names)), key=lambda i: (names[i] not in suppressors, -np.abs(values[i]).mean()))
     order = order[: max(rows, len(suppressors))]
     fig, (heat, acc, prob) = plt.subplots(
@@ -164,7 +172,9 @@ def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
     width = 0.4
     for ax, metric, label in ((acc, "accuracy", "top-1 accuracy"), (prob, "answer_prob", "p(answer)")):
         for offset, when, colour in ((-width / 2, "before", "#999999"), (width / 2, "after", "#1b9e77")):
-            value, low, high = series([record["mitigation"][r][when][metric] for r in relations])
+            value, low, high = series(
+                stored([getattr(record.mitigation[r], when)[metric] for r in relations])
+            )
             errors = [
                 [v - lo for v, lo in zip(value, low, strict=True)],
                 [hi - v for v, hi in zip(value, high, strict=True)],
@@ -177,7 +187,7 @@ def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
                 xerr=errors,
                 ecolor="#444444",
                 error_kw={"lw": 0.8, "capsize": 1.5},
-                label=f"{when}" + (f" (suppressors × {record['alpha']:g})" if when == "after" else ""),
+                label=f"{when}" + (f" (suppressors × {record.alpha:g})" if when == "after" else ""),
             )
         ax.set_yticks(range(len(relations)), relations, fontsize=7)
         ax.invert_yaxis()
@@ -186,15 +196,19 @@ def suppression_figure(record: dict[str, Any], *, rows: int = 14) -> str:
     acc.set_xlim(0, 1.05)
     prob.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
     acc.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False, ncol=2)
-    control = record.get("control") or {}
+    control = record.control
     note = ""
-    if control.get("before"):
-        b, a = control["before"], control["after"]
+    if "before" in control:
+        b, a, c = control["before"], control["after"], control["change"]
         note = (
-            f"control: next-token loss on {control.get('n_texts', 0)} other sentences "
-            f"{b['value']:.3f} → {a['value']:.3f} nats (change {control['change']['value']:+.3f} "
-            f"[{control['change']['low']:+.3f}, {control['change']['high']:+.3f}])"
+            f"control: next-token loss on {record.control_texts} other sentences "
+            f"{b.value:.3f} → {a.value:.3f} nats (change {c.value:+.3f} [{c.low:+.3f}, {c.high:+.3f}])"
         )
-    fig.suptitle(title(record, "Final-layer suppression") + ("\n" + note if note else ""), fontsize=10)
+    heading = record.provenance.title("Final-layer suppression")
+    fig.suptitle(heading + ("\n" + note if note else ""), fontsize=10)
     fig.tight_layout()
     return to_svg(fig)
+
+
+def _finite(value: float) -> float:
+    return 0.0 if value != value else value  # NaN (no prompts) as 0

@@ -333,7 +333,7 @@ def channels_dot(
     circuit: Circuit | None = None,
     title: str | None = None,
 ) -> Any:
-    """A ``pydot.Dot`` of predicted channels (``writer``, ``reader``, ``kind``, ``z``, ``rank``).
+    """A ``pydot.Dot`` of predicted channels (``sender``, ``receiver``, ``kind``, ``z``, ``rank``).
 
     Channels are dashed, coloured by composition type (q, k, v) and labelled
     with their z-score and rank. With ``circuit``, its edges are drawn solid
@@ -341,12 +341,12 @@ def channels_dot(
     dashed black.
 
     >>> from types import SimpleNamespace as Ch
-    >>> ch = Ch(writer="a0.h0", reader="a1.h0<q>", kind="q", z=5.0, rank=1)
+    >>> ch = Ch(sender="a0.h0", receiver="a1.h0<q>", kind="q", z=5.0, rank=1)
     >>> text = channels_dot([ch], GraphShape(2, 1, 1)).to_string()
     >>> "n_a0_h0 -> n_a1_h0" in text and "dashed" in text
     True
     """
-    by_edge = {(c.writer, c.reader): c for c in channels}
+    by_edge = {(c.sender, c.receiver): c for c in channels}
     own = dict(circuit.edges) if circuit is not None else {}
     if circuit is not None and circuit.shape != shape:
         raise InputError("the circuit and the channels belong to graphs of different shapes")

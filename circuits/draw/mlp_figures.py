@@ -1,7 +1,8 @@
-"""The figure of the MLP decomposition, drawn with matplotlib from its JSON record (torch-free).
+"""The figure of the MLP decomposition, drawn with matplotlib from its record (torch-free).
 
 :func:`mlp_figure` takes the record of :mod:`circuits.mechanisms.mlp_parts`
-(``result.as_dict()`` or ``mlp.json`` read back) and returns an SVG document:
+(as a run returns it or ``mlp.json`` read back; either way the components
+its file lists, so a redraw is the same figure) and returns an SVG document:
 
 - two heatmaps sharing their axes, decomposed MLP layer × upstream component:
   the mean gain (``< 0`` erases what the component wrote, ``> 0`` amplifies
@@ -18,7 +19,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from circuits.draw.plotting import pyplot, series, title, to_svg
+from circuits.draw.figures import stored
+from circuits.draw.plotting import pyplot, series, to_svg
+from circuits.records.mlp import ComponentEffect, MLPRecord
 
 __all__ = ["mlp_figure"]
 
@@ -37,15 +40,15 @@ def _order(name: str) -> tuple[int, int, int]:
     return (int(layer), 0, int(head))
 
 
-def _columns(record: dict[str, Any], limit: int) -> list[str]:
+def _columns(record: MLPRecord, listed: list[list[ComponentEffect]], limit: int) -> list[str]:
     """The moving heads, then the components with the largest |push| in any layer, in forward order."""
-    moving = [h for h in record.get("top_moving", [])]
+    moving = record.top_moving()
     strongest: dict[str, float] = {}
-    for layer in record["layers"]:
-        for c in layer["components"]:
-            value = c["push"]["value"]
-            if value is not None:
-                strongest[c["name"]] = max(strongest.get(c["name"], 0.0), abs(value))
+    for components in listed:
+        for c in components:
+            value = c.push.value
+            if math.isfinite(value):
+                strongest[c.name] = max(strongest.get(c.name, 0.0), abs(value))
     chosen = list(moving)
     for name in sorted(strongest, key=lambda n: -strongest[n]):
         if len(chosen) >= limit:
@@ -55,17 +58,17 @@ def _columns(record: dict[str, Any], limit: int) -> list[str]:
     return sorted(chosen, key=_order)
 
 
-def _matrix(record: dict[str, Any], columns: list[str], key: str) -> list[list[float]]:
+def _matrix(listed: list[list[ComponentEffect]], columns: list[str], key: str) -> list[list[float]]:
     nan = float("nan")
     rows = []
-    for layer in record["layers"]:
-        values = {c["name"]: c[key]["value"] for c in layer["components"]}
-        rows.append([nan if values.get(n) is None else values[n] for n in columns])
+    for components in listed:
+        values = {c.name: getattr(c, key).value for c in components}
+        rows.append([values.get(n, nan) for n in columns])
     return rows
 
 
 def _limit(matrix: list[list[float]]) -> float:
-    """A symmetric colour limit: the 98th percentile of |value| (so one outlier does not wash out the rest)."""
+    """A symmetric colour limit: the 98th percentile of |value| (one outlier does not wash out the rest)."""
     values = sorted(abs(v) for row in matrix for v in row if not math.isnan(v))
     if not values:
         return 1.0
@@ -102,22 +105,27 @@ def _heatmap(
     bar.set_label(label, fontsize=8)
 
 
-def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> str:
+def mlp_figure(record: MLPRecord, *, columns: int = 18, bars: int = 12) -> str:
     """Gain and push heatmaps (MLP layer × upstream component) and the last MLP's push bars.
 
-    >>> iv = {"value": -0.5, "low": -0.7, "high": -0.3}
-    >>> layer = {"layer": 1, "total_push": iv, "components": [
-    ...     {"name": "input", "gain": iv, "push": iv, "norm": 1.0},
-    ...     {"name": "a0.h1", "gain": iv, "push": {"value": 0.2, "low": 0.1, "high": 0.3}, "norm": 1.0}]}
-    >>> svg = mlp_figure({"model": "m", "relation": "r", "n_prompts": 2, "position": "last",
-    ...     "layers": [layer], "top_moving": ["a0.h1"]})
+    >>> from circuits.records.base import Provenance
+    >>> from circuits.records.mlp import LayerDecomposition, MovingHead
+    >>> from circuits.uncertainty import Interval
+    >>> iv = Interval(-0.5, -0.7, -0.3)
+    >>> parts = [ComponentEffect("input", iv, iv, 1.0),
+    ...          ComponentEffect("a0.h1", iv, Interval(0.2, 0.1, 0.3), 1.0)]
+    >>> layer = LayerDecomposition.of(1, parts, iv, 0.0, 0.0)
+    >>> record = MLPRecord(Provenance("m", "r", n_prompts=2), 2, "last", [layer],
+    ...     [MovingHead("a0.h1", iv)], [], n_moving=1)
+    >>> svg = mlp_figure(record)
     >>> svg.lstrip().startswith("<?xml") and "a0.h1" in svg
     True
     """
     plt = pyplot()
-    layers = [d["layer"] for d in record["layers"]]
-    chosen = _columns(record, columns)
-    moving = set(record.get("top_moving", []))
+    layers = [d.layer for d in record.layers]
+    listed = [record.listed_components(d) for d in record.layers]
+    chosen = _columns(record, listed, columns)
+    moving = set(record.top_moving())
     height = min(7.0, max(2.4, 1.2 + 0.2 * len(layers)))  # heatmap rows
     fig = plt.figure(figsize=(12, height + 4.6), layout="constrained")
     grid = fig.add_gridspec(2, 2, height_ratios=[height + 1.3, 3.0])  # + the rotated component labels
@@ -126,7 +134,7 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
     _heatmap(
         fig,
         gain_ax,
-        _matrix(record, chosen, "gain"),
+        _matrix(listed, chosen, "gain"),
         chosen,
         layers,
         moving,
@@ -135,7 +143,7 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
     _heatmap(
         fig,
         push_ax,
-        _matrix(record, chosen, "push"),
+        _matrix(listed, chosen, "push"),
         chosen,
         layers,
         moving,
@@ -146,10 +154,14 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
     push_ax.set_title("push: the part's direct effect on the answer", fontsize=9)
 
     bar_ax = fig.add_subplot(grid[1, :])
-    last = record["layers"][-1]
-    parts = sorted(last["components"], key=lambda c: -abs(c["push"]["value"] or 0.0))[:bars]
-    names = [c["name"] for c in parts]
-    value, low, high = series([c["push"] for c in parts])
+    last = record.layers[-1]
+
+    def size(c: ComponentEffect) -> float:
+        return abs(c.push.value) if math.isfinite(c.push.value) else 0.0
+
+    parts = sorted(listed[-1], key=lambda c: -size(c))[:bars]
+    names = [c.name for c in parts]
+    value, low, high = series(stored([c.push for c in parts]))
     errors = [
         [max(v - lo, 0.0) for v, lo in zip(value, low, strict=True)],
         [max(hi - v, 0.0) for v, hi in zip(value, high, strict=True)],
@@ -158,8 +170,8 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
     x = list(range(len(parts)))
     bar_ax.bar(x, value, color=colours, yerr=errors, ecolor="#444444", error_kw={"lw": 0.8, "capsize": 2})
     for i, c in enumerate(parts):
-        gain = c["gain"]["value"]
-        text = "gain —" if gain is None else f"gain {gain:+.2f}"
+        gain = c.gain.value
+        text = "gain —" if not math.isfinite(gain) else f"gain {gain:+.2f}"
         bar_ax.annotate(
             text,
             (i, 0),
@@ -177,14 +189,14 @@ def mlp_figure(record: dict[str, Any], *, columns: int = 18, bars: int = 12) -> 
             tick.set_color(MOVING_COLOUR)
             tick.set_fontweight("bold")
     bar_ax.axhline(0.0, color="black", lw=0.8)
-    total = last["total_push"]["value"]
+    total = last.total_push.value
     bar_ax.set_ylabel("push toward the answer\n(centred logit)", fontsize=8)
     bar_ax.set_title(
-        f"parts of MLP {last['layer']} with the largest |push| (whole MLP: "
-        f"{'—' if total is None else f'{total:+.2f}'}); bars: 95% bootstrap intervals",
+        f"parts of MLP {last.layer} with the largest |push| (whole MLP: "
+        f"{'—' if not math.isfinite(total) else f'{total:+.2f}'}); bars: 95% bootstrap intervals",
         fontsize=9,
     )
     bar_ax.grid(alpha=0.25, axis="y")
-    where = "the last subject token" if record.get("position") == "subject" else "the last position"
-    fig.suptitle(title(record, f"MLP decomposition at {where}"), fontsize=10)
+    where = "the last subject token" if record.position == "subject" else "the last position"
+    fig.suptitle(record.provenance.title(f"MLP decomposition at {where}"), fontsize=10)
     return to_svg(fig)

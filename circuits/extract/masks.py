@@ -118,7 +118,8 @@ def _prune(shape: GraphShape, flat: np.ndarray, n_roles: int) -> np.ndarray:
 
 @functools.cache
 def _targets(shape: GraphShape, n_roles: int) -> tuple[tuple[int, ...], ...]:
-    """Per receiver input ``column * n_roles + role``, the node outputs ``sender * n_roles + role`` it reaches.
+    """Per receiver input ``column * n_roles + role``, the node outputs
+    ``sender * n_roles + role`` it reaches.
 
     A head's ``<q>`` or an MLP's input reaches its node's output at the same
     role; a ``<k>``/``<v>`` input reaches the outputs of its group's heads at
@@ -139,7 +140,8 @@ def _targets(shape: GraphShape, n_roles: int) -> tuple[tuple[int, ...], ...]:
 
 @functools.cache
 def input_sources(shape: GraphShape, n_roles: int) -> tuple[tuple[int, ...], ...]:
-    """Per node output ``sender * n_roles + role``, the receiver inputs ``column * n_roles + role`` leading into it.
+    """Per node output ``sender * n_roles + role``, the receiver inputs
+    ``column * n_roles + role`` leading into it.
 
     The inverse of the reach used by pruning: what becomes worth growing when
     a node's output joins a circuit (:func:`circuits.extract.greedy`).

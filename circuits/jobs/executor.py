@@ -21,10 +21,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuits.progress import progress_bar
 from circuits.vocab import InputError
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = ["EXECUTORS", "Executor", "ModelSpec", "portable_arg"]
 
@@ -45,14 +48,14 @@ class ModelSpec:
     seed: int = 0
 
     @classmethod
-    def of(cls, model: Any) -> ModelSpec:
+    def of(cls, model: LoadedModel) -> ModelSpec:
         """The spec of a :class:`~circuits.models.LoadedModel` (its name, device, processing and seed)."""
         return cls(model.name, str(model.device), model.processing, int(model.info.get("seed", 0)))
 
     def kwargs(self) -> dict[str, Any]:
         return {"device": self.device, "processing": self.processing, "seed": self.seed}
 
-    def load(self) -> Any:
+    def load(self) -> LoadedModel:
         from circuits.models import load_model
 
         return load_model(self.name, **self.kwargs())  # type: ignore[arg-type]

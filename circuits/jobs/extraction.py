@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuits.checks import REQUIRED_METADATA, check_metadata, shape_size
 from circuits.circuit import Circuit
@@ -16,8 +16,12 @@ from circuits.compare.ceilings import NoiseSettings, family_noise
 from circuits.draw import Rendered, circuit_dot, diff_dot, render, role_dot
 from circuits.extract import extract
 from circuits.store import CIRCUIT_FILE, META, RELATION, Gallery, circuit_name, load_scored, scored_dir
+from circuits.store.circuits import read_circuit, write_circuit
 from circuits.uncertainty import DEFAULT_BOOT
 from circuits.vocab import ExtractMethod, InputError
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = [
     "circuit_diagram",
@@ -33,7 +37,7 @@ __all__ = [
 def load_circuit(path: str | Path) -> Circuit:
     """A circuit from its JSON file or from a store circuit folder."""
     path = Path(path)
-    return Circuit.load(path / CIRCUIT_FILE if path.is_dir() else path)
+    return read_circuit(path / CIRCUIT_FILE if path.is_dir() else path)
 
 
 def diagram_writer(
@@ -68,7 +72,7 @@ def extract_stored(
     store: str | Path | None = None,
     formats: tuple[str, ...] = ("svg",),
     n_boot: int = DEFAULT_BOOT,
-    model: Any = None,
+    model: LoadedModel | None = None,
     positions: str | None = None,
 ) -> tuple[Circuit, Path, str]:
     """Extract a circuit from a scored-graph directory and save it.
@@ -94,7 +98,8 @@ def extract_stored(
     >>> import tempfile
     >>> from circuits import ScoreSettings, load_model, save_scored, score_relation
     >>> settings = ScoreSettings(ig_steps=2, max_pairs=6, max_rank=10**9)
-    >>> graph, pairs = score_relation(load_model("tiny-llama"), "country_capital_city", settings, progress=False)
+    >>> model = load_model("tiny-llama")
+    >>> graph, pairs = score_relation(model, "country_capital_city", settings, progress=False)
     >>> folder = save_scored(tempfile.mkdtemp(), graph, pairs.relation)
     >>> circuit, path, message = extract_stored(folder, size=20, evaluate=True, n_boot=50)
     >>> iv = circuit.params["faithfulness_interval"]
@@ -162,7 +167,7 @@ def extract_stored(
     if store is not None:
         where, message = Gallery(store).save_circuit(circuit, draw=diagram_writer(circuit, formats))
         return circuit, where, "\n".join([*notes, message] if message else notes)
-    return circuit, circuit.save(out or folder / f"{circuit.name}.circuit.json"), "\n".join(notes)
+    return circuit, write_circuit(circuit, out or folder / f"{circuit.name}.circuit.json"), "\n".join(notes)
 
 
 def render_circuit_file(

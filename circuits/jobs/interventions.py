@@ -30,6 +30,13 @@ from circuits.draw.intervention_figures import intervention_figure, reuse_test_f
 from circuits.graph import GraphShape
 from circuits.io import atomic_write_text, record_json
 from circuits.jobs.mechanisms import PromptChoice, choice_pairs, write_record
+from circuits.jobs.reuse_test_record import (
+    HEAD_RULE,
+    SPECIFIC_RULE,
+    ReuseTestMeasures,
+    ReuseTestRecord,
+    ReuseTestRow,
+)
 from circuits.mechanisms.interventions import (
     METRICS,
     Edit,
@@ -50,21 +57,11 @@ from circuits.store import RELATION, Gallery, load_scored, safe_name
 from circuits.uncertainty import DEFAULT_BOOT, Interval
 from circuits.vocab import Ablation, InputError, choice, head_name, parse_node
 
-__all__ = ["circuit_heads", "run_intervene", "run_reuse_test"]
-
-HEAD_RULE = (
-    "a head is in a circuit when it sends one of its edges (a{l}.h{h}) or receives one at its query "
-    "input (a{l}.h{h}<q>); <k>/<v> receivers name key/value heads, which stand for single query heads "
-    "only without grouped-query attention"
-)
-SPECIFIC_RULE = (
-    "specific heads: the relation's circuit heads outside the core, ranked by their total |edge score| "
-    "in the relation's scored graph (every edge they send or receive), as many as the core has"
-)
+__all__ = ["HEAD_RULE", "SPECIFIC_RULE", "circuit_heads", "run_intervene", "run_reuse_test"]
 
 
 def run_intervene(
-    model: Any,
+    model: LoadedModel,
     relation: str | Path | Relation,
     choice: PromptChoice | None = None,
     *,
@@ -225,7 +222,7 @@ def _negated(iv: Interval) -> Interval:
     return Interval(0.0 - iv.value, 0.0 - iv.high, 0.0 - iv.low)
 
 
-def _summaries(values: dict[str, dict[str, np.ndarray]], *, n_boot: int, seed: int) -> dict[str, Any]:
+def _summaries(values: dict[str, dict[str, np.ndarray]], *, n_boot: int, seed: int) -> ReuseTestMeasures:
     """Per metric: every condition's interval, and the drops (``before −`` condition; core vs specific).
 
     All intervals come from the same bootstrap resamples of the prompts, so the drops are paired.
@@ -233,15 +230,15 @@ def _summaries(values: dict[str, dict[str, np.ndarray]], *, n_boot: int, seed: i
     intervals, changes = paired_intervals(values, "before", n_boot=n_boot, seed=seed)
     base = {"specific": values["specific"], "core": values["core"], "core_matched": values["core_matched"]}
     _, versus = paired_intervals(base, "specific", n_boot=n_boot, seed=seed)
-    out: dict[str, Any] = {}
+    by_metric: dict[str, dict[str, Interval]] = {}
+    drops: dict[str, dict[str, Interval]] = {}
     for metric in METRICS:
-        out[metric] = {cond: intervals[cond][metric].as_dict() for cond in values}
-        drops = {cond: _negated(changes[cond][metric]).as_dict() for cond in values if cond != "before"}
+        by_metric[metric] = {cond: intervals[cond][metric] for cond in values}
+        drops[metric] = {cond: _negated(changes[cond][metric]) for cond in values if cond != "before"}
         # drop(core) − drop(specific) = (before − core) − (before − specific) = specific − core
-        drops["core_vs_specific"] = _negated(versus["core"][metric]).as_dict()
-        drops["matched_vs_specific"] = _negated(versus["core_matched"][metric]).as_dict()
-        out[f"drop_{metric}"] = drops
-    return out
+        drops[metric]["core_vs_specific"] = _negated(versus["core"][metric])
+        drops[metric]["matched_vs_specific"] = _negated(versus["core_matched"][metric])
+    return ReuseTestMeasures(len(next(iter(values["before"].values()))), by_metric, drops)
 
 
 def run_reuse_test(
@@ -258,7 +255,7 @@ def run_reuse_test(
     out: Path | None = None,
     save: bool = False,
     progress: bool = True,
-) -> tuple[dict[str, Any], list[Path]]:
+) -> tuple[ReuseTestRecord, list[Path]]:
     """Does ablating the heads circuits share hurt every relation, and more than its own heads?
 
     For each relation's stored circuit (``<store>/<model>/<relation>/<circuit>``;
@@ -278,8 +275,9 @@ def run_reuse_test(
     specific heads, ``matched_vs_specific`` the same at equal sizes.
     ``pooled`` pools every relation's prompts.
 
-    Returns the record (also written as ``reuse_test.json``/``.svg`` in
-    ``out`` and, with ``save``, in ``<store>/<model>/``) and the files written.
+    Returns the :class:`~circuits.jobs.reuse_test_record.ReuseTestRecord`
+    (its ``to_dict()`` also written as ``reuse_test.json``/``.svg`` in ``out``
+    and, with ``save``, in ``<store>/<model>/``) and the files written.
     """
     started = time.perf_counter()
     mode = Ablation(choice(Ablation, ablation, "ablation mode"))
@@ -304,7 +302,7 @@ def run_reuse_test(
         raise InputError(f"no head is in at least {k} of the {len(circuits)} circuits; lower --fraction")
     all_heads = [head_name(layer, h) for layer in range(shape.n_layers) for h in range(shape.n_heads)]
     harness = Harness(loaded)
-    rows: list[dict[str, Any]] = []
+    rows: list[ReuseTestRow] = []
     pooled: dict[str, list[dict[str, np.ndarray]]] = {}
     bar = progress_bar(len(circuits), "reuse-test: relations", enabled=progress)
     for index, (name, c) in enumerate(circuits.items()):
@@ -335,76 +333,60 @@ def run_reuse_test(
                 values[cond] = values["core"]
             else:
                 values[cond] = measure(edited_logits(harness, batch, edits, means=means), batch)
-        row: dict[str, Any] = {
-            "relation": name,
-            "circuit": c.name,
-            "n_prompts": len(pairs.heldout),
-            "n_scoring_prompts": len(pairs.scoring),
-            "n_circuit_heads": len(heads[name]),
-            "n_core": len(core),
-            "n_core_in_circuit": len([h for h in core if h in heads[name]]),
-            "n_specific_available": len(own),
-            "n_specific": len(specific),
-            "specific_heads": specific,
-            "core_matched_heads": matched,
-            "random_heads": random_heads,
-            "heads_ranked_by": ranked_by,
-            **_summaries(values, n_boot=n_boot, seed=seed),
-        }
-        row["seconds"] = round(time.perf_counter() - t0, 2)
+        row = ReuseTestRow(
+            relation=name,
+            circuit=str(c.name),
+            n_scoring_prompts=len(pairs.scoring),
+            n_circuit_heads=len(heads[name]),
+            n_core=len(core),
+            n_core_in_circuit=len([h for h in core if h in heads[name]]),
+            n_specific_available=len(own),
+            specific_heads=specific,
+            core_matched_heads=matched,
+            random_heads=random_heads,
+            heads_ranked_by=ranked_by,
+            measures=_summaries(values, n_boot=n_boot, seed=seed),
+            seconds=round(time.perf_counter() - t0, 2),
+        )
         rows.append(row)
         for cond, v in values.items():
             pooled.setdefault(cond, []).append(v)
         bar.update(1)
     bar.close()
     joined = {cond: {m: np.concatenate([v[m] for v in vs]) for m in METRICS} for cond, vs in pooled.items()}
-    pooled_row = {
-        "n_prompts": len(joined["before"]["accuracy"]),
-        **_summaries(joined, n_boot=n_boot, seed=seed),
-    }
-    record: dict[str, Any] = {
-        "analysis": "reuse_test",
-        "model": loaded.name,
-        "gallery": str(gallery.root),
-        "circuit": circuit,
-        "circuits": {n: c.name for n, c in circuits.items()},
-        "ablation": mode.value,
-        "fraction": fraction,
-        "k": k,
-        "n_circuits": len(circuits),
-        "core": core,
-        "head_counts": {h: counts[h] for h in sorted(counts, key=lambda n: (-counts[n], parse_node(n)[1:3]))},
-        "head_rule": HEAD_RULE,
-        "specific_rule": SPECIFIC_RULE,
-        "random_rule": "random heads: drawn (seeded) from the heads outside the relation's circuit and the core, "
-        "as many as the core has",
-        "matched_rule": "core_matched: the core heads with the largest total |edge score| in the relation's "
-        "scored graph, as many as its specific heads (a size-matched comparison)",
-        "drop": "before − after (positive: the ablation hurts), 95% paired bootstrap interval over prompts; "
-        "core_vs_specific = drop(core) − drop(specific), matched_vs_specific = drop(core_matched) − "
-        "drop(specific)",
-        "split": "heldout (the circuit's own split: no prompt was used to find the circuit)",
-        "max_pairs": max_pairs,
-        "relations": rows,
-        "pooled": pooled_row,
-        "n_boot": n_boot,
-        "seed": seed,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    ordered = sorted(counts, key=lambda n: (-counts[n], parse_node(n)[1:3]))
+    record = ReuseTestRecord(
+        model=loaded.name,
+        gallery=str(gallery.root),
+        circuit=circuit,
+        circuits={n: str(c.name) for n, c in circuits.items()},
+        ablation=mode.value,
+        fraction=fraction,
+        k=k,
+        core=core,
+        head_counts={h: counts[h] for h in ordered},
+        max_pairs=max_pairs,
+        relations=rows,
+        pooled=_summaries(joined, n_boot=n_boot, seed=seed),
+        n_boot=n_boot,
+        seed=seed,
+        seconds=round(time.perf_counter() - started, 2),
+    )
     files: list[Path] = []
     if out is not None or save:
-        svg = reuse_test_figure(record)
+        stored = record.to_dict()
+        svg = reuse_test_figure(stored)
+        text = record_json(stored)
         if out is not None:
-            atomic_write_text(Path(out) / "reuse_test.json", record_json(record))
+            atomic_write_text(Path(out) / "reuse_test.json", text)
             atomic_write_text(Path(out) / "reuse_test.svg", svg)
             files += [Path(out) / "reuse_test.json", Path(out) / "reuse_test.svg"]
         if save:  # a gallery folder of its own, listed in the manifest
-            text = record_json(record)
             folder = gallery.save_files(
                 loaded.name,
                 "reuse_test",
                 {"reuse_test.json": text, "reuse_test.svg": svg},
-                {"relations": [row["relation"] for row in rows]},
+                {"relations": [row.relation for row in rows]},
             )
             files += [folder / "reuse_test.json", folder / "reuse_test.svg"]
     return record, files

@@ -9,9 +9,9 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
 
 from circuits.attribution.score import score_relation
 from circuits.attribution.settings import ScoreSettings
@@ -25,6 +25,8 @@ from circuits.compare import (
     specific_parts,
 )
 from circuits.compare.ceilings import NoiseSettings, family_noise
+from circuits.compare.cross_task import CrossTask
+from circuits.deprecation import renamed_keyword
 from circuits.draw import circuit_dot, heatmap_svg, render
 from circuits.evaluate import faithfulness_interval
 from circuits.evaluate.heldout import heldout_evaluator
@@ -33,14 +35,16 @@ from circuits.io import record_json
 from circuits.jobs.executor import Executor, ModelSpec
 from circuits.jobs.extraction import diagram_writer
 from circuits.jobs.reuse_noise import noise_files, noise_steps
+from circuits.jobs.reuse_report import ReuseCircuit, ReuseCore, ReusePair, ReuseReport
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
 from circuits.progress import progress_bar
 from circuits.relations import Relation
+from circuits.relations.pairs import PairSet
 from circuits.relations.schema import load_relations
-from circuits.store import RELATION, Gallery, circuit_name
+from circuits.store import RELATION, Gallery, circuit_name, circuit_to_json
 from circuits.vocab import ExtractMethod, InputError, NotEnoughFactsError
 
-__all__ = ["SIMILARITIES", "run_reuse", "score_stored", "skipped_text"]
+__all__ = ["SIMILARITIES", "ReuseReport", "StoredScore", "run_reuse", "score_stored", "skipped_text"]
 
 DEFAULT_NOISE = NoiseSettings()
 
@@ -60,28 +64,38 @@ def skipped_text(skipped: dict[str, str]) -> str:
     return "skipped: " + "; ".join(f"{name} ({why})" for name, why in skipped.items())
 
 
+@dataclass(frozen=True)
+class StoredScore:
+    """One relation's scoring in a sweep: the pairs it was scored on now, or why it was skipped.
+
+    ``pairs`` is ``None`` when a stored graph was found (so the sweep
+    evaluates without checking the facts again); ``skipped`` says why the
+    relation could not be scored, or is ``None``.
+    """
+
+    relation: str
+    pairs: PairSet | None = None
+    skipped: str | None = None
+
+
 def score_stored(
     relation: Relation, *, model: ModelSpec | LoadedModel, settings: ScoreSettings, store: str | Path
-) -> dict[str, Any]:
+) -> StoredScore:
     """Score ``relation`` into the gallery at ``store`` unless a graph with these settings is stored there.
 
     The reuse sweep's scoring of one relation, in this process or as a Ray
-    task (where a :class:`ModelSpec` is loaded again). Returns ``"relation"``, ``"pairs"`` (the :class:`~circuits.relations.PairSet`
-    it was scored on now, or ``None`` when a stored graph was found, so the
-    sweep evaluates without checking the facts again) and ``"skipped"``: why
-    the relation could not be scored, or ``None``.
+    task (where a :class:`ModelSpec` is loaded again).
     """
     gallery = Gallery(store)
     loaded = model.load() if isinstance(model, ModelSpec) else model
-    row: dict[str, Any] = {"relation": relation.name, "pairs": None, "skipped": None}
     if gallery.find_scored(loaded.name, relation.name, facts=relation, **settings.stored_as()) is not None:
-        return row
+        return StoredScore(relation.name)
     try:
         graph, pairs = score_relation(loaded, relation, settings, progress=False)
     except NotEnoughFactsError as error:
-        return {**row, "skipped": str(error)}
+        return StoredScore(relation.name, skipped=str(error))
     gallery.save_scored(graph, pairs.relation)
-    return {**row, "pairs": pairs}
+    return StoredScore(relation.name, pairs=pairs)
 
 
 def run_reuse(
@@ -94,14 +108,15 @@ def run_reuse(
     fraction: float | None = None,
     by: str = "signed",
     store: str | Path = "graphs",
-    metric: str = "edge_jaccard",
+    similarity: str = "edge_jaccard",
     cross: bool = True,
     formats: tuple[str, ...] = ("svg",),
     noise: NoiseSettings | None = DEFAULT_NOISE,
     heatmap: str = "similarity",
     progress: bool = True,
     executor: Executor | None = None,
-) -> dict[str, Any]:
+    metric: str | None = None,
+) -> ReuseReport:
     """Score, extract, evaluate and compare circuits of many relations; store everything.
 
     For each relation: score it (or reuse the stored graph whose settings
@@ -133,9 +148,10 @@ def run_reuse(
         or by ``|score|``.
     store : str or Path
         Root of the gallery (default ``graphs``).
-    metric : str
+    similarity : str
         The similarity the heatmap, clustering and most/least similar pairs
         use: one of :data:`SIMILARITIES` (every one of them is tabulated).
+        ``metric=``, its old name, still works for one version.
     cross : bool
         Also measure cross-task faithfulness: each circuit on every other
         relation's held-out prompts, against that relation's own circuit of
@@ -161,22 +177,23 @@ def run_reuse(
 
     Returns
     -------
-    dict
-        A JSON-ready report (also written as ``report.json``): ``model``,
-        ``relations`` (those compared), ``skipped`` (relation -> why),
-        ``settings``, ``circuits`` (one summary row per relation, with
+    ReuseReport
+        Its :meth:`~ReuseReport.to_dict` is also written as ``report.json``:
+        ``model``, ``relations`` (those compared), ``skipped`` (relation ->
+        why), ``settings``, ``circuits`` (one row per relation, with
         ``source`` ``"scored"`` or ``"stored"`` and held-out faithfulness),
         ``matrices`` (every similarity, plus the Spearman rank correlation
         over the union of the graphs' top edges), ``noise`` (intervals,
         ceilings, matched similarities, nulls; see
-        :class:`~circuits.compare.ceilings.FamilyNoise`), ``clustering``, ``cross_task``, ``core`` (edges in at
-        least half of the circuits), ``specific_edges``, ``most_similar`` and
-        ``least_similar`` pairs, ``folder`` and ``seconds``.
+        :class:`~circuits.compare.ceilings.FamilyNoise`), ``clustering``,
+        ``cross_task``, ``core`` (edges in at least half of the circuits),
+        ``specific_edges``, ``most_similar`` and ``least_similar`` pairs,
+        ``folder`` and ``seconds``.
 
     Raises
     ------
     InputError
-        Fewer than two relations, or an unknown ``metric``.
+        Fewer than two relations, or an unknown ``similarity``.
     NotEnoughFactsError
         Fewer than two relations could be scored. Relations the model knows
         too few facts of are skipped with a warning.
@@ -191,11 +208,11 @@ def run_reuse(
     >>> relations = ["country_capital_city", "country_currency"]
     >>> report = run_reuse(relations, model=model, settings=settings, size=20, store=store,
     ...                    formats=("dot",), progress=False)
-    >>> report["relations"], report["skipped"], report["core"]["k"]
+    >>> report.relations, report.skipped, report.core.k
     (['country_capital_city', 'country_currency'], {}, 2)
-    >>> [row["source"] for row in report["circuits"]], all(row["n_edges"] <= 20 for row in report["circuits"])
+    >>> [row.source for row in report.circuits], all(row.n_edges <= 20 for row in report.circuits)
     (['scored', 'scored'], True)
-    >>> report["matrices"]["edge_jaccard"]["values"][0][0], len(report["cross_task"])
+    >>> float(report.matrices["edge_jaccard"].values[0, 0]), len(report.cross_task)
     (1.0, 4)
     >>> sorted(os.listdir(os.path.join(store, "tiny-llama")))
     ['country_capital_city', 'country_currency', 'reuse']
@@ -204,14 +221,15 @@ def run_reuse(
 
     >>> again = run_reuse(relations, model=model, settings=settings, size=20, store=store,
     ...                   formats=("dot",), progress=False)
-    >>> [row["source"] for row in again["circuits"]]
+    >>> [row.source for row in again.circuits]
     ['stored', 'stored']
     """
     started = time.perf_counter()
+    similarity = renamed_keyword("metric", metric, "similarity", similarity, "edge_jaccard")
     if heatmap not in ("similarity", "relative"):
         raise InputError(f"--heatmap shows 'similarity' or 'relative', not {heatmap!r}")
-    if metric not in SIMILARITIES:
-        raise InputError(f"unknown --metric {metric!r}; valid: {', '.join(SIMILARITIES)}")
+    if similarity not in SIMILARITIES:
+        raise InputError(f"unknown --similarity {similarity!r}; valid: {', '.join(SIMILARITIES)}")
     if len(relations) < 2:
         raise InputError(f"reuse compares at least 2 relations, got {len(relations)}")
     if size is None and fraction is None:
@@ -220,8 +238,9 @@ def run_reuse(
     loaded_relations = load_relations(relations)
     loaded = load_model(model) if isinstance(model, str) else model
     gallery = Gallery(store)
-    graphs, circuits, evaluators, rows, skipped = {}, {}, {}, [], {}
-    fresh: dict[str, Any] = {}  # relation -> the pairs it was scored on now
+    graphs, circuits, evaluators, skipped = {}, {}, {}, {}
+    rows: list[ReuseCircuit] = []
+    fresh: dict[str, PairSet] = {}  # relation -> the pairs it was scored on now
     executor = executor or Executor()
     task = functools.partial(
         score_stored,
@@ -232,11 +251,11 @@ def run_reuse(
     for done in executor.map(
         task, [rel for _, rel in loaded_relations], desc="reuse: scoring", progress=progress
     ):
-        if done["pairs"] is not None:
-            fresh[done["relation"]] = done["pairs"]
-        if done["skipped"] is not None:
-            log.warning("skipping %s: %s", done["relation"], done["skipped"])
-            skipped[done["relation"]] = done["skipped"]
+        if done.pairs is not None:
+            fresh[done.relation] = done.pairs
+        if done.skipped is not None:
+            log.warning("skipping %s: %s", done.relation, done.skipped)
+            skipped[done.relation] = done.skipped
     bar = progress_bar(len(relations), "reuse: relations", enabled=progress)
     for _, rel in loaded_relations:
         t0 = time.perf_counter()
@@ -278,15 +297,7 @@ def run_reuse(
         circuit.name = circuit_name(circuit)
         gallery.save_circuit(circuit, draw=diagram_writer(circuit, formats))
         graphs[rel.name], circuits[rel.name], evaluators[rel.name] = graph, circuit, evaluator
-        rows.append(
-            {
-                **circuit.summary(),
-                "relation": rel.name,
-                "source": source,
-                "faithfulness_interval": circuit.params.get("faithfulness_interval"),
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
-        )
+        rows.append(ReuseCircuit.of(circuit, rel.name, source, time.perf_counter() - t0))
         bar.update(1)
     bar.close()
     if len(circuits) < 2:
@@ -294,7 +305,7 @@ def run_reuse(
 
     matrices = {name: reuse_matrix(circuits, name) for name in SIMILARITIES}
     matrices["spearman"] = rank_correlation_matrix(graphs, by=by)
-    tree = cluster(matrices[metric])
+    tree = cluster(matrices[similarity])
     files: dict[str, str | bytes] = {}
     for name, m in matrices.items():
         files[f"{name}.csv"] = m.to_csv()
@@ -304,23 +315,22 @@ def run_reuse(
         refs = family_noise(graphs, circuits, [*SIMILARITIES, "spearman"], settings=noise, progress=nbar)
         nbar.close()
         files.update(noise_files(refs, matrices, tree))
-    shown = (
-        refs.matrix(metric, "relative") if refs is not None and heatmap == "relative" else matrices[metric]
-    )
-    label = f"{metric} relative to the split-half ceilings" if shown is not matrices[metric] else metric
+    chosen = matrices[similarity]
+    shown = refs.matrix(similarity, "relative") if refs is not None and heatmap == "relative" else chosen
+    label = f"{similarity} relative to the split-half ceilings" if shown is not chosen else similarity
     files["heatmap.svg"] = heatmap_svg(
         shown, clustering=tree, title=f"{loaded.name}: circuit reuse ({label})"
     )
     if refs is not None:
         files["heatmap_relative.svg"] = heatmap_svg(
-            refs.matrix(metric, "relative"),
+            refs.matrix(similarity, "relative"),
             clustering=tree,
-            title=f"{loaded.name}: {metric} / split-half ceilings",
+            title=f"{loaded.name}: {similarity} / split-half ceilings",
         )
     files["heads.svg"] = heatmap_svg(
         matrices["head_share"], clustering=tree, title=f"{loaded.name}: share of in-circuit heads"
     )
-    cross_rows: list[dict[str, Any]] = []
+    cross_rows: list[CrossTask] = []
     if cross:
         cbar = progress_bar(len(circuits) ** 2, "reuse: cross-task", enabled=progress)
         cross_m, results = cross_task_matrix(
@@ -333,7 +343,7 @@ def run_reuse(
             seed=settings.seed,
         )
         cbar.close()
-        cross_rows = [r.as_dict() for r in results]
+        cross_rows = list(results)
         files["cross_task.csv"] = cross_m.to_csv()
         files["cross_task.svg"] = heatmap_svg(
             cross_m,
@@ -343,44 +353,43 @@ def run_reuse(
     family = [dataclasses.replace(c, name=n) for n, c in circuits.items()]
     core = shared_core(family, k, name=f"shared-core-{k}-of-{len(family)}")
     core.provenance["model"] = loaded.name
-    files["core.json"] = core.to_json()
+    files["core.json"] = circuit_to_json(core)
     specific = {n: c.n_edges for n, c in specific_parts(family, k).items()}
-    ranked = matrices[metric].pairs()
+    ranked = chosen.pairs()
     head = matrices["head_share"]
 
-    def pair(entry: tuple[str, str, float]) -> dict[str, Any]:
+    def pair(entry: tuple[str, str, float]) -> ReusePair:
         i, j = head.names.index(entry[0]), head.names.index(entry[1])
-        out = {"a": entry[0], "b": entry[1], "value": entry[2], "head_share": float(head.values[i, j])}
+        noise_of = None
         if refs is not None:
             key = (entry[0], entry[1]) if (entry[0], entry[1]) in refs.pairs else (entry[1], entry[0])
-            out["noise"] = refs.pairs[key][metric].as_dict()
-        return out
+            noise_of = refs.pairs[key][similarity].as_dict()
+        return ReusePair(entry[0], entry[1], entry[2], float(head.values[i, j]), noise_of)
 
-    report: dict[str, Any] = {
-        "model": loaded.name,
-        "relations": list(circuits),
-        "skipped": skipped,
-        "settings": {
+    report = ReuseReport(
+        model=loaded.name,
+        relations=list(circuits),
+        skipped=skipped,
+        settings={
             **{k: (v.value if isinstance(v, Enum) else v) for k, v in dataclasses.asdict(settings).items()},
             "extract_method": extract_method,
             "by": by,
             "size": size,
             "fraction": fraction,
         },
-        "circuits": rows,
-        "metric": metric,
-        "matrix_csv": matrices[metric].to_csv(),
-        "matrices": {n: m.as_dict() for n, m in matrices.items()},
-        "clustering": tree.as_dict(),
-        "cross_task": cross_rows,
-        "core": {"k": k, "n_edges": core.n_edges, "heads": core.heads()},
-        "specific_edges": specific,
-        "most_similar": pair(ranked[0]),
-        "least_similar": pair(ranked[-1]),
-        "noise": None if refs is None else refs.as_dict(),
-    }
+        circuits=rows,
+        similarity=similarity,
+        matrices=matrices,
+        clustering=tree,
+        cross_task=cross_rows,
+        core=ReuseCore(k, core.n_edges, core.heads()),
+        specific_edges=specific,
+        most_similar=pair(ranked[0]),
+        least_similar=pair(ranked[-1]),
+        noise=None if refs is None else refs.as_dict(),
+    )
     files["clustering.json"] = json.dumps(tree.as_dict(), indent=1)
-    files["report.json"] = record_json(report)
+    files["report.json"] = record_json(report.to_dict())
 
     def draw_core(folder: Path) -> None:
         title = f"{loaded.name}: edges in at least {k} of {len(family)} circuits ({core.n_edges} edges)"
@@ -388,12 +397,12 @@ def run_reuse(
 
     entry = {
         "relations": list(circuits),
-        "metric": metric,
+        "metric": similarity,
         "extract_method": extract_method,
         "size": size,
         "fraction": fraction,
     }
     target = gallery.save_files(loaded.name, "reuse", files, entry, after=draw_core)
-    report["folder"] = str(target)
-    report["seconds"] = round(time.perf_counter() - started, 2)
+    report.folder = str(target)
+    report.seconds = round(time.perf_counter() - started, 2)
     return report

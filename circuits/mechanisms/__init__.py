@@ -14,17 +14,21 @@
   answer alone and summed;
 - :mod:`~circuits.mechanisms.suppressors`: last-layer components that push the
   answer down, and scaling them (Lv et al. 2024);
-- :mod:`~circuits.mechanisms.mlp_split` and :mod:`~circuits.mechanisms.mlp_parts`: an MLP's output split into the parts
-  due to each upstream component (Lv et al. 2024);
-- :mod:`~circuits.mechanisms.edits`, :mod:`~circuits.mechanisms.editing` and :mod:`~circuits.mechanisms.interventions`:
-  scaling and ablating nodes, edges and output subspaces, before and after;
+- :mod:`~circuits.mechanisms.mlp_split` and :mod:`~circuits.mechanisms.mlp_parts`: an
+  MLP's output split into the parts due to each upstream component (Lv et al. 2024);
+- :mod:`~circuits.mechanisms.edits`, :mod:`~circuits.mechanisms.editing` and
+  :mod:`~circuits.mechanisms.interventions`: scaling and ablating nodes, edges and
+  output subspaces, before and after;
 - :mod:`~circuits.relations.roles`, :mod:`~circuits.mechanisms.attributes`
   (torch-free) and :mod:`~circuits.mechanisms.lens` (the logit lens, frozen
   norms, prompt batches) support them.
 
 Every figure is a mean over prompts with a 95% bootstrap interval
-(:mod:`circuits.uncertainty`). Names are imported lazily: ``import
-circuits.mechanisms`` does not import torch.
+(:mod:`circuits.uncertainty`). Each analysis module has a ``run(model, pairs,
+settings, *, seed, progress)`` returning its record; the records and settings
+are torch-free (:mod:`circuits.records`) and :mod:`circuits.registry` names
+every analysis. Names are imported lazily: ``import circuits.mechanisms``
+does not import torch.
 """
 
 from __future__ import annotations
@@ -34,20 +38,21 @@ from typing import Any
 
 __all__ = [
     "ROLES",
+    "DLARecord",
     "Edit",
-    "EnrichmentResult",
-    "ExtractionResult",
+    "EnrichmentRecord",
+    "ExtractionRecord",
     "InterventionResult",
-    "KnockoutResult",
+    "KnockoutRecord",
     "LastPosition",
-    "MLPDecomposition",
-    "MotifResult",
+    "MLPRecord",
+    "MotifRecord",
     "Prompts",
-    "SourceAttribution",
-    "SuppressionResult",
+    "SuppressionRecord",
     "Thresholds",
     "additive_motif",
     "attribute_words",
+    "candidate_answers",
     "default_window",
     "enrichment",
     "extraction",
@@ -67,23 +72,24 @@ _WHERE = {
     "parse_source_sets": "circuits.relations.roles",
     "attribute_words": "attributes",
     "Prompts": "lens",
-    "KnockoutResult": "attention_knockout",
+    "KnockoutRecord": "circuits.records.knockout",
     "default_window": "attention_knockout",
     "knockout": "attention_knockout",
-    "EnrichmentResult": "subject_enrichment",
+    "EnrichmentRecord": "circuits.records.enrichment",
     "enrichment": "subject_enrichment",
-    "ExtractionResult": "attribute_extraction",
+    "ExtractionRecord": "circuits.records.extraction",
     "extraction": "attribute_extraction",
     "LastPosition": "direct_effects",
     "last_position": "direct_effects",
-    "SourceAttribution": "per_source_dla",
-    "Thresholds": "per_source_dla",
+    "DLARecord": "circuits.records.dla",
+    "Thresholds": "circuits.records.dla",
     "source_attribution": "per_source_dla",
-    "MotifResult": "motif",
+    "MotifRecord": "circuits.records.motif",
     "additive_motif": "motif",
-    "MLPDecomposition": "mlp_parts",
+    "candidate_answers": "motif",
+    "MLPRecord": "circuits.records.mlp",
     "mlp_decomposition": "mlp_parts",
-    "SuppressionResult": "suppressors",
+    "SuppressionRecord": "circuits.records.suppression",
     "suppression": "suppressors",
     "Edit": "edits",
     "InterventionResult": "interventions",

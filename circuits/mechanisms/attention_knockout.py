@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,11 +32,17 @@ from circuits.attribution.harness import Harness
 from circuits.attribution.prefix import SharedPrefix, shift_rows
 from circuits.mechanisms.lens import Prompts
 from circuits.progress import progress_bar
-from circuits.relations.roles import source_name, source_positions
-from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals, mean_interval
+from circuits.records.base import pairs_record
+from circuits.records.knockout import KnockoutCurve, KnockoutRecord, KnockoutSettings
+from circuits.relations.roles import parse_source_sets, source_name, source_positions
+from circuits.uncertainty import DEFAULT_BOOT, bootstrap_intervals, mean_interval
 from circuits.vocab import InputError, hook_point
 
-__all__ = ["KnockoutCurve", "KnockoutResult", "default_window", "knockout"]
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+    from circuits.relations.pairs import PairSet
+
+__all__ = ["default_window", "knockout", "run"]
 
 
 def default_window(n_layers: int) -> int:
@@ -47,79 +52,6 @@ def default_window(n_layers: int) -> int:
     (6, 10, 1)
     """
     return max(1, round(n_layers / 5))
-
-
-@dataclass
-class KnockoutCurve:
-    """The knockout effect of one source set, per window."""
-
-    source: str
-    starts: list[int]
-    effect: list[Interval]
-    n_prompts: int
-    skipped: list[str] = field(default_factory=list)
-    per_prompt: np.ndarray | None = None  # [n_prompts, n_windows] relative changes
-
-    def strongest(self) -> tuple[int, Interval]:
-        """The window start where blocking hurts most (most negative mean effect)."""
-        i = int(np.argmin([e.value for e in self.effect]))
-        return self.starts[i], self.effect[i]
-
-    def as_dict(self) -> dict[str, Any]:
-        start, worst = self.strongest()
-        return {
-            "source": self.source,
-            "n_prompts": self.n_prompts,
-            "n_skipped": len(self.skipped),
-            "skipped": self.skipped,
-            "window_starts": self.starts,
-            "effect": [e.as_dict() for e in self.effect],
-            "strongest": {"start": start, "effect": worst.as_dict()},
-        }
-
-
-@dataclass
-class KnockoutResult:
-    """Knockout curves of every source set on one relation's prompts."""
-
-    model: str
-    relation: str
-    template: str
-    n_layers: int
-    window: int
-    n_prompts: int
-    baseline_prob: Interval
-    curves: list[KnockoutCurve]
-    sink: KnockoutCurve | None
-    n_forwards: int
-    seconds: float
-    n_boot: int
-    seed: int
-
-    def curve(self, source: str) -> KnockoutCurve:
-        for c in [*self.curves, *([self.sink] if self.sink else [])]:
-            if c.source == source:
-                return c
-        raise InputError(f"no knockout curve for {source!r}; have {[c.source for c in self.curves]}")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "analysis": "knockout",
-            "model": self.model,
-            "relation": self.relation,
-            "template": self.template,
-            "n_layers": self.n_layers,
-            "window": self.window,
-            "n_prompts": self.n_prompts,
-            "baseline_prob": self.baseline_prob.as_dict(),
-            "effect": "(p_knock - p) / p of the answer, mean over prompts, 95% bootstrap interval",
-            "curves": [c.as_dict() for c in self.curves],
-            "sink": None if self.sink is None else self.sink.as_dict(),
-            "n_forwards": self.n_forwards,
-            "seconds": round(self.seconds, 3),
-            "n_boot": self.n_boot,
-            "seed": self.seed,
-        }
 
 
 def _blocking_hooks(layers: range, blocked: Tensor, query: Tensor, fully: Tensor) -> list[tuple[str, Any]]:
@@ -151,7 +83,7 @@ def _blocking_hooks(layers: range, blocked: Tensor, query: Tensor, fully: Tensor
 
 
 def knockout(
-    model: Any,
+    model: LoadedModel,
     prompts: Prompts,
     *,
     window: int | None = None,
@@ -164,7 +96,7 @@ def knockout(
     template: str = "",
     progress: bool = True,
     shared_prefix: bool = True,
-) -> KnockoutResult:
+) -> KnockoutRecord:
     """Knockout curves: blocking attention from the last position to each source set, per layer window.
 
     Parameters
@@ -181,7 +113,7 @@ def knockout(
         (:func:`~circuits.relations.roles.parse_source_sets`).
     block_first : bool
         Also block the first token (the attention sink), reported separately as
-        :attr:`KnockoutResult.sink`.
+        :attr:`~circuits.records.knockout.KnockoutRecord.sink`.
     n_boot, seed
         Bootstrap resamples and their seed.
     shared_prefix : bool
@@ -192,7 +124,7 @@ def knockout(
 
     Returns
     -------
-    KnockoutResult
+    KnockoutRecord
         One curve per source set; prompts where a role of the set is empty
         are skipped for that set and listed.
     """
@@ -277,18 +209,48 @@ def knockout(
         curves.append(KnockoutCurve(name, starts, effect, len(keep_rows), skipped, effects))
     bar.close()
     sink = curves.pop() if block_first else None
-    return KnockoutResult(
+    provenance = KnockoutRecord.provenance_of(
         model.name,
         relation,
-        template,
-        n_layers,
-        window,
-        len(prompts),
-        mean_interval(p_clean, n_boot=n_boot, seed=seed),
-        curves,
-        sink,
-        n_forwards,
-        time.perf_counter() - started,
-        n_boot,
-        seed,
+        template=template,
+        n_prompts=len(prompts),
+        seed=seed,
+        n_boot=n_boot,
+        seconds=time.perf_counter() - started,
     )
+    baseline = mean_interval(p_clean, n_boot=n_boot, seed=seed)
+    return KnockoutRecord(provenance, n_layers, window, baseline, curves, sink, n_forwards)
+
+
+def run(
+    model: LoadedModel,
+    pairs: PairSet,
+    settings: KnockoutSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> KnockoutRecord:
+    """Knockout curves of a relation's known-fact pairs under ``settings`` (the registry's entry point).
+
+    >>> from circuits import load_model
+    >>> from circuits.jobs.mechanisms import PromptChoice, choice_pairs
+    >>> model = load_model("tiny-llama")
+    >>> pairs = choice_pairs(model, "country_capital_city", PromptChoice(max_pairs=6, max_rank=10**9))
+    >>> record = run(model, pairs, KnockoutSettings(), progress=False)
+    >>> [c.source for c in record.curves], record.window, len(record.curves[0].starts)
+    (['subject', 'relation', 'last'], 1, 3)
+    """
+    sets = parse_source_sets(settings.sources)
+    record = knockout(
+        model,
+        Prompts.of(pairs.pairs, model.pad_id),
+        window=settings.window,
+        sources=sets,
+        block_first=settings.block_first,
+        n_boot=settings.n_boot,
+        seed=seed,
+        relation=pairs.relation.name,
+        template=pairs.template,
+        progress=progress,
+    )
+    return record.with_prompts(pairs_record(pairs))

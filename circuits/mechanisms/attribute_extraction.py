@@ -16,8 +16,7 @@ subject's last token ``s``, before any context is mixed in).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,85 +24,20 @@ import torch
 from circuits.attribution.harness import Harness
 from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, answer_ranks, run_with_hooks
 from circuits.progress import progress_bar
-from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
-from circuits.vocab import InputError, head_name, hook_point
+from circuits.records.base import pairs_record
+from circuits.records.extraction import ExtractionRecord, ExtractionSettings, HeadExtraction
+from circuits.uncertainty import DEFAULT_BOOT, bootstrap_intervals
+from circuits.vocab import head_name, hook_point
 
-__all__ = ["ExtractionResult", "HeadExtraction", "extraction"]
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+    from circuits.relations.pairs import PairSet
 
-
-@dataclass(frozen=True)
-class HeadExtraction:
-    """How one head ranks the answer: in its output at the last position, and through its OV map."""
-
-    head: str
-    median_rank: float
-    top1: float
-    ov_median_rank: float
-    ov_top10: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "head": self.head,
-            "median_rank": self.median_rank,
-            "top1": round(self.top1, 4),
-            "ov_median_rank": self.ov_median_rank,
-            "ov_top10": round(self.ov_top10, 4),
-        }
-
-
-@dataclass
-class ExtractionResult:
-    """Extraction rates per layer (attention vs MLP) and the heads that rank the answer highest."""
-
-    model: str
-    relation: str
-    template: str
-    n_layers: int
-    n_prompts: int
-    attn_rate: list[Interval]
-    mlp_rate: list[Interval]
-    heads: list[HeadExtraction]
-    by_output: list[str] = field(default_factory=list)
-    by_ov: list[str] = field(default_factory=list)
-    any_event: dict[str, float] = field(default_factory=dict)  # share of prompts with an event at any layer
-    attn_median_rank: list[float] = field(default_factory=list)  # the answer's median rank, per layer
-    mlp_median_rank: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-    n_boot: int = DEFAULT_BOOT
-    seed: int = 0
-
-    def head(self, name: str) -> HeadExtraction:
-        for h in self.heads:
-            if h.head == name:
-                return h
-        raise InputError(f"no head {name!r}")
-
-    def as_dict(self, top: int = 10) -> dict[str, Any]:
-        return {
-            "analysis": "extraction",
-            "model": self.model,
-            "relation": self.relation,
-            "template": self.template,
-            "n_layers": self.n_layers,
-            "n_prompts": self.n_prompts,
-            "rate": "share of prompts where the sublayer's output at the last position, through the frozen "
-            "final norm and the unembedding, has the answer as its top-1 token; 95% bootstrap interval",
-            "attn_rate": [r.as_dict() for r in self.attn_rate],
-            "mlp_rate": [r.as_dict() for r in self.mlp_rate],
-            "any_event": self.any_event,
-            "attn_median_rank": self.attn_median_rank,
-            "mlp_median_rank": self.mlp_median_rank,
-            "top_heads_by_output": [self.head(h).as_dict() for h in self.by_output[:top]],
-            "top_heads_by_ov": [self.head(h).as_dict() for h in self.by_ov[:top]],
-            "heads": [h.as_dict() for h in self.heads],
-            "seconds": round(self.seconds, 3),
-            "n_boot": self.n_boot,
-            "seed": self.seed,
-        }
+__all__ = ["extraction", "run"]
 
 
 def extraction(
-    model: Any,
+    model: LoadedModel,
     prompts: Prompts,
     *,
     n_boot: int = DEFAULT_BOOT,
@@ -111,7 +45,7 @@ def extraction(
     relation: str = "",
     template: str = "",
     progress: bool = True,
-) -> ExtractionResult:
+) -> ExtractionRecord:
     """Extraction rates per layer for attention and MLP outputs, and per-head answer ranks."""
     started = time.perf_counter()
     n_layers, n_heads = int(model.n_layers), int(model.n_heads)
@@ -178,25 +112,45 @@ def extraction(
                     float((o <= 10).mean()),
                 )
             )
-    by_output = [h.head for h in sorted(heads, key=lambda h: (h.median_rank, -h.top1))]
-    by_ov = [h.head for h in sorted(heads, key=lambda h: (h.ov_median_rank, -h.ov_top10))]
     attn_top1, mlp_top1 = (sub_ranks[k] == 1 for k in ("attn_out", "mlp_out"))
     totals = {"attn": float(attn_top1.any(1).mean()), "mlp": float(mlp_top1.any(1).mean())}
-    return ExtractionResult(
+    provenance = ExtractionRecord.provenance_of(
         model.name,
         relation,
-        template,
+        template=template,
+        n_prompts=len(prompts),
+        seed=seed,
+        n_boot=n_boot,
+        seconds=time.perf_counter() - started,
+    )
+    return ExtractionRecord(
+        provenance,
         n_layers,
-        len(prompts),
         bootstrap_intervals(attn_top1, n_boot=n_boot, seed=seed),
         bootstrap_intervals(mlp_top1, n_boot=n_boot, seed=seed),
         heads,
-        by_output,
-        by_ov,
         any_event=totals,
         attn_median_rank=np.median(sub_ranks["attn_out"], axis=0).tolist(),
         mlp_median_rank=np.median(sub_ranks["mlp_out"], axis=0).tolist(),
-        seconds=time.perf_counter() - started,
-        n_boot=n_boot,
-        seed=seed,
     )
+
+
+def run(
+    model: LoadedModel,
+    pairs: PairSet,
+    settings: ExtractionSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> ExtractionRecord:
+    """Extraction rates per layer (attention vs MLP) and the heads that rank the answer highest."""
+    record = extraction(
+        model,
+        Prompts.of(pairs.pairs, model.pad_id),
+        n_boot=settings.n_boot,
+        seed=seed,
+        relation=pairs.relation.name,
+        template=pairs.template,
+        progress=progress,
+    )
+    return record.with_prompts(pairs_record(pairs))

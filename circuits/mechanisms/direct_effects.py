@@ -27,7 +27,7 @@ the position it reads: ``DLA(h, s) = A_h[last, s] · (v_s W_O^h) · e``, where
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -36,6 +36,9 @@ from circuits.attribution.harness import Harness
 from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, run_with_hooks
 from circuits.models.load import hf_module
 from circuits.vocab import INPUT, InputError, head_name, hook_point, mlp_name
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = ["BIAS", "DIRECTIONS", "LastPosition", "last_position"]
 
@@ -100,7 +103,7 @@ def _direction(W_U: Tensor, prompts: Prompts, direction: str) -> Tensor:
 
 
 @torch.no_grad()
-def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") -> LastPosition:
+def last_position(model: LoadedModel, prompts: Prompts, *, direction: str = "answer") -> LastPosition:
     """One forward over ``prompts``: component outputs at the last position and per-source head effects."""
     if direction not in DIRECTIONS:
         raise InputError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
@@ -154,7 +157,7 @@ def last_position(model: Any, prompts: Prompts, *, direction: str = "answer") ->
         vectors.append(store[mlp_name(layer)])
     names.append(BIAS)
     stacked = torch.stack([*vectors, bias], dim=1)
-    # whatever the hooks did not name (e.g. a model's extra residual terms) joins the bias, so the sum is exact
+    # whatever the hooks did not name (e.g. a model's extra residual terms) joins the bias: the sum is exact
     stacked[:, -1] += store["final"] - stacked.sum(1)
     beta = getattr(hf_module(bridge.ln_final), "bias", None)
     constant = torch.zeros(W_U.shape[1]) if beta is None else beta.detach().float() @ W_U

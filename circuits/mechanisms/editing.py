@@ -26,7 +26,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -38,6 +38,9 @@ from circuits.mechanisms.lens import run_with_hooks
 from circuits.relations.pairs import PairBatch
 from circuits.vocab import INPUT, LOGITS, Ablation, InputError, hook_point, parse_node
 
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+
 __all__ = ["Hook", "edited_logits", "node_hooks"]
 
 Hook = tuple[str, Callable[..., Any]]
@@ -46,11 +49,11 @@ Hook = tuple[str, Callable[..., Any]]
 # ------------------------------------------------------------------ node edits
 
 
-def _w_o(model: Any, layer: int, head: int) -> Tensor:
+def _w_o(model: LoadedModel, layer: int, head: int) -> Tensor:
     return model.bridge.blocks[layer].attn.W_O[head].detach().double()  # [d_head, d]
 
 
-def _ov_out_directions(model: Any, layer: int, head: int, cache: dict[str, Any]) -> Tensor:
+def _ov_out_directions(model: LoadedModel, layer: int, head: int, cache: dict[str, Any]) -> Tensor:
     """Right singular vectors of head ``head``'s OV matrix, descending: ``[d_head, d_model]``."""
     from circuits.channels.svd import factored_svd, head_weights, ov_matrices
 
@@ -59,14 +62,14 @@ def _ov_out_directions(model: Any, layer: int, head: int, cache: dict[str, Any])
     return factored_svd(cache["ov"][layer, head]).Vh
 
 
-def _head_subspace(model: Any, layer: int, head: int, rank: int, cache: dict[str, Any]) -> Tensor:
-    """``M`` with ``z M W_O = (z W_O) V_r^T V_r``: the z-space projection on the top-``rank`` OV directions."""
+def _head_subspace(model: LoadedModel, layer: int, head: int, rank: int, cache: dict[str, Any]) -> Tensor:
+    """``M`` with ``z M W_O = (z W_O) V_r^T V_r``: the z-space projection on the top-``rank`` OV outputs."""
     W_O = _w_o(model, layer, head)
     V = _ov_out_directions(model, layer, head, cache)[:rank].to(W_O.device)
     return W_O @ V.T @ V @ torch.linalg.pinv(W_O)
 
 
-def _mlp_subspace(model: Any, layer: int, rank: int) -> Tensor:
+def _mlp_subspace(model: LoadedModel, layer: int, rank: int) -> Tensor:
     """``V_r^T V_r``: the projection on the top-``rank`` right singular vectors of ``W_out``."""
     W_out = model.bridge.blocks[layer].mlp.W_out.detach().double()
     V = torch.linalg.svd(W_out, full_matrices=False).Vh[:rank]
@@ -120,7 +123,7 @@ def _check_batch(value: Tensor, x: Tensor, what: str) -> None:
 
 
 def _node_fn(
-    model: Any, edit: Edit, means: Tensor | None, ref: dict[str, Tensor], cache: dict[str, Any]
+    model: LoadedModel, edit: Edit, means: Tensor | None, ref: dict[str, Tensor], cache: dict[str, Any]
 ) -> list[Hook]:
     shape = GraphShape.of(model)
     kind, layer, head, _ = parse_node(edit.node)
@@ -229,7 +232,7 @@ def _normed_head_edit(
 
 
 def node_hooks(
-    model: Any,
+    model: LoadedModel,
     edits: Sequence[Edit],
     *,
     means: Tensor | None = None,

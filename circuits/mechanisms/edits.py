@@ -14,16 +14,20 @@ import difflib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from circuits.graph import GraphShape, edge_mask
 from circuits.vocab import INPUT, LOGITS, Ablation, InputError, parse_node
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = ["FORMS", "Edit", "parse_edits"]
 
 FORMS = {
     "scale": "NODE=F or SRC->DST=F (e.g. a3.h1=0.5, m2=0, a0.h1->m2=2)",
-    "ablate": "NODE[:zero|mean|counterfactual] or SRC->DST[:mode] (e.g. a3.h1, m2:zero, a0.h1->a2.h3<v>:mean)",
+    "ablate": "NODE[:zero|mean|counterfactual] or SRC->DST[:mode] "
+    "(e.g. a3.h1, m2:zero, a0.h1->a2.h3<v>:mean)",
     "subspace": "NODE:RANK[=F] (e.g. a3.h1:2, m4:8=0.5)",
 }
 
@@ -118,7 +122,7 @@ def _check_name(
 class _Names:
     """The valid names of one model's graph."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: LoadedModel) -> None:
         self.shape = GraphShape.of(model)
         self.senders = self.shape.sender_names()
         self.receivers = self.shape.receiver_names()
@@ -156,7 +160,7 @@ def _factor(text: str, where: str) -> float:
 
 
 def parse_edits(
-    model: Any, *, scale: Iterable[str] = (), ablate: Iterable[str] = (), subspace: Iterable[str] = ()
+    model: LoadedModel, *, scale: Iterable[str] = (), ablate: Iterable[str] = (), subspace: Iterable[str] = ()
 ) -> list[Edit]:
     """The edits of ``--scale``, ``--ablate`` and ``--subspace`` specs, checked against ``model``.
 
@@ -170,12 +174,14 @@ def parse_edits(
 
     >>> from circuits import load_model
     >>> model = load_model("tiny-llama")
-    >>> [str(e) for e in parse_edits(model, scale=["m1=0.5"], ablate=["a0.h1->a2.h0<v>"], subspace=["a1.h2:3"])]
+    >>> edits = parse_edits(model, scale=["m1=0.5"], ablate=["a0.h1->a2.h0<v>"], subspace=["a1.h2:3"])
+    >>> [str(e) for e in edits]
     ['scale m1=0.5', 'ablate a0.h1->a2.h0<v>:mean', 'subspace a1.h2:3=0']
-    >>> parse_edits(model, scale=["a1.h9=0"])
+    >>> parse_edits(model, scale=["a1.h9=0"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: --scale 'a1.h9=0': head 9 of 'a1.h9' is out of range (the model has heads 0..3 per layer); closest: a1.h0, a1.h1, a1.h2, a1.h3
+    circuits.vocab.InputError: --scale 'a1.h9=0': head 9 of 'a1.h9' is out of range (the model has heads \
+0..3 per layer); closest: a1.h0, ..., a1.h3
     """
     names = _Names(model)
     edits: list[Edit] = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from circuits.progress import progress_bar
 from circuits.relations.pairs import PairBatch, PairSet, batch_pairs
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
 from circuits.vocab import Ablation, InputError
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = [
     "METRICS",
@@ -163,7 +166,7 @@ def paired_intervals(
 
 
 def intervene(
-    model: Any,
+    model: LoadedModel,
     pairs: PairSet,
     edits: Sequence[Edit],
     *,

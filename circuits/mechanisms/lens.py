@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -25,6 +25,9 @@ from circuits.attribution.norms import norm_form
 from circuits.models.load import hf_module
 from circuits.relations.facts import pad_rows
 from circuits.vocab import InputError
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = ["FrozenNorm", "Prompts", "Recorder", "answer_ranks", "decode", "run_with_hooks"]
 
@@ -100,8 +103,8 @@ class FrozenNorm:
         return out * self.weight
 
 
-def decode(model: Any, resid: Tensor) -> Tensor:
-    """Logit lens: ``[..., d_model]`` residual streams to ``[..., vocab]`` logits (final norm, unembedding)."""
+def decode(model: LoadedModel, resid: Tensor) -> Tensor:
+    """Logit lens: ``[..., d_model]`` residual streams to ``[..., vocab]`` logits (final norm, W_U)."""
     bridge = model.bridge
     shape = resid.shape
     flat = resid.reshape(-1, 1, shape[-1]).to(next(bridge.parameters()).dtype)
@@ -150,7 +153,11 @@ class _StopError(Exception):
 
 
 def run_with_hooks(
-    model: Any, tokens: Tensor, hooks: list[tuple[str, Callable[..., Any]]], *, stop_at: str | None = None
+    model: LoadedModel,
+    tokens: Tensor,
+    hooks: list[tuple[str, Callable[..., Any]]],
+    *,
+    stop_at: str | None = None,
 ) -> Tensor | None:
     """One forward under ``hooks``; the logits, or ``None`` when it stops at hook ``stop_at``."""
 

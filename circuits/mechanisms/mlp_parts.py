@@ -1,4 +1,4 @@
-"""MLP decomposition: how much each upstream component's contribution an MLP amplifies, erases or turns into the answer.
+"""MLP decomposition: which upstream writes an MLP amplifies, erases or turns into the answer.
 
 Each MLP's output is split exactly into one part per upstream component
 (input, each earlier head, each earlier MLP, bias) with the norm's scale and
@@ -37,8 +37,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -54,187 +53,26 @@ from circuits.mechanisms.mlp_split import (
     upstream_components,
 )
 from circuits.progress import progress_bar
+from circuits.records.base import pairs_record
+from circuits.records.mlp import (
+    ComponentEffect,
+    LayerDecomposition,
+    MLPRecord,
+    MLPSettings,
+    MovingHead,
+    MovingPart,
+)
 from circuits.relations.roles import role_positions
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
-from circuits.vocab import InputError, head_name, mlp_name
+from circuits.vocab import InputError, head_name
 
-__all__ = [
-    "ComponentEffect",
-    "LayerDecomposition",
-    "MLPDecomposition",
-    "MovingHead",
-    "MovingPart",
-    "mlp_decomposition",
-]
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+    from circuits.relations.pairs import PairSet
+
+__all__ = ["mlp_decomposition", "run"]
 
 MOVING_HEADS = 5  # subject-moving heads whose parts are followed through the later MLPs
-
-
-# ------------------------------------------------------------ results
-
-
-@dataclass(frozen=True)
-class ComponentEffect:
-    """One component's part in one MLP: its gain and push (means over prompts), and its size."""
-
-    name: str
-    gain: Interval
-    push: Interval
-    norm: float  # mean ‖x_c‖: how much the component wrote at the position
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "gain": self.gain.as_dict(5),
-            "push": self.push.as_dict(5),
-            "norm": round(self.norm, 5),
-        }
-
-
-@dataclass
-class LayerDecomposition:
-    """The parts of one MLP: every component's gain and push, the whole MLP's push, the sum's residual."""
-
-    layer: int
-    components: list[ComponentEffect]
-    total_push: Interval  # the whole MLP's direct push (the sum of the parts')
-    residual: float  # max |Σ parts − real output| over prompts and dimensions
-    relative_residual: float  # the same over max |real output|
-
-    def component(self, name: str) -> ComponentEffect:
-        for c in self.components:
-            if c.name == name:
-                return c
-        raise InputError(f"MLP {self.layer} reads no component {name!r}")
-
-    def by_push(self) -> list[ComponentEffect]:
-        """Components by mean push, most toward the answer first."""
-        return sorted(self.components, key=lambda c: -c.push.value)
-
-    def by_gain(self, *, min_share: float = 0.05) -> list[ComponentEffect]:
-        """Components by |mean gain|; only those that wrote at least ``min_share`` of the largest norm."""
-        largest = max((c.norm for c in self.components), default=0.0)
-        sized = [c for c in self.components if c.norm >= min_share * largest and np.isfinite(c.gain.value)]
-        return sorted(sized, key=lambda c: -abs(c.gain.value))
-
-    def as_dict(self, top: int = 10, keep: set[str] | None = None) -> dict[str, Any]:
-        """The record of this MLP; ``keep`` limits ``components`` to those names (all by default)."""
-        return {
-            "layer": self.layer,
-            "mlp": mlp_name(self.layer),
-            "total_push": self.total_push.as_dict(5),
-            "residual": float(f"{self.residual:.3g}"),
-            "relative_residual": float(f"{self.relative_residual:.3g}"),
-            "top_by_push": [c.name for c in self.by_push()[:top]],
-            "top_by_gain": [c.name for c in self.by_gain()[:top]],
-            "n_components": len(self.components),
-            "components": [c.as_dict() for c in self.components if keep is None or c.name in keep],
-        }
-
-
-@dataclass(frozen=True)
-class MovingHead:
-    """How much a head moves from the subject's positions to the last position: mean ‖Σ_s A v W_O‖."""
-
-    head: str
-    moved: Interval
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"head": self.head, "moved": self.moved.as_dict(5)}
-
-
-@dataclass(frozen=True)
-class MovingPart:
-    """A subject-moving head's part in a later MLP."""
-
-    head: str
-    layer: int
-    gain: Interval
-    push: Interval
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "head": self.head,
-            "layer": self.layer,
-            "gain": self.gain.as_dict(5),
-            "push": self.push.as_dict(5),
-        }
-
-
-@dataclass
-class MLPDecomposition:
-    """Per decomposed MLP the parts of its input components; the subject-moving heads and their parts."""
-
-    model: str
-    relation: str
-    template: str
-    n_layers: int
-    n_prompts: int
-    position: str
-    layers: list[LayerDecomposition]
-    moving_heads: list[MovingHead]  # every head, most moving first
-    moving_parts: list[MovingPart]  # the top moving heads' parts in the decomposed MLPs that read them
-    moving_total_push: dict[str, Interval] = field(default_factory=dict)  # per top head, Σ over those MLPs
-    n_moving: int = MOVING_HEADS
-    seconds: float = 0.0
-    n_boot: int = DEFAULT_BOOT
-    seed: int = 0
-
-    def layer(self, layer: int) -> LayerDecomposition:
-        for d in self.layers:
-            if d.layer == layer:
-                return d
-        raise InputError(f"layer {layer} was not decomposed; decomposed: {[d.layer for d in self.layers]}")
-
-    def top_moving(self) -> list[str]:
-        return [h.head for h in self.moving_heads[: self.n_moving]]
-
-    def parts_of(self, head: str) -> list[MovingPart]:
-        return [p for p in self.moving_parts if p.head == head]
-
-    def strongest(self, key: str, n: int) -> set[str]:
-        """The ``n`` components with the largest |mean ``key``| (push or gain) in any decomposed MLP."""
-        best: dict[str, float] = {}
-        for d in self.layers:
-            for c in d.by_gain() if key == "gain" else d.components:
-                value = abs(getattr(c, key).value)
-                if np.isfinite(value):
-                    best[c.name] = max(best.get(c.name, 0.0), value)
-        return set(sorted(best, key=lambda name: -best[name])[:n])
-
-    @property
-    def residual(self) -> float:
-        """The largest relative residual of the sum over the decomposed layers."""
-        return max((d.relative_residual for d in self.layers), default=0.0)
-
-    def as_dict(self, top: int = 10) -> dict[str, Any]:
-        """The record; each MLP lists only the notable components, so the file stays small: the subject-moving
-        heads and the ``2 * top`` components with the largest |push|, and the ``top`` with the largest |gain|,
-        in any MLP."""
-        keep = set(self.top_moving()) | self.strongest("push", 2 * top) | self.strongest("gain", top)
-        return {
-            "analysis": "mlp",
-            "model": self.model,
-            "relation": self.relation,
-            "template": self.template,
-            "n_layers": self.n_layers,
-            "n_prompts": self.n_prompts,
-            "position": self.position,
-            "gain": "<MLP_c, x_c> / |x_c|^2: the MLP's part for component c along what c wrote (> 0 amplifies, "
-            "< 0 erases); mean over prompts, 95% bootstrap interval",
-            "push": "the part's direct effect on the answer's centred logit through the frozen final norm",
-            "components_listed": f"the subject-moving heads and the {2 * top} components with the largest |push| "
-            f"and the {top} with the largest |gain| in any MLP",
-            "layers": [d.as_dict(top, keep) for d in self.layers],
-            "moving_heads": [h.as_dict() for h in self.moving_heads],
-            "top_moving": self.top_moving(),
-            "moving_parts": [p.as_dict() for p in self.moving_parts],
-            "moving_total_push": {h: iv.as_dict(5) for h, iv in self.moving_total_push.items()},
-            "max_relative_residual": float(f"{self.residual:.3g}"),
-            "seconds": round(self.seconds, 3),
-            "n_boot": self.n_boot,
-            "seed": self.seed,
-        }
 
 
 # ------------------------------------------------------------ the analysis
@@ -246,7 +84,7 @@ def _intervals(values: np.ndarray, n_boot: int, seed: int) -> list[Interval]:
         return bootstrap_intervals(values, n_boot=n_boot, seed=seed)
 
 
-def _moving(model: Any, prompts: Prompts, store: dict[str, Tensor]) -> np.ndarray:
+def _moving(model: LoadedModel, prompts: Prompts, store: dict[str, Tensor]) -> np.ndarray:
     """``[n, layers, heads]``: ‖what each head moves from the subject positions to the last position‖."""
     n, n_heads = len(prompts), int(model.n_heads)
     group = n_heads // int(model.n_kv_heads)
@@ -266,7 +104,7 @@ def _moving(model: Any, prompts: Prompts, store: dict[str, Tensor]) -> np.ndarra
 
 
 def mlp_decomposition(
-    model: Any,
+    model: LoadedModel,
     prompts: Prompts,
     *,
     layers: Sequence[int] | None = None,
@@ -277,7 +115,7 @@ def mlp_decomposition(
     template: str = "",
     progress: bool = True,
     n_moving: int = MOVING_HEADS,
-) -> MLPDecomposition:
+) -> MLPRecord:
     """Decompose the MLPs of ``layers`` (all by default) at ``position`` into their input components' parts.
 
     ``position`` is ``"last"`` (where the answer is predicted) or ``"subject"``
@@ -315,7 +153,7 @@ def mlp_decomposition(
                 for name, g, p, s in zip(names, gain_iv, push_iv, norms, strict=True)
             ]
             total = _intervals(push.sum(1, keepdims=True), n_boot, seed)[0]
-            results.append(LayerDecomposition(layer, effects, total, error, error / scale))
+            results.append(LayerDecomposition.of(layer, effects, total, error, error / scale))
             per_prompt[layer] = (names, gain, push)
             bar.update(1)
     bar.close()
@@ -338,19 +176,54 @@ def mlp_decomposition(
             moving_total[head.head] = _intervals(
                 np.stack(pushes_of_head, 1).sum(1, keepdims=True), n_boot, seed
             )[0]
-    return MLPDecomposition(
+    provenance = MLPRecord.provenance_of(
         model.name,
         relation,
-        template,
+        template=template,
+        n_prompts=len(prompts),
+        seed=seed,
+        n_boot=n_boot,
+        seconds=time.perf_counter() - started,
+    )
+    return MLPRecord(
+        provenance,
         int(model.n_layers),
-        len(prompts),
         position,
         results,
         heads,
         moving_parts,
         moving_total,
         n_moving=n_moving,
-        seconds=time.perf_counter() - started,
-        n_boot=n_boot,
-        seed=seed,
     )
+
+
+def run(
+    model: LoadedModel,
+    pairs: PairSet,
+    settings: MLPSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> MLPRecord:
+    """Decompose the MLPs of ``settings.layers`` (all by default) at ``settings.position``.
+
+    >>> from circuits import load_model
+    >>> from circuits.jobs.mechanisms import PromptChoice, choice_pairs
+    >>> model = load_model("tiny-llama")
+    >>> pairs = choice_pairs(model, "country_capital_city", PromptChoice(max_pairs=6, max_rank=10**9))
+    >>> record = run(model, pairs, MLPSettings(layers=(2,)), progress=False)
+    >>> [d.layer for d in record.layers], record.NAME, record.residual < 1e-4
+    ([2], 'mlp', True)
+    """
+    record = mlp_decomposition(
+        model,
+        Prompts.of(pairs.pairs, model.pad_id),
+        layers=settings.layers,
+        position=settings.position,
+        n_boot=settings.n_boot,
+        seed=seed,
+        relation=pairs.relation.name,
+        template=pairs.template,
+        progress=progress,
+    )
+    return record.with_prompts(pairs_record(pairs))

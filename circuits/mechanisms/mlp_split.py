@@ -37,14 +37,18 @@ parts (gains, pushes toward the answer) over a relation's prompts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from circuits.mechanisms.lens import FrozenNorm, Prompts, Recorder, run_with_hooks
 from circuits.models.load import hf_module
+from circuits.records.mlp import POSITIONS, check_position
 from circuits.vocab import InputError, head_name, hook_point, mlp_name
+
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
 
 __all__ = [
     "POSITIONS",
@@ -57,7 +61,6 @@ __all__ = [
     "upstream_components",
 ]
 
-POSITIONS = ("last", "subject")
 _SMALL_Z = 1e-6  # |pre-activation| below which a neuron's ratio act(z)/z is not used
 _SMALL_X = 1e-6  # ‖x_c‖ / ‖x‖ below which a component's gain is undefined
 
@@ -65,14 +68,7 @@ _SMALL_X = 1e-6  # ‖x_c‖ / ‖x‖ below which a component's gain is undefin
 # ------------------------------------------------------------ checks
 
 
-def check_position(position: str) -> str:
-    """``position`` if it is one of :data:`POSITIONS`, else an :class:`InputError`."""
-    if position not in POSITIONS:
-        raise InputError(f"unknown position {position!r}; valid: {', '.join(POSITIONS)}")
-    return position
-
-
-def check_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
+def check_layers(model: LoadedModel, layers: Sequence[int] | None) -> list[int]:
     """Sorted distinct layers (all when ``None``), each checked against the model's depth."""
     n_layers = int(model.n_layers)
     if layers is None:
@@ -89,7 +85,7 @@ def check_layers(model: Any, layers: Sequence[int] | None) -> list[int]:
 # ------------------------------------------------------------ the decomposition
 
 
-def _activation(model: Any, layer: int) -> Any:
+def _activation(model: LoadedModel, layer: int) -> Any:
     inner = getattr(model.bridge.blocks[layer].mlp, "original_component", None)
     for name in ("act_fn", "act", "activation_fn"):
         fn = getattr(inner, name, None)
@@ -102,7 +98,7 @@ def _float(t: Any) -> Tensor | None:
     return None if t is None else t.detach().float()
 
 
-def decompose(model: Any, layer: int, components: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+def decompose(model: LoadedModel, layer: int, components: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
     """The MLP of ``layer`` split into one part per input component, plus its constant part.
 
     ``components`` is ``[n, C, d_model]`` (what each upstream component wrote
@@ -167,7 +163,7 @@ def _positions(prompts: Prompts, position: str) -> Tensor:
     return torch.tensor([int(r.last_subject) for r in prompts.roles], dtype=torch.long)
 
 
-def capture_inputs(model: Any, prompts: Prompts, position: str, upto: int) -> dict[str, Tensor]:
+def capture_inputs(model: LoadedModel, prompts: Prompts, position: str, upto: int) -> dict[str, Tensor]:
     """One forward: what the decomposition reads at ``position`` (and the subject movement at ``last``)."""
     pos = _positions(prompts, position)
     rec = Recorder(prompts.rows())
@@ -188,7 +184,7 @@ def capture_inputs(model: Any, prompts: Prompts, position: str, upto: int) -> di
     return rec.store
 
 
-def _constants(model: Any) -> tuple[list[Tensor | None], list[Tensor | None], bool]:
+def _constants(model: LoadedModel) -> tuple[list[Tensor | None], list[Tensor | None], bool]:
     """Attention ``b_O`` and MLP ``b_out`` per layer, and whether the model has any bias at all."""
     b_O = [_float(getattr(block.attn, "b_O", None)) for block in model.bridge.blocks]
     b_out = [_float(getattr(block.mlp, "b_out", None)) for block in model.bridge.blocks]
@@ -201,7 +197,7 @@ def _constants(model: Any) -> tuple[list[Tensor | None], list[Tensor | None], bo
     return b_O, b_out, has
 
 
-def upstream_components(model: Any, store: dict[str, Tensor], layer: int) -> tuple[list[str], Tensor]:
+def upstream_components(model: LoadedModel, store: dict[str, Tensor], layer: int) -> tuple[list[str], Tensor]:
     """Names and ``[n, C, d]`` outputs of the components the MLP of ``layer`` reads."""
     bridge = model.bridge
     b_O, b_out, has_bias = _constants(model)
@@ -229,7 +225,7 @@ def upstream_components(model: Any, store: dict[str, Tensor], layer: int) -> tup
 
 
 def input_components(
-    model: Any,
+    model: LoadedModel,
     prompts: Prompts,
     layer: int,
     *,

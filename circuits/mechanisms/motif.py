@@ -15,61 +15,30 @@ single group ranks the answer first but the sum does.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from circuits.mechanisms.direct_effects import LastPosition
-from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
+from circuits.mechanisms.lens import Prompts
+from circuits.mechanisms.per_source_dla import source_attribution
+from circuits.records.base import pairs_record
+from circuits.records.motif import GROUPS, MotifRecord, MotifSettings
+from circuits.relations.facts import answer_token
+from circuits.uncertainty import DEFAULT_BOOT, bootstrap_intervals
 from circuits.vocab import InputError, mlp_name
 
-__all__ = ["GROUPS", "MotifResult", "additive_motif"]
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+    from circuits.relations.pairs import PairSet
+    from circuits.relations.schema import Relation
 
-GROUPS = ("subject heads", "relation heads", "mixed heads", "MLPs", "rest")
-
-
-@dataclass
-class MotifResult:
-    """Group contributions to the answer, each group's rank of it, and how often only the sum finds it."""
-
-    model: str
-    relation: str
-    template: str
-    n_prompts: int
-    n_candidates: int
-    members: dict[str, list[str]]  # group -> component names
-    contribution: dict[str, Interval]  # mean direct effect on the answer's centred logit
-    top1: dict[str, Interval]  # share of prompts where the group (or "sum") ranks the answer first
-    median_rank: dict[str, float]
-    motif: Interval  # share of prompts: no group ranks it first, the sum does
-    ranks: np.ndarray  # [prompts, groups + 1] (the sum last)
-    n_boot: int = DEFAULT_BOOT
-    seed: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "analysis": "motif",
-            "model": self.model,
-            "relation": self.relation,
-            "template": self.template,
-            "n_prompts": self.n_prompts,
-            "n_candidates": self.n_candidates,
-            "groups": list(GROUPS),
-            "members": {g: m if g in GROUPS[:3] else len(m) for g, m in self.members.items()},
-            "contribution": {g: iv.as_dict() for g, iv in self.contribution.items()},
-            "top1": {g: iv.as_dict() for g, iv in self.top1.items()},
-            "median_rank": self.median_rank,
-            "motif": self.motif.as_dict(),
-            "definition": "contribution: a group's direct effect on the answer's centred logit; top1: share of "
-            "prompts where the group's direct logits rank the answer first among the relation's "
-            "candidate answers; motif: share where no group alone does but their sum does",
-            "n_boot": self.n_boot,
-            "seed": self.seed,
-        }
+__all__ = ["GROUPS", "additive_motif", "candidate_answers", "run"]
 
 
 def _ranks(logits: Tensor, answer_index: Tensor) -> Tensor:
@@ -90,7 +59,7 @@ def additive_motif(
     model: str = "",
     relation: str = "",
     template: str = "",
-) -> MotifResult:
+) -> MotifRecord:
     """The additive motif on the prompts of ``lp`` (answer direction), heads grouped by ``classes``."""
     if lp.direction != "answer":
         raise InputError("the additive motif reads the answer's centred logit: use direction 'answer'")
@@ -119,7 +88,7 @@ def additive_motif(
     logits[:, GROUPS.index("rest")] += lp.constant[cands]
     total = logits.sum(1, keepdim=True)
     ranks = _ranks(torch.cat([logits, total], dim=1), answer_index).numpy()  # [batch, groups + 1]
-    # contribution to the centred answer logit: effects summed per group, the constant centred over the vocabulary
+    # contribution to the centred answer logit: effects summed per group, the constant centred over the vocab
     effects = torch.einsum("gc,bc->bg", select, lp.effects())
     centred_constant = (lp.constant - lp.constant.mean())[answer]
     effects[:, GROUPS.index("rest")] += centred_constant
@@ -131,18 +100,53 @@ def additive_motif(
     )
     motif = (~first[:, :-1].any(1)) & first[:, -1]
     (motif_iv,) = bootstrap_intervals(motif.astype(float)[:, None], n_boot=n_boot, seed=seed)
-    return MotifResult(
-        model,
-        relation,
-        template,
-        len(answer),
+    provenance = MotifRecord.provenance_of(
+        model, relation, template=template, n_prompts=len(answer), seed=seed, n_boot=n_boot
+    )
+    return MotifRecord(
+        provenance,
         len(cands),
         members,
+        {g: len(m) for g, m in members.items()},
         dict(zip(labels, contribution, strict=True)),
         dict(zip(labels, top1, strict=True)),
         {g: float(np.median(ranks[:, i])) for i, g in enumerate(labels)},
         motif_iv,
+        GROUPS,
         ranks,
-        n_boot,
-        seed,
     )
+
+
+def candidate_answers(model: LoadedModel, relation: Relation) -> list[int]:
+    """The relation's candidate answers: the first token of every object, once each."""
+    return sorted({answer_token(model, f.object, where=f"{relation.source}: ") for f in relation.facts})
+
+
+def run(
+    model: LoadedModel,
+    pairs: PairSet,
+    settings: MotifSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> MotifRecord:
+    """The additive motif of a relation: heads classed by per-source DLA, groups ranked among candidates."""
+    started = time.perf_counter()
+    prompts = Prompts.of(pairs.pairs, model.pad_id)
+    common = {"seed": seed, "relation": pairs.relation.name, "template": pairs.template}
+    dla = source_attribution(
+        model, prompts, thresholds=settings.thresholds(), n_boot=settings.n_boot, **common
+    )
+    assert dla.last is not None
+    record = additive_motif(
+        dla.last,
+        dla.classes(),
+        prompts.answer,
+        candidate_answers(model, pairs.relation),
+        n_boot=settings.n_boot,
+        model=model.name,
+        **common,
+    )
+    seconds = time.perf_counter() - started
+    record = dataclasses.replace(record, provenance=dataclasses.replace(record.provenance, seconds=seconds))
+    return record.with_prompts(pairs_record(pairs))

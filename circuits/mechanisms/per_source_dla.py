@@ -20,142 +20,24 @@ effect from the first or last position).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from circuits.mechanisms.direct_effects import LastPosition, last_position
+from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.lens import Prompts
+from circuits.records.base import pairs_record
+from circuits.records.dla import CLASSES, DLARecord, DLASettings, HeadAttribution, Thresholds
 from circuits.relations.roles import ROLES, role_positions
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_means
-from circuits.vocab import InputError, head_name
+from circuits.vocab import head_name
 
-__all__ = ["CLASSES", "HeadAttribution", "SourceAttribution", "Thresholds", "source_attribution"]
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+    from circuits.relations.pairs import PairSet
 
-CLASSES = ("subject", "relation", "mixed")
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a head counts as a subject, relation or mixed head (shares of its positive DLA)."""
-
-    subject_share: float = 0.7
-    relation_share: float = 0.7
-    mixed_share: float = 0.25
-    min_share: float = 0.02
-
-    def __post_init__(self) -> None:
-        for name in ("subject_share", "relation_share", "mixed_share", "min_share"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise InputError(f"{name.replace('_', '-')} must be a share in [0, 1], not {value}")
-
-    def classify(self, shares: dict[str, float]) -> str:
-        """``subject``, ``relation``, ``mixed`` or ``other`` from a head's positive-DLA shares per role."""
-        if shares["subject"] >= self.subject_share:
-            return "subject"
-        if shares["relation"] >= self.relation_share:
-            return "relation"
-        if shares["subject"] >= self.mixed_share and shares["relation"] >= self.mixed_share:
-            return "mixed"
-        return "other"
-
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "subject_share": self.subject_share,
-            "relation_share": self.relation_share,
-            "mixed_share": self.mixed_share,
-            "min_share": self.min_share,
-        }
-
-
-@dataclass(frozen=True)
-class HeadAttribution:
-    """One head: its direct effect, split by role, and its class (``None`` when not active)."""
-
-    head: str
-    dla: Interval
-    by_role: dict[str, Interval]
-    shares: dict[str, float]  # share of the positive DLA from each role
-    head_class: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "head": self.head,
-            "dla": self.dla.as_dict(),
-            "by_role": {r: iv.as_dict() for r, iv in self.by_role.items()},
-            "positive_share": {r: round(v, 4) for r, v in self.shares.items()},
-            "class": self.head_class,
-        }
-
-
-@dataclass
-class SourceAttribution:
-    """Every head's per-role direct effect on one relation's prompts, and the heads' classes."""
-
-    model: str
-    relation: str
-    template: str
-    direction: str
-    n_layers: int
-    n_heads: int
-    n_prompts: int
-    heads: list[HeadAttribution]
-    thresholds: Thresholds
-    max_sum_error: float  # max |Σ_s DLA(h, s) − DLA(h)| over heads and prompts
-    seconds: float = 0.0
-    n_boot: int = DEFAULT_BOOT
-    seed: int = 0
-    last: LastPosition | None = field(default=None, repr=False)
-    n_top: int = 20  # heads listed under "top_heads" in the record (and drawn)
-
-    def head(self, name: str) -> HeadAttribution:
-        for h in self.heads:
-            if h.head == name:
-                return h
-        raise InputError(f"no head {name!r}")
-
-    def of_class(self, head_class: str) -> list[str]:
-        """Heads of one class, strongest direct effect first."""
-        chosen = [h for h in self.heads if h.head_class == head_class]
-        return [h.head for h in sorted(chosen, key=lambda h: -h.dla.value)]
-
-    def classes(self) -> dict[str, str]:
-        """Head name -> class, for the active heads."""
-        return {h.head: h.head_class for h in self.heads if h.head_class is not None}
-
-    def top(self, n: int) -> list[str]:
-        """The ``n`` heads with the largest mean |direct effect|."""
-        return [h.head for h in sorted(self.heads, key=lambda h: -abs(h.dla.value))[:n]]
-
-    def as_dict(self, top: int | None = None) -> dict[str, Any]:
-        top = self.n_top if top is None else top
-        counts = {c: len(self.of_class(c)) for c in (*CLASSES, "other")}
-        return {
-            "analysis": "dla",
-            "model": self.model,
-            "relation": self.relation,
-            "template": self.template,
-            "direction": self.direction,
-            "n_layers": self.n_layers,
-            "n_heads": self.n_heads,
-            "n_prompts": self.n_prompts,
-            "roles": list(ROLES),
-            "dla": "direct effect of each head at the last position on the "
-            + ("answer's centred logit" if self.direction == "answer" else "logit difference")
-            + ", split by the role of the source position; mean over prompts, 95% bootstrap interval",
-            "thresholds": self.thresholds.as_dict(),
-            "counts": counts,
-            "classes": {c: self.of_class(c) for c in (*CLASSES, "other")},
-            "top_heads": [self.head(h).as_dict() for h in self.top(top)],
-            "heads": [h.as_dict() for h in self.heads],
-            "max_sum_error": self.max_sum_error,
-            "seconds": round(self.seconds, 3),
-            "n_boot": self.n_boot,
-            "seed": self.seed,
-        }
+__all__ = ["CLASSES", "Thresholds", "role_masks", "run", "source_attribution"]
 
 
 def role_masks(prompts: Prompts, n_pos: int) -> torch.Tensor:
@@ -168,7 +50,7 @@ def role_masks(prompts: Prompts, n_pos: int) -> torch.Tensor:
 
 
 def source_attribution(
-    model: Any,
+    model: LoadedModel,
     prompts: Prompts,
     *,
     direction: str = "answer",
@@ -177,8 +59,13 @@ def source_attribution(
     seed: int = 0,
     relation: str = "",
     template: str = "",
-) -> SourceAttribution:
-    """Per-role direct effects of every head, and which heads are subject, relation or mixed heads."""
+    n_top: int = 20,
+) -> DLARecord:
+    """Per-role direct effects of every head, and which heads are subject, relation or mixed heads.
+
+    The record keeps the per-prompt direct effects (``last``) in memory, for the additive motif;
+    ``n_top`` heads are listed (and drawn) as its top heads.
+    """
     started = time.perf_counter()
     thresholds = thresholds or Thresholds()
     lp = last_position(model, prompts, direction=direction)
@@ -214,19 +101,45 @@ def source_attribution(
                     head_name(layer, h), dla, roles, shares, thresholds.classify(shares) if active else None
                 )
             )
-    return SourceAttribution(
+    provenance = DLARecord.provenance_of(
         model.name,
         relation,
-        template,
-        direction,
-        L,
-        H,
-        len(prompts),
-        heads,
-        thresholds,
-        error,
-        time.perf_counter() - started,
-        n_boot,
-        seed,
-        lp,
+        template=template,
+        n_prompts=len(prompts),
+        seed=seed,
+        n_boot=n_boot,
+        seconds=time.perf_counter() - started,
     )
+    return DLARecord(provenance, direction, L, H, heads, thresholds, error, n_top, ROLES, lp)
+
+
+def run(
+    model: LoadedModel,
+    pairs: PairSet,
+    settings: DLASettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> DLARecord:
+    """Every head's direct effect split by source role, and its class (the registry's entry point).
+
+    >>> from circuits import load_model
+    >>> from circuits.jobs.mechanisms import PromptChoice, choice_pairs
+    >>> model = load_model("tiny-llama")
+    >>> pairs = choice_pairs(model, "country_capital_city", PromptChoice(max_pairs=6, max_rank=10**9))
+    >>> record = run(model, pairs, DLASettings())
+    >>> record.roles, record.max_sum_error < 1e-5
+    (('first', 'demo', 'subject', 'relation', 'last'), True)
+    """
+    record = source_attribution(
+        model,
+        Prompts.of(pairs.pairs, model.pad_id),
+        direction=settings.direction,
+        thresholds=settings.thresholds(),
+        n_boot=settings.n_boot,
+        seed=seed,
+        relation=pairs.relation.name,
+        template=pairs.template,
+        n_top=settings.top,
+    )
+    return record.with_prompts(pairs_record(pairs))

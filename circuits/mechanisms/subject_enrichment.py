@@ -14,83 +14,27 @@ MLPs of the early layers enrich the subject, removing them lowers the rate.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from circuits.mechanisms.attributes import attribute_tokens, normalise_token
+from circuits.mechanisms.attributes import attribute_tokens, attribute_words, normalise_token
 from circuits.mechanisms.lens import Prompts, decode, run_with_hooks
 from circuits.progress import progress_bar
+from circuits.records.base import pairs_record
+from circuits.records.enrichment import CONDITIONS, EnrichmentRecord, EnrichmentSettings
+from circuits.relations import load_relation
+from circuits.relations.schema import bundled_relations
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals, mean_interval
 from circuits.vocab import InputError, hook_point
 
-__all__ = ["CONDITIONS", "EnrichmentResult", "enrichment"]
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+    from circuits.relations.pairs import PairSet
 
-# condition -> (sublayer whose output is removed at the subject positions, layer range)
-CONDITIONS = ("clean", "mlp-early", "mlp-late", "attn-early", "attn-late")
-
-
-@dataclass
-class EnrichmentResult:
-    """Attribute rate per layer at the last subject token, clean and with sublayer updates removed."""
-
-    model: str
-    relation: str
-    template: str
-    n_layers: int
-    top_k: int
-    split: int
-    n_prompts: int
-    rates: dict[str, list[Interval]]  # condition -> rate after each layer
-    embedding_rate: Interval
-    n_no_attributes: int
-    examples: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    n_boot: int = DEFAULT_BOOT
-    seed: int = 0
-
-    def peak(self, condition: str = "clean") -> tuple[int, Interval]:
-        """The layer where the attribute rate is highest, and the rate there."""
-        values = [r.value for r in self.rates[condition]]
-        layer = int(np.nanargmax(values))
-        return layer, self.rates[condition][layer]
-
-    def as_dict(self) -> dict[str, Any]:
-        layer, rate = self.peak()
-        return {
-            "analysis": "enrichment",
-            "model": self.model,
-            "relation": self.relation,
-            "template": self.template,
-            "n_layers": self.n_layers,
-            "top_k": self.top_k,
-            "split": self.split,
-            "n_prompts": self.n_prompts,
-            "n_no_attributes": self.n_no_attributes,
-            "rate": f"share of the top-{self.top_k} logit-lens tokens at the last subject token that are "
-            "attributes of the subject, after each layer; mean over prompts, 95% bootstrap interval",
-            "conditions": {
-                "clean": "no intervention",
-                "mlp-early": f"MLP outputs at the subject positions set to zero in layers 0..{self.split - 1}",
-                "mlp-late": f"MLP outputs at the subject positions set to zero in layers {self.split}.."
-                f"{self.n_layers - 1}",
-                "attn-early": f"attention outputs at the subject positions set to zero in layers 0.."
-                f"{self.split - 1}",
-                "attn-late": f"attention outputs at the subject positions set to zero in layers {self.split}.."
-                f"{self.n_layers - 1}",
-                "null": "no intervention, scored against another prompt's subject's attributes (chance level)",
-            },
-            "embedding_rate": self.embedding_rate.as_dict(),
-            "rates": {c: [r.as_dict() for r in rs] for c, rs in self.rates.items()},
-            "peak": {"layer": layer, "rate": rate.as_dict()},
-            "examples": self.examples,
-            "seconds": round(self.seconds, 3),
-            "n_boot": self.n_boot,
-            "seed": self.seed,
-        }
+__all__ = ["CONDITIONS", "enrichment", "run"]
 
 
 class _TokenText:
@@ -121,7 +65,7 @@ def _removal_hooks(condition: str, split: int, n_layers: int, subject_mask: Tens
 
 
 def enrichment(
-    model: Any,
+    model: LoadedModel,
     prompts: Prompts,
     attributes: dict[str, set[str]],
     *,
@@ -132,7 +76,7 @@ def enrichment(
     relation: str = "",
     template: str = "",
     progress: bool = True,
-) -> EnrichmentResult:
+) -> EnrichmentRecord:
     """Attribute rate per layer at the last subject token, clean and with early/late updates removed.
 
     Parameters
@@ -229,19 +173,41 @@ def enrichment(
         bar.update(1)
     bar.close()
     assert embedding is not None
-    return EnrichmentResult(
+    provenance = EnrichmentRecord.provenance_of(
         model.name,
         relation,
-        template,
-        n_layers,
-        top_k,
-        split,
-        len(use),
-        rates,
-        embedding,
-        len(prompts) - len(use),
-        examples,
-        time.perf_counter() - started,
-        n_boot,
-        seed,
+        template=template,
+        n_prompts=len(use),
+        seed=seed,
+        n_boot=n_boot,
+        seconds=time.perf_counter() - started,
     )
+    return EnrichmentRecord(
+        provenance, n_layers, top_k, split, rates, embedding, len(prompts) - len(use), examples
+    )
+
+
+def run(
+    model: LoadedModel,
+    pairs: PairSet,
+    settings: EnrichmentSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> EnrichmentRecord:
+    """Attribute rates of a relation's subjects; attribute sets from the bundled relations and this one."""
+    # the relation itself counts too: an unseen LRE file's facts are attributes of its subjects
+    words = attribute_words([*(load_relation(n) for n in bundled_relations()), pairs.relation])
+    record = enrichment(
+        model,
+        Prompts.of(pairs.pairs, model.pad_id),
+        words,
+        top_k=settings.top_k,
+        split=settings.split,
+        n_boot=settings.n_boot,
+        seed=seed,
+        relation=pairs.relation.name,
+        template=pairs.template,
+        progress=progress,
+    )
+    return record.with_prompts(pairs_record(pairs))

@@ -18,10 +18,10 @@ mitigation costs elsewhere.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,110 +29,39 @@ import torch
 from circuits.mechanisms.direct_effects import last_position
 from circuits.mechanisms.editing import node_hooks
 from circuits.mechanisms.edits import parse_edits
-from circuits.mechanisms.interventions import InterventionResult, intervene
+from circuits.mechanisms.interventions import intervene
 from circuits.mechanisms.lens import Prompts, run_with_hooks
 from circuits.progress import progress_bar
+from circuits.records.suppression import (
+    DirectEffect,
+    Mitigation,
+    SuppressionRecord,
+    SuppressionSettings,
+    joined,
+)
+from circuits.relations import load_relation
 from circuits.relations.facts import pad_rows
-from circuits.relations.pairs import PairSet
+from circuits.relations.schema import bundled_relations
 from circuits.uncertainty import DEFAULT_BOOT, Interval, bootstrap_intervals
 from circuits.vocab import InputError, head_name, mlp_name
 
+if TYPE_CHECKING:
+    from circuits.models import LoadedModel
+    from circuits.relations.pairs import PairSet
+
 __all__ = [
     "DirectEffect",
-    "SuppressionResult",
     "choose_suppressors",
+    "control_sentences",
     "last_layer_components",
     "relation_effects",
+    "run",
     "suppression",
     "text_loss",
 ]
 
 
-@dataclass(frozen=True)
-class DirectEffect:
-    """One component's direct effect on the answer on one relation."""
-
-    name: str
-    effect: Interval  # mean over prompts, 95% bootstrap interval
-    negative_share: float  # share of prompts where the effect is negative
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "component": self.name,
-            "effect": self.effect.as_dict(),
-            "negative_share": round(self.negative_share, 4),
-        }
-
-
-@dataclass
-class SuppressionResult:
-    """Last-layer direct effects per relation, the suppressors, and the mitigation with its control."""
-
-    model: str
-    relations: list[str]
-    layers: list[int]
-    alpha: float
-    majority: float
-    relations_share: float
-    effects: dict[str, list[DirectEffect]]  # relation -> components of the last layers
-    suppressors: list[str]
-    mitigation: dict[str, InterventionResult]  # relation -> before/after on its held-out prompts
-    control: dict[str, Interval] = field(default_factory=dict)  # loss before, after, change
-    control_texts: int = 0
-    n_boot: int = DEFAULT_BOOT
-    seed: int = 0
-    seconds: float = 0.0
-
-    def suppresses_on(self, name: str) -> list[str]:
-        """The relations on which ``name`` is negative on more than ``majority`` of the prompts."""
-        return [
-            r
-            for r, comps in self.effects.items()
-            for c in comps
-            if c.name == name and c.negative_share > self.majority
-        ]
-
-    def as_dict(self) -> dict[str, Any]:
-        metrics = ("accuracy", "answer_prob")
-        return {
-            "analysis": "suppression",
-            "model": self.model,
-            "relations": self.relations,
-            "relation": "+".join(self.relations)
-            if len(self.relations) <= 3
-            else f"{len(self.relations)} relations",
-            "n_prompts": sum(len(r.before_values["accuracy"]) for r in self.mitigation.values()),
-            "layers": self.layers,
-            "alpha": self.alpha,
-            "majority": self.majority,
-            "relations_share": self.relations_share,
-            "definition": "direct effect of each component of the last layers on the answer's centred logit at "
-            "the last position (scoring prompts); a suppressor is negative on more than "
-            f"{self.majority:.0%} of the prompts of at least {self.relations_share:.0%} of the "
-            f"relations; mitigation scales suppressors by alpha, measured on held-out prompts",
-            "effects": {r: [c.as_dict() for c in comps] for r, comps in self.effects.items()},
-            "suppressors": [{"component": s, "relations": self.suppresses_on(s)} for s in self.suppressors],
-            "mitigation": {
-                r: {
-                    "n_prompts": m.n_prompts,
-                    "before": {k: m.before[k].as_dict() for k in metrics},
-                    "after": {k: m.after[k].as_dict() for k in metrics},
-                    "change": {k: m.change[k].as_dict() for k in metrics},
-                }
-                for r, m in self.mitigation.items()
-            },
-            "control": {
-                "what": "mean next-token loss (nats) on full sentences of relations not analysed",
-                "n_texts": self.control_texts,
-                **{k: v.as_dict() for k, v in self.control.items()},
-            },
-            "n_boot": self.n_boot,
-            "seed": self.seed,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def last_layer_components(model: Any, last_layers: int) -> tuple[list[int], list[str]]:
+def last_layer_components(model: LoadedModel, last_layers: int) -> tuple[list[int], list[str]]:
     """The layers and the component names (heads, then the MLP, per layer) of the last ``last_layers``."""
     n_layers = int(model.n_layers)
     if not 1 <= last_layers <= n_layers:
@@ -145,7 +74,7 @@ def last_layer_components(model: Any, last_layers: int) -> tuple[list[int], list
 
 
 def relation_effects(
-    model: Any,
+    model: LoadedModel,
     prompts: Prompts,
     names: Sequence[str],
     *,
@@ -183,7 +112,7 @@ def choose_suppressors(
 
 @torch.no_grad()
 def text_loss(
-    model: Any, texts: Sequence[str], hooks: Sequence[Any] = (), *, batch_size: int = 32
+    model: LoadedModel, texts: Sequence[str], hooks: Sequence[Any] = (), *, batch_size: int = 32
 ) -> np.ndarray:
     """Mean next-token cross-entropy (nats) of each text under ``hooks``: ``[texts]``."""
     losses = []
@@ -200,7 +129,7 @@ def text_loss(
 
 
 def suppression(
-    model: Any,
+    model: LoadedModel,
     pair_sets: Sequence[PairSet],
     *,
     last_layers: int = 2,
@@ -211,7 +140,7 @@ def suppression(
     n_boot: int = DEFAULT_BOOT,
     seed: int = 0,
     progress: bool = True,
-) -> SuppressionResult:
+) -> SuppressionRecord:
     """Last-layer direct effects on every relation, the suppressors, and scaling them by ``alpha``."""
     started = time.perf_counter()
     if not 0.0 <= alpha <= 1.0:
@@ -230,10 +159,11 @@ def suppression(
         bar.update(1)
     suppressors = choose_suppressors(effects, majority=majority, relations_share=relations_share)
     edits = parse_edits(model, scale=[f"{s}={alpha:g}" for s in suppressors])
-    mitigation = {}
+    mitigation: dict[str, Mitigation] = {}
     for pairs in pair_sets:
-        mitigation[pairs.relation.name] = intervene(
-            model, pairs, edits, n_boot=n_boot, seed=seed, progress=False
+        m = intervene(model, pairs, edits, n_boot=n_boot, seed=seed, progress=False)
+        mitigation[pairs.relation.name] = Mitigation(
+            m.n_prompts, m.before, m.after, m.change, m.before_values, m.after_values
         )
         bar.update(1)
     control: dict[str, Interval] = {}
@@ -244,9 +174,18 @@ def suppression(
         control = {"before": b, "after": a, "change": c}
     bar.update(1)
     bar.close()
-    return SuppressionResult(
+    relations = [p.relation.name for p in pair_sets]
+    provenance = SuppressionRecord.provenance_of(
         model.name,
-        [p.relation.name for p in pair_sets],
+        joined(relations),
+        n_prompts=sum(m.n_prompts for m in mitigation.values()),
+        seed=seed,
+        n_boot=n_boot,
+        seconds=time.perf_counter() - started,
+    )
+    return SuppressionRecord(
+        provenance,
+        relations,
         layers,
         alpha,
         majority,
@@ -256,7 +195,61 @@ def suppression(
         mitigation,
         control,
         len(control_texts),
-        n_boot,
-        seed,
-        time.perf_counter() - started,
     )
+
+
+def control_sentences(exclude: Sequence[str], n: int, *, seed: int = 0) -> list[str]:
+    """Up to ``n`` full-fact sentences of bundled relations not named in ``exclude`` (seeded sample).
+
+    >>> texts = control_sentences(["country_capital_city"], 3)
+    >>> len(texts), all(isinstance(t, str) and len(t) > 5 for t in texts)
+    (3, True)
+    """
+    sentences = []
+    for name in bundled_relations():
+        if name in exclude:
+            continue
+        rel = load_relation(name)
+        template = rel.prompt_templates[0]
+        sentences += [f"{template.format(f.subject)} {f.object}" for f in rel.facts]
+    random.Random(seed).shuffle(sentences)
+    return sentences[:n]
+
+
+def run(
+    model: LoadedModel,
+    pair_sets: Sequence[PairSet],
+    settings: SuppressionSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> SuppressionRecord:
+    """Suppressors of the last layers across the relations of ``pair_sets``, and scaling them.
+
+    The control sentences are full facts ("<prompt> <object>") of the bundled
+    relations not analysed, a seeded sample.
+    """
+    names = [p.relation.name for p in pair_sets]
+    record = suppression(
+        model,
+        pair_sets,
+        last_layers=settings.last_layers,
+        alpha=settings.alpha,
+        majority=settings.majority,
+        relations_share=settings.relations_share,
+        control_texts=control_sentences(names, settings.n_control, seed=seed),
+        n_boot=settings.n_boot,
+        seed=seed,
+        progress=progress,
+    )
+    per_relation = {
+        p.relation.name: {
+            "template": p.template,
+            "n_facts": p.n_facts,
+            "n_known": p.n_known,
+            "n_scoring": len(p.scoring),
+            "n_heldout": len(p.heldout),
+        }
+        for p in pair_sets
+    }
+    return record.with_prompts({"heldout_fraction": settings.heldout_fraction, "per_relation": per_relation})

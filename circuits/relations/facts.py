@@ -197,7 +197,8 @@ def checked_facts(
     seed: int,
     progress: bool,
 ) -> list[FactCheck]:
-    """The fact checks pairs are made from: every fact, or for a large relation and a pair cap, enough of them.
+    """The fact checks pairs are made from: every fact,
+    or for a large relation and a pair cap, enough of them.
 
     A relation within the budget is checked whole and in its own order (so the
     pairs are the same as with no cap). A larger one is checked in a seeded

@@ -13,8 +13,9 @@ clean/counterfactual :class:`PromptPair` objects for one model:
   relation tokens, last token);
 - pairs are split under a seed into a scoring set and a held-out set.
 
-Batches are right-padded: with causal attention a real token never sees the
-padding after it, so no attention mask is needed for the positions we read.
+The records are in :mod:`circuits.relations.pair_set`, the tensors a batch of
+pairs runs as in :mod:`circuits.relations.batches`; every name is importable
+from here too.
 """
 
 from __future__ import annotations
@@ -22,14 +23,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-from jaxtyping import Bool, Int
-from torch import Tensor
-
-from circuits.relations.facts import FactCheck, answer_token, check_facts, checked_facts, encoder, pad_rows
+from circuits.relations.batches import PairBatch, batch_pairs
+from circuits.relations.facts import FactCheck, answer_token, check_facts, checked_facts, encoder
+from circuits.relations.pair_set import PairSet, PromptPair
 from circuits.relations.prompts import (
     RESCUE_SHOTS,
     DemoPicker,
@@ -40,8 +38,8 @@ from circuits.relations.prompts import (
     parse_templates,
     pick_formats,
 )
-from circuits.relations.roles import Roles, prompt_roles, role_index
-from circuits.relations.schema import Fact, Relation, check_template
+from circuits.relations.roles import Roles, prompt_roles
+from circuits.relations.schema import Relation, check_template
 from circuits.vocab import InputError, NotEnoughFactsError
 
 if TYPE_CHECKING:
@@ -58,199 +56,10 @@ __all__ = [
     "check_facts",
     "make_pairs",
     "remake_pairs",
-]  # FactCheck, answer_token and check_facts are re-exported from circuits.relations.facts
+]  # FactCheck, answer_token, check_facts from .facts; PairBatch, batch_pairs from .batches; and more
+
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------ prompt pairs
-
-
-@dataclass(frozen=True)
-class PromptPair:
-    """A clean prompt, its counterfactual, their answers and position roles."""
-
-    fact: Fact
-    corrupt_fact: Fact
-    clean_text: str
-    corrupt_text: str
-    clean_tokens: tuple[int, ...]
-    corrupt_tokens: tuple[int, ...]
-    answer: int
-    corrupt_answer: int
-    answer_text: str
-    corrupt_answer_text: str
-    roles: Roles
-    clean_prob: float
-    template: str = ""
-    demos: tuple[Fact, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.fact.subject,
-            "object": self.fact.object,
-            "corrupt_subject": self.corrupt_fact.subject,
-            "clean": self.clean_text,
-            "corrupt": self.corrupt_text,
-            "clean_tokens": list(self.clean_tokens),
-            "corrupt_tokens": list(self.corrupt_tokens),
-            "answer": self.answer,
-            "answer_text": self.answer_text,
-            "corrupt_answer": self.corrupt_answer,
-            "corrupt_answer_text": self.corrupt_answer_text,
-            "clean_prob": round(self.clean_prob, 6),
-            "roles": self.roles.as_dict(),
-            "template": self.template,
-            "demos": [[d.subject, d.object] for d in self.demos],
-        }
-
-
-@dataclass
-class PairSet:
-    """All prompt pairs of one relation for one model, split under a seed.
-
-    Made by :func:`make_pairs`. Scoring (:func:`circuits.score_pairs`) uses
-    :attr:`scoring`; faithfulness is measured on :attr:`heldout`
-    (:func:`circuits.heldout_evaluator`), so a circuit is never judged on the
-    prompts it was found with. The split is reproducible: the same model,
-    relation, template, seed and filter give the same pairs.
-
-    Attributes
-    ----------
-    relation : Relation
-        The relation the facts come from.
-    model : str
-        Name of the model the facts were checked with.
-    template : str
-        The template every prompt was made with (one ``{}`` for the subject).
-    pairs : list of PromptPair
-        Every pair, in seeded shuffled order (at most ``max_pairs``); each
-        holds the clean and counterfactual texts and token ids, both answers
-        (first token of ``" " + object``) and the clean prompt's position roles.
-    scoring, heldout : list of PromptPair
-        The split of :attr:`pairs`: the last ``round(len(pairs) *
-        heldout_fraction)`` pairs (at least one when the fraction is positive)
-        are held out.
-    n_facts : int
-        Facts in the relation.
-    n_known : int
-        Facts the model knows under the filter in :attr:`settings`.
-    n_no_counterfactual : int
-        Known facts skipped because no other subject gives a prompt of the same
-        token length with a different answer.
-    seed : int
-        Seed of the counterfactual choice (the shuffle uses ``seed + 1``).
-    settings : dict
-        The known-fact filter and split: ``max_rank``, ``min_prob``,
-        ``heldout_fraction``.
-    max_pairs : int or None
-        The cap on the number of pairs they were made with.
-    n_checked : int or None
-        Facts whose answer was checked: all ``n_facts`` unless a pair cap let
-        a large relation be checked in part (see :func:`make_pairs`).
-    formats : tuple of PromptFormat
-        The prompt formats (template and shot count) the pairs were made
-        with: one, or every template with ``templates="all"``.
-    request : dict
-        What was asked for: ``templates`` (``"best"``, ``"first"``, ``"all"``,
-        an index, or ``"given"`` for an explicit template) and ``shots``
-        (``None``: each template's default).
-    per_format : list of dict
-        For every format tried: its template, shots, facts checked and
-        known, and pairs made (``chosen`` marks the ones used).
-
-    Examples
-    --------
-    >>> from circuits import load_model, load_relation, make_pairs
-    >>> model = load_model("tiny-llama")
-    >>> pairs = make_pairs(model, load_relation("country_capital_city"), max_rank=10**9, max_pairs=6)
-    >>> len(pairs.pairs), len(pairs.scoring), len(pairs.heldout)
-    (6, 3, 3)
-    >>> pairs.n_facts, pairs.n_known, pairs.settings["max_rank"]
-    (95, 95, 1000000000)
-    """
-
-    relation: Relation
-    model: str
-    template: str
-    pairs: list[PromptPair]
-    scoring: list[PromptPair]
-    heldout: list[PromptPair]
-    n_facts: int
-    n_known: int
-    n_no_counterfactual: int
-    seed: int
-    settings: dict[str, Any] = field(default_factory=dict)
-    max_pairs: int | None = None
-    n_checked: int | None = None
-    formats: tuple[PromptFormat, ...] = ()
-    request: dict[str, Any] = field(default_factory=dict)
-    per_format: list[dict[str, Any]] = field(default_factory=list)
-
-    def prompt_record(self) -> dict[str, Any]:
-        """How the prompts were made, for a scored graph's metadata; :func:`remake_pairs` reads it back.
-
-        ``formats`` are the formats used (template and shots), so the same
-        pairs are remade without choosing again; ``templates`` and ``shots``
-        are what was asked for, ``per_format`` what every format tried gave.
-        """
-        return {
-            "templates": self.request.get("templates"),
-            "shots": self.request.get("shots"),
-            "formats": [f.as_dict() for f in self.formats],
-            "per_format": self.per_format,
-        }
-
-
-@dataclass(frozen=True)
-class PairBatch:
-    """Right-padded tensors for a list of pairs (clean and corrupt share lengths).
-
-    ``role`` gives each position's role as an index into
-    :data:`~circuits.relations.roles.ROLES` (-1 on padding); position-aware
-    scores and circuits need it.
-    """
-
-    clean: Int[Tensor, "batch pos"]
-    corrupt: Int[Tensor, "batch pos"]
-    mask: Bool[Tensor, "batch pos"]
-    last: Int[Tensor, " batch"]
-    answer: Int[Tensor, " batch"]
-    corrupt_answer: Int[Tensor, " batch"]
-    role: Int[Tensor, "batch pos"] | None = None
-
-    def __len__(self) -> int:
-        return int(self.clean.shape[0])
-
-    def to(self, device: torch.device | str) -> PairBatch:
-        tensors = (
-            self.clean,
-            self.corrupt,
-            self.mask,
-            self.last,
-            self.answer,
-            self.corrupt_answer,
-            self.role,
-        )
-        return PairBatch(*(t if t is None else t.to(device) for t in tensors))
-
-    def rows(self, start: int, stop: int) -> PairBatch:
-        """Pairs ``start:stop``, their padding trimmed to the longest of them (a mini-batch of a stream).
-
-        >>> import torch
-        >>> ones = torch.ones(2, 4, dtype=torch.long)
-        >>> mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool()
-        >>> b = PairBatch(ones, ones, mask, torch.tensor([1, 3]), torch.tensor([5, 6]), torch.tensor([7, 8]))
-        >>> part = b.rows(0, 1)
-        >>> tuple(part.clean.shape), part.answer.tolist(), len(b.rows(0, 2))
-        ((1, 2), [5], 2)
-        """
-        width = int(self.mask[start:stop].any(0).nonzero().max()) + 1
-        tensors = (self.clean, self.corrupt, self.mask)
-        cut = [t[start:stop, :width] for t in tensors]
-        tail = [self.last[start:stop], self.answer[start:stop], self.corrupt_answer[start:stop]]
-        role = None if self.role is None else self.role[start:stop, :width]
-        return PairBatch(*cut, *tail, role)
 
 
 def make_pairs(
@@ -347,8 +156,11 @@ def make_pairs(
     >>> pair = pairs.pairs[0]
     >>> pair.clean_text.endswith(pair.template.replace("{}", pair.fact.subject)), pair.fact not in pair.demos
     (True, True)
-    >>> [f.label() for f in pairs.formats]  # a random model knows every fact: each template is as good
-    ["0-shot 'The capital of Kenya is Nairobi. The capital of {} is'", "1-shot 'The capital city of {} is'", "1-shot 'The capital of {} is'"]
+    >>> for fmt in pairs.formats:  # a random model knows every fact: each template is as good
+    ...     print(fmt.label())
+    0-shot 'The capital of Kenya is Nairobi. The capital of {} is'
+    1-shot 'The capital city of {} is'
+    1-shot 'The capital of {} is'
     >>> first = make_pairs(model, relation, templates="first", max_rank=10**9, max_pairs=6)
     >>> first.pairs[0].clean_text == relation.template.replace("{}", first.pairs[0].fact.subject)
     True
@@ -461,7 +273,7 @@ def make_pairs(
 
 
 def _best(tried: list[Any], check: Any, *, rescue: bool) -> tuple[list[Any], list[Any]]:
-    """``--templates best`` (:func:`~circuits.relations.prompts.pick_formats`): every format tried and the chosen ones."""
+    """``--templates best`` (:func:`~circuits.relations.prompts.pick_formats`): formats tried, and chosen."""
 
     def known(entry: Any) -> int:
         return sum(c.known for c in entry[1])
@@ -479,7 +291,7 @@ def _best(tried: list[Any], check: Any, *, rescue: bool) -> tuple[list[Any], lis
 def _pair_up(
     model: LoadedModel, picker: DemoPicker, checks: Sequence[FactCheck], rng: random.Random
 ) -> tuple[list[PromptPair], int]:
-    """Each known fact of one format with a counterfactual: same demonstrations, same token length, another answer."""
+    """Each known fact of one format with a counterfactual: same demonstrations and length, another answer."""
     fmt = picker.fmt
     pairs: list[PromptPair] = []
     missing = 0
@@ -531,7 +343,7 @@ def _pair_up(
 
 
 def _split(pairs: list[PromptPair], heldout_fraction: float) -> tuple[list[PromptPair], list[PromptPair]]:
-    """Scoring and held-out pairs: about ``heldout_fraction`` of them held out, whole facts at a time, from the end."""
+    """Scoring and held-out pairs: about ``heldout_fraction`` held out, whole facts at a time from the end."""
     if heldout_fraction <= 0:
         return list(pairs), []
     target = max(1, round(len(pairs) * heldout_fraction))
@@ -550,7 +362,7 @@ def _split(pairs: list[PromptPair], heldout_fraction: float) -> tuple[list[Promp
 
 
 def remake_pairs(model: LoadedModel, relation: Relation, meta: dict[str, Any], **override: Any) -> PairSet:
-    """The pairs a scored graph was made with, from its metadata (``override`` replaces a keyword, e.g. ``max_pairs``).
+    """The pairs a scored graph was made with, from its metadata (``override`` replaces a keyword).
 
     Reads the ``prompt`` record of :meth:`PairSet.prompt_record` (a graph
     scored before it existed used its ``template`` with no demonstrations),
@@ -561,7 +373,8 @@ def remake_pairs(model: LoadedModel, relation: Relation, meta: dict[str, Any], *
     >>> pairs = make_pairs(model, rel, templates="all", max_rank=10**9, max_pairs=9, seed=3)
     >>> meta = {"prompt": pairs.prompt_record(), "split_seed": 3, "heldout_fraction": 0.4,
     ...         "known_filter": pairs.settings, "max_pairs": 9}
-    >>> [p.clean_text for p in remake_pairs(model, rel, meta).heldout] == [p.clean_text for p in pairs.heldout]
+    >>> again = remake_pairs(model, rel, meta)
+    >>> [p.clean_text for p in again.heldout] == [p.clean_text for p in pairs.heldout]
     True
     """
     known = meta.get("known_filter", {})
@@ -579,16 +392,3 @@ def remake_pairs(model: LoadedModel, relation: Relation, meta: dict[str, Any], *
         "max_pairs": meta.get("max_pairs"),
     }
     return make_pairs(model, relation, **{**kwargs, **override})
-
-
-def batch_pairs(pairs: Sequence[PromptPair], *, pad: int = 0) -> PairBatch:
-    """Right-padded tensors of clean and corrupt tokens, with each row's last position."""
-    if not pairs:
-        raise InputError("no prompt pairs to batch")
-    clean, mask, last = pad_rows([p.clean_tokens for p in pairs], pad)
-    corrupt, _, _ = pad_rows([p.corrupt_tokens for p in pairs], pad)
-    answer = torch.tensor([p.answer for p in pairs], dtype=torch.long)
-    corrupt_answer = torch.tensor([p.corrupt_answer for p in pairs], dtype=torch.long)
-    n_pos = int(clean.shape[1])
-    role = torch.tensor([role_index(p.roles, n_pos) for p in pairs], dtype=torch.long)
-    return PairBatch(clean, corrupt, mask, last, answer, corrupt_answer, role)

@@ -1,4 +1,5 @@
-"""How a fact becomes a prompt: a template, and demonstrations drawn from the relation's own facts (torch-free).
+"""How a fact becomes a prompt: a template, and demonstrations drawn from the relation's own facts
+(torch-free).
 
 A *prompt format* is one template and a number of shots. With ``shots = N``
 the prompt of a fact starts with N demonstrations, each the template's query
@@ -145,10 +146,11 @@ def parse_templates(text: str | int) -> str | int:
 
     >>> parse_templates("all"), parse_templates("2"), parse_templates(1)
     ('all', 2, 1)
-    >>> parse_templates("second")
+    >>> parse_templates("second")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: templates 'second' is not valid; give best, first, all, or a template index (0, 1, ...)
+    circuits.vocab.InputError: templates 'second' is not valid;
+    give best, first, all, or a template index (0, 1, ...)
     """
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 0:
@@ -197,13 +199,15 @@ def formats_of(relation: Relation, templates: str | int, shots: int | None) -> l
 
 
 RESCUE_KNOWN = 32
-"""With the default shot counts, templates that leave fewer known facts than this are tried with :data:`RESCUE_SHOTS`."""
+"""With the default shot counts, templates that leave fewer known facts than this are tried with
+:data:`RESCUE_SHOTS`."""
 
 RESCUE_SHOTS = 3
 
 
 def needs_rescue(known: Sequence[int]) -> bool:
-    """Whether ``best`` also tries :data:`RESCUE_SHOTS` demonstrations: the best template knows too few facts."""
+    """Whether ``best`` also tries :data:`RESCUE_SHOTS` demonstrations:
+    the best template knows too few facts."""
     return max(known, default=0) < RESCUE_KNOWN
 
 

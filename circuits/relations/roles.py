@@ -68,7 +68,8 @@ class Roles:
 
 
 def prompt_roles(model: LoadedModel, fmt: PromptFormat, fact: Fact, demos: Sequence[Fact]) -> Roles:
-    """The roles of ``fact``'s prompt under ``fmt`` after ``demos``, from the tokenizer's character offsets."""
+    """The roles of ``fact``'s prompt under ``fmt`` after ``demos``,
+    from the tokenizer's character offsets."""
     text = fmt.text(fact, demos)
     encoded = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     offset = 1 if model.prepend_bos and model.tokenizer.bos_token_id is not None else 0
@@ -153,10 +154,11 @@ def parse_source_sets(text: str | Iterable[str]) -> list[tuple[str, ...]]:
 
     >>> parse_source_sets("subject,relation+last,all")
     [('subject',), ('relation', 'last'), ('first', 'demo', 'subject', 'relation', 'last')]
-    >>> parse_source_sets("object")
+    >>> parse_source_sets("object")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: unknown role 'object' in source set 'object'; valid roles: first, demo, subject, relation, last (join with '+', or 'all')
+    circuits.vocab.InputError: unknown role 'object' in source set 'object';
+    valid roles: first, demo, subject, relation, last (join with '+', or 'all')
     """
     items = [s.strip() for s in text.split(",")] if isinstance(text, str) else [s.strip() for s in text]
     sets: list[tuple[str, ...]] = []

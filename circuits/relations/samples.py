@@ -1,4 +1,5 @@
-"""What a prompt set tells its user: which prompts were used, and when there are too few pairs to trust (torch-free)."""
+"""What a prompt set tells its user: which prompts were used, and when there are too few pairs to trust
+(torch-free)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ def prompt_summary(pairs: PairSet) -> str:
     >>> pairs = make_pairs(load_model("tiny-llama"), load_relation("country_capital_city"), max_rank=10**9,
     ...                    max_pairs=30)
     >>> print(prompt_summary(pairs))  # doctest: +NORMALIZE_WHITESPACE
-    prompts: 0-shot 'The capital of Kenya is Nairobi. The capital of {} is' + 1-shot 'The capital city of {} is'
-    + 1-shot 'The capital of {} is' (the best 3 of 3 formats tried; facts known: 95, 95, 95 of 95; 30 pairs)
+    prompts: 0-shot 'The capital of Kenya is Nairobi. The capital of {} is'
+    + 1-shot 'The capital city of {} is' + 1-shot 'The capital of {} is'
+    (the best 3 of 3 formats tried; facts known: 95, 95, 95 of 95; 30 pairs)
     """
     rows = pairs.per_format
     known = ", ".join(str(r["n_known"]) for r in rows)
@@ -40,7 +42,8 @@ def prompt_summary(pairs: PairSet) -> str:
 
 
 def sample_warning(pairs: PairSet) -> str | None:
-    """A warning when fewer than :data:`MIN_SCORING` pairs are scored or :data:`MIN_HELDOUT` held out; else ``None``.
+    """A warning when fewer than :data:`MIN_SCORING` pairs are scored or :data:`MIN_HELDOUT` held out;
+    else ``None``.
 
     It gives the counts and what would give more pairs.
     """

@@ -174,15 +174,17 @@ def load_relation(name_or_path: str | Path, *, template: str | None = None) -> R
 
 
 def _read_text(path: Path) -> str:
-    """The text of a UTF-8 file (a byte-order mark is dropped); else an :class:`InputError` saying where it is not.
+    """The text of a UTF-8 file (a byte-order mark is dropped);
+    else an :class:`InputError` saying where it is not.
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "latin.csv"
     >>> _ = path.write_bytes(b"subject,object\\nFr\\xe9nce,Paris\\n")
-    >>> _read_text(path)  # doctest: +ELLIPSIS
+    >>> _read_text(path)  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: .../latin.csv: line 2 is not UTF-8 (byte 17 of the file is 0xe9); re-save it as UTF-8 ...
+    circuits.vocab.InputError: .../latin.csv: line 2 is not UTF-8 (byte 17 of the file is 0xe9);
+    re-save it as UTF-8 ...
     >>> _ = path.write_bytes("\\ufeffsubject,object\\n".encode())
     >>> _read_text(path)
     'subject,object\\n'
@@ -371,10 +373,11 @@ def load_relations(names_or_paths: Sequence[str | Path]) -> list[tuple[str | Pat
 
     >>> [rel.name for _, rel in load_relations(["country_capital_city", "country_language"])]
     ['country_capital_city', 'country_language']
-    >>> load_relations(["country_capital_city", "country_capital_city"])
+    >>> load_relations(["country_capital_city", "country_capital_city"])  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: relation country_capital_city is given twice (country_capital_city, country_capital_city); name each relation once
+    circuits.vocab.InputError: relation country_capital_city is given twice
+    (country_capital_city, country_capital_city); name each relation once
     """
     loaded = [(arg, load_relation(arg)) for arg in names_or_paths]
     seen: dict[str, list[str]] = {}

@@ -1,4 +1,5 @@
-"""How many facts a model knows under each template and shot count of a relation: the table behind the template choice."""
+"""How many facts a model knows under each template and shot count of a relation:
+the table behind the template choice."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from circuits.deprecation import OLD_CHANNEL_KEYS, OLD_CHANNELS_FILE_KEYS, renamed_keys
 from circuits.io import read_json
 from circuits.report.collect import MODEL_PARTS, RelationData, caption_of, is_relation, read_relation
 from circuits.report.figures import Figure, svg_size
@@ -36,7 +37,11 @@ class Reuse:
 
 @dataclass(frozen=True)
 class Channels:
-    """A model's predicted channels, their validation against patching and the overlay diagram."""
+    """A model's predicted channels, their validation against patching and the overlay diagram.
+
+    ``data`` is ``channels.json`` with the keys of today (a file written by
+    0.4 names a channel's sender and receiver ``writer`` and ``reader``).
+    """
 
     folder: Path
     data: dict[str, Any]
@@ -135,7 +140,11 @@ def _channels(folder: Path) -> Channels | None:
     path, svg = folder / "channels.json", folder / "overlay.svg"
     if not path.is_file() and not svg.is_file():
         return None
-    data = read_object(path, "channels file") if path.is_file() else {}
+    data = renamed_keys(read_object(path, "channels file"), OLD_CHANNELS_FILE_KEYS) if path.is_file() else {}
+    if isinstance(data.get("channels"), list):
+        data["channels"] = [
+            renamed_keys(c, OLD_CHANNEL_KEYS) if isinstance(c, dict) else c for c in data["channels"]
+        ]
     overlay = data.get("overlay") if isinstance(data.get("overlay"), dict) else {}
     caption = "Predicted channels drawn over a relation's circuit"
     if overlay.get("relation"):

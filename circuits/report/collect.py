@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from circuits.circuit import Circuit
 from circuits.io import read_json
+from circuits.records.base import AnalysisRecord
+from circuits.registry import ANALYSES
 from circuits.report.figures import Figure, svg_size
+from circuits.store.circuits import circuit_from_dict
+from circuits.vocab import InputError
 
 __all__ = [
     "CircuitInfo",
@@ -33,18 +36,11 @@ __all__ = [
     "caption_of",
     "is_relation",
     "read_relation",
+    "record_caption",
 ]
 
 MODEL_PARTS = ("reuse", "channels", "suppression", "reuse_test")
 NOT_RELATIONS = (*MODEL_PARTS, "stages", "report")  # "stages": the main job's record of finished stages
-MECHANISMS = {
-    "knockout": "Attention knockout",
-    "enrichment": "Subject enrichment",
-    "extraction": "Attribute extraction",
-    "dla": "Per-source direct logit attribution",
-    "motif": "Additive motif",
-    "mlp": "MLP decomposition",
-}
 _DESCRIBE = ("description", "definition", "effect", "rate", "drop", "gain")
 
 
@@ -140,8 +136,30 @@ def caption_of(data: dict[str, Any], name: str) -> str:
     return text
 
 
+def record_caption(record: AnalysisRecord) -> str:
+    """A figure caption from a typed analysis record: its name, prompts, relations and description."""
+    parts = [f"{record.provenance.n_prompts} prompts"]
+    relations = getattr(record, "relations", None)
+    if isinstance(relations, list) and relations:
+        parts.append(f"{len(relations)} relations")
+    text = f"Analysis {record.NAME}: " + ", ".join(parts) + "."
+    line = record.description().strip().rstrip(".")
+    return f"{text} {line[0].upper()}{line[1:]}." if line else text
+
+
+def _caption(data: dict[str, Any], stem: str, path: Path) -> str:
+    """The caption of a stored record: read through its registered type, else from its keys."""
+    entry = ANALYSES.get(str(data.get("analysis", stem)))
+    if entry is None or not data:
+        return caption_of(data, stem)
+    try:
+        return record_caption(entry.read(data, source=str(path)))
+    except InputError:  # a record this version cannot read: the caption its keys give
+        return caption_of(data, stem)
+
+
 def is_relation(folder: Path) -> bool:
-    """Whether a model's subfolder holds a relation's results (scored graph, circuit, evaluation, analyses)."""
+    """Whether a model's subfolder holds a relation's results (scored graph, circuit, evaluation, records)."""
     if folder.name.startswith(".") or folder.name in NOT_RELATIONS or not folder.is_dir():
         return False
     if (folder / "scored" / "graph.json").is_file() or (folder / "evaluation" / "evaluation.json").is_file():
@@ -158,7 +176,7 @@ def _dirs(folder: Path) -> list[Path]:
 
 def _read_circuit(folder: Path) -> CircuitInfo:
     path = folder / "circuit.json"
-    circuit = Circuit.from_dict(read_json(path, what="circuit file"), source=str(path))
+    circuit = circuit_from_dict(read_json(path, what="circuit file"), source=str(path))
     summary = circuit.summary()
     interval = circuit.params.get("faithfulness_interval")
     if not isinstance(interval, dict):
@@ -233,22 +251,25 @@ def _positions(folder: Path, circuits: list[CircuitInfo]) -> Positions | None:
 
 
 def _mechanisms(folder: Path) -> tuple[list[Figure], list[Path]]:
-    """The mechanism figures (known analyses first) and the records that have no figure."""
+    """The mechanism figures (registered analyses first, in the registry's order) and the records
+    that have no figure."""
     mech = folder / "mechanisms"
     if not mech.is_dir():
         return [], []
+    known = list(ANALYSES)
     stems = sorted(
         {p.stem for p in mech.iterdir() if p.suffix in (".json", ".svg")},
-        key=lambda s: (list(MECHANISMS).index(s) if s in MECHANISMS else len(MECHANISMS), s),
+        key=lambda s: (known.index(s) if s in known else len(known), s),
     )
     figures, records = [], []
     for stem in stems:
         record, svg = mech / f"{stem}.json", mech / f"{stem}.svg"
         data = read_json(record, what="analysis record") if record.is_file() else {}
         data = data if isinstance(data, dict) else {}
-        title = MECHANISMS.get(str(data.get("analysis", stem)), MECHANISMS.get(stem, stem))
+        entry = ANALYSES.get(str(data.get("analysis", stem))) or ANALYSES.get(stem)
+        title = entry.title if entry is not None else stem
         if svg.is_file():
-            figures.append(Figure(svg, title, caption_of(data, stem), svg_size(svg)))
+            figures.append(Figure(svg, title, _caption(data, stem, record), svg_size(svg)))
         elif record.is_file():
             records.append(record)
     return figures, records

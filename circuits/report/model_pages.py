@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from circuits.report.across import Analysis, ModelData, Reuse
-from circuits.report.figures import figure_html
+from circuits.report.figures import figure_html, missing_diagram_html
 from circuits.report.html import esc, fmt_num, href, page, table, value_html
 from circuits.report.pages import CHANNELS, REUSE, Site
 
 __all__ = ["channels_page", "reuse_page"]
 
-_CHANNEL_COLUMNS = ("writer", "reader", "kind", "z", "score", "whole_z", "rank", "share")
+_CHANNEL_COLUMNS = ("sender", "receiver", "kind", "z", "score", "whole_z", "rank", "share")
 _VALIDATION = (
     ("relation", "relation"),
     ("score_method", "score method"),
@@ -32,7 +32,7 @@ def _is_interval(x: Any) -> bool:
 
 
 def _interval_grid(data: dict[str, Any], first: str) -> str:
-    """A ``{row: {column: interval}}`` mapping as a table (rows whose values are not intervals are left out)."""
+    """A ``{row: {column: interval}}`` mapping as a table (rows of anything but intervals left out)."""
     rows = {k: v for k, v in data.items() if isinstance(v, dict) and v and all(map(_is_interval, v.values()))}
     columns = list(dict.fromkeys(c for v in rows.values() for c in v))
     return table([first, *columns], [[k, *[v.get(c) for c in columns]] for k, v in rows.items()])
@@ -59,7 +59,8 @@ def _ceilings(reuse: Reuse, here: Path) -> str:
         link = href(reuse.folder / "noise.csv", here)
         out.append(
             f'<h3>Noise per pair (<a href="{link}">noise.csv</a>)</h3><p>Similarity with its interval, '
-            f"the two split-half ceilings, the similarity relative to them, the permutation null and its p-value.{esc(note)}"
+            "the two split-half ceilings, the similarity relative to them, the permutation null and its "
+            f"p-value.{esc(note)}"
             "</p>" + table(header, [[_number(x) for x in r] for r in rows], digits=3)
         )
     return "".join(out)
@@ -132,7 +133,7 @@ def _analysis(analysis: Analysis, here: Path) -> str:
 
 
 def reuse_page(site: Site, model: ModelData) -> str:
-    """Reuse heatmaps with the dendrogram, noise ceilings, extreme pairs, cross-task faithfulness, the core."""
+    """Reuse heatmaps with the dendrogram, noise ceilings, extreme pairs, cross-task faithfulness, core."""
     current = site.pages[(model.name, REUSE)]
     here = (site.out / current).parent
     body = ["<h1>Reuse across relations</h1>"]
@@ -157,6 +158,10 @@ def reuse_page(site: Site, model: ModelData) -> str:
         for key in ("cross_task", "core"):
             if key in reuse.figures:
                 body.append(figure_html(reuse.figures[key], here, heading="h2"))
+        if "core" not in reuse.figures and (reuse.folder / "core.json").is_file():  # over the diagram limit
+            body.append(
+                "<h2>Shared core</h2>" + missing_diagram_html(reuse.folder / "core.json", here, site.root)
+            )
         core = r.get("core") if isinstance(r.get("core"), dict) else {}
         if isinstance(core.get("heads"), list):
             body.append(f"<p>Core heads: {esc(', '.join(map(str, core['heads'])))}</p>")
@@ -179,15 +184,15 @@ def channels_page(site: Site, model: ModelData) -> str:
     data = ch.data
     body = [
         "<h1>Channels</h1>",
-        f'<p class="lead">{esc(model.name)}: low-rank writer → reader channels '
-        "predicted from the weights (composition scores of the writer's OV components), checked "
+        f'<p class="lead">{esc(model.name)}: low-rank sender → receiver channels '
+        "predicted from the weights (composition scores of the sender's OV components), checked "
         "against the relations' patching scores.</p>",
     ]
     validation = [v for v in data.get("validation") or [] if isinstance(v, dict)]
     if validation:
         body.append(
             "<h2>Validation against patching</h2><p>How well the channel scores rank each relation's "
-            "important writer → q/k/v edges: ROC AUC and precision among the top edges.</p>"
+            "important sender → q/k/v edges: ROC AUC and precision among the top edges.</p>"
         )
         body.append(
             table(
@@ -206,7 +211,9 @@ def channels_page(site: Site, model: ModelData) -> str:
         )
         body.append(table(columns, [[row.get(c) for c in columns] for row in channels[:30]]))
     rest = {
-        k: v for k, v in data.items() if k in ("settings", "share", "by", "writers", "readers", "seconds")
+        k: v
+        for k, v in data.items()
+        if k in ("settings", "share", "by", "n_senders", "n_receivers", "seconds")
     }
     if rest:
         body.append("<h2>Settings</h2>" + value_html(rest))

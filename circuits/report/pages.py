@@ -10,7 +10,7 @@ from typing import Any
 from circuits.relations.samples import MIN_HELDOUT, MIN_SCORING
 from circuits.report.across import ModelData
 from circuits.report.collect import RelationData
-from circuits.report.figures import figure_html
+from circuits.report.figures import figure_html, missing_diagram_html
 from circuits.report.html import Nav, NavItem, esc, fmt_interval, fmt_num, href, page, table
 from circuits.report.job_section import job_section
 
@@ -76,7 +76,7 @@ def _pairs(rel: RelationData) -> str:
 
 
 def _prompt_lead(meta: dict[str, Any]) -> str:
-    """How the prompts were made, escaped HTML: the format(s), and what each template gave when one was chosen."""
+    """How the prompts were made (escaped HTML): the formats, and each template's yield if one was chosen."""
     prompt = meta.get("prompt")
     if not isinstance(prompt, dict) or not isinstance(prompt.get("formats"), list):
         template = meta.get("template")
@@ -274,9 +274,7 @@ def relation_page(site: Site, model: ModelData, i: int) -> str:
     if rel.circuit is not None and rel.circuit.diagram is not None:
         body.append(figure_html(rel.circuit.diagram, here))
     elif rel.circuit is not None:
-        body.append(
-            f'<p>No diagram stored; <a href="{href(rel.circuit.folder / "circuit.json", here)}">circuit.json</a>.</p>'
-        )
+        body.append(missing_diagram_html(rel.circuit.folder / "circuit.json", here, site.root))
     else:
         body.append("<p>No circuit is stored for this relation.</p>")
     if rel.others:
@@ -334,6 +332,8 @@ def _positions(rel: RelationData, here: Path) -> list[str]:
         out.append(f"<p>{esc(text)}</p>")
     if pos.circuit is not None and pos.circuit.diagram is not None:
         out.append(figure_html(pos.circuit.diagram, here))
+    elif pos.circuit is not None:
+        out.append(missing_diagram_html(pos.circuit.folder / "circuit.json", here, rel.folder.parent.parent))
     if pos.figure is not None:
         out.append(figure_html(pos.figure, here))
     rows = [

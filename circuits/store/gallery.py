@@ -5,9 +5,9 @@ Layout (model and relation names are made filesystem-safe)::
     graphs/
       manifest.json                       everything stored, one entry per folder
       <model>/<relation>/scored/          the scored graph (scores.safetensors, graph.json, relation.json)
-      <model>/<relation>/<circuit>/       circuit.json (node-link), circuit.dot, circuit.svg
+      <model>/<relation>/<circuit>/       circuit.json (node-link), circuit.svg (up to DIAGRAM_LIMIT)
       <model>/<relation>/mechanisms/      the mechanism analyses' records and figures (JSON, SVG)
-      <model>/reuse/                      reuse matrices (CSV, SVG heatmaps), clustering, cross-task faithfulness
+      <model>/reuse/                      reuse matrices (CSV, SVG heatmaps), clustering, cross-task F
       <model>/reuse_test/, suppression/   analyses across relations (JSON, SVG)
 
 Each folder is one unit, written whole into a hidden staging folder next to it
@@ -15,21 +15,24 @@ and then swapped into place by two renames; a crash at any point leaves either
 the old folder or the new one (a folder caught between the two renames is
 restored on the next read), never a mix. Files inside are written with
 :func:`circuits.io.atomic_write_bytes`. The manifest is rewritten atomically
-after each unit; :meth:`Gallery.rebuild_manifest` recreates it from the folders.
+after each unit; :meth:`Gallery.rebuild_manifest` recreates it from the folders
+(:mod:`circuits.store.manifest`). The gallery keeps what a reader looks at:
+no DOT file beside an SVG, and no diagram of a circuit over
+:data:`~circuits.store.diagrams.DIAGRAM_LIMIT` (:mod:`circuits.store.diagrams`);
+:meth:`Gallery.check` lists every way a gallery breaks these rules and
+:meth:`Gallery.tidy` applies them to one written before them. Names of files
+and folders: :mod:`circuits.store.layout`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,57 +40,34 @@ from circuits.circuit import Circuit
 from circuits.graph import ScoredGraph
 from circuits.io import atomic_write_bytes, atomic_write_text, read_json, swap_in
 from circuits.relations.schema import Relation, relation_to_json
+from circuits.store import manifest as _manifest
+from circuits.store.circuits import read_circuit, write_circuit
+from circuits.store.diagrams import (
+    diagram_size,
+    drop_dot_files,
+    render_command,
+    tidy_diagrams,
+    too_large,
+    too_large_reason,
+)
+from circuits.store.layout import (
+    CIRCUIT_FILE,
+    EVALUATION,
+    MANIFEST,
+    MECHANISMS,
+    SCORED,
+    circuit_name,
+    safe_name,
+)
 from circuits.store.scored import META, RELATION, load_scored, save_scored
 from circuits.vocab import InputError
 
-__all__ = ["CIRCUIT_FILE", "EVALUATION", "MANIFEST", "Gallery", "circuit_name", "safe_name"]
+__all__ = ["CIRCUIT_FILE", "EVALUATION", "IMPLIED", "MANIFEST", "Gallery", "circuit_name", "safe_name"]
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-CIRCUIT_FILE = "circuit.json"
-SCORED = "scored"
-MECHANISMS = "mechanisms"
-EVALUATION = "evaluation"
-"""A relation's held-out evaluation of its scored graph and circuit: ``evaluation.json``, ``evaluation.svg``."""
-_FORMAT = "circuits.gallery/1"
-
-
-def safe_name(name: str) -> str:
-    """A folder name for a model, relation or circuit name.
-
-    >>> safe_name("HuggingFaceTB/SmolLM2-135M")
-    'HuggingFaceTB__SmolLM2-135M'
-    """
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "__")).strip("._")
-    if not text:
-        raise InputError(f"{name!r} cannot name a folder; use letters, digits, '.', '_' or '-'")
-    return text
-
-
 IMPLIED = {"positions": "summed"}
 """Metadata that graphs stored before a key existed hold implicitly (scores summed over positions)."""
-
-
-def circuit_name(circuit: Circuit) -> str:
-    """The circuit's name, else ``{extract_method}-{by}-{size}`` from how it was extracted (``-roles`` for units)."""
-    if circuit.name:
-        return safe_name(circuit.name)
-    p = circuit.params
-    size = p.get("max_edges", p.get("n", p.get("k", p.get("threshold", circuit.n_edges))))
-    roles = "roles" if circuit.roles is not None else None
-    parts = (circuit.extract_method, p.get("by"), size, roles)
-    return safe_name("-".join(str(x) for x in parts if x is not None))
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-
-
-def _version() -> str:
-    from circuits.version import __version__
-
-    return __version__
 
 
 class Gallery:
@@ -183,19 +163,7 @@ class Gallery:
         """Store a scored graph under ``<model>/<relation>/scored``."""
         model, rel = self._names(graph.metadata)
         target = self._commit(self.folder(model, rel, SCORED), lambda d: save_scored(d, graph, relation))
-        meta = graph.metadata
-        self._record(
-            target,
-            {
-                "kind": "scored",
-                "model": model,
-                "relation": rel,
-                "score_method": meta.get("score_method"),
-                "metric": meta.get("metric"),
-                "size": graph.n_edges,
-                "n_pairs": meta.get("n_pairs_scoring"),
-            },
-        )
+        self._record(target, _manifest.scored_entry(graph, model, rel))
         return target
 
     def load_scored(self, model: str, relation: str) -> ScoredGraph:
@@ -244,44 +212,43 @@ class Gallery:
         *,
         draw: Callable[[Path], str] | None = None,
     ) -> tuple[Path, str]:
-        """Store a circuit's JSON (and, through ``draw``, its diagrams) as one unit.
+        """Store a circuit's JSON (and, through ``draw``, its diagram) as one unit.
 
         ``draw(folder)`` writes diagram files into the staging folder and
         returns a message (empty when all went well); the store itself never
-        draws. Returns the folder and that message.
+        draws. It is not called for a circuit over
+        :data:`~circuits.store.diagrams.DIAGRAM_LIMIT`, and a DOT file it
+        writes beside an SVG or PNG is not kept (the image is what a reader
+        looks at; ``circuits render`` writes the DOT on demand). The manifest's
+        ``diagram`` says what was drawn, or why nothing was. Returns the folder
+        and the message (for a circuit over the limit: why it has no diagram
+        and the command that draws it).
         """
         model, rel = self._names(circuit.provenance)
         name = safe_name(name) if name else circuit_name(circuit)
+        target = self.folder(model, rel, name)
         message = ""
+        if draw is not None and too_large(circuit):
+            message = (
+                f"{name}: {too_large_reason(*diagram_size(circuit))}, so no diagram is stored; "
+                f"draw it with `{render_command(target / CIRCUIT_FILE)}`"
+            )
 
         def write(folder: Path) -> None:
             nonlocal message
-            circuit.save(folder / CIRCUIT_FILE)
-            if draw is not None:
+            write_circuit(circuit, folder / CIRCUIT_FILE)
+            if draw is not None and not too_large(circuit):
                 message = draw(folder)
+            drop_dot_files(folder)
 
-        target = self._commit(self.folder(model, rel, name), write)
-        self._record(target, self._circuit_entry(circuit, model, rel, name))
+        self._commit(target, write)
+        self._record(target, _manifest.circuit_entry(circuit, model, rel, target))
         return target, message
-
-    def _circuit_entry(self, circuit: Circuit, model: str, rel: str, name: str) -> dict[str, Any]:
-        return {
-            "kind": "circuit",
-            "model": model,
-            "relation": rel,
-            "name": name,
-            "extract_method": circuit.extract_method,
-            "score_method": circuit.provenance.get("score_method"),
-            "params": {k: v for k, v in circuit.params.items() if k not in ("paths", "search")},
-            "size": circuit.n_edges,
-            "heads": len(circuit.heads()),
-            "faithfulness": circuit.faithfulness,
-        }
 
     def load_circuit(self, model: str, relation: str, name: str) -> Circuit:
         folder = self.folder(model, relation, name)
         self._recover(folder)
-        return Circuit.load(folder / CIRCUIT_FILE)
+        return read_circuit(folder / CIRCUIT_FILE)
 
     def circuits(self, model: str, name: str | None = None) -> dict[str, Circuit]:
         """Stored circuits of ``model`` keyed by relation (one per relation: ``name``, else the newest)."""
@@ -291,7 +258,7 @@ class Gallery:
                 continue
             relation, stamp = path.parent.parent.name, path.stat().st_mtime
             if relation not in out or stamp > out[relation][0]:
-                out[relation] = (stamp, Circuit.load(path))
+                out[relation] = (stamp, read_circuit(path))
         return {k: v for k, (_, v) in sorted(out.items())}
 
     # ----------------------------------------------------------- other units
@@ -305,10 +272,14 @@ class Gallery:
         after: Callable[[Path], None] | None = None,
         relation: str | None = None,
     ) -> Path:
-        """Store a folder of files (e.g. ``reuse``) under ``<model>/`` (or ``<model>/<relation>/``) as one unit.
+        """Store a folder of files (``reuse``, ...) under ``<model>/`` (or ``<model>/<relation>/``) as a unit.
 
-        ``after(staging_folder)`` may add more files before the folder is swapped in.
+        ``after(staging_folder)`` may add more files before the folder is
+        swapped in. The diagram rules hold here too: a DOT file beside its SVG
+        or PNG is not kept, nor any diagram ``X.*`` of a circuit file
+        ``X.json`` over the limit (the manifest's ``diagrams`` says why).
         """
+        drawn: dict[str, Any] = {}
 
         def write(staging: Path) -> None:
             for name, data in files.items():
@@ -316,10 +287,13 @@ class Gallery:
                 atomic_write_bytes(staging / name, blob)
             if after is not None:
                 after(staging)
+            drawn.update(tidy_diagrams(staging))
 
         target = self._commit(self.folder(model, relation, folder), write)
+        where = {"relation": relation} if relation else {}
         self._record(
-            target, {"kind": folder, "model": model, **({"relation": relation} if relation else {}), **entry}
+            target,
+            {"kind": folder, "model": model, **where, **entry, **({"diagrams": drawn} if drawn else {})},
         )
         return target
 
@@ -333,125 +307,37 @@ class Gallery:
         folder = self.folder(model, relation, MECHANISMS)
         for name, text in files.items():
             atomic_write_text(folder / safe_name(name), text)
-        self._record(folder, self._analysis_entry(folder, model, relation))
+        self._record(folder, _manifest.analysis_entry(folder, model, relation))
         return folder
-
-    @staticmethod
-    def _analysis_entry(folder: Path, model: str, relation: str) -> dict[str, Any]:
-        analyses = sorted(p.stem for p in folder.glob("*.json"))
-        return {"kind": MECHANISMS, "model": model, "relation": relation, "analyses": analyses}
 
     # ----------------------------------------------------------- manifest
     def manifest(self) -> dict[str, Any]:
-        path = self.root / MANIFEST
-        if not path.is_file():
-            return {"format": _FORMAT, "entries": {}}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise InputError(
-                f"{path}: malformed JSON at line {error.lineno}: {error.msg}; "
-                "rebuild it with Gallery.rebuild_manifest()"
-            ) from None
-        if not isinstance(data, dict) or not isinstance(data.get("entries"), dict):
-            raise InputError(
-                f"{path}: field 'entries' must be an object; rebuild it with Gallery.rebuild_manifest()"
-            )
-        return data
+        """The manifest (:mod:`circuits.store.manifest`); an empty one when none is stored."""
+        return _manifest.read_manifest(self.root)
 
     def _record(self, folder: Path, entry: dict[str, Any]) -> None:
-        with self._manifest_lock():  # tasks of a distributed sweep record into one manifest
-            data = self.manifest()
-            key = folder.relative_to(self.root).as_posix()
-            files = sorted(p.name for p in folder.iterdir() if p.is_file())
-            data["entries"][key] = {"files": files, **entry, "date": _now(), "package_version": _version()}
-            data["entries"] = dict(sorted(data["entries"].items()))
-            atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1, sort_keys=False) + "\n")
+        _manifest.record_entry(self.root, folder, entry)
 
-    @contextlib.contextmanager
-    def _manifest_lock(self) -> Iterator[None]:
-        """An exclusive lock (``flock``) on the manifest's lock file, so no update is lost to another process's."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / f".{MANIFEST}.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _manifest_lock(self) -> contextlib.AbstractContextManager[None]:
+        return _manifest.manifest_lock(self.root)
 
     def rebuild_manifest(self) -> dict[str, Any]:
         """Recreate the manifest from the stored folders (dates become the files' times)."""
-        entries: dict[str, Any] = {}
-        for path in self._units():
-            key = path.relative_to(self.root).as_posix()
-            date = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.UTC).isoformat(timespec="seconds")
-            files = sorted(p.name for p in path.iterdir() if p.is_file())
-            if (path / CIRCUIT_FILE).is_file():
-                c = Circuit.load(path / CIRCUIT_FILE)
-                entry = self._circuit_entry(c, path.parts[-3], path.parts[-2], path.name)
-                version = c.provenance.get("package_version")
-            else:
-                graph = load_scored(path)
-                meta = graph.metadata
-                entry = {
-                    "kind": "scored",
-                    "model": path.parts[-3],
-                    "relation": path.parts[-2],
-                    "score_method": meta.get("score_method"),
-                    "metric": meta.get("metric"),
-                    "size": graph.n_edges,
-                    "n_pairs": meta.get("n_pairs_scoring"),
-                }
-                version = meta.get("package_version")
-            entries[key] = {"files": files, **entry, "date": date, "package_version": version}
-        try:
-            previous = self.manifest()["entries"]
-        except InputError:
-            previous = {}
-        for path in sorted(self.root.glob("*/*")):  # model-level folders of files: reuse, suppression, ...
-            hidden = path.name.startswith(".")  # a staging folder
-            files = (
-                sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() and not hidden else []
-            )
-            if not files:
-                continue
-            key = path.relative_to(self.root).as_posix()
-            entries[key] = {
-                **previous.get(key, {"kind": path.name, "model": path.parent.name}),
-                "files": files,
-            }
-        for path in sorted(self.root.glob(f"*/*/{EVALUATION}")):  # a relation's folder of files
-            key = path.relative_to(self.root).as_posix()
-            files = sorted(p.name for p in path.iterdir() if p.is_file())
-            entries[key] = {
-                **previous.get(
-                    key, {"kind": EVALUATION, "model": path.parts[-3], "relation": path.parts[-2]}
-                ),
-                "files": files,
-            }
-        for path in sorted(self.root.glob(f"*/*/{MECHANISMS}")):
-            key = path.relative_to(self.root).as_posix()
-            files = sorted(p.name for p in path.iterdir() if p.is_file())
-            entry = self._analysis_entry(path, path.parts[-3], path.parts[-2])
-            date = previous.get(key, {}).get("date")
-            entries[key] = {
-                "files": files,
-                **entry,
-                "date": date,
-                "package_version": previous.get(key, {}).get("package_version", _version()),
-            }
-        data = {"format": _FORMAT, "entries": dict(sorted(entries.items()))}
-        atomic_write_text(self.root / MANIFEST, json.dumps(data, indent=1) + "\n")
-        return data
+        return _manifest.rebuild_manifest(self.root)
 
-    def _units(self) -> Iterator[Path]:
-        for path in sorted(self.root.glob("*/*/*")):
-            if (
-                path.is_dir()
-                and not path.name.startswith(".")
-                and ((path / CIRCUIT_FILE).is_file() or (path / META).is_file())
-            ):
-                yield path
+    def check(self) -> list[str]:
+        """Every way the folders break the gallery's rules or disagree with the manifest (empty: none).
+
+        See :func:`circuits.store.manifest.check_gallery`.
+        """
+        return _manifest.check_gallery(self.root)
+
+    def tidy(self) -> dict[str, Any]:
+        """Apply the diagram rules to a gallery written before them; returns the updated manifest.
+
+        See :func:`circuits.store.manifest.tidy_gallery`.
+        """
+        return _manifest.tidy_gallery(self.root)
 
     @staticmethod
     def _names(meta: dict[str, Any]) -> tuple[str, str]:

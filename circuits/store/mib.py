@@ -45,6 +45,7 @@ from typing import Any
 
 from circuits.circuit import Circuit
 from circuits.graph import ScoredGraph
+from circuits.store.circuits import read_circuit, write_circuit
 from circuits.store.gallery import CIRCUIT_FILE, safe_name
 from circuits.store.mib_format import FORMATS, MIB_SIZES, mib_size, size_label
 from circuits.store.mib_graph import MibGraph
@@ -70,13 +71,13 @@ def load_graph_or_circuit(path: str | Path) -> ScoredGraph | Circuit:
         if (path / META).is_file() or (path / "scored" / META).is_file():
             return load_scored(scored_dir(path))
         if (path / CIRCUIT_FILE).is_file():
-            return Circuit.load(path / CIRCUIT_FILE)
+            return read_circuit(path / CIRCUIT_FILE)
         raise InputError(
             f"{path}: neither a scored-graph directory ({META}), a store relation folder "
             f"(scored/{META}) nor a store circuit folder ({CIRCUIT_FILE})"
         )
     if path.is_file():
-        return Circuit.load(path)
+        return read_circuit(path)
     raise InputError(
         f"{path}: no such file or folder; give a scored-graph directory, a store relation "
         "folder, a circuit JSON file or a store circuit folder"
@@ -215,6 +216,6 @@ def import_mib(
         "circuit_edges": 0,
     }
     if result.circuit is not None:
-        target = result.circuit.save(out / IMPORTED_CIRCUIT)
+        target = write_circuit(result.circuit, out / IMPORTED_CIRCUIT)
         report.update(circuit=str(target), circuit_edges=result.circuit.n_edges)
     return report

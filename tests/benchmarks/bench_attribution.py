@@ -219,7 +219,8 @@ def print_relation(relation: str, f: dict[str, float]) -> None:
         )
     if "memory_full_mb" in f:
         print(
-            f"  peak memory EAP-IG(5)  {f['memory_full_mb']:8.0f} MB full, {f['memory_prefix_mb']:.0f} MB with "
+            f"  peak memory EAP-IG(5)  {f['memory_full_mb']:8.0f} MB full, "
+            f"{f['memory_prefix_mb']:.0f} MB with "
             f"the cache ({f['memory_prefix_mb'] / max(f['memory_full_mb'], 1e-9):.2f}x)"
         )
 

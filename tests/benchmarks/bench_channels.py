@@ -36,9 +36,9 @@ def main() -> None:
     pairs = int((~torch.isnan(torch.from_numpy(analysis.whole))).sum())
     log.info("model %s, %d threads: load %.1f s", args.model, args.threads, loaded - started)
     log.info(
-        "analysis: %d writers x %d readers, %d scored pairs x %d components: %.1f s",
-        len(analysis.writers.names),
-        len(analysis.readers.names),
+        "analysis: %d senders x %d receivers, %d scored pairs x %d components: %.1f s",
+        len(analysis.senders.names),
+        len(analysis.receivers.names),
         pairs,
         analysis.component.shape[-1],
         analysed - loaded,
@@ -46,8 +46,8 @@ def main() -> None:
     log.info(
         "top-20 channels: %.2f s; strongest %s -> %s (z %.1f)",
         done - analysed,
-        channels[0].writer,
-        channels[0].reader,
+        channels[0].sender,
+        channels[0].receiver,
         channels[0].z,
     )
 

@@ -1,4 +1,5 @@
-"""Benchmark: the main job (``make run``) cold and warm, against its 15-minute budget on two cores (not a test).
+"""Benchmark: the main job (``make run``) cold and warm, against its 15-minute budget on two cores
+(not a test).
 
 Runs ``circuits run`` with its defaults (or the given relations) twice into a
 fresh temporary folder, as a separate process pinned to two cores when the
@@ -53,7 +54,8 @@ def main() -> int:
     cold = _run([*cmd, *env_threads])
     warm = _run([*cmd, *env_threads])
     summary = json.loads(next(out.glob("*/job.json")).read_text())
-    # the warm run's summary says 0 s for every stage; each stage's record keeps the seconds it took when it ran
+    # the warm run's summary says 0 s for every stage; each stage's record keeps the seconds it took
+    # when it ran
     records = [json.loads(p.read_text()) for p in out.glob("*/stages/*.json")]
     stages = sorted(
         ((r["stage"], {"seconds": r["seconds"]}) for r in records), key=lambda kv: -kv[1]["seconds"]
@@ -77,7 +79,8 @@ def main() -> int:
         print(f"  warm {warm:7.1f} s  (every stage read back)")
         print("  slowest stages: " + ", ".join(f"{n} {s:.0f} s" for n, s in result["slowest_stages"].items()))
         print(
-            f"  report {result['report_bytes'] / 1e3:.0f} kB, all results {result['results_bytes'] / 1e6:.1f} MB"
+            f"  report {result['report_bytes'] / 1e3:.0f} kB, "
+            f"all results {result['results_bytes'] / 1e6:.1f} MB"
         )
     if args.keep is None:
         shutil.rmtree(out, ignore_errors=True)

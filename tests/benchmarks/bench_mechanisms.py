@@ -120,13 +120,16 @@ def main() -> None:
         f"{k['batched_forwards']} batched forwards incl. the clean one)"
     )
     print(
-        f"  ... running every lower block   {knock_all_blocks:8.2f} s   {k['without_block_skipping_ratio']:6.1f}x"
+        f"  ... running every lower block   {knock_all_blocks:8.2f} s   "
+        f"{k['without_block_skipping_ratio']:6.1f}x"
     )
     print(
-        f"enrichment, 5 conditions          {enrich:8.2f} s   {report['enrichment']['ratio_to_forward']:6.1f}x"
+        f"enrichment, 5 conditions          {enrich:8.2f} s   "
+        f"{report['enrichment']['ratio_to_forward']:6.1f}x"
     )
     print(
-        f"extraction, all heads             {extract:8.2f} s   {report['extraction']['ratio_to_forward']:6.1f}x"
+        f"extraction, all heads             {extract:8.2f} s   "
+        f"{report['extraction']['ratio_to_forward']:6.1f}x"
     )
     labels = {
         "dla": "per-source DLA + classes",

@@ -137,15 +137,16 @@ def main() -> int:
         return 0
     print(f"{args.relation} on smollm2-135m, EAP-IG(5) then a 10-point faithfulness curve; one process each")
     print(
-        f"{'pairs':>6} {'batch':>5} {'model MB':>9} {'score peak':>11} {'above':>7} {'predicted':>9} {'s/pair':>7} "
-        f"{'eval peak':>10} {'above':>7} {'predicted':>9} {'s/pair':>7} {'GFLOP/s':>8}"
+        f"{'pairs':>6} {'batch':>5} {'model MB':>9} {'score peak':>11} {'above':>7} {'predicted':>9} "
+        f"{'s/pair':>7} {'eval peak':>10} {'above':>7} {'predicted':>9} {'s/pair':>7} {'GFLOP/s':>8}"
     )
     for r in results:
         print(
             f"{r['pairs']:>6} {r['batch_size']:>5} {r['model_mb']:>9.0f} {r['score_peak_mb']:>11.0f} "
-            f"{r['score_above_mb']:>7.0f} {r['predicted_score_above_mb']:>9.0f} {r['score_s_per_pair']:>7.3f} "
-            f"{r['eval_peak_mb']:>10.0f} {r['eval_above_mb']:>7.0f} {r['predicted_eval_above_mb']:>9.0f} "
-            f"{r['eval_s_per_pair']:>7.3f} {r['gflops_per_second']:>8.1f}"
+            f"{r['score_above_mb']:>7.0f} {r['predicted_score_above_mb']:>9.0f} "
+            f"{r['score_s_per_pair']:>7.3f} {r['eval_peak_mb']:>10.0f} {r['eval_above_mb']:>7.0f} "
+            f"{r['predicted_eval_above_mb']:>9.0f} {r['eval_s_per_pair']:>7.3f} "
+            f"{r['gflops_per_second']:>8.1f}"
         )
     if len(results) >= 2:
         a, b = results[0], results[-1]

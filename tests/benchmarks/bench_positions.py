@@ -104,8 +104,8 @@ def main() -> int:
     )
     for row in rows:
         print(
-            f"evaluate  {row['n']:>6} edges {row['summed']:.3f} s   {row['n']:>6} units {row['roles']:.3f} s   "
-            f"ratio {row['ratio']:.2f}x (target <= 1.5x)"
+            f"evaluate  {row['n']:>6} edges {row['summed']:.3f} s   "
+            f"{row['n']:>6} units {row['roles']:.3f} s   ratio {row['ratio']:.2f}x (target <= 1.5x)"
         )
     return 0
 

@@ -1,4 +1,5 @@
-"""Benchmark: what intervals, split-half ceilings and permutation nulls add to ``circuits reuse`` (not a test).
+"""Benchmark: what intervals, split-half ceilings and permutation nulls add to
+``circuits reuse`` (not a test).
 
 Runs the reuse sweep over relations whose scored graphs are already in the
 gallery (copied into a temporary store, so nothing is re-scored and the
@@ -69,7 +70,7 @@ def main() -> int:
                 noise=noise,
                 progress=False,
             )
-            assert all(row["source"] == "stored" for row in report["circuits"]), "a graph was re-scored"
+            assert all(row.source == "stored" for row in report.circuits), "a graph was re-scored"
             return time.perf_counter() - start
 
         sweep(None)  # warm-up

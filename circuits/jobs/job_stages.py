@@ -1,0 +1,339 @@
+"""The main job's stages: one method per stage of a relation, and the stages across relations.
+
+A :class:`MainJob` holds what one run of the main job
+(:func:`circuits.jobs.job.run_job`) shares between its stages: the model, the
+settings, the gallery folder and the :class:`~circuits.jobs.stages.StageLog`.
+Each method runs one stage (or reads it back) and returns its small result,
+which the job's summary is made of.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from circuits.io import record_json
+from circuits.jobs.analyses import run_analysis
+from circuits.jobs.job_channels import channels_stage
+from circuits.jobs.job_settings import JobSettings, settings_dict, strongest_heads
+from circuits.jobs.mechanisms import PromptChoice
+from circuits.jobs.stages import StageLog, StageRun
+from circuits.models import LoadedModel
+from circuits.registry import ANALYSES
+from circuits.relations import Relation
+from circuits.relations.prompts import PromptFormat
+from circuits.store import EVALUATION, SCORES, Gallery
+from circuits.vocab import InputError
+
+__all__ = ["MainJob"]
+
+log = logging.getLogger(__name__)
+
+
+def _plain(report: Any) -> dict[str, Any]:
+    """A job's report as its stored dictionary (a typed report's ``to_dict()``)."""
+    return report.to_dict() if hasattr(report, "to_dict") else dict(report)
+
+
+class MainJob:
+    """The state one run of the job shares between its stages."""
+
+    def __init__(self, loaded: LoadedModel, settings: JobSettings, out: Path, progress: bool) -> None:
+        self.model, self.settings, self.progress = loaded, settings, progress
+        self.gallery = Gallery(out)
+        self.home = self.gallery.folder(loaded.name)
+        self.stages = StageLog(self.home / "stages")
+        self.runs: list[StageRun] = []
+        self.score = settings.score_settings()
+
+    def rel(self, path: Path) -> str:
+        return path.relative_to(self.home).as_posix()
+
+    def stage(self, name: str, inputs: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        run = self.stages.run(name, {"model": self.model.name, **inputs}, work)
+        self.runs.append(run)
+        log.info("%s: %s in %.1f s", name, "reused" if run.reused else "ran", run.seconds)
+        return run.result
+
+    # ------------------------------------------------------------ per relation
+    def scored(self, arg: str, rel: Relation, digest: str) -> dict[str, Any]:
+        from circuits.attribution.score import score_relation
+
+        def work() -> dict[str, Any]:
+            graph, pairs = score_relation(self.model, arg, self.score, progress=self.progress)
+            folder = self.gallery.save_scored(graph, pairs.relation)
+            return {
+                "files": [self.rel(folder / SCORES)],
+                "n_facts": pairs.n_facts,
+                "n_known": pairs.n_known,
+                "n_scoring": len(pairs.scoring),
+                "n_heldout": len(pairs.heldout),
+                "prompt": pairs.prompt_record(),
+            }
+
+        return self.stage(f"score/{rel.name}", {"relation": digest, "score": settings_dict(self.score)}, work)
+
+    def circuit(self, rel: Relation, digest: str) -> dict[str, Any]:
+        from circuits.jobs.extraction import extract_stored
+
+        target, cap = self.settings.target_faithfulness, self.settings.max_edges
+
+        def work() -> dict[str, Any]:
+            folder = self.gallery.folder(self.model.name, rel.name, "scored")
+            common = {
+                "evaluate": True,
+                "store": self.gallery.root,
+                "n_boot": self.settings.n_boot,
+                "model": self.model,
+            }
+            reached = True
+            try:
+                circuit, where, _ = extract_stored(folder, target_faithfulness=target, size=cap, **common)
+            except InputError as error:  # not within the cap: the top `cap` edges, marked short of the target
+                log.warning("%s: %s; keeping the top %d edges", rel.name, error, cap)
+                circuit, where, _ = extract_stored(folder, size=cap, **common)
+                reached = False
+            return {
+                **circuit.summary(),
+                "target": target,
+                "target_reached": reached,
+                "faithfulness_interval": circuit.params.get("faithfulness_interval"),
+                "search_faithfulness": circuit.params.get("search_faithfulness"),
+                "heads": strongest_heads(circuit),
+                "files": [self.rel(where / "circuit.json")],
+            }
+
+        inputs = {
+            "relation": digest,
+            "score": settings_dict(self.score),
+            "target": target,
+            "max_edges": cap,
+            "n_boot": self.settings.n_boot,
+        }
+        return self.stage(f"circuit/{rel.name}", inputs, work)
+
+    def evaluation(self, rel: Relation, digest: str, circuit: dict[str, Any]) -> dict[str, Any]:
+        from circuits.draw.evaluation_figures import faithfulness_figure
+        from circuits.evaluate.heldout import evaluate_scored
+
+        def work() -> dict[str, Any]:
+            folder = self.gallery.folder(self.model.name, rel.name, "scored")
+            result, _ = evaluate_scored(
+                folder, model=self.model, progress=self.progress, n_boot=self.settings.n_boot
+            )
+            record = result.as_dict()
+            record["circuit"] = {
+                "name": circuit["name"],
+                "n_edges": circuit["n_edges"],
+                "target": circuit["target"],
+                "target_reached": circuit["target_reached"],
+                "faithfulness": circuit["faithfulness_interval"],
+            }
+            files = {"evaluation.json": record_json(record), "evaluation.svg": faithfulness_figure(record)}
+            where = self.gallery.save_files(
+                self.model.name, EVALUATION, files, {"n_pairs": result.n_pairs}, relation=rel.name
+            )
+            iv = record["intervals"] or {}
+            return {
+                "cpr": iv.get("cpr", result.cpr),
+                "cmd": iv.get("cmd", result.cmd),
+                "n_pairs": result.n_pairs,
+                "clean_metric": result.clean_metric,
+                "files": [self.rel(where / "evaluation.json")],
+            }
+
+        inputs = {
+            "relation": digest,
+            "score": settings_dict(self.score),
+            "n_boot": self.settings.n_boot,
+            "circuit": circuit["name"],
+            "target_reached": circuit["target_reached"],
+        }
+        return self.stage(f"evaluation/{rel.name}", inputs, work)
+
+    def analysis(
+        self, name: str, arg: str, rel: Relation, digest: str, prompt: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One registered analysis on the prompts the relation was scored with (``prompt``: its record)."""
+        s = self.settings
+        entry = ANALYSES[name]
+        formats = [PromptFormat(f["template"], f["shots"]) for f in prompt.get("formats", [])]
+        choice = PromptChoice(
+            seed=s.seed,
+            max_pairs=s.analysis_pairs,
+            max_rank=s.max_rank,
+            templates=tuple(formats) or s.templates,
+            shots=None if formats else s.shots,
+        )
+        settings = entry.settings(n_boot=s.n_boot)
+
+        def work() -> dict[str, Any]:
+            record, files = run_analysis(
+                name, self.model, arg, choice, settings, store=self.gallery.root, progress=self.progress
+            )
+            return {
+                "finding": record.finding(),
+                "n_prompts": record.provenance.n_prompts,
+                "files": [self.rel(f) for f in files],
+            }
+
+        inputs = {
+            "relation": digest,
+            "choice": choice.as_dict(),
+            "n_boot": s.n_boot,
+            "analysis": name,
+            "version": entry.version,
+            "settings": settings.as_dict(),
+        }
+        return self.stage(f"{name}/{rel.name}", inputs, work)
+
+    def positions(self, arg: str, rel: Relation, digest: str) -> dict[str, Any]:
+        from circuits.jobs.positions import run_positions
+
+        s = self.settings
+
+        def work() -> dict[str, Any]:
+            record, _, files = run_positions(
+                self.model,
+                arg,
+                self.score,
+                target=s.target_faithfulness,
+                max_units=s.max_edges,
+                n_boot=s.n_boot,
+                store=self.gallery.root,
+                progress=self.progress,
+            )
+            c, summed = record["circuit"], record["summed_circuit"]
+            return {
+                "circuit": c["name"],
+                "n_units": c["n_units"],
+                "n_edges": c["n_edges"],
+                "role_counts": c["role_counts"],
+                "faithfulness": c["faithfulness_interval"],
+                "target_reached": record["target_reached"],
+                "summed_edges": summed["n_edges"],
+                "summed_faithfulness": summed["faithfulness_interval"],
+                "files": [self.rel(files["record"]), self.rel(files["circuit"] / "circuit.json")],
+            }
+
+        inputs = {
+            "relation": digest,
+            "score": settings_dict(self.score),
+            "target": s.target_faithfulness,
+            "max_units": s.max_edges,
+            "n_boot": s.n_boot,
+        }
+        return self.stage(f"positions/{rel.name}", inputs, work)
+
+    # ------------------------------------------------------------ one relation, every stage
+    def relation_row(self, arg: str, rel: Relation, digest: str, bar: Any = None) -> dict[str, Any]:
+        """Every per-relation stage of ``rel`` (each read back when finished before); its summary row.
+
+        Raises :class:`~circuits.vocab.NotEnoughFactsError` when the relation cannot be scored.
+        """
+        settings = self.settings
+
+        def step(what: str) -> None:
+            if bar is not None:
+                bar.set_description(f"main job: {rel.name} {what}".rstrip())
+
+        def advance() -> None:
+            if bar is not None:
+                bar.update(1)
+
+        step("")
+        scored = self.scored(arg, rel, digest)
+        advance()
+        circuit = self.circuit(rel, digest)
+        advance()
+        evaluation = self.evaluation(rel, digest, circuit)
+        advance()
+        positions = None
+        if settings.positions:
+            step("positions")
+            positions = self.positions(arg, rel, digest)
+            advance()
+        findings = {}
+        for name in settings.analyses:
+            step(name)
+            findings[name] = self.analysis(name, arg, rel, digest, scored.get("prompt", {}))["finding"]
+            advance()
+        return {
+            "relation": rel.name,
+            **{k: scored[k] for k in ("n_facts", "n_known", "n_scoring", "n_heldout")},
+            "prompt": scored.get("prompt"),
+            "circuit": circuit["name"],
+            "n_edges": circuit["n_edges"],
+            "n_nodes": circuit["n_nodes"],
+            "faithfulness": circuit["faithfulness_interval"],
+            "target": circuit["target"],
+            "target_reached": circuit["target_reached"],
+            "search_faithfulness": circuit["search_faithfulness"],
+            "heads": circuit["heads"],
+            "cpr": evaluation["cpr"],
+            "cmd": evaluation["cmd"],
+            "findings": findings,
+            "positions": positions and {k: v for k, v in positions.items() if k != "files"},
+        }
+
+    # ------------------------------------------------------------ across relations
+    def reuse(self, args: list[str], digests: dict[str, str]) -> dict[str, Any]:
+        from circuits.jobs.reuse import run_reuse
+
+        s = self.settings
+
+        def work() -> dict[str, Any]:
+            report = _plain(
+                run_reuse(
+                    args,
+                    model=self.model,
+                    settings=self.score,
+                    size=s.reuse_size,
+                    store=self.gallery.root,
+                    noise=s.noise(),
+                    progress=self.progress,
+                )
+            )
+            return {
+                "relations": report["relations"],
+                "skipped": report["skipped"],
+                "most_similar": report["most_similar"],
+                "least_similar": report["least_similar"],
+                "core": report["core"],
+                "circuits": {r["relation"]: r["name"] for r in report["circuits"]},
+                "files": [self.rel(Path(report["folder"]) / "report.json")],
+            }
+
+        inputs = {
+            "relations": digests,
+            "score": settings_dict(self.score),
+            "size": s.reuse_size,
+            "noise": dataclasses.asdict(s.noise()),
+        }
+        return self.stage("reuse", inputs, work)
+
+    def channels(self, digests: dict[str, str], overlay: tuple[str, str]) -> dict[str, Any]:
+        s = self.settings
+
+        def work() -> dict[str, Any]:
+            where, report = channels_stage(
+                self.model, self.gallery, list(digests), overlay=overlay, top=s.channels_top, seed=s.seed
+            )
+            data = _plain(report)
+            return {
+                "validation": data["validation"],
+                "channels": data["channels"][:5],
+                "files": [self.rel(where / "channels.json")],
+            }
+
+        inputs = {
+            "relations": digests,
+            "score": settings_dict(self.score),
+            "top": s.channels_top,
+            "overlay": list(overlay),
+            "seed": s.seed,
+        }
+        return self.stage("channels", inputs, work)
