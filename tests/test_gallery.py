@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_report import links_of, target_of
+from report_helpers import links_of, target_of
 
 from circuits.circuit import Circuit
 from circuits.draw import circuit_dot, render
