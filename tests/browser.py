@@ -285,7 +285,8 @@ class Browser:
         return out
 
     def _tooltips(self, url: str) -> dict[str, int]:
-        """Tooltips (``<title>`` elements, ``xlink:title`` attributes) in each embedded document, by its URL."""
+        """Tooltips (``<title>`` elements, ``xlink:title`` attributes) in each embedded document,
+        by its URL."""
         root = self.call("DOM.getDocument", {"depth": -1, "pierce": True}, session=True)["root"]
         out: dict[str, int] = {}
 

@@ -1,4 +1,5 @@
-"""``circuits compare-models``: the main job on two models, their comparison, its figures and its report page."""
+"""``circuits compare-models``: the main job on two models, their comparison, its figures and its
+report page."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from circuits.compare.model_record import ModelComparison, ReuseAgreement
 from circuits.compare.models import (
     COMPARISON,
     COMPARISON_FOLDER,
@@ -76,6 +78,25 @@ def test_compare_models_stores_the_comparison_and_its_figures(compared):
         assert overlap == pytest.approx(1 - 0.5 * np.abs(a - b).sum())
 
 
+def test_the_stored_comparison_reads_back_into_its_type(compared):
+    path = compared / COMPARISON_FOLDER / COMPARISON
+    data = json.loads(path.read_text())
+    typed = ModelComparison.from_dict(data, source=str(path))
+    assert typed.to_dict() == data and ModelComparison.from_dict(typed.to_dict()) == typed
+    assert typed.folder is None and typed.models == list(MODELS) and typed.target == 0.8
+    # the comparison computed again is the stored one, typed
+    again = compare_models(compared, list(MODELS), n_perm=50, seed=0)
+    assert again == typed
+    row = again.relations[0]
+    llama = row.models[MODELS[0]]
+    assert llama.knockout is not None and set(llama.knockout) >= {"subject", "last"}
+    assert llama.faithfulness is not None and llama.faithfulness.n_boot == 20
+    assert llama.dla_counts is not None and set(llama.dla_counts) >= {"subject", "relation", "mixed"}
+    assert again.reuse is not None and again.reuse.relations == list(RELATIONS)
+    with pytest.raises(InputError, match=r"comparison\.json: not a readable comparison across models"):
+        ModelComparison.from_dict({**data, "relations": [{"relation": "r"}]}, source=str(path))
+
+
 def test_the_reuse_matrices_compared_are_each_models_own(compared):
     data = json.loads((compared / COMPARISON_FOLDER / COMPARISON).read_text())
     reuse = data["reuse"]
@@ -127,12 +148,18 @@ def test_reuse_matrices_that_agree_correlate_and_merge_alike():
     same = compare_reuse(
         {"names": names, "values": values}, {"names": names, "values": values}, names, 200, 0
     )
-    assert same["spearman"] == pytest.approx(1.0) and same["p"] < 0.05 and same["same_first_merge"]
+    assert same is not None and same.spearman == pytest.approx(1.0)
+    assert same.p is not None and same.p < 0.05 and same.same_first_merge
+    assert ReuseAgreement.from_dict(same.to_dict()) == same
+    with pytest.deprecated_call(match=r"'ReuseAgreement\[key\]'"):
+        assert same["spearman"] == same.spearman  # the dict reading of 0.4, one more version
     flipped = [[1.0 if i == j else 1.0 - values[i][j] for j in range(5)] for i in range(5)]
     other = compare_reuse(
         {"names": names, "values": values}, {"names": names, "values": flipped}, names, 200, 0
     )
-    assert other["spearman"] == pytest.approx(-1.0) and other["p"] > 0.5
+    assert other is not None and other.spearman == pytest.approx(-1.0)
+    assert other.p is not None and other.p > 0.5
+    assert other.first_merge[0] != other.first_merge[1] and not other.same_first_merge
     assert compare_reuse({"names": names, "values": values}, None, names, 10, 0) is None
     assert (
         compare_reuse(

@@ -139,12 +139,12 @@ def test_main_job_on_ray_equals_the_serial_job(cluster, tiny_llama, tmp_path, on
         report=False,
         executor=Executor("ray", address=cluster),
     )
-    assert distributed["relations"] == serial["relations"]
-    assert distributed["reuse"] == serial["reuse"] and distributed["channels"] == serial["channels"]
+    assert distributed.relations == serial.relations
+    assert distributed.reuse == serial.reuse and distributed.channels == serial.channels
     # the per-relation stages ran in the tasks; the driver only read them back
-    stages = distributed["stages"]
-    assert all(stages[f"{kind}/{r}"]["reused"] for kind in ("score", "circuit", "dla") for r in RELATIONS)
-    assert not stages["reuse"]["reused"]
+    stages = distributed.stages
+    assert all(stages[f"{kind}/{r}"].reused for kind in ("score", "circuit", "dla") for r in RELATIONS)
+    assert not stages["reuse"].reused
 
 
 def test_a_task_error_reaches_the_caller_as_its_own_type(cluster) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from circuits.jobs.intervene_record import InterventionRecord
 from circuits.mechanisms.interventions import Edit, intervene
-from circuits.vocab import Ablation
+from circuits.vocab import Ablation, InputError
 
 ALL = 10**9  # every fact passes the known-fact filter: tiny random models know nothing
 RELATION = "country_capital_city"
@@ -67,6 +68,9 @@ def test_intervene_command_on_a_bundled_relation_and_an_unseen_lre_file(capsys, 
     ]
     assert record["n_prompts"] == 3 and record["split"] == "heldout" and record["n_boot"] == 50
     assert ET.parse(tmp_path / "a" / "intervene.svg").getroot().tag.endswith("svg")
+    typed = InterventionRecord.from_dict(record)  # intervene.json reads back into its type, to the same JSON
+    assert typed.to_dict() == record and InterventionRecord.from_dict(typed.to_dict()) == typed
+    assert typed.prompts is not None and typed.prompts.n_heldout == typed.n_prompts == 3
 
     lre = river_lre
     code, out, err = run_cli(capsys, "intervene", str(lre), *TINY, "--split", "all")
@@ -81,6 +85,36 @@ def test_intervene_command_on_a_bundled_relation_and_an_unseen_lre_file(capsys, 
 
     code, _, err = run_cli(capsys, "intervene", RELATION, *TINY, "--scale", "a1.h9=0")
     assert code == 2 and "closest: a1.h0, a1.h1" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_intervene_returns_its_typed_record(tiny_llama, tmp_path):
+    from circuits.jobs.interventions import run_intervene
+    from circuits.jobs.mechanisms import PromptChoice
+
+    result, record, files = run_intervene(
+        tiny_llama,
+        RELATION,
+        PromptChoice(max_pairs=8, max_rank=ALL),
+        ablate=["a1.h0:zero"],
+        n_boot=20,
+        out=tmp_path,
+        progress=False,
+    )
+    assert files == [tmp_path / "intervene.json", tmp_path / "intervene.svg"]
+    stored = strict((tmp_path / "intervene.json").read_text())
+    assert record.to_dict() == stored and InterventionRecord.from_dict(stored) == record
+    assert record.edits == ["ablate a1.h0:zero"] and record.split == "heldout" and record.n_boot == 20
+    assert record.prompts is not None and record.prompts.choice["max_pairs"] == 8
+    assert record.prompts.n_scoring + record.prompts.n_heldout == record.prompts.n_pairs
+    assert set(record.before) == set(record.after) == set(record.change) == set(result.before)
+    assert record.before["accuracy"].value == pytest.approx(result.before["accuracy"].value, abs=1e-6)
+    assert len(record.subjects) == record.n_prompts == len(record.after_values["logit_diff"])
+    heading = record.provenance().heading()
+    assert heading.startswith(f"tiny-llama / {RELATION}: 3 known-fact prompts (")
+    with pytest.deprecated_call(match=r"'InterventionRecord\[key\]'"):
+        assert record["edits"] == record.edits  # the dict reading of 0.4, one more version
+    with pytest.raises(InputError, match="not an 'intervene' record"):
+        InterventionRecord.from_dict({**stored, "analysis": "knockout"}, source="x.json")
 
 
 # ------------------------------------------------------------------ the causal reuse test

@@ -8,6 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from circuits.cli.job import format_summary
+from circuits.jobs.job_records import (
+    AnalysisStage,
+    ChannelsStage,
+    CircuitStage,
+    EvaluationStage,
+    PositionsStage,
+    ReuseStage,
+    ScoreStage,
+)
+from circuits.jobs.job_summary import JobSummary
 from circuits.jobs.stages import StageLog, stage_key
 from circuits.relations import load_relation
 from circuits.relations.schema import relation_to_json
@@ -42,6 +53,27 @@ def test_stage_log_reuses_only_a_finished_stage_with_the_same_key_and_files(tmp_
         log.run("other", {}, lambda: (_ for _ in ()).throw(RuntimeError("interrupted")))
     assert not log.path("other").exists()
     assert stage_key({"x": [1, 2]}) != stage_key({"x": [2, 1]})
+
+
+_STAGES = {
+    "score": ScoreStage,
+    "circuit": CircuitStage,
+    "evaluation": EvaluationStage,
+    "positions": PositionsStage,
+    "reuse": ReuseStage,
+    "channels": ChannelsStage,
+}
+
+
+def _stage_records(home: Path) -> list[tuple[dict, object]]:
+    """Every stage's stored result under ``home/stages``, and that result read into its stage's type."""
+    out = []
+    for path in sorted((home / "stages").glob("*.json")):
+        result = json.loads(path.read_text())["result"]
+        kind = _STAGES.get(json.loads(path.read_text())["stage"].split("/")[0], AnalysisStage)
+        out.append((result, kind.from_dict(result)))
+    assert out
+    return out
 
 
 def _settings(**changes):
@@ -98,7 +130,7 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
     monkeypatch.setitem(ANALYSES, "dla", real)
 
     summary = run_job(_settings(), out, model=tiny_llama, progress=False, report=False)
-    ran = {name for name, s in summary["stages"].items() if not s["reused"]}
+    ran = {name for name, s in summary.stages.items() if not s.reused}
     assert ran == {"dla/country_currency", "reuse", "channels"}
     home = out / "tiny-llama"
     for rel in ("country_capital_city", "country_currency"):
@@ -113,28 +145,34 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
         ):
             assert (home / rel / path).is_file(), (rel, path)
         evaluation = json.loads((home / rel / "evaluation" / "evaluation.json").read_text())
-        row = next(r for r in summary["relations"] if r["relation"] == rel)
-        assert evaluation["circuit"]["name"] == row["circuit"]
-        assert evaluation["circuit"]["faithfulness"] == row["faithfulness"]
-        assert (home / rel / row["circuit"] / "circuit.json").is_file()
-        assert set(row["findings"]) == {"knockout", "dla"} and all(row["findings"].values())
+        row = summary.row(rel)
+        assert evaluation["circuit"]["name"] == row.circuit
+        assert row.faithfulness is not None
+        assert evaluation["circuit"]["faithfulness"] == row.faithfulness.to_stored()
+        assert (home / rel / row.circuit / "circuit.json").is_file()
+        assert set(row.findings) == {"knockout", "dla"} and all(row.findings.values())
         positions = json.loads((home / rel / "positions" / "positions.json").read_text())
         stored = json.loads((home / rel / positions["circuit"]["folder"] / "circuit.json").read_text())
-        assert (
-            stored["graph"]["positions"] == "roles"
-            and row["positions"]["n_units"] == positions["circuit"]["n_units"]
-        )
-        assert row["positions"]["summed_edges"] == positions["summed_circuit"]["n_edges"]
+        assert row.positions is not None and stored["graph"]["positions"] == "roles"
+        assert row.positions.n_units == positions["circuit"]["n_units"]
+        assert row.positions.summed_edges == positions["summed_circuit"]["n_edges"]
+        assert row.prompt is not None and row.n_scoring + row.n_heldout <= 8
     assert (home / "reuse" / "report.json").is_file() and (home / "reuse" / "noise.csv").is_file()
     channels = json.loads((home / "channels" / "channels.json").read_text())
     assert [r["relation"] for r in channels["validation"]] == ["country_capital_city", "country_currency"]
     assert channels["overlay"]["relation"] == "country_capital_city"
-    assert json.loads((home / "job.json").read_text())["relations"] == summary["relations"]
+    # job.json is the summary's stored layout, and reads back into the same summary
+    written = json.loads((home / "job.json").read_text())
+    assert written == json.loads(json.dumps(summary.to_dict()))
+    assert JobSummary.from_dict(written) == summary and summary.report is None and "report" not in written
+    # every stage's record reads back into its type, to the same JSON
+    for result, record in _stage_records(home):
+        assert json.loads(json.dumps(record.to_dict())) == result
 
     # nothing changed: every stage is read back
     again = run_job(_settings(), out, model=tiny_llama, progress=False, report=False)
-    assert again["stages_run"] == 0 and again["stages_reused"] == len(again["stages"])
-    assert again["relations"] == summary["relations"]
+    assert again.stages_run == 0 and again.stages_reused == len(again.stages)
+    assert again.relations == summary.relations
 
     # the content of one relation file changed: only its stages and the comparisons run again
     lre = relation_to_json(load_relation("country_currency"))
@@ -148,7 +186,7 @@ def test_main_job_writes_every_stage_and_resumes(tiny_llama, tmp_path: Path, mon
         progress=False,
         report=False,
     )
-    ran = {name for name, s in third["stages"].items() if not s["reused"]}
+    ran = {name for name, s in third.stages.items() if not s.reused}
     assert ran == {
         "score/country_currency",
         "circuit/country_currency",
@@ -241,12 +279,14 @@ def test_a_target_out_of_reach_keeps_the_capped_circuit_and_says_so(tiny_llama, 
         progress=False,
         report=False,
     )
-    for row in summary["relations"]:
-        assert row["n_edges"] <= 1
-        if not row["target_reached"]:
-            assert row["circuit"].startswith("top-n")
+    for row in summary.relations:
+        assert row.n_edges <= 1
+        if not row.target_reached:
+            assert row.circuit.startswith("top-n")
             evaluation = json.loads(
-                (tmp_path / "tiny-llama" / row["relation"] / "evaluation" / "evaluation.json").read_text()
+                (tmp_path / "tiny-llama" / row.relation / "evaluation" / "evaluation.json").read_text()
             )
             assert evaluation["circuit"]["target_reached"] is False
-    assert not all(row["target_reached"] for row in summary["relations"])
+    assert not all(row.target_reached for row in summary.relations)
+    text = format_summary(summary)
+    assert "* no circuit of at most 1 edges reached the target: the top 1 edges" in text

@@ -15,9 +15,12 @@ from conftest import toy_scored
 
 from circuits.attribution.score import score_relation
 from circuits.attribution.settings import ScoreSettings
+from circuits.compare import METRICS, compare
+from circuits.compare.ceilings import NoiseSettings
 from circuits.evaluate.heldout import evaluate_scored
 from circuits.extract import prune, top_n
 from circuits.jobs import compare_files, extract_stored, load_circuit, render_circuit_file, run_reuse
+from circuits.jobs.compare_record import CircuitComparison
 from circuits.jobs.reuse import ReuseReport
 from circuits.store import MANIFEST, Gallery, read_circuit, save_scored
 from circuits.vocab import InputError, NotEnoughFactsError, ScoreMethod
@@ -172,12 +175,24 @@ def test_compare_files_and_render_circuit_file(tmp_path: Path) -> None:
     _, a, _ = extract_stored(tmp_path / "r1", size=20)
     _, b, _ = extract_stored(tmp_path / "r2", size=20)
     same = compare_files(a, a)
-    assert same["edge_jaccard"] == 1.0
-    assert "diff" not in same
+    assert same.similarities["edge_jaccard"] == 1.0 and same.measure("edge_jaccard") == 1.0
+    assert same.diff is None and same.noise is None and "diff" not in same.to_dict()
+    assert same.common_edges == same.edges_a == same.edges_b and same.units is None
     result = compare_files(a, b, diff=tmp_path / "d")
-    assert result["a"] == "top-n-signed-20"
-    assert 0.0 <= result["edge_jaccard"] <= 1.0
-    assert result["diff"][0] == str(tmp_path / "d.dot")
+    assert result.a == "top-n-signed-20"
+    assert 0.0 <= result.similarities["edge_jaccard"] <= 1.0
+    assert list(result.similarities) == list(METRICS)
+    assert result.diff is not None and result.diff[0] == str(tmp_path / "d.dot")
+    # the record is compare()'s dictionary and the diff's files, and reads back
+    assert result.to_dict() == {**compare(load_circuit(a), load_circuit(b)), "diff": result.diff}
+    assert CircuitComparison.from_dict(result.to_dict()) == result
+    # without the scored graphs' per-pair scores at hand, the noise references say why they are missing
+    lonely = tmp_path / "lonely.json"
+    lonely.write_text(a.read_text())
+    skipped = compare_files(lonely, b, noise=NoiseSettings(5, 2, 2, 0))
+    assert skipped.noise is not None and skipped.noise.similarities is None
+    assert "no scored graph beside" in str(skipped.noise.skipped)
+    assert CircuitComparison.from_dict(skipped.to_dict()).to_dict() == skipped.to_dict()
     assert pydot.graph_from_dot_file(str(tmp_path / "d.dot"))
     rendered = render_circuit_file(a, formats=("dot",))
     assert rendered.written == [a.with_suffix(".dot")]

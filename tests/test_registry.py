@@ -186,18 +186,18 @@ def test_the_main_job_runs_the_entry_as_a_stage_keyed_by_its_version(toy, tiny_l
     rel = load_relation("country_capital_city")
     job = MainJob(tiny_llama, settings, tmp_path, progress=False)
 
-    def stage() -> dict[str, Any]:
+    def stage() -> Any:
         return job.analysis("toy", "country_capital_city", rel, relation_digest(rel), {})
 
     first = stage()
-    assert first["finding"] == "6 subjects measured" and first["n_prompts"] == 6
-    assert first["files"] == [f"country_capital_city/mechanisms/toy.{x}" for x in ("json", "svg")]
+    assert first.finding == "6 subjects measured" and first.n_prompts == 6
+    assert first.files == [f"country_capital_city/mechanisms/toy.{x}" for x in ("json", "svg")]
     stage()
     assert [r.reused for r in job.runs] == [False, True]
     monkeypatch.setattr(ToyRecord, "VERSION", 4)  # a new version of the analysis runs again
     stage()
     assert [r.reused for r in job.runs] == [False, True, False]
-    stored = json.loads((tmp_path / "tiny-llama" / first["files"][0]).read_text())
+    stored = json.loads((tmp_path / "tiny-llama" / first.files[0]).read_text())
     assert stored["analysis_version"] == 4
 
 

@@ -34,7 +34,8 @@ Formula = Callable[[Tensor, Tensor], Tensor]
 
 @dataclass(frozen=True)
 class NormForm:
-    """What a norm module computes, settled by probing it: ``kind`` ``"rms"`` or ``"layer"``, its gain and bias."""
+    """What a norm module computes, settled by probing it: ``kind`` ``"rms"`` or ``"layer"``,
+    its gain and bias."""
 
     kind: str
     gain: Tensor  # [d]: w, or 1 + w (Gemma)

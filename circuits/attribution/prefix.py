@@ -153,7 +153,8 @@ def _slot_offsets(lengths: Tensor, width: int) -> Tensor:
 
 
 def shift_rows(t: Tensor, lengths: Tensor, n_new: int, fill: int | float | bool) -> Tensor:
-    """``t[i, lengths[i] : lengths[i] + n_new]`` for every row, ``fill`` past the end: ``[batch, n_new, ...]``."""
+    """``t[i, lengths[i] : lengths[i] + n_new]`` for every row, ``fill`` past the end:
+    ``[batch, n_new, ...]``."""
     idx = lengths.to(t.device)[:, None] + torch.arange(n_new, device=t.device)[None]
     inside = idx < t.shape[1]
     idx = idx.clamp(max=t.shape[1] - 1)
@@ -232,7 +233,8 @@ def counterfactual_prefix(
 def split_prefix(
     harness: Harness, batch: PairBatch, ablation: Ablation | str, *, enabled: bool = True
 ) -> tuple[SharedPrefix | None, PairBatch]:
-    """The cached shared prefix of ``batch`` and the batch of what follows it (None and ``batch`` where inexact)."""
+    """The cached shared prefix of ``batch`` and the batch of what follows it
+    (None and ``batch`` where inexact)."""
     if not prefix_record(batch, ablation, enabled)["used"]:
         return None, batch
     lengths = pair_prefix_lengths(batch)

@@ -186,14 +186,16 @@ def score_pairs(
 
 
 def _graph_of(shape: Any, means: np.ndarray, by_role: bool) -> ScoredGraph:
-    """The graph of the pairs' mean scores (``[S, R]``, or ``[n_roles, S, R]``, which also gives role scores)."""
+    """The graph of the pairs' mean scores (``[S, R]``, or ``[n_roles, S, R]``,
+    which also gives role scores)."""
     if not by_role:
         return ScoredGraph(shape, means.astype(np.float32))
     return ScoredGraph(shape, means.sum(0).astype(np.float32), role_scores=means.astype(np.float32))
 
 
 def strongest_pair_scores(graph: ScoredGraph, spool: PairSpool, k: int) -> PairScores:
-    """The per-pair scores (spooled ``[n_pairs, S, R]``, or by role) of the ``k`` units of largest ``|score|``."""
+    """The per-pair scores (spooled ``[n_pairs, S, R]``, or by role) of the ``k`` units
+    of largest ``|score|``."""
     top = graph.ranked(by="abs", positions=graph.positions)[: max(1, k)]
     return PairScores(top, half_precision(spool.columns(top)))
 

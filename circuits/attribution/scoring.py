@@ -112,7 +112,8 @@ def edge_products(
 
 
 def _nonzero_slots(t: Tensor) -> Tensor:
-    """[batch, pos]: where any row of ``t`` ([rows, batch, pos, d]) is non-zero (two reductions, no copy of ``t``)."""
+    """[batch, pos]: where any row of ``t`` ([rows, batch, pos, d]) is non-zero
+    (two reductions, no copy of ``t``)."""
     return (t.amax(dim=(0, 3)) != 0) | (t.amin(dim=(0, 3)) != 0)
 
 

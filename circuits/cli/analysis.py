@@ -35,12 +35,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "finish",
-    "heading",
     "output_options",
     "parse_layers",
     "prompt_choice",
     "register",
-    "run_module_job",
     "settings_of",
 ]
 
@@ -60,24 +58,6 @@ def prompt_choice(args: argparse.Namespace) -> PromptChoice:
     )
 
 
-def run_module_job(args: argparse.Namespace, module: str, job: str, **job_options: Any) -> Any:
-    """Load the model and run ``circuits.jobs.<module>.<job>`` (a job that is no registered analysis)."""
-    import importlib
-
-    model = options.load(args)
-    run = getattr(importlib.import_module(f"circuits.jobs.{module}"), job)
-    return run(
-        model,
-        args.relation,
-        prompt_choice(args),
-        n_boot=args.boot,
-        out=args.out,
-        store=args.store,
-        progress=not args.quiet,
-        **job_options,
-    )
-
-
 def finish(args: argparse.Namespace, record: Any, text: list[str], files: list[Path]) -> int:
     """Print the record as JSON (``--json``) or the table lines and the files written; exit status 0."""
     if args.json:
@@ -88,13 +68,6 @@ def finish(args: argparse.Namespace, record: Any, text: list[str], files: list[P
         text.append("wrote " + ", ".join(str(f) for f in files))
     print("\n".join(text))
     return 0
-
-
-def heading(record: dict[str, Any]) -> str:
-    """The first line of a table of a record kept as a dictionary (typed: ``provenance.heading()``)."""
-    from circuits.records.base import Provenance
-
-    return Provenance.from_dict(record).heading()
 
 
 def output_options(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from circuits.cli import options
 from circuits.compare.families import SIMILARITIES
@@ -13,6 +13,10 @@ from circuits.draw.graphviz import FORMATS
 from circuits.graph import POSITIONS
 from circuits.uncertainty import format_stored as _iv
 from circuits.vocab import ExtractMethod, ScoreMethod
+
+if TYPE_CHECKING:
+    from circuits.jobs.noise_record import ReuseNoise, SimilarityRow
+    from circuits.records.stored import Estimate
 
 __all__ = ["register"]
 
@@ -71,6 +75,21 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+_COMPARED = (
+    "common_units",
+    "common_edges",
+    "edge_jaccard",
+    "node_jaccard",
+    "edge_overlap",
+    "node_overlap",
+    "weighted_jaccard",
+    "head_share",
+    "heads_of_a_in_b",
+    "heads_of_b_in_a",
+)
+"""What ``circuits compare`` prints, in order (a measure a comparison lacks is left out)."""
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from circuits.compare.ceilings import NoiseSettings
     from circuits.jobs import compare_files
@@ -78,51 +97,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
     noise = None if args.boot == 0 else NoiseSettings(args.boot, args.splits, args.permutations, args.seed)
     result = compare_files(args.a, args.b, diff=args.diff, noise=noise)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
         return 0
-    for side in "ab":
-        units = f"{result[f'units_{side}']} (edge, role) units on " if "common_units" in result else ""
-        edges, nodes = result[f"edges_{side}"], result[f"nodes_{side}"]
-        print(f"{side.upper()}: {result[side]} ({units}{edges} edges, {nodes} nodes)")
-    if "common_units" in result:
+    units = result.units
+    sides = (
+        ("a", result.a, result.edges_a, result.nodes_a, None if units is None else units.units_a),
+        ("b", result.b, result.edges_b, result.nodes_b, None if units is None else units.units_b),
+    )
+    for side, label, edges, nodes, n_units in sides:
+        on = "" if n_units is None else f"{n_units} (edge, role) units on "
+        print(f"{side.upper()}: {label} ({on}{edges} edges, {nodes} nodes)")
+    if units is not None:
         print("(both circuits are position-aware: the edge similarities below compare (edge, role) units)")
-    sims = (result.get("noise") or {}).get("similarities", {})
-    for key in (
-        "common_units",
-        "common_edges",
-        "edge_jaccard",
-        "node_jaccard",
-        "edge_overlap",
-        "node_overlap",
-        "weighted_jaccard",
-        "head_share",
-        "heads_of_a_in_b",
-        "heads_of_b_in_a",
-    ):
-        if key not in result:
+    sims = (result.noise.similarities if result.noise is not None else None) or {}
+    for key in _COMPARED:
+        value = result.measure(key)
+        if value is None:
             continue
-        value = result[key]
         if key in sims:
-            print(f"{key:<18}{_iv(sims[key])}  {_references(sims[key])}")
+            print(f"{key:<18}{sims[key].interval.shown()}  {_references(sims[key])}")
         else:
             print(f"{key:<18}{value:>10.4f}" if isinstance(value, float) else f"{key:<18}{value:>10}")
     if "spearman" in sims:
-        print(f"{'spearman (top)':<18}{_iv(sims['spearman'])}  {_references(sims['spearman'])}")
-    print(f"common heads: {', '.join(result['common_heads']) or '-'}")
+        print(f"{'spearman (top)':<18}{sims['spearman'].interval.shown()}  {_references(sims['spearman'])}")
+    print(f"common heads: {', '.join(result.common_heads) or '-'}")
     if sims:
         print(
             "[interval]: 95% bootstrap over each circuit's scoring pairs; ceilings: split-half; "
             "relative: half-sample similarity / sqrt(ceilings); null: pairs shuffled between A and B"
         )
-    elif result.get("noise"):
-        print(f"no intervals: {result['noise']['skipped']}")
+    elif result.noise is not None and result.noise.skipped is not None:
+        print(f"no intervals: {result.noise.skipped}")
     return 0
 
 
-def _references(row: dict[str, Any]) -> str:
-    rel = "n/a" if row["relative"] is None else f"{row['relative']:.2f}"
-    null = "n/a" if row["null"] is None else f"{_iv(row['null'])}, p {row['p']:.3f}"
-    return f"ceilings {_v(row['ceiling_a'])} / {_v(row['ceiling_b'])}  relative {rel}  null {null}"
+def _references(row: SimilarityRow) -> str:
+    rel = "n/a" if row.relative is None else f"{row.relative:.2f}"
+    null = "n/a" if row.null is None else f"{row.null.shown()}, p {row.p:.3f}"
+    return f"ceilings {_v(row.ceiling_a)} / {_v(row.ceiling_b)}  relative {rel}  null {null}"
 
 
 def cmd_reuse(args: argparse.Namespace) -> int:
@@ -182,30 +194,26 @@ def cmd_reuse(args: argparse.Namespace) -> int:
     return 0
 
 
-def noise_table(noise: dict[str, Any], similarity: str) -> str:
+def noise_table(noise: ReuseNoise, similarity: str) -> str:
     """Each relation's split-half ceiling, then every pair: similarity [interval], ceilings, relative, null.
 
-    ``noise`` is the stored :meth:`~circuits.compare.ceilings.FamilyNoise.as_dict`.
+    ``noise`` is the report's :class:`~circuits.jobs.noise_record.ReuseNoise`.
     """
-    lines = [
-        f"split-half ceilings ({similarity}; mean over {noise['settings']['n_splits']} splits [2.5%, 97.5%]):"
-    ]
-    for relation, ceilings in noise["ceilings"].items():
-        lines.append(f"  {relation:<28}{_iv(ceilings[similarity])}")
+    lines = [f"split-half ceilings ({similarity}; mean over {noise.settings.n_splits} splits [2.5%, 97.5%]):"]
+    for relation, ceilings in noise.ceilings.items():
+        lines.append(f"  {relation:<28}{ceilings[similarity].shown()}")
     lines.append(
         f"pairs ({similarity} [95% bootstrap interval]; relative = half-sample similarity / sqrt(ceilings); "
         f"null = shared-circuit permutation null, p = share of shuffles at or below):"
     )
-    rows = sorted(
-        (p[similarity] for p in noise["pairs"]), key=lambda r: -(r["value"] if r["value"] is not None else -9)
-    )
+    rows = sorted(noise.rows(similarity), key=lambda r: -(r.value if r.value is not None else -9))
     for r in rows:
-        lines.append(f"  {r['a']} / {r['b']}: {_iv(r)}  {_references(r)}")
+        lines.append(f"  {r.a} / {r.b}: {r.interval.shown()}  {_references(r)}")
     return "\n".join(lines) + "\n"
 
 
-def _v(d: dict[str, Any] | None) -> str:
-    return "n/a" if d is None or d.get("value") is None else f"{d['value']:.2f}"
+def _v(d: Estimate | None) -> str:
+    return "n/a" if d is None or d.value is None else f"{d.value:.2f}"
 
 
 def _noise_options(p: argparse.ArgumentParser) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from circuits.cli import options
-from circuits.cli.analysis import finish, heading, output_options, run_module_job
+from circuits.cli.analysis import finish, output_options, prompt_choice
+from circuits.records.stored import Estimate
 
 if TYPE_CHECKING:
     from circuits.jobs.reuse_test_record import ReuseTestMeasures
@@ -25,40 +26,48 @@ __all__ = ["register"]
 _NAMES = {"accuracy": "accuracy", "answer_prob": "p(answer)", "logit_diff": "logit diff"}
 
 
-def _iv(point: dict[str, Any], digits: int = 3) -> str:
-    if point["value"] is None:
+def _iv(point: Estimate, digits: int = 3) -> str:
+    """``value [low, high]`` with ``digits`` decimals (``n/a`` without a value)."""
+    if point.value is None:
         return "n/a"
-    return f"{point['value']:.{digits}f} [{point['low']:.{digits}f}, {point['high']:.{digits}f}]"
+    return f"{point.value:.{digits}f} [{point.low:.{digits}f}, {point.high:.{digits}f}]"
 
 
 def _interval(iv: Interval, digits: int) -> str:
-    """``value [low, high]`` as :func:`_iv` prints it (``n/a`` without a value)."""
-    return _iv(iv.as_dict(), digits)
+    """``value [low, high]`` as :func:`_iv` prints a stored interval (``n/a`` without a value)."""
+    return _iv(Estimate.of(iv), digits)
 
 
 def cmd_intervene(args: argparse.Namespace) -> int:
-    _, record, files = run_module_job(
-        args,
-        "interventions",
-        "run_intervene",
+    from circuits.jobs.interventions import run_intervene
+
+    model = options.load(args)
+    _, record, files = run_intervene(
+        model,
+        args.relation,
+        prompt_choice(args),
         scale=args.scale or (),
         ablate=args.ablate or (),
         subspace=args.subspace or (),
         split=args.split,
         heldout_fraction=args.heldout_fraction,
+        n_boot=args.boot,
+        out=args.out,
+        store=args.store,
+        progress=not args.quiet,
     )
-    p = record["prompts"]
+    p = record.prompts
+    counts = "" if p is None else f" of {p.n_pairs} pairs; {p.n_scoring} scoring, {p.n_heldout} held out"
     text = [
-        heading(record),
-        f"split: {record['split']} ({record['n_prompts']} of {p['n_pairs']} pairs; "
-        f"{p['n_scoring']} scoring, {p['n_heldout']} held out); mean [95% bootstrap interval]",
+        record.provenance().heading(),
+        f"split: {record.split} ({record.n_prompts}{counts}); mean [95% bootstrap interval]",
     ]
-    text.append("edits: " + ("; ".join(record["edits"]) if record["edits"] else "no edits (after = before)"))
+    text.append("edits: " + ("; ".join(record.edits) if record.edits else "no edits (after = before)"))
     text.append(f"{'metric':<12}{'before':>26}{'after':>26}{'change (after - before)':>28}")
-    for metric in record["before"]:
+    for metric, before in record.before.items():
         text.append(
-            f"{_NAMES.get(metric, metric):<12}{_iv(record['before'][metric]):>26}"
-            f"{_iv(record['after'][metric]):>26}{_iv(record['change'][metric]):>28}"
+            f"{_NAMES.get(metric, metric):<12}{_iv(before):>26}"
+            f"{_iv(record.after[metric]):>26}{_iv(record.change[metric]):>28}"
         )
     return finish(args, record, text, files)
 

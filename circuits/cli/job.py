@@ -10,81 +10,87 @@ from circuits.cli import options
 from circuits.uncertainty import format_stored as _iv
 
 if TYPE_CHECKING:
+    from circuits.compare.model_record import ModelComparison
     from circuits.jobs.job_settings import JobSettings
+    from circuits.jobs.job_summary import JobSummary
     from circuits.models import LoadedModel
+    from circuits.records.stored import Estimate
 
 __all__ = ["register"]
 
 
-def format_summary(s: dict[str, Any]) -> str:
+def format_summary(s: JobSummary) -> str:
     """The job's summary as text: one table row per relation, then what was found."""
     lines = [
-        f"main job on {s['model']}: {len(s['relations'])} relations, {s['stages_run']} stages run, "
-        f"{s['stages_reused']} read back from disk, {s['seconds']:.0f} s",
+        f"main job on {s.model}: {len(s.relations)} relations, {s.stages_run} stages run, "
+        f"{s.stages_reused} read back from disk, {s.seconds:.0f} s",
         "",
         f"{'relation':<22} {'pairs':>9} {'edges':>6}  {'held-out F':<20} {'CPR':<20}",
     ]
-    for r in s["relations"]:
-        pairs = f"{r['n_scoring']}+{r['n_heldout']}"
-        edges = f"{r['n_edges']}{'' if r.get('target_reached', True) else '*'}"
+    for r in s.relations:
+        pairs = f"{r.n_scoring}+{r.n_heldout}"
+        edges = f"{r.n_edges}{'' if r.target_reached else '*'}"
         lines.append(
-            f"{r['relation']:<22} {pairs:>9} {edges:>6}  {_iv(r['faithfulness']):<20} {_iv(r['cpr']):<20}"
+            f"{r.relation:<22} {pairs:>9} {edges:>6}  {_shown(r.faithfulness):<20} {_shown(r.cpr):<20}"
         )
-    settings = s["settings"]
+    settings = s.job_settings()
     lines.append(
-        f"(circuits: smallest top-n reaching F >= {settings['target_faithfulness']} on the scoring "
+        f"(circuits: smallest top-n reaching F >= {settings.target_faithfulness} on the scoring "
         "pairs; F and CPR on the held-out pairs, 95% bootstrap intervals)"
     )
-    if not all(r.get("target_reached", True) for r in s["relations"]):
+    if not all(r.target_reached for r in s.relations):
         lines.append(
-            f"(* no circuit of at most {settings.get('max_edges')} edges reached the target: the top "
-            f"{settings.get('max_edges')} edges)"
+            f"(* no circuit of at most {settings.max_edges} edges reached the target: the top "
+            f"{settings.max_edges} edges)"
         )
-    for name, why in s["skipped"].items():
+    for name, why in s.skipped.items():
         lines.append(f"skipped {name}: {why}")
-    rows = [r for r in s["relations"] if r.get("positions")]
+    rows = [(r.relation, r.positions) for r in s.relations if r.positions is not None]
     if rows:
         lines += [
             "",
             f"{'position-aware':<22} {'units':>6} {'on edges':>9}  {'held-out F':<20} "
             f"{'summed edges':>12}  {'summed F':<20} units by role (subject/last)",
         ]
-        for r in rows:
-            p = r["positions"]
-            units = f"{p['n_units']}{'' if p.get('target_reached', True) else '*'}"
-            roles = p["role_counts"]
+        for relation, p in rows:
+            units = f"{p.n_units}{'' if p.target_reached else '*'}"
             lines.append(
-                f"{r['relation']:<22} {units:>6} {p['n_edges']:>9}  {_iv(p['faithfulness']):<20} "
-                f"{p['summed_edges']:>12}  {_iv(p['summed_faithfulness']):<20} "
-                f"{roles.get('subject', 0)}/{roles.get('last', 0)}"
+                f"{relation:<22} {units:>6} {p.n_edges:>9}  {_shown(p.faithfulness):<20} "
+                f"{p.summed_edges:>12}  {_shown(p.summed_faithfulness):<20} "
+                f"{p.units_at('subject')}/{p.units_at('last')}"
             )
         lines.append(
             "(smallest circuits of (edge, role) units and of edges reaching the target on the same "
             "role-scored graph)"
         )
     lines += ["", "what was found:"]
-    for r in s["relations"]:
-        lines.append(f"  {r['relation']}: strongest heads {', '.join(r['heads'][:6])}")
-        lines += [f"    {name}: {text}" for name, text in r["findings"].items() if text]
-    reuse = s["reuse"]
-    for key, word in (("most_similar", "most similar"), ("least_similar", "least similar")):
-        p = reuse[key]
-        noise = p.get("noise") or {}
-        extra = f" (relative to ceilings {_iv(noise.get('relative'))})" if noise.get("relative") else ""
-        lines.append(f"  reuse, {word}: {p['a']} ~ {p['b']} edge Jaccard {p['value']:.2f}{extra}")
+    for r in s.relations:
+        lines.append(f"  {r.relation}: strongest heads {', '.join(r.heads[:6])}")
+        lines += [f"    {name}: {text}" for name, text in r.findings.items() if text]
+    reuse = s.reuse
+    for pair, word in ((reuse.most_similar, "most similar"), (reuse.least_similar, "least similar")):
+        relative = None if pair.noise is None else pair.noise.relative
+        extra = f" (relative to ceilings {_iv(relative)})" if relative else ""
+        lines.append(f"  reuse, {word}: {pair.a} ~ {pair.b} edge Jaccard {pair.value:.2f}{extra}")
+    core = reuse.core
     lines.append(
-        f"  shared core: {reuse['core']['n_edges']} edges in at least {reuse['core']['k']} circuits; "
-        f"heads {', '.join(reuse['core']['heads'][:8])}"
+        f"  shared core: {core.n_edges} edges in at least {core.k} circuits; "
+        f"heads {', '.join(core.heads[:8])}"
     )
-    for row in s["channels"]:
+    for row in s.channels:
         lines.append(
-            f"  channels vs {row['relation']} patching: AUC {row['auc_component']:.2f} (per component), "
-            f"{row['auc_whole']:.2f} (whole matrix); precision@{row['n_important']} "
-            f"{row['precision_component']:.2f}"
+            f"  channels vs {row.relation} patching: AUC {row.auc_component:.2f} (per component), "
+            f"{row.auc_whole:.2f} (whole matrix); precision@{row.n_important} "
+            f"{row.precision_component:.2f}"
         )
-    if s.get("report"):
-        lines += ["", f"report: {s['report']}"]
+    if s.report:
+        lines += ["", f"report: {s.report}"]
     return "\n".join(lines)
+
+
+def _shown(value: Estimate | None) -> str:
+    """A stored estimate as the tables print it (``n/a`` for none)."""
+    return "n/a" if value is None else value.shown()
 
 
 def job_settings(args: argparse.Namespace) -> JobSettings:
@@ -121,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run_job(
         settings, args.out, model=model, progress=not args.quiet, report=not args.no_report, executor=executor
     )
-    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    plain = {**summary.to_dict(), "report": summary.report}  # "report": null when none was built
+    print(json.dumps(plain, indent=1) if args.json else format_summary(summary))
     return 0
 
 
@@ -216,40 +223,40 @@ def add_job_arguments(p: argparse.ArgumentParser) -> None:
     options.prompt_options(p)
 
 
-def format_comparison(c: dict[str, Any]) -> str:
+def format_comparison(c: ModelComparison) -> str:
     """A comparison across models as text: per relation each model's circuit at the target, then reuse."""
-    models = c["models"]
+    models = c.models
     lines = [
-        f"{len(c['relations'])} relations on {', '.join(models)} (circuits: smallest top-n reaching "
-        f"F >= {c['target']} on the scoring pairs; F on the held-out pairs, 95% intervals)",
+        f"{len(c.relations)} relations on {', '.join(models)} (circuits: smallest top-n reaching "
+        f"F >= {c.target} on the scoring pairs; F on the held-out pairs, 95% intervals)",
         "",
         f"{'relation':<22}" + "".join(f" {m[:26]:<44}" for m in models) + " depth overlap",
     ]
-    for row in c["relations"]:
+    for row in c.relations:
         cells = []
         for m in models:
-            d = row["models"][m]
-            share = f" ({100 * d['share']:.1f}%)" if d.get("share") is not None else ""
-            mark = "" if d.get("target_reached", True) else "*"
-            cells.append(f" {d['n_edges']}{mark}{share} F {_iv(d['faithfulness'])}".ljust(45))
-        overlap = ", ".join(f"{v:.2f}" for v in row["depth_overlap"].values())
-        lines.append(f"{row['relation']:<22}" + "".join(cells) + f" {overlap}")
-    reuse = c.get("reuse")
+            d = row.models[m]
+            share = f" ({100 * d.share:.1f}%)" if d.share is not None else ""
+            mark = "" if d.target_reached in (None, True) else "*"
+            cells.append(f" {d.n_edges}{mark}{share} F {_shown(d.faithfulness)}".ljust(45))
+        overlap = ", ".join(f"{v:.2f}" for v in row.depth_overlap.values())
+        lines.append(f"{row.relation:<22}" + "".join(cells) + f" {overlap}")
+    reuse = c.reuse
     if reuse is None:
         lines.append("reuse: fewer than three shared relations with a reuse matrix in both models")
     else:
         rho = (
             "undefined (a constant matrix)"
-            if reuse["spearman"] is None
-            else (f"{reuse['spearman']:.2f} (permutation p {reuse['p']:.3f}, {reuse['n_perm']} shuffles)")
+            if reuse.spearman is None
+            else f"{reuse.spearman:.2f} (permutation p {reuse.p:.3f}, {reuse.n_perm} shuffles)"
         )
-        first = " vs ".join(" ~ ".join(pair) for pair in reuse["first_merge"])
+        first = " vs ".join(" ~ ".join(pair) for pair in reuse.first_merge)
         lines += [
             "",
             f"reuse matrices: Spearman of the pairs' edge Jaccard {rho}",
-            f"first to merge: {first} ({'the same' if reuse['same_first_merge'] else 'different'})",
+            f"first to merge: {first} ({'the same' if reuse.same_first_merge else 'different'})",
         ]
-    lines.append(f"\nstored in {c['folder']}")
+    lines.append(f"\nstored in {c.folder}")
     return "\n".join(lines)
 
 
@@ -270,7 +277,7 @@ def cmd_compare_models(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         n_perm=args.model_permutations,
     )
-    print(json.dumps(comparison, indent=1) if args.json else format_comparison(comparison))
+    print(json.dumps(comparison.to_dict(), indent=1) if args.json else format_comparison(comparison))
     return 0
 
 

@@ -99,7 +99,8 @@ def _templates_of(relations: list[Any], args: argparse.Namespace) -> int:
             return 0
         for r in out:
             print(
-                f"{r['name']}: {r['facts']} facts; templates (give --model to see how many facts a model knows):"
+                f"{r['name']}: {r['facts']} facts; templates "
+                "(give --model to see how many facts a model knows):"
             )
             for i, t in enumerate(r["templates"]):
                 print(f"  {i}  {t}")
@@ -126,14 +127,15 @@ def _templates_of(relations: list[Any], args: argparse.Namespace) -> int:
         return 0
     for name, rows in tables.items():
         print(
-            f"{name}: facts {model.name} knows (answer at rank <= {args.max_rank}), per template and shot count"
+            f"{name}: facts {model.name} knows (answer at rank <= {args.max_rank}), "
+            "per template and shot count"
         )
         print(f"  {'#':>2} {'shots':>5} {'known':>11} {'mean p':>7}  template")
         for r in rows:
             mark = "  <- picked by `circuits score` (--templates best)" if r["default"] else ""
             print(
-                f"  {r['index']:>2} {r['shots']:>5} {r['n_known']:>4} of {r['n_facts']:<4} {r['mean_prob']:>7.2f}  "
-                f"{r['template']}{mark}"
+                f"  {r['index']:>2} {r['shots']:>5} {r['n_known']:>4} of {r['n_facts']:<4} "
+                f"{r['mean_prob']:>7.2f}  {r['template']}{mark}"
             )
     return 0
 

@@ -55,7 +55,8 @@ class NoiseSettings:
 
 
 def metric_functions(names: list[str], *, by: str, top: int = TOP_EDGES) -> dict[str, Metric]:
-    """The named similarities as functions of two draws; ``"spearman"`` is the rank correlation over top edges."""
+    """The named similarities as functions of two draws; ``"spearman"`` is the rank
+    correlation over top edges."""
     out: dict[str, Metric] = {}
     for name in names:
         if name == "spearman":
@@ -79,7 +80,8 @@ class FamilyNoise:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def matrix(self, metric: str, what: str = "relative") -> ReuseMatrix:
-        """A symmetric table of ``relative``, ``low``, ``high``, ``matched``, ``null`` or ``p`` for one metric.
+        """A symmetric table of ``relative``, ``low``, ``high``, ``matched``, ``null`` or ``p``
+        for one metric.
 
         The diagonal holds 1 for ``relative``, the relation's ceiling for
         ``matched`` (its half-sample self-similarity) and NaN otherwise.

@@ -21,6 +21,9 @@ relation all the models have results for:
   circuits) over the shared relations: the Spearman correlation of their
   off-diagonal entries, with a permutation p-value (the relation labels of
   one matrix shuffled), and whether the same pair of relations merges first.
+
+The comparison is a :class:`~circuits.compare.model_record.ModelComparison`
+(its ``to_dict()`` is ``comparison.json``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from circuits.compare.model_record import ModelCircuit, ModelComparison, RelationComparison, ReuseAgreement
 from circuits.io import read_json
 from circuits.records.dla import DLARecord
 from circuits.records.knockout import KnockoutRecord
@@ -40,6 +44,8 @@ __all__ = [
     "COMPARISON",
     "COMPARISON_FOLDER",
     "DEPTH_BINS",
+    "ModelComparison",
+    "ReuseAgreement",
     "compare_models",
     "compare_reuse",
     "depth_profile",
@@ -94,14 +100,14 @@ def _component(value: Any, job: Path, field: str) -> str:
     return value
 
 
-def _relation(home: Path, row: dict[str, Any]) -> dict[str, Any]:
+def _relation(home: Path, row: dict[str, Any]) -> ModelCircuit:
     job = home / "job.json"
     if not isinstance(row, dict):
         raise InputError(f"{job}: a 'relations' entry is {type(row).__name__}, not an object")
     folder = home / _component(row.get("relation"), job, "relation")
     row = {**row, "circuit": _component(row.get("circuit"), job, "circuit")}
     try:
-        return _relation_files(folder, row)
+        return ModelCircuit.from_dict(_relation_files(folder, row))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise InputError(
             f"{folder}: a stored record lacks a field the comparison reads ({error!r})"
@@ -155,7 +161,10 @@ def _relation_files(folder: Path, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_model_results(root: str | Path, model: str) -> dict[str, Any]:
-    """What the main job stored for ``model`` under ``root``: per relation, and the reuse matrix."""
+    """What the main job stored for ``model`` under ``root``: per relation, and the reuse matrix.
+
+    ``relations`` maps each relation to its :class:`~circuits.compare.model_record.ModelCircuit`.
+    """
     home = Path(root) / model
     job = _read(home / "job.json", "job summary")
     rows = job.get("relations", [])
@@ -187,7 +196,7 @@ def _first_merge(m: np.ndarray, names: list[str]) -> list[str]:
 
 def compare_reuse(
     a: dict[str, Any] | None, b: dict[str, Any] | None, names: list[str], n_perm: int, seed: int
-) -> dict[str, Any] | None:
+) -> ReuseAgreement | None:
     """Two reuse matrices (``{"names", "values"}``) over the relations ``names`` they share.
 
     ``None`` when fewer than three relations are in both. The Spearman
@@ -215,20 +224,20 @@ def compare_reuse(
             null.append(float(spearmanr(ma[upper], shuffled).statistic) if np.ptp(shuffled) > 0 else 0.0)
         p = (1 + sum(v >= rho for v in null)) / (1 + n_perm)
     first_a, first_b = _first_merge(ma, names), _first_merge(mb, names)
-    return {
-        "relations": names,
-        "spearman": rho,
-        "p": p,
-        "n_perm": n_perm,
-        "first_merge": [first_a, first_b],
-        "same_first_merge": first_a == first_b,
-        "matrices": [ma.tolist(), mb.tolist()],
-    }
+    return ReuseAgreement(
+        relations=names,
+        spearman=rho,
+        p=p,
+        n_perm=n_perm,
+        first_merge=[first_a, first_b],
+        same_first_merge=first_a == first_b,
+        matrices=[ma.tolist(), mb.tolist()],
+    )
 
 
 def compare_models(
     root: str | Path, models: list[str], *, n_perm: int = 1000, seed: int = 0
-) -> dict[str, Any]:
+) -> ModelComparison:
     """The comparison of ``models`` (at least two) from their stored main-job results under ``root``."""
     if len(models) < 2 or len(set(models)) != len(models):
         raise InputError(f"compare at least two different models, not {models}")
@@ -237,18 +246,18 @@ def compare_models(
     if not shared:
         raise InputError(f"the models {models} have no relation in common under {root}")
     relations = []
+    pairs = list(itertools.combinations(models, 2))
     for name in shared:
         per = {res["model"]: res["relations"][name] for res in results}
-        row: dict[str, Any] = {"relation": name, "models": per}
-        pairs = list(itertools.combinations(models, 2))
-        row["depth_overlap"] = {f"{a}|{b}": _overlap(per[a]["depth"], per[b]["depth"]) for a, b in pairs}
-        relations.append(row)
+        overlap = {f"{a}|{b}": _overlap(per[a].depth, per[b].depth) for a, b in pairs}
+        relations.append(RelationComparison(name, per, overlap))
     reuse = compare_reuse(results[0]["reuse"], results[1]["reuse"], shared, n_perm, seed)
-    return {
-        "models": models,
-        "relations": relations,
-        "reuse": reuse,
-        "target": results[0]["target"],
-        "depth_bins": DEPTH_BINS,
-        "seed": seed,
-    }
+    target = results[0]["target"]
+    return ModelComparison(
+        models=list(models),
+        relations=relations,
+        reuse=reuse,
+        target=None if target is None else float(target),
+        depth_bins=DEPTH_BINS,
+        seed=seed,
+    )

@@ -112,7 +112,8 @@ class PairRows:
         return (w @ self.rows) / w.sum()
 
     def scores(self, weights: np.ndarray) -> np.ndarray:
-        """Dense ``[S, R]`` (or unit) scores with the candidates averaged over the pairs, weighted by ``weights``."""
+        """Dense ``[S, R]`` (or unit) scores with the candidates averaged over the pairs,
+        weighted by ``weights``."""
         out = self.rest.copy().ravel()
         out[self.edges] = self.means(weights)
         return out.reshape(self.rest.shape)
@@ -196,7 +197,8 @@ def on_circuits(fn: Callable[[Circuit, Circuit], float]) -> Metric:
 
 
 def on_scores(by: str, top: int) -> Metric:
-    """The rank correlation over the union of both draws' ``top`` strongest candidate edges, as a :data:`Metric`.
+    """The rank correlation over the union of both draws' ``top`` strongest candidate edges,
+    as a :data:`Metric`.
 
     The tops are taken among each graph's per-pair candidates (the ``K``
     strongest edges, far more than ``top``), which keeps a redraw's
@@ -320,7 +322,8 @@ def redraw_halves(
 
 
 def ceiling(halves: Sequence[tuple[Draw, Draw]], metric: Metric) -> tuple[Interval, np.ndarray]:
-    """A relation's split-half ceiling under ``metric``: mean over splits, 2.5–97.5 percentiles; and the values."""
+    """A relation's split-half ceiling under ``metric``: mean over splits, 2.5–97.5 percentiles;
+    and the values."""
     values = np.array([metric(x, y) for x, y in halves], dtype=np.float64)
     return percentile_interval(float(np.nanmean(values)), values), values
 
@@ -335,7 +338,8 @@ def permutation_null(
     n_perm: int = 100,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Each metric's similarity over ``n_perm`` shuffles of the relation labels of ``a``'s and ``b``'s pairs."""
+    """Each metric's similarity over ``n_perm`` shuffles of the relation labels of ``a``'s
+    and ``b``'s pairs."""
     rows = pooled_rows(a, b)
     na = _need_pairs(a).n_pairs
     draw_a = Redraws(rows, n, by)

@@ -75,7 +75,9 @@ def edge_jaccard(a: Circuit, b: Circuit) -> float:
     >>> from circuits.graph import GraphShape
     >>> s = GraphShape(1, 1, 1)
     >>> a = Circuit(s, {("input", "logits"): 0.0}, roles={("input", "logits"): {"last": -1.0}})
-    >>> b = Circuit(s, {("input", "logits"): 0.0}, roles={("input", "logits"): {"last": -1.0, "subject": -0.5}})
+    >>> b = Circuit(
+    ...     s, {("input", "logits"): 0.0}, roles={("input", "logits"): {"last": -1.0, "subject": -0.5}}
+    ... )
     >>> edge_jaccard(a, b)
     0.5
     """
@@ -159,8 +161,10 @@ def rank_correlation_scores(
     >>> x, y = np.array([[-4.0, -3.0, 0.1, 0.2]]), np.array([[-5.0, -1.0, 0.3, 0.0]])
     >>> rank_correlation_scores(x, y, mask, top=1)  # edges 0 and 0: one edge, the union of both tops
     nan
-    >>> round(rank_correlation_scores(x, y, mask, top=2), 6), round(rank_correlation_scores(x, y, mask, top=None), 6)
-    (1.0, 0.8)
+    >>> round(rank_correlation_scores(x, y, mask, top=2), 6)
+    1.0
+    >>> round(rank_correlation_scores(x, y, mask, top=None), 6)
+    0.8
     """
     if by not in ("signed", "abs"):
         raise InputError(f"rank by 'signed' or 'abs', not {by!r}")
@@ -210,9 +214,10 @@ def compare(a: Circuit, b: Circuit) -> dict[str, Any]:
         against itself (``edge_jaccard``, ``node_jaccard``, ``edge_overlap``,
         ``node_overlap``, ``weighted_jaccard`` of ``|score|``,
         ``head_share``; on units when both circuits are position-aware, which
-        also adds ``units_a``, ``units_b`` and ``common_units``); ``common_heads`` (in ``a``'s forward order) and
-        ``heads_of_a_in_b`` / ``heads_of_b_in_a``, the share of one circuit's
-        heads that the other keeps.
+        also adds ``units_a``, ``units_b`` and ``common_units``);
+        ``common_heads`` (in ``a``'s forward order) and ``heads_of_a_in_b`` /
+        ``heads_of_b_in_a``, the share of one circuit's heads that the other
+        keeps.
 
     Examples
     --------

@@ -39,7 +39,8 @@ def positions_figure(record: dict[str, Any]) -> str:
     """Roles against sums at equal size, and where the circuit reads its score, layer by layer.
 
     >>> row = {"fraction": 0.01, "n": 40, "roles_units": 38, "summed_edges": 40,
-    ...        "roles": {"value": 0.9, "low": 0.8, "high": 1.0}, "summed": {"value": 0.6, "low": 0.5, "high": 0.7}}
+    ...        "roles": {"value": 0.9, "low": 0.8, "high": 1.0},
+    ...        "summed": {"value": 0.6, "low": 0.5, "high": 0.7}}
     >>> rec = {"relation": "r", "model": "m", "n_heldout": 6, "n_units_graph": 4000, "comparison": [row],
     ...        "circuit": {"n_units": 12, "n_edges": 9, "faithfulness_interval": {"value": 0.8, "low": 0.7,
     ...                    "high": 0.9}}, "target_reached": True,

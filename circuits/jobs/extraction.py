@@ -15,6 +15,9 @@ from circuits.compare import METRICS, compare
 from circuits.compare.ceilings import NoiseSettings, family_noise
 from circuits.draw import Rendered, circuit_dot, diff_dot, render, role_dot
 from circuits.extract import extract
+from circuits.jobs.compare_record import CircuitComparison
+from circuits.jobs.noise_record import CompareNoise, SimilarityRow
+from circuits.records.stored import Estimate
 from circuits.store import CIRCUIT_FILE, META, RELATION, Gallery, circuit_name, load_scored, scored_dir
 from circuits.store.circuits import read_circuit, write_circuit
 from circuits.uncertainty import DEFAULT_BOOT
@@ -197,7 +200,7 @@ def circuit_diagram(circuit: Circuit, *, color_by: str = "sign") -> Any:
 
 def compare_files(
     a: str | Path, b: str | Path, *, diff: str | Path | None = None, noise: NoiseSettings | None = None
-) -> dict[str, Any]:
+) -> CircuitComparison:
     """Similarities of two stored circuits; with ``diff``, also a diff diagram written there.
 
     With ``noise``, and when both circuits sit next to the scored graph they
@@ -206,8 +209,8 @@ def compare_files(
     keep per-pair scores, every similarity gets its bootstrap interval, both
     circuits' split-half ceilings, the relative value and the permutation null
     (:func:`~circuits.compare.ceilings.family_noise`; the circuits are redrawn
-    as pruned top-n circuits of their size). ``result["noise"]`` holds them,
-    or says why there are none.
+    as pruned top-n circuits of their size). ``result.noise`` holds them, or
+    says why there are none (:class:`~circuits.jobs.noise_record.CompareNoise`).
     """
     first, second = load_circuit(a), load_circuit(b)
     models = [c.provenance.get("model") for c in (first, second)]
@@ -220,11 +223,11 @@ def compare_files(
             f"{a} is a circuit of {a_of} and {b} one of {b_of}: circuits of different models "
             "share no edges; compare circuits of one model"
         )
-    result = compare(first, second)
+    result = CircuitComparison.from_dict(compare(first, second))
     if noise is not None:
-        result["noise"] = _compare_noise((a, b), (first, second), noise)
+        result.noise = _compare_noise((a, b), (first, second), noise)
     if diff is not None:
-        result["diff"] = [str(p) for p in render(diff_dot(first, second), diff, formats=("svg",)).written]
+        result.diff = [str(p) for p in render(diff_dot(first, second), diff, formats=("svg",)).written]
     return result
 
 
@@ -240,25 +243,25 @@ def scored_beside(path: str | Path) -> Path | None:
 
 def _compare_noise(
     paths: tuple[str | Path, str | Path], circuits: tuple[Circuit, Circuit], settings: NoiseSettings
-) -> dict[str, Any]:
+) -> CompareNoise:
     folders = [scored_beside(p) for p in paths]
     if None in folders:
         missing = [str(p) for p, f in zip(paths, folders, strict=True) if f is None]
-        return {
-            "skipped": f"no scored graph beside {', '.join(missing)}; intervals need the graph it came from"
-        }
+        return CompareNoise(
+            skipped=f"no scored graph beside {', '.join(missing)}; intervals need the graph it came from"
+        )
     graphs = [load_scored(f) for f in folders]  # type: ignore[arg-type]
     if any(g.pair_scores is None for g in graphs):
-        return {
-            "skipped": "a scored graph keeps no per-pair scores (scored before version 0.3); score it again"
-        }
+        return CompareNoise(
+            skipped="a scored graph keeps no per-pair scores (scored before version 0.3); score it again"
+        )
     if any(c.positions != g.positions for c, g in zip(circuits, graphs, strict=True)):
-        return {
-            "skipped": "a circuit and the scored graph beside it differ in positions (summed vs roles); "
+        return CompareNoise(
+            skipped="a circuit and the scored graph beside it differ in positions (summed vs roles); "
             "intervals redraw circuits from that graph, so they need the graph the circuit came from"
-        }
+        )
     if circuits[0].params.get("by", "signed") != circuits[1].params.get("by", "signed"):
-        return {"skipped": "the circuits rank edges differently (signed vs abs)"}
+        return CompareNoise(skipped="the circuits rank edges differently (signed vs abs)")
     names = ["A", "B"]
     family = family_noise(
         dict(zip(names, graphs, strict=True)),
@@ -267,8 +270,8 @@ def _compare_noise(
         settings=settings,
     )
     sims = family.pairs[("A", "B")]
-    return {
-        "settings": family.as_dict()["settings"],
-        "ceilings": {n: {m: iv.as_dict() for m, iv in c.items()} for n, c in family.ceilings.items()},
-        "similarities": {m: sim.as_dict() for m, sim in sims.items()},
-    }
+    return CompareNoise(
+        settings=family.settings,
+        ceilings={n: {m: Estimate.of(iv) for m, iv in c.items()} for n, c in family.ceilings.items()},
+        similarities={m: SimilarityRow.from_dict(sim.as_dict()) for m, sim in sims.items()},
+    )

@@ -2,7 +2,8 @@
 
 - :func:`run_intervene` makes a relation's prompt pairs with a held-out split,
   applies node and edge edits (:mod:`circuits.mechanisms.interventions`) and
-  writes ``intervene.json`` / ``intervene.svg``.
+  writes ``intervene.json`` / ``intervene.svg`` (its record:
+  :class:`~circuits.jobs.intervene_record.InterventionRecord`).
 - :func:`run_reuse_test` reads the circuits a reuse sweep stored in the gallery
   (``circuits reuse``), takes the heads each circuit uses, the shared core
   (heads in at least ``fraction`` of the circuits), and for each relation
@@ -20,7 +21,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from circuits.circuit import Circuit
 from circuits.draw.intervention_figures import intervention_figure, reuse_test_figure
 from circuits.graph import GraphShape
 from circuits.io import atomic_write_text, record_json
+from circuits.jobs.intervene_record import InterventionPrompts, InterventionRecord
 from circuits.jobs.mechanisms import PromptChoice, choice_pairs, write_record
 from circuits.jobs.reuse_test_record import (
     HEAD_RULE,
@@ -74,38 +75,40 @@ def run_intervene(
     out: Path | None = None,
     store: Path | None = None,
     progress: bool = True,
-) -> tuple[InterventionResult, dict[str, Any], list[Path]]:
+) -> tuple[InterventionResult, InterventionRecord, list[Path]]:
     """Edit a model and measure a relation's prompts before and after; returns the result, record and files.
 
     The pairs are the known facts in the seeded order scoring uses, split
     with ``heldout_fraction`` (the default split of ``circuits score``, so
     with the same seed and filter the held-out prompts are those a scored
     graph was not made with). ``scale``, ``ablate`` and ``subspace`` are the
-    specs of :func:`~circuits.mechanisms.interventions.parse_edits`.
+    specs of :func:`~circuits.mechanisms.interventions.parse_edits`. The
+    record's ``to_dict()`` is what ``intervene.json`` holds.
 
     >>> from circuits import load_model
     >>> model = load_model("tiny-llama")
     >>> result, record, files = run_intervene(model, "country_capital_city",
     ...     PromptChoice(max_pairs=8, max_rank=10**9), ablate=["a1.h0:zero"], progress=False)
-    >>> record["edits"], record["split"], record["n_prompts"], files
-    (['ablate a1.h0:zero'], 'heldout', 3, [])
+    >>> record.edits, record.split, record.n_prompts, record.prompts.n_heldout, files
+    (['ablate a1.h0:zero'], 'heldout', 3, 3, [])
     """
     choice = choice or PromptChoice()
     edits = parse_edits(model, scale=scale, ablate=ablate, subspace=subspace)
     pairs = choice_pairs(model, relation, choice, heldout_fraction=heldout_fraction)
     result = intervene(model, pairs, edits, split=split, n_boot=n_boot, seed=choice.seed, progress=progress)
-    record = result.as_dict()
-    record["prompts"] = {
-        **choice.as_dict(),
-        "template": pairs.template,
-        "n_facts": pairs.n_facts,
-        "n_known": pairs.n_known,
-        "heldout_fraction": heldout_fraction,
-        "n_pairs": len(pairs.pairs),
-        "n_scoring": len(pairs.scoring),
-        "n_heldout": len(pairs.heldout),
-    }
-    return result, record, write_record(out, store, "intervene", record, intervention_figure)
+    prompts = InterventionPrompts(
+        choice=choice.as_dict(),
+        template=pairs.template,
+        n_facts=pairs.n_facts,
+        n_known=pairs.n_known,
+        heldout_fraction=heldout_fraction,
+        n_pairs=len(pairs.pairs),
+        n_scoring=len(pairs.scoring),
+        n_heldout=len(pairs.heldout),
+    )
+    record = InterventionRecord.from_dict({**result.as_dict(), "prompts": prompts.to_dict()})
+    files = write_record(out, store, "intervene", record.to_dict(), intervention_figure)
+    return result, record, files
 
 
 # ------------------------------------------------------------------ the causal reuse test

@@ -11,7 +11,8 @@ re-running the job with the same model, relation contents, settings and
 package version reads every stage back from disk; an analysis's stage is
 keyed by its version as well (:data:`circuits.registry.ANALYSES`), so a new
 version of one analysis runs that analysis again and nothing else. The
-settings are :class:`~circuits.jobs.job_settings.JobSettings`.
+settings are :class:`~circuits.jobs.job_settings.JobSettings`, the summary it
+returns a :class:`~circuits.jobs.job_summary.JobSummary`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import functools
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from circuits.io import atomic_write_json
 from circuits.jobs.executor import Executor, ModelSpec, portable_arg
 from circuits.jobs.job_settings import DEFAULT_RELATIONS, JobSettings, relation_digest
 from circuits.jobs.job_stages import MainJob
+from circuits.jobs.job_summary import JobReuse, JobSummary, RelationRow, StageTiming
 from circuits.jobs.reuse import skipped_text
 from circuits.models import DEFAULT_MODEL, LoadedModel, load_model
 from circuits.progress import progress_bar
@@ -33,7 +34,7 @@ from circuits.registry import ANALYSES
 from circuits.relations.schema import load_relations
 from circuits.vocab import NotEnoughFactsError
 
-__all__ = ["ANALYSES", "DEFAULT_RELATIONS", "JobSettings", "relation_task", "run_job"]
+__all__ = ["ANALYSES", "DEFAULT_RELATIONS", "JobSettings", "JobSummary", "relation_task", "run_job"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def run_job(
     progress: bool = True,
     report: bool = True,
     executor: Executor | None = None,
-) -> dict[str, Any]:
+) -> JobSummary:
     """Run the main job and return its summary (also written as ``<out>/<model>/job.json``).
 
     Parameters
@@ -84,12 +85,14 @@ def run_job(
 
     Returns
     -------
-    dict
-        ``model``, ``settings``, ``relations`` (one row per relation: pairs,
+    JobSummary
+        ``model``, ``settings``, ``relations`` (one
+        :class:`~circuits.jobs.job_summary.RelationRow` per relation: pairs,
         circuit, held-out faithfulness and CPR with intervals, the mechanism
-        findings), ``skipped`` (relation -> why), ``reuse``, ``channels``,
-        ``stages`` (name -> seconds and whether it was reused), ``report``
-        (the index page, or None) and ``seconds``.
+        findings), ``skipped`` (relation -> why), ``reuse`` (the extreme pairs
+        and the shared core), ``channels`` (validation rows), ``stages`` (name
+        -> seconds and whether it was reused), ``report`` (the index page, or
+        None) and ``seconds``; its ``to_dict()`` is ``job.json``.
     """
     started = time.perf_counter()
     settings = settings or JobSettings()
@@ -100,7 +103,7 @@ def run_job(
     digests = {rel.name: relation_digest(rel) for _, rel in relations}
     per_relation = 3 + len(settings.analyses) + settings.positions
     bar = progress_bar(per_relation * len(relations) + 2, "main job", enabled=progress)
-    rows: list[dict[str, Any]] = []
+    rows: list[RelationRow] = []
     skipped: dict[str, str] = {}
     if executor is not None and executor.distributed:
         task = functools.partial(
@@ -131,28 +134,23 @@ def run_job(
     bar.update(1)
     bar.set_description("main job: channels")
     first = done[0][1].name
-    channels = job.channels(
-        {rel.name: digests[rel.name] for _, rel in done}, (first, reuse["circuits"][first])
-    )
+    channels = job.channels({rel.name: digests[rel.name] for _, rel in done}, (first, reuse.circuits[first]))
     bar.update(1)
     bar.close()
-    summary: dict[str, Any] = {
-        "model": loaded.name,
-        "settings": settings.as_dict(),
-        "relations": rows,
-        "skipped": skipped,
-        "reuse": {k: reuse[k] for k in ("most_similar", "least_similar", "core")},
-        "channels": channels["validation"],
-        "stages": {r.name: {"seconds": r.seconds, "reused": r.reused} for r in job.runs},
-        "stages_run": sum(not r.reused for r in job.runs),
-        "stages_reused": sum(r.reused for r in job.runs),
-    }
-    summary["seconds"] = round(time.perf_counter() - started, 2)
-    atomic_write_json(job.home / "job.json", summary, indent=1)
-    summary["report"] = None
+    summary = JobSummary(
+        model=loaded.name,
+        settings=settings.as_dict(),
+        relations=rows,
+        skipped=skipped,
+        reuse=JobReuse(reuse.most_similar, reuse.least_similar, reuse.core),
+        channels=channels.validation,
+        stages={r.name: StageTiming(r.seconds, r.reused) for r in job.runs},
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    atomic_write_json(job.home / "job.json", summary.to_dict(), indent=1)
     if report:
         from circuits.report import build_report
 
-        summary["report"] = str(build_report(job.gallery.root))
-        summary["seconds"] = round(time.perf_counter() - started, 2)
+        summary.report = str(build_report(job.gallery.root))
+        summary.seconds = round(time.perf_counter() - started, 2)
     return summary

@@ -3,11 +3,17 @@
 ``ReuseReport.to_dict()`` is the layout ``report.json`` has always had (the
 report site and the committed gallery read it): the similarity the heatmap,
 the clustering and the most and least similar pairs use is stored under the
-key ``"metric"`` (the attribute is :attr:`ReuseReport.similarity`).
+key ``"metric"`` (the attribute is :attr:`ReuseReport.similarity`). The noise
+references are typed too (:mod:`circuits.jobs.noise_record`): a pair's
+:class:`~circuits.jobs.noise_record.SimilarityRow` and the sweep's
+:class:`~circuits.jobs.noise_record.ReuseNoise`; given as their stored
+dictionaries (as :func:`~circuits.jobs.reuse.run_reuse` builds them), they are
+read into their types.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +21,8 @@ from circuits.circuit import Circuit
 from circuits.compare.cross_task import CrossTask
 from circuits.compare.families import Clustering, ReuseMatrix
 from circuits.deprecation import renamed
-from circuits.jobs.dict_access import DictAccess
+from circuits.jobs.noise_record import ReuseNoise, SimilarityRow
+from circuits.records.stored import DictAccess
 
 __all__ = ["ReuseCircuit", "ReuseCore", "ReusePair", "ReuseReport"]
 
@@ -94,17 +101,27 @@ class ReusePair:
     b: str
     value: float
     head_share: float
-    noise: dict[str, Any] | None = None
-    """The :meth:`~circuits.compare.noise.Similarity.as_dict` of the pair, when noise was measured."""
+    noise: SimilarityRow | None = None
+    """The pair's similarity with its references, when noise was measured (a stored
+    :meth:`~circuits.compare.noise.Similarity.as_dict` given here is read into its type)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise, Mapping):
+            object.__setattr__(self, "noise", SimilarityRow.from_dict(self.noise))
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"a": self.a, "b": self.b, "value": self.value, "head_share": self.head_share}
-        return out if self.noise is None else {**out, "noise": self.noise}
+        return out if self.noise is None else {**out, "noise": self.noise.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReusePair:
+        noise = data.get("noise")
         return cls(
-            str(data["a"]), str(data["b"]), float(data["value"]), float(data["head_share"]), data.get("noise")
+            str(data["a"]),
+            str(data["b"]),
+            float(data["value"]),
+            float(data["head_share"]),
+            None if noise is None else SimilarityRow.from_dict(noise),
         )
 
 
@@ -131,9 +148,10 @@ class ReuseReport(DictAccess):
     ``similarity`` names the matrix the heatmap, the clustering and the
     extreme pairs use (one of :data:`~circuits.compare.SIMILARITIES`);
     ``matrices`` holds every similarity and the Spearman rank correlation;
-    ``noise`` the :meth:`~circuits.compare.ceilings.FamilyNoise.as_dict` of
-    the intervals, ceilings and nulls (``None`` without them); ``settings``
-    how the relations were scored and the circuits extracted.
+    ``noise`` the intervals, ceilings and nulls (``None`` without them; a
+    stored :meth:`~circuits.compare.ceilings.FamilyNoise.as_dict` given here
+    is read into a :class:`~circuits.jobs.noise_record.ReuseNoise`);
+    ``settings`` how the relations were scored and the circuits extracted.
     """
 
     model: str
@@ -149,9 +167,13 @@ class ReuseReport(DictAccess):
     specific_edges: dict[str, int]
     most_similar: ReusePair
     least_similar: ReusePair
-    noise: dict[str, Any] | None = None
+    noise: ReuseNoise | None = None
     folder: str | None = None
     seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise, Mapping):
+            self.noise = ReuseNoise.from_dict(self.noise)
 
     @property
     def metric(self) -> str:
@@ -181,7 +203,7 @@ class ReuseReport(DictAccess):
             "specific_edges": dict(self.specific_edges),
             "most_similar": self.most_similar.to_dict(),
             "least_similar": self.least_similar.to_dict(),
-            "noise": self.noise,
+            "noise": None if self.noise is None else self.noise.to_dict(),
         }
         if self.folder is not None:
             out["folder"] = self.folder
@@ -206,7 +228,7 @@ class ReuseReport(DictAccess):
             specific_edges={str(k): int(v) for k, v in (data.get("specific_edges") or {}).items()},
             most_similar=ReusePair.from_dict(data["most_similar"]),
             least_similar=ReusePair.from_dict(data["least_similar"]),
-            noise=data.get("noise"),
+            noise=None if data.get("noise") is None else ReuseNoise.from_dict(data["noise"]),
             folder=None if data.get("folder") is None else str(data["folder"]),
             seconds=None if data.get("seconds") is None else float(data["seconds"]),
         )

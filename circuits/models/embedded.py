@@ -105,7 +105,8 @@ EMBEDDED = {
         assembled=True,
     ),
 }
-"""The embedded models by name (their one-line descriptions are in :data:`~circuits.models.catalog.EMBEDDED_MODELS`)."""
+"""The embedded models by name (their one-line descriptions are in
+:data:`~circuits.models.catalog.EMBEDDED_MODELS`)."""
 
 
 def _file_hash(path: Path) -> str:

@@ -232,7 +232,8 @@ def load_model(
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device that exists here; a typo or a missing GPU is an error, never a silent CPU run.
+    """``device`` as a torch device that exists here; a typo or a missing GPU is an error,
+    never a silent CPU run.
 
     >>> check_device("cpu")
     device(type='cpu')
@@ -329,7 +330,10 @@ def _hub_unreachable(name: str) -> str | None:
     try:
         socket.create_connection((host, port), timeout=3).close()
     except OSError as error:
-        return f"the hub ({host}) cannot be reached ({error.strerror or error}) and the local cache does not hold it"
+        return (
+            f"the hub ({host}) cannot be reached ({error.strerror or error}) "
+            "and the local cache does not hold it"
+        )
     return None
 
 

@@ -1,4 +1,5 @@
-"""The report's page across models: the stored comparison (``compare-models/comparison.json``) and its figures."""
+"""The report's page across models: the stored comparison (``compare-models/comparison.json``)
+and its figures."""
 
 from __future__ import annotations
 

@@ -162,8 +162,11 @@ def _cell(value: Any, digits: int) -> tuple[str, bool]:
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, digits: int = 2, raw: int = 0) -> str:
     """A table; numbers and intervals right-aligned. The first ``raw`` columns hold ready HTML (links).
 
-    >>> table(["a", "b"], [["<x>", 0.5]])
-    '<div class="scroll"><table><thead><tr><th>a</th><th class="num">b</th></tr></thead><tbody><tr><td>&lt;x&gt;</td><td class="num">0.50</td></tr></tbody></table></div>'
+    >>> table(["a", "b"], [["<x>", 0.5]]) == (
+    ...     '<div class="scroll"><table><thead><tr><th>a</th><th class="num">b</th></tr></thead>'
+    ...     '<tbody><tr><td>&lt;x&gt;</td><td class="num">0.50</td></tr></tbody></table></div>'
+    ... )
+    True
     """
     body, numeric = [], [True] * len(header)
     rows = [list(row) for row in rows]
@@ -180,7 +183,10 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, digits: int =
         f'<th class="num">{esc(h)}</th>' if numeric[i] and rows else f"<th>{esc(h)}</th>"
         for i, h in enumerate(header)
     )
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+    return (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def value_html(value: Any, depth: int = 0) -> str:
@@ -188,8 +194,12 @@ def value_html(value: Any, depth: int = 0) -> str:
 
     A long entry of the outermost mapping is folded (``<details>``) under its size.
 
-    >>> value_html({"a": 1, "b": [1, 2], "c": {"d": "<e>"}})
-    '<table class="kv"><tr><td>a</td><td>1</td></tr><tr><td>b</td><td>1, 2</td></tr><tr><td>c</td><td><table class="kv"><tr><td>d</td><td>&lt;e&gt;</td></tr></table></td></tr></table>'
+    >>> value_html({"a": 1, "b": [1, 2], "c": {"d": "<e>"}}) == (
+    ...     '<table class="kv"><tr><td>a</td><td>1</td></tr><tr><td>b</td><td>1, 2</td></tr>'
+    ...     '<tr><td>c</td><td><table class="kv"><tr><td>d</td><td>&lt;e&gt;</td></tr></table></td></tr>'
+    ...     "</table>"
+    ... )
+    True
     """
     if isinstance(value, dict | list) and not value:
         return "—"

@@ -246,10 +246,11 @@ def parse_cfg(
     --------
     >>> parse_cfg({"n_layers": 2, "n_heads": 4, "parallel_attn_mlp": False, "d_model": 32}, kv_heads=2)
     (GraphShape(n_layers=2, n_heads=4, n_kv_heads=2, parallel=False), False)
-    >>> parse_cfg({"n_layers": 2, "n_heads": 4}, source="g.json")
+    >>> parse_cfg({"n_layers": 2, "n_heads": 4}, source="g.json")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: g.json: cfg has no 'parallel_attn_mlp'; EAP-IG's cfg needs n_layers, n_heads, parallel_attn_mlp and d_model
+    circuits.vocab.InputError: g.json: cfg has no 'parallel_attn_mlp';
+    EAP-IG's cfg needs n_layers, n_heads, parallel_attn_mlp and d_model
     """
     if not isinstance(cfg, dict):
         raise bad_value(
@@ -316,8 +317,9 @@ def resolve_d_model(metadata: dict[str, Any], d_model: int | None = None) -> int
 def mib_cfg(shape: GraphShape, metadata: dict[str, Any], d_model: int | None = None) -> dict[str, Any]:
     """The ``cfg`` this engine writes for ``shape``: EAP-IG's keys, the key/value heads and our marker.
 
-    >>> mib_cfg(GraphShape(1, 2, 1), {"d_model": 8})
-    {'n_layers': 1, 'n_heads': 2, 'parallel_attn_mlp': False, 'd_model': 8, 'n_key_value_heads': 1, 'kv_scores_repeated_by': 'circuit-graph-engine'}
+    >>> mib_cfg(GraphShape(1, 2, 1), {"d_model": 8})  # doctest: +NORMALIZE_WHITESPACE
+    {'n_layers': 1, 'n_heads': 2, 'parallel_attn_mlp': False, 'd_model': 8, 'n_key_value_heads': 1,
+     'kv_scores_repeated_by': 'circuit-graph-engine'}
     """
     return {
         "n_layers": shape.n_layers,

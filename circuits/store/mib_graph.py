@@ -357,7 +357,8 @@ class MibGraph:
 
     # ------------------------------------------------------------ back to our objects
     def to_ours(self) -> MibImport:
-        """Fold the k/v copies back (mean for our files, sum and or otherwise) into a scored graph and circuit."""
+        """Fold the k/v copies back (mean for our files, sum and or otherwise) into a scored graph
+        and circuit."""
         shape = self.shape
         total, keep = fold_kv(shape, self.scores, self.in_graph, repeated=self.kv_repeated)
         engine = self.engine

@@ -60,8 +60,9 @@ def to_mib_json(
     >>> shape = GraphShape(1, 1, 1)
     >>> graph = ScoredGraph(shape, np.arange(15.0).reshape(3, 5), {"model": "m"})
     >>> data = to_mib_json(graph, fraction=0.5, provenance=False)
-    >>> sorted(data), data["cfg"]
-    (['cfg', 'edges', 'nodes'], {'n_layers': 1, 'n_heads': 1, 'parallel_attn_mlp': False, 'd_model': 0, 'n_key_value_heads': 1, 'kv_scores_repeated_by': 'circuit-graph-engine'})
+    >>> sorted(data), data["cfg"]  # doctest: +NORMALIZE_WHITESPACE
+    (['cfg', 'edges', 'nodes'], {'n_layers': 1, 'n_heads': 1, 'parallel_attn_mlp': False, 'd_model': 0,
+     'n_key_value_heads': 1, 'kv_scores_repeated_by': 'circuit-graph-engine'})
     >>> [name for name, e in data["edges"].items() if e["in_graph"]]
     ['input->logits', 'a0.h0->m0', 'a0.h0->logits', 'm0->logits']
     """
@@ -111,10 +112,12 @@ def from_mib_json(data: Any, *, kv_heads: int | None = None, source: str = "grap
     >>> g = from_mib_json(data, kv_heads=1).graph
     >>> float(g.scores[0, g.shape.k_receiver(0, 0)])
     -1.25
-    >>> from_mib_json({"cfg": data["cfg"], "nodes": {}, "edges": {"m0->a0.h0<q>": {}}}, source="g.json")
+    >>> bad = {"cfg": data["cfg"], "nodes": {}, "edges": {"m0->a0.h0<q>": {}}}
+    >>> from_mib_json(bad, source="g.json")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: g.json: edges['m0->a0.h0<q>'] is not an edge of a graph with 1 layers and 2 heads: 'm0' does not come before 'a0.h0<q>' in the forward order
+    circuits.vocab.InputError: g.json: edges['m0->a0.h0<q>'] is not an edge of a graph with 1 layers
+    and 2 heads: 'm0' does not come before 'a0.h0<q>' in the forward order
     """
     return MibGraph.from_json(data, kv_heads=kv_heads, source=source).to_ours()
 

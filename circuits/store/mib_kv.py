@@ -1,4 +1,5 @@
-"""Grouped-query attention in EAP-IG graph files: key/value scores repeated on export, folded on import (torch-free).
+"""Grouped-query attention in EAP-IG graph files: key/value scores repeated on export, folded on import
+(torch-free).
 
 Our graph keeps one ``<k>`` and one ``<v>`` receiver per *key/value* head
 (``a{l}.h{kv}<k>``); EAP-IG runs models with grouped attention ungrouped, so

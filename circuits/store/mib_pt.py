@@ -224,10 +224,11 @@ def from_mib_pt(data: Any, *, kv_heads: int | None = None, source: str = "graph 
     >>> back.circuit.edges, float(back.graph.scores[0, shape.logits_receiver])
     ({('input', 'logits'): 2.0}, 2.0)
     >>> del data["dst_nodes"]
-    >>> from_mib_pt(data, source="g.pt")
+    >>> from_mib_pt(data, source="g.pt")  # doctest: +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: g.pt: field 'dst_nodes' is missing; an EAP-IG graph .pt file has cfg, src_nodes, dst_nodes, edges_scores, edges_in_graph, nodes_in_graph
+    circuits.vocab.InputError: g.pt: field 'dst_nodes' is missing; an EAP-IG graph .pt file has
+    cfg, src_nodes, dst_nodes, edges_scores, edges_in_graph, nodes_in_graph
     """
     if not isinstance(data, dict):
         raise InputError(f"{source}: holds a {type(data).__name__}; an EAP-IG graph .pt file holds a dict")

@@ -160,10 +160,11 @@ def load_scored(directory: str | Path) -> ScoredGraph:
 
     >>> scores = folder / "scores.safetensors"
     >>> _ = scores.write_bytes(scores.read_bytes()[:100])
-    >>> load_scored(folder)  # doctest: +ELLIPSIS
+    >>> load_scored(folder)  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
     Traceback (most recent call last):
     ...
-    circuits.vocab.InputError: .../scores.safetensors: not a readable safetensors file (...); it is truncated ...
+    circuits.vocab.InputError: .../scores.safetensors: not a readable safetensors file (...);
+    it is truncated ...
     """
     directory = Path(directory)
     meta_path, scores_path = directory / META, directory / SCORES
@@ -225,7 +226,8 @@ def load_scored(directory: str | Path) -> ScoredGraph:
 
 
 class StoredMetadata(dict):  # type: ignore[type-arg]
-    """A stored graph's metadata: reading a field it lacks with ``[]`` is an :class:`InputError` naming the file.
+    """A stored graph's metadata: reading a field it lacks with ``[]`` is an :class:`InputError`
+    naming the file.
 
     A graph imported from another format or made by hand may lack fields
     that evaluation needs (``model``, ``relation``, ``metric``, ...); the
@@ -303,7 +305,8 @@ def _read_tensors(path: Path, shape: GraphShape) -> dict[str, np.ndarray]:
 
 
 def _check_header(header: dict[str, tuple[str, list[int]]], shape: GraphShape, path: Path) -> None:
-    """An :class:`InputError` unless the tensors ``{name: (dtype, dims)}`` are those of a graph of ``shape``."""
+    """An :class:`InputError` unless the tensors ``{name: (dtype, dims)}`` are those of a graph
+    of ``shape``."""
     if "edge_scores" not in header and "scores" not in header:
         raise InputError(
             f"{path}: holds no tensor named 'edge_scores' (or 'scores'); it is not the scores "
