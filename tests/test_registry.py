@@ -52,8 +52,7 @@ def test_every_entry_is_consistent_and_every_analysis_has_small_settings():
 @pytest.mark.parametrize("name", list(ANALYSES))
 def test_an_old_record_of_the_gallery_reads_and_writes_back_its_keys(name):
     paths = committed(name)
-    if not paths:
-        pytest.skip(f"the committed gallery has no {name} record yet")
+    assert paths, f"the committed gallery has no {name} record"
     entry = ANALYSES[name]
     for path in paths:
         old = json.loads(path.read_text(encoding="utf-8"))

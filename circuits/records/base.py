@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -172,7 +173,7 @@ class AnalysisSettings:
 
 
 @dataclass
-class AnalysisRecord:
+class AnalysisRecord(ABC):
     """The base of every analysis record: its provenance, the flat layout, reading back and printing.
 
     A subclass sets ``NAME`` (its ``analysis`` key and file stem) and
@@ -187,14 +188,14 @@ class AnalysisRecord:
     provenance: Provenance
 
     # ------------------------------------------------------------ to define
+    @abstractmethod
     def own_dict(self) -> dict[str, Any]:
         """The analysis's own keys of the flat layout."""
-        raise NotImplementedError
 
     @classmethod
+    @abstractmethod
     def read_own(cls: type[R], data: Mapping[str, Any], provenance: Provenance) -> R:
         """The record from its flat layout, the provenance read already."""
-        raise NotImplementedError
 
     def description(self) -> str:
         """One line: what the record's numbers are (a figure's caption ends with it)."""

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -112,7 +113,7 @@ def read_stored(what: str, data: Any, read: Callable[[Mapping[str, Any]], T], *,
         raise InputError(f"{where}not a readable {what} ({error!r})") from None
 
 
-class DictAccess:
+class DictAccess(ABC):
     """``record["key"]``, ``record.get``, ``in`` and ``keys()`` through ``to_dict()``: the old dict reading.
 
     >>> import warnings
@@ -128,8 +129,9 @@ class DictAccess:
     (3, 0, True)
     """
 
+    @abstractmethod
     def to_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The record as stored: the dict its ``[key]`` reading looks in."""
 
     def _old(self) -> dict[str, Any]:
         name = type(self).__name__
