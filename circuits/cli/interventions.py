@@ -19,23 +19,10 @@ from circuits.records.stored import Estimate
 
 if TYPE_CHECKING:
     from circuits.jobs.reuse_test_record import ReuseTestMeasures
-    from circuits.uncertainty import Interval
 
 __all__ = ["register"]
 
 _NAMES = {"accuracy": "accuracy", "answer_prob": "p(answer)", "logit_diff": "logit diff"}
-
-
-def _iv(point: Estimate, digits: int = 3) -> str:
-    """``value [low, high]`` with ``digits`` decimals (``n/a`` without a value)."""
-    if point.value is None:
-        return "n/a"
-    return f"{point.value:.{digits}f} [{point.low:.{digits}f}, {point.high:.{digits}f}]"
-
-
-def _interval(iv: Interval, digits: int) -> str:
-    """``value [low, high]`` as :func:`_iv` prints a stored interval (``n/a`` without a value)."""
-    return _iv(Estimate.of(iv), digits)
 
 
 def cmd_intervene(args: argparse.Namespace) -> int:
@@ -66,8 +53,8 @@ def cmd_intervene(args: argparse.Namespace) -> int:
     text.append(f"{'metric':<12}{'before':>26}{'after':>26}{'change (after - before)':>28}")
     for metric, before in record.before.items():
         text.append(
-            f"{_NAMES.get(metric, metric):<12}{_iv(before):>26}"
-            f"{_iv(record.after[metric]):>26}{_iv(record.change[metric]):>28}"
+            f"{_NAMES.get(metric, metric):<12}{before.shown(3):>26}"
+            f"{record.after[metric].shown(3):>26}{record.change[metric].shown(3):>28}"
         )
     return finish(args, record, text, files)
 
@@ -108,7 +95,9 @@ def cmd_reuse_test(args: argparse.Namespace) -> int:
     ]
     for name, n_core, n_specific, m in [*lines, ("pooled (all prompts)", "", "", record.pooled)]:
         acc = {cond: m.value("accuracy", cond).value for cond in CONDITIONS}
-        drop = {d: _interval(m.drop("accuracy", d), 2) for d in (*CONDITIONS[1:], "matched_vs_specific")}
+        drop = {
+            d: Estimate.of(m.drop("accuracy", d)).shown(2) for d in (*CONDITIONS[1:], "matched_vs_specific")
+        }
         text.append(
             f"{name:<22}{m.n_prompts:>4}{n_core!s:>5}{n_specific!s:>5}"
             f"{acc['before']:>7.2f}{acc['core']:>6.2f}{acc['core_matched']:>7.2f}"
